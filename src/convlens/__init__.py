@@ -1,0 +1,35 @@
+"""convlens: PyTorch's Conv2d rebuilt in plain, readable code, proven equal, measured.
+
+Public API::
+
+    conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
+    algorithms()                           names accepted by ``algorithm=``
+    set_workspace_limit, get_workspace_limit
+"""
+
+from __future__ import annotations
+
+from convlens import algos as _algos
+from convlens.functional import conv2d
+from convlens.settings import get_workspace_limit, set_workspace_limit
+from convlens.spec import ConvSpec, output_size
+from convlens.unfold import fold, unfold
+
+__version__ = "0.1.0"
+
+
+def algorithms() -> tuple[str, ...]:
+    """Every name ``algorithm=`` accepts, "auto" first."""
+    return _algos.names()
+
+
+__all__ = [
+    "ConvSpec",
+    "algorithms",
+    "conv2d",
+    "fold",
+    "get_workspace_limit",
+    "output_size",
+    "set_workspace_limit",
+    "unfold",
+]

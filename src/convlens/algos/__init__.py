@@ -1,0 +1,88 @@
+"""The registry of convolution algorithms, one module each.
+
+Every algorithm computes the same thing, a "valid" cross-correlation of an already padded
+input (padding is applied once, before, by :mod:`convlens.padding`)::
+
+    out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, g(o)*C_in/G + c, y*s_h + i*d_h, x*s_w + j*d_w]
+
+and differs only in how. Each exposes ``supports(spec) -> reason or None`` and
+``forward(x_pad, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)``; the backward is
+shared by all of them (:mod:`convlens.autograd`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from convlens.spec import ConvSpec
+
+Forward = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", ConvSpec, int], torch.Tensor]
+Supports = Callable[[ConvSpec], "str | None"]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One way to compute a convolution: its name, a one-line summary, and its two functions."""
+
+    name: str
+    summary: str
+    forward: Forward
+    supports: Supports
+
+    def __repr__(self) -> str:
+        return f"Algorithm({self.name!r})"
+
+
+def always(spec: ConvSpec) -> str | None:
+    """``supports`` for an algorithm that handles every valid configuration."""
+    return None
+
+
+_REGISTRY: dict[str, Algorithm] = {}
+
+
+def register(algorithm: Algorithm) -> Algorithm:
+    _REGISTRY[algorithm.name] = algorithm
+    return algorithm
+
+
+def get(name: str) -> Algorithm:
+    if name not in _REGISTRY:
+        raise ValueError(f"algorithm must be one of {names()}, got algorithm={name!r}")
+    return _REGISTRY[name]
+
+
+def names() -> tuple[str, ...]:
+    """Every algorithm name ``algorithm=`` accepts, "auto" included."""
+    return ("auto", *sorted(_REGISTRY))
+
+
+def concrete() -> tuple[Algorithm, ...]:
+    """Every registered algorithm except "auto", in name order."""
+    return tuple(_REGISTRY[name] for name in sorted(_REGISTRY))
+
+
+
+def resolve(name: object, spec: ConvSpec) -> Algorithm:
+    """The algorithm that will run ``spec``: the named one (if it supports it) or auto's choice."""
+    if not isinstance(name, str):
+        raise TypeError(f"algorithm must be a str, one of {names()}, got algorithm={name!r}")
+    if name == "auto":
+        from convlens.algos.auto import choose
+
+        return choose(spec).algorithm
+    algorithm = get(name)
+    reason = algorithm.supports(spec)
+    if reason is not None:
+        raise ValueError(f"algorithm={name!r} cannot run this convolution ({spec.describe()}): {reason}")
+    return algorithm
+
+
+def _load_builtin() -> None:
+    from convlens.algos import direct, im2col  # noqa: F401  (modules register themselves)
+
+
+_load_builtin()

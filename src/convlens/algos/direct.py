@@ -1,0 +1,71 @@
+"""Direct convolution: the readable reference, a sum over kernel taps. No im2col.
+
+Convolution in deep learning is cross-correlation: the kernel is **not** flipped. For every
+tap (i, j) of the k_h x k_w kernel, every output position reads the input at the same offset
+``(i*d_h, j*d_w)`` from its window corner, so the inputs read by one tap for all outputs form
+one strided slice of the padded input::
+
+    out = bias
+    for i in range(k_h):
+        for j in range(k_w):
+            x_tap = x_pad[:, :, i*d_h : : s_h, j*d_w : : s_w]     # (N, C_in, H_out, W_out)
+            w_tap = weight[:, :, i, j]                            # (C_out, C_in/G)
+            out  += w_tap applied channel-wise to x_tap           # (N, C_out, H_out, W_out)
+
+With groups G, channels split into G independent blocks::
+
+    x_tap  (N, C_in, H_out, W_out)  -> (N, G, C_in/G, H_out, W_out)
+    w_tap  (C_out, C_in/G)          -> (G, C_out/G, C_in/G)
+    out   += einsum("goc,ngchw->ngohw")  (N, G, C_out/G, H_out, W_out)
+
+k_h*k_w small products, each a matrix multiply over channels. float16 and bfloat16 are
+accumulated in float32 and rounded once at the end, as PyTorch's kernels do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens.algos import Algorithm, always, register
+from convlens.spec import ConvSpec
+from convlens.unfold import tap_slice
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the half types, the dtype itself otherwise."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def forward(
+    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> torch.Tensor:
+    n = x_pad.shape[0]
+    groups = spec.groups
+    h_out, w_out = spec.out_size
+    acc = accumulation_dtype(x_pad.dtype)
+    x_groups = x_pad.to(acc).unflatten(1, (groups, spec.in_per_group))  # (N, G, C_in/G, H_pad, W_pad)
+    w_groups = weight.to(acc).unflatten(0, (groups, spec.out_per_group))  # (G, C_out/G, C_in/G, k_h, k_w)
+
+    out = x_pad.new_zeros((n, groups, spec.out_per_group, h_out, w_out), dtype=acc)
+    for i in range(spec.kernel_size[0]):
+        rows = tap_slice(i, spec.dilation[0], spec.stride[0], h_out)
+        for j in range(spec.kernel_size[1]):
+            columns = tap_slice(j, spec.dilation[1], spec.stride[1], w_out)
+            x_tap = x_groups[..., rows, columns]  # (N, G, C_in/G, H_out, W_out)
+            w_tap = w_groups[..., i, j]  # (G, C_out/G, C_in/G)
+            out += torch.einsum("goc,ngchw->ngohw", w_tap, x_tap)
+
+    out = out.flatten(1, 2)  # (N, C_out, H_out, W_out)
+    if bias is not None:
+        out += bias.to(acc).view(1, -1, 1, 1)
+    return out.to(x_pad.dtype)
+
+
+ALGORITHM = register(
+    Algorithm(
+        name="direct",
+        summary="sum over the k_h*k_w kernel taps of (shifted input slice) x (weight slice); no im2col",
+        forward=forward,
+        supports=always,
+    )
+)

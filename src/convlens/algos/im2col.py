@@ -1,0 +1,88 @@
+"""im2col: unfold the input into columns, multiply by the weight rows, view as an image.
+
+This is the seed's algorithm. Each output value is a dot product of one weight row with one
+column of input values (its receptive field), so all of them together are one matrix product::
+
+    cols     = unfold(x_pad)                   (N, C_in*k_h*k_w, L)       L = H_out*W_out
+    w_rows   = weight.view(C_out, -1)          (C_out, C_in*k_h*k_w)
+    out_rows = w_rows @ cols                   (N, C_out, L)
+    out      = out_rows.view(N, C_out, H_out, W_out) + bias
+
+For the seed's CIFAR-10 layer, nn.Conv2d(3, 1, 5) on one 32x32 image: cols (1, 75, 784),
+w_rows (1, 75), out_rows (1, 1, 784), out (1, 1, 28, 28).
+
+With groups G the columns and rows split into G blocks and the product is batched over them::
+
+    cols     (N, C_in*k_h*k_w, L)  -> (N, G, C_in/G*k_h*k_w, L)
+    w_rows   (C_out, C_in/G*k_h*k_w) -> (G, C_out/G, C_in/G*k_h*k_w)
+    out_rows = w_rows @ cols          (N, G, C_out/G, L)
+
+Memory: cols holds k_h*k_w copies of the input, ``ConvSpec.cols_bytes()`` bytes. The work is
+split so that one piece's columns never exceed the workspace limit (256 MiB by default): first
+into chunks of images, and when a single image is too large, into bands of output rows (a band
+of rows y0..y1 needs only input rows y0*s_h .. (y1-1)*s_h + d_h*(k_h-1)). When everything fits
+there is exactly one piece and no extra copy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens.algos import Algorithm, always, register
+from convlens.spec import ConvSpec
+from convlens.unfold import im2col
+
+
+def plan_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
+    """(images per piece, output rows per piece) so one piece's columns fit in ``workspace`` bytes."""
+    h_out, w_out = spec.out_size
+    row_bytes = spec.in_channels * spec.taps * w_out * spec.dtype.itemsize  # one output row of one image
+    rows_that_fit = max(1, workspace // max(1, row_bytes))
+    if rows_that_fit < h_out:
+        return 1, rows_that_fit
+    images_that_fit = max(1, rows_that_fit // h_out)
+    return min(images_that_fit, max(1, spec.batch)), h_out
+
+
+def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_rows: int) -> torch.Tensor:
+    """Output rows of a padded input band: im2col, one batched matmul per group, view."""
+    n = x_band.shape[0]
+    w_out = spec.out_size[1]
+    cols = im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, (out_rows, w_out))
+    cols = cols.view(n, spec.groups, -1, out_rows * w_out)  # (N, G, C_in/G*k_h*k_w, L)
+    products = torch.matmul(w_rows, cols)  # (G, C_out/G, C_in/G*k_h*k_w) @ ... -> (N, G, C_out/G, L)
+    return products.view(n, spec.out_channels, out_rows, w_out)
+
+
+def forward(
+    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> torch.Tensor:
+    n = x_pad.shape[0]
+    h_out, w_out = spec.out_size
+    w_rows = weight.reshape(spec.groups, spec.out_per_group, -1)  # (G, C_out/G, C_in/G*k_h*k_w)
+    images, rows = plan_pieces(spec, workspace)
+
+    if images >= n and rows == h_out:  # everything fits: one shot, as in the seed
+        out = multiply(x_pad, w_rows, spec, h_out)
+    else:
+        span_h = spec.dilation[0] * (spec.kernel_size[0] - 1) + 1
+        out = x_pad.new_empty((n, spec.out_channels, h_out, w_out))
+        for n0 in range(0, n, images):
+            for y0 in range(0, h_out, rows):
+                y1 = min(y0 + rows, h_out)
+                x_band = x_pad[n0 : n0 + images, :, y0 * spec.stride[0] : (y1 - 1) * spec.stride[0] + span_h]
+                out[n0 : n0 + images, :, y0:y1] = multiply(x_band, w_rows, spec, y1 - y0)
+
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+ALGORITHM = register(
+    Algorithm(
+        name="im2col",
+        summary="the seed's unfold + matmul + view, in workspace-bounded pieces",
+        forward=forward,
+        supports=always,
+    )
+)

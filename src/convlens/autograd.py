@@ -1,0 +1,104 @@
+"""The backward pass, written as the math, shared by every algorithm.
+
+Whatever algorithm computed the forward, the convolution is the im2col product::
+
+    cols     = im2col(x_pad)                 (N, G, C_in/G*k_h*k_w, L)
+    out_rows = w_rows @ cols + bias          (N, G, C_out/G, L)
+
+so the chain rule gives, with ``grad_rows`` = dLoss/d out_rows (grad_output viewed as rows)::
+
+    grad_bias   = grad_output summed over N, H_out, W_out          (C_out,)
+    grad_weight = sum over n of grad_rows @ cols^T                 (G, C_out/G, C_in/G*k_h*k_w)
+    grad_cols   = w_rows^T @ grad_rows                             (N, G, C_in/G*k_h*k_w, L)
+    grad_x_pad  = col2im(grad_cols)   (fold: overlapping windows add up)
+
+Padding is outside this function (``torch.nn.functional.pad`` for reflect / replicate /
+circular), so its own backward routes ``grad_x_pad`` back to the unpadded input, as PyTorch's
+does. The backward is built from differentiable tensor ops, so double backward works too.
+The batch is processed in pieces so the columns stay inside the workspace limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from convlens.algos import Algorithm
+from convlens.algos.im2col import plan_pieces
+from convlens.spec import ConvSpec
+from convlens.unfold import col2im, im2col
+
+
+def conv2d_backward(
+    grad_output: torch.Tensor,
+    x_pad: torch.Tensor,
+    weight: torch.Tensor,
+    spec: ConvSpec,
+    workspace: int,
+    needs: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(grad_x_pad, grad_weight, grad_bias) for the gradients asked for in ``needs``."""
+    needs_input, needs_weight, needs_bias = needs
+    n = grad_output.shape[0]
+    h_out, w_out = spec.out_size
+    groups = spec.groups
+
+    # out = out_rows + bias  =>  dLoss/d bias = sum of grad_output over every axis but C_out
+    grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None
+
+    w_rows = weight.reshape(groups, spec.out_per_group, -1)  # (G, C_out/G, C_in/G*k_h*k_w)
+    images = plan_pieces(spec, workspace)[0] if n else 1
+    grad_weight_rows = None
+    grad_input_pieces = []
+    for n0 in range(0, max(n, 1), images):
+        grad_rows = grad_output[n0 : n0 + images].reshape(-1, groups, spec.out_per_group, h_out * w_out)
+        if needs_weight:
+            cols = im2col(x_pad[n0 : n0 + images], spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out))
+            cols = cols.view(-1, groups, spec.in_per_group * spec.taps, h_out * w_out)
+            # out_rows = w_rows @ cols  =>  dLoss/d w_rows = sum over images of grad_rows @ cols^T
+            piece = (grad_rows @ cols.transpose(-1, -2)).sum(dim=0)
+            grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
+        if needs_input:
+            # out_rows = w_rows @ cols  =>  dLoss/d cols = w_rows^T @ grad_rows
+            grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (N, G, C_in/G*k_h*k_w, L)
+            grad_cols = grad_cols.reshape(grad_rows.shape[0], spec.in_channels * spec.taps, h_out * w_out)
+            # cols = im2col(x_pad)  =>  dLoss/d x_pad = col2im(dLoss/d cols)
+            grad_input_pieces.append(
+                col2im(grad_cols, spec.padded_size, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out))
+            )
+
+    grad_weight = grad_weight_rows.reshape(weight.shape) if grad_weight_rows is not None else None
+    grad_x_pad = None
+    if needs_input:
+        grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
+    return grad_x_pad, grad_weight, grad_bias
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """A valid convolution of a padded input by any algorithm, with the shared im2col backward."""
+
+    @staticmethod
+    def forward(
+        x_pad: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        spec: ConvSpec,
+        algorithm: Algorithm,
+        workspace: int,
+    ) -> torch.Tensor:
+        return algorithm.forward(x_pad, weight, bias, spec, workspace)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x_pad, weight, _bias, spec, _algorithm, workspace = inputs
+        ctx.save_for_backward(x_pad, weight)
+        ctx.spec = spec
+        ctx.workspace = workspace
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x_pad, weight = ctx.saved_tensors
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        grads = conv2d_backward(grad_output, x_pad, weight, ctx.spec, ctx.workspace, needs)
+        return (*grads, None, None, None)

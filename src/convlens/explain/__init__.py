@@ -1,0 +1,1 @@
+"""Showing the work: the seed's walkthrough, by-hand arithmetic, and figures."""

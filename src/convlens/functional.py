@@ -1,0 +1,62 @@
+"""``convlens.conv2d``: one call travels arguments -> spec -> padding -> algorithm -> output.
+
+This is the only place the steps are put together; each step lives in its own module.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens import algos
+from convlens.autograd import Conv2dFunction
+from convlens.padding import pad_input
+from convlens.settings import resolve_workspace
+from convlens.spec import ConvSpec, IntOrPair, Padding
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: Padding = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    *,
+    padding_mode: str = "zeros",
+    algorithm: str = "auto",
+    workspace_limit: int | None = None,
+) -> torch.Tensor:
+    """2-D convolution with the semantics of ``torch.nn.functional.conv2d``.
+
+    Like PyTorch, this is **cross-correlation**: the kernel is not flipped.
+    ``out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, c', y*s_h + i*d_h, x*s_w + j*d_w]``
+    with ``c'`` the input channel ``c`` of output channel ``o``'s group.
+
+    Args:
+        input: (N, C_in, H, W) or unbatched (C_in, H, W); float16, bfloat16, float32 or float64.
+        weight: (C_out, C_in/groups, k_h, k_w), same dtype and device as input.
+        bias: optional (C_out,).
+        stride, dilation: int or (height, width); positive.
+        padding: int, (height, width), "valid" or "same" (stride 1 only; for even kernels the
+            extra row / column goes at the bottom / right, as in PyTorch).
+        groups: C_in and C_out must both be divisible by it; groups == C_in is depthwise.
+        padding_mode: "zeros", "reflect", "replicate" or "circular", as ``nn.Conv2d`` applies it.
+        algorithm: one of ``convlens.algorithms()``; "auto" picks one.
+        workspace_limit: largest im2col buffer in bytes for this call (default: the
+            process-wide limit, 256 MiB unless ``set_workspace_limit`` changed it).
+
+    Returns:
+        (N, C_out, H_out, W_out) or (C_out, H_out, W_out), channels-last when the input or the
+        weight is, as PyTorch's is.
+    """
+    spec = ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode)
+    chosen = algos.resolve(algorithm, spec)
+    workspace = resolve_workspace(workspace_limit)
+
+    x = input if spec.batched else input.unsqueeze(0)
+    x_pad = pad_input(x, spec)
+    out = Conv2dFunction.apply(x_pad, weight, bias, spec, chosen, workspace)
+    if spec.channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out if spec.batched else out.squeeze(0)

@@ -1,0 +1,25 @@
+"""Padding, applied once before any algorithm runs, the way ``nn.Conv2d`` applies it.
+
+``padding_mode="zeros"`` pads with zeros; ``"reflect"``, ``"replicate"`` and ``"circular"``
+go through ``torch.nn.functional.pad`` with that mode, as ``nn.Conv2d`` does, so their
+gradients flow back through the padding exactly as PyTorch's do. The padding is the spec's
+explicit (top, bottom, left, right), so asymmetric "same" padding and different height and
+width padding take one path. Every algorithm then sees an already padded input and computes a
+"valid" convolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from convlens.spec import ConvSpec
+from convlens.unfold import zero_pad
+
+
+def pad_input(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, H + top + bottom, W + left + right) with the spec's padding mode."""
+    if spec.padding_mode == "zeros" or not any(spec.padding):
+        return zero_pad(x, spec.padding)
+    top, bottom, left, right = spec.padding
+    return F.pad(x, (left, right, top, bottom), mode=spec.padding_mode)

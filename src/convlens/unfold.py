@@ -1,0 +1,172 @@
+"""im2col (``unfold``) and col2im (``fold``), written from the index math.
+
+im2col copies every sliding window of the (zero-padded) input into one column::
+
+    cols[n, (c, i, j), (y, x)] = x_pad[n, c, y*s_h + i*d_h, x*s_w + j*d_w]
+
+for channel ``c``, kernel tap ``(i, j)`` and output position ``(y, x)``. Shapes, for the
+seed's CIFAR-10 layer (one 3x32x32 image, 5x5 kernel)::
+
+    x_pad    (N, C, H_pad, W_pad)          (1, 3, 32, 32)
+    windows  (N, C, k_h, k_w, H_out, W_out) (1, 3, 5, 5, 28, 28)   a strided *view*, no copy
+    cols     (N, C*k_h*k_w, H_out*W_out)    (1, 75, 784)           the one copy
+
+The view needs no loop: moving one step along tap ``i`` moves ``d_h`` rows in memory and one
+step along output row ``y`` moves ``s_h`` rows, so both are plain strides of ``x_pad``.
+
+col2im is the adjoint of im2col, not its inverse: every column entry is **added** back to the
+input position it was copied from, so a position covered by several overlapping windows gets
+the *sum* of their values (``fold(unfold(x))`` multiplies each pixel by the number of windows
+that cover it). The sum is taken one kernel tap at a time::
+
+    for each tap (i, j):
+        x_pad[:, :, i*d_h : ... : s_h, j*d_w : ... : s_w] += blocks[:, :, i, j]    # (N, C, H_out, W_out)
+
+and the padding is cropped at the end.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from convlens.spec import IntOrPair, WindowSpec, check_fold_input, check_unfold_input
+
+
+def tap_slice(tap: int, dilation: int, stride: int, count: int) -> slice:
+    """Rows (or columns) of the padded input that kernel tap ``tap`` reads for ``count`` outputs."""
+    start = tap * dilation
+    return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+def sliding_windows(
+    x_pad: torch.Tensor,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """All windows of ``x_pad`` (N, C, H_pad, W_pad) as a view (N, C, k_h, k_w, H_out, W_out)."""
+    n, c = x_pad.shape[:2]
+    k_h, k_w = kernel_size
+    h_out, w_out = out_size
+    step_n, step_c, step_row, step_col = x_pad.stride()
+    return x_pad.as_strided(
+        size=(n, c, k_h, k_w, h_out, w_out),
+        stride=(
+            step_n,
+            step_c,
+            step_row * dilation[0],  # next kernel row: d_h input rows down
+            step_col * dilation[1],  # next kernel column: d_w input columns right
+            step_row * stride[0],  # next output row: s_h input rows down
+            step_col * stride[1],  # next output column: s_w input columns right
+        ),
+        storage_offset=x_pad.storage_offset(),
+    )
+
+
+def zero_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
+    """Zero padding (top, bottom, left, right) of the last two dimensions; no copy when all zero."""
+    if not any(padding):
+        return x
+    top, bottom, left, right = padding
+    return F.pad(x, (left, right, top, bottom))
+
+
+def im2col(
+    x_pad: torch.Tensor,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """Columns (N, C*k_h*k_w, H_out*W_out) of an already padded (N, C, H_pad, W_pad) input."""
+    n, c = x_pad.shape[:2]
+    windows = sliding_windows(x_pad, kernel_size, dilation, stride, out_size)
+    # (N, C, k_h, k_w, H_out, W_out) -> (N, C*k_h*k_w, H_out*W_out): the copy that is im2col
+    return windows.reshape(n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
+
+
+def col2im(
+    cols: torch.Tensor,
+    padded_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """Sum columns (N, C*k_h*k_w, H_out*W_out) back into a padded image (N, C, H_pad, W_pad)."""
+    n = cols.shape[0]
+    k_h, k_w = kernel_size
+    h_out, w_out = out_size
+    channels = cols.shape[1] // (k_h * k_w)
+    blocks = cols.reshape(n, channels, k_h, k_w, h_out, w_out)
+    x_pad = cols.new_zeros((n, channels, *padded_size))
+    for i in range(k_h):
+        rows = tap_slice(i, dilation[0], stride[0], h_out)
+        for j in range(k_w):
+            columns = tap_slice(j, dilation[1], stride[1], w_out)
+            x_pad[:, :, rows, columns] += blocks[:, :, i, j]  # overlapping windows add up
+    return x_pad
+
+
+def unfold(
+    input: torch.Tensor,
+    kernel_size: IntOrPair,
+    dilation: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    stride: IntOrPair = 1,
+) -> torch.Tensor:
+    """im2col: every sliding window of ``input`` as one column, like ``torch.nn.functional.unfold``.
+
+    Args:
+        input: (N, C, H, W) or unbatched (C, H, W).
+        kernel_size, dilation, padding, stride: an int or an (height, width) pair each;
+            padding is zero padding on both sides.
+
+    Returns:
+        (N, C*k_h*k_w, L) or (C*k_h*k_w, L), with L = H_out * W_out windows in row-major order.
+    """
+    window = WindowSpec.from_args(kernel_size, dilation, padding, stride)
+    x = check_unfold_input(input, window)
+    batched = x.dim() == 4
+    if not batched:
+        x = x.unsqueeze(0)
+    out_size = window.blocks((x.shape[-2], x.shape[-1]))
+    x_pad = zero_pad(x, window.explicit_padding)
+    cols = im2col(x_pad, window.kernel_size, window.dilation, window.stride, out_size)
+    return cols if batched else cols.squeeze(0)
+
+
+def fold(
+    input: torch.Tensor,
+    output_size: IntOrPair,
+    kernel_size: IntOrPair,
+    dilation: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    stride: IntOrPair = 1,
+) -> torch.Tensor:
+    """col2im: add every column back into its window, like ``torch.nn.functional.fold``.
+
+    Overlapping windows **sum**: fold is the adjoint (transpose) of unfold, not its inverse.
+    ``fold(unfold(x), ...)`` equals ``x`` times the number of windows covering each pixel.
+
+    Args:
+        input: (N, C*k_h*k_w, L) or unbatched (C*k_h*k_w, L).
+        output_size: (H, W) of the image to rebuild, without padding.
+
+    Returns:
+        (N, C, H, W) or (C, H, W).
+    """
+    window = WindowSpec.from_args(kernel_size, dilation, padding, stride)
+    cols, size = check_fold_input(input, output_size, window)
+    batched = cols.dim() == 3
+    if not batched:
+        cols = cols.unsqueeze(0)
+    pad_h, pad_w = window.padding
+    padded_size = (size[0] + 2 * pad_h, size[1] + 2 * pad_w)
+    x_pad = col2im(cols, padded_size, window.kernel_size, window.dilation, window.stride, window.blocks(size))
+    image = x_pad[:, :, pad_h : pad_h + size[0], pad_w : pad_w + size[1]]
+    if pad_h or pad_w:
+        image = image.contiguous()
+    return image if batched else image.squeeze(0)
