@@ -47,22 +47,23 @@ def conv2d_backward(
     # out = out_rows + bias  =>  dLoss/d bias = sum of grad_output over every axis but C_out
     grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None
 
-    w_rows = weight.reshape(groups, spec.out_per_group, -1)  # (G, C_out/G, C_in/G*k_h*k_w)
+    w_rows = weight.reshape(groups, spec.out_per_group, spec.in_per_group * spec.taps)  # (G, C_out/G, C_in/G*k_h*k_w)
     images = plan_pieces(spec, workspace)[0] if n else 1
     grad_weight_rows = None
     grad_input_pieces = []
     for n0 in range(0, max(n, 1), images):
-        grad_rows = grad_output[n0 : n0 + images].reshape(-1, groups, spec.out_per_group, h_out * w_out)
+        count = min(images, n - n0) if n else 0
+        grad_rows = grad_output[n0 : n0 + images].reshape(count, groups, spec.out_per_group, h_out * w_out)
         if needs_weight:
             cols = im2col(x_pad[n0 : n0 + images], spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out))
-            cols = cols.view(-1, groups, spec.in_per_group * spec.taps, h_out * w_out)
+            cols = cols.view(count, groups, spec.in_per_group * spec.taps, h_out * w_out)
             # out_rows = w_rows @ cols  =>  dLoss/d w_rows = sum over images of grad_rows @ cols^T
             piece = (grad_rows @ cols.transpose(-1, -2)).sum(dim=0)
             grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
         if needs_input:
             # out_rows = w_rows @ cols  =>  dLoss/d cols = w_rows^T @ grad_rows
             grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (N, G, C_in/G*k_h*k_w, L)
-            grad_cols = grad_cols.reshape(grad_rows.shape[0], spec.in_channels * spec.taps, h_out * w_out)
+            grad_cols = grad_cols.reshape(count, spec.in_channels * spec.taps, h_out * w_out)
             # cols = im2col(x_pad)  =>  dLoss/d x_pad = col2im(dLoss/d cols)
             grad_input_pieces.append(
                 col2im(grad_cols, spec.padded_size, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out))

@@ -11,7 +11,18 @@ from convlens import algos
 from convlens.autograd import Conv2dFunction
 from convlens.padding import pad_input
 from convlens.settings import resolve_workspace
-from convlens.spec import ConvSpec, IntOrPair, Padding
+from convlens.spec import ConvSpec, IntOrPair, Padding, prefers_channels_last
+
+
+def no_channel_output(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """PyTorch's rule for an input with no channels: an output with no channels either,
+    (N, 0, H_out, W_out). (The maths would give C_out channels holding the bias; PyTorch
+    deliberately returns none, and convlens keeps its shape.) The result stays connected to
+    input, weight and bias so their gradients exist (zeros), as PyTorch's do."""
+    connected = x.sum() * 0 + weight.sum() * 0
+    if bias is not None:
+        connected = connected + bias.sum() * 0
+    return x.new_zeros((spec.batch, 0, *spec.out_size)) + connected
 
 
 def conv2d(
@@ -55,8 +66,14 @@ def conv2d(
     workspace = resolve_workspace(workspace_limit)
 
     x = input if spec.batched else input.unsqueeze(0)
+    if spec.in_channels == 0:
+        out = no_channel_output(x, weight, bias, spec)
+        return out if spec.batched else out.squeeze(0)
     x_pad = pad_input(x, spec)
     out = Conv2dFunction.apply(x_pad, weight, bias, spec, chosen, workspace)
-    if spec.channels_last:
+    # PyTorch's output is channels-last when the tensor its kernel sees (the input, or for the
+    # non-zero padding modes the padded input) or the weight is laid out channels-last.
+    seen = x if spec.padding_mode == "zeros" else x_pad
+    if prefers_channels_last(seen) or prefers_channels_last(weight):
         out = out.contiguous(memory_format=torch.channels_last)
     return out if spec.batched else out.squeeze(0)

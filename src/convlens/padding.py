@@ -4,7 +4,9 @@
 go through ``torch.nn.functional.pad`` with that mode, as ``nn.Conv2d`` does, so their
 gradients flow back through the padding exactly as PyTorch's do. The padding is the spec's
 explicit (top, bottom, left, right), so asymmetric "same" padding and different height and
-width padding take one path. Every algorithm then sees an already padded input and computes a
+width padding take one path. Like ``nn.Conv2d``, the non-zero modes always go through
+``F.pad``, even for zero padding, so the tensor the convolution sees (and so the output's memory
+format) is the same as PyTorch's. Every algorithm then sees an already padded input and computes a
 "valid" convolution.
 """
 
@@ -19,7 +21,7 @@ from convlens.unfold import zero_pad
 
 def pad_input(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, H + top + bottom, W + left + right) with the spec's padding mode."""
-    if spec.padding_mode == "zeros" or not any(spec.padding):
+    if spec.padding_mode == "zeros":
         return zero_pad(x, spec.padding)
     top, bottom, left, right = spec.padding
     return F.pad(x, (left, right, top, bottom), mode=spec.padding_mode)

@@ -23,12 +23,11 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
-IntOrPair = Union[int, Sequence[int]]
-Padding = Union[int, Sequence[int], str]
+IntOrPair = int | Sequence[int]
+Padding = int | Sequence[int] | str
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("valid", "same")
@@ -212,12 +211,24 @@ def check_same_kind(name: str, tensor: torch.Tensor, reference: torch.Tensor, re
 
 
 def prefers_channels_last(tensor: torch.Tensor) -> bool:
-    """True when a 4-D tensor is laid out channels-last (and not also plainly contiguous)."""
-    return (
-        tensor.dim() == 4
-        and not tensor.is_contiguous()
-        and tensor.is_contiguous(memory_format=torch.channels_last)
-    )
+    """True when a 4-D tensor's strides say channels-last, by PyTorch's own rule
+    (``suggest_memory_format``): walking C, W, H, N the strides never decrease, with the
+    ambiguous cases (size-0 dimensions, C of stride 0, N of the same stride as C) read as NCHW.
+    A sliced channels-last tensor is still channels-last; a plainly contiguous one is not.
+    """
+    if tensor.dim() != 4:
+        return False
+    sizes, strides = tensor.shape, tensor.stride()
+    if strides[1] == 0:
+        return False
+    smallest = 0
+    for dim in (1, 3, 2, 0):
+        if sizes[dim] == 0 or strides[dim] < smallest:
+            return False
+        if dim == 0 and smallest == strides[1]:
+            return False
+        smallest = strides[dim] * (sizes[dim] if sizes[dim] > 1 else 1)
+    return True
 
 
 @dataclass(frozen=True)
@@ -242,7 +253,6 @@ class ConvSpec:
     batched: bool
     dtype: torch.dtype
     device: torch.device
-    channels_last: bool
 
     # ---- derived sizes ---------------------------------------------------------------
     @property
@@ -318,13 +328,9 @@ class ConvSpec:
         mode = check_padding_mode(padding_mode)
 
         if x.dim() not in (3, 4):
-            raise ValueError(
-                f"input must be 3-D (C, H, W) or 4-D (N, C, H, W), got input of shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"input must be 3-D (C, H, W) or 4-D (N, C, H, W), got input of shape {tuple(x.shape)}")
         if w.dim() != 4:
-            raise ValueError(
-                f"weight must be 4-D (C_out, C_in/groups, k_h, k_w), got weight of shape {tuple(w.shape)}"
-            )
+            raise ValueError(f"weight must be 4-D (C_out, C_in/groups, k_h, k_w), got weight of shape {tuple(w.shape)}")
         batched = x.dim() == 4
         batch = x.shape[0] if batched else 1
         in_channels, height, width = x.shape[-3:]
@@ -351,8 +357,7 @@ class ConvSpec:
             )
         if bias is not None and tuple(bias.shape) != (out_channels,):  # type: ignore[union-attr]
             raise ValueError(
-                f"bias must be 1-D with out_channels={out_channels} elements, "
-                f"got bias of shape {tuple(bias.shape)}"  # type: ignore[union-attr]
+                f"bias must be 1-D with out_channels={out_channels} elements, got bias of shape {tuple(bias.shape)}"  # type: ignore[union-attr]
             )
         if height == 0 or width == 0:
             raise ValueError(
@@ -378,7 +383,6 @@ class ConvSpec:
             batched=batched,
             dtype=x.dtype,
             device=x.device,
-            channels_last=prefers_channels_last(x) or prefers_channels_last(w),
         )
 
 
@@ -407,7 +411,9 @@ class WindowSpec:
     stride: tuple[int, int]
 
     @classmethod
-    def from_args(cls, kernel_size: IntOrPair, dilation: IntOrPair, padding: IntOrPair, stride: IntOrPair) -> WindowSpec:
+    def from_args(
+        cls, kernel_size: IntOrPair, dilation: IntOrPair, padding: IntOrPair, stride: IntOrPair
+    ) -> WindowSpec:
         return cls(
             kernel_size=positive_pair("kernel_size", kernel_size),
             dilation=positive_pair("dilation", dilation),

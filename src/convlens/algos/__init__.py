@@ -3,7 +3,9 @@
 Every algorithm computes the same thing, a "valid" cross-correlation of an already padded
 input (padding is applied once, before, by :mod:`convlens.padding`)::
 
-    out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, g(o)*C_in/G + c, y*s_h + i*d_h, x*s_w + j*d_w]
+    out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, c', y*s_h + i*d_h, x*s_w + j*d_w]
+
+with c' = g(o) * C_in/G + c the c-th input channel of output channel o's group g(o).
 
 and differs only in how. Each exposes ``supports(spec) -> reason or None`` and
 ``forward(x_pad, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)``; the backward is
@@ -63,7 +65,6 @@ def names() -> tuple[str, ...]:
 def concrete() -> tuple[Algorithm, ...]:
     """Every registered algorithm except "auto", in name order."""
     return tuple(_REGISTRY[name] for name in sorted(_REGISTRY))
-
 
 
 def resolve(name: object, spec: ConvSpec) -> Algorithm:

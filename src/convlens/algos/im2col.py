@@ -49,7 +49,7 @@ def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_row
     n = x_band.shape[0]
     w_out = spec.out_size[1]
     cols = im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, (out_rows, w_out))
-    cols = cols.view(n, spec.groups, -1, out_rows * w_out)  # (N, G, C_in/G*k_h*k_w, L)
+    cols = cols.view(n, spec.groups, spec.in_per_group * spec.taps, out_rows * w_out)  # (N, G, C_in/G*k_h*k_w, L)
     products = torch.matmul(w_rows, cols)  # (G, C_out/G, C_in/G*k_h*k_w) @ ... -> (N, G, C_out/G, L)
     return products.view(n, spec.out_channels, out_rows, w_out)
 
@@ -59,7 +59,9 @@ def forward(
 ) -> torch.Tensor:
     n = x_pad.shape[0]
     h_out, w_out = spec.out_size
-    w_rows = weight.reshape(spec.groups, spec.out_per_group, -1)  # (G, C_out/G, C_in/G*k_h*k_w)
+    w_rows = weight.reshape(
+        spec.groups, spec.out_per_group, spec.in_per_group * spec.taps
+    )  # (G, C_out/G, C_in/G*k_h*k_w)
     images, rows = plan_pieces(spec, workspace)
 
     if images >= n and rows == h_out:  # everything fits: one shot, as in the seed

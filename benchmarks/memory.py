@@ -1,0 +1,146 @@
+"""Peak memory growth of one convolution, measured in a fresh process.
+
+    python benchmarks/memory.py                       # the issue's case: 64x64x112x112, 64 filters 3x3
+    python benchmarks/memory.py --compare             # default workspace vs one-shot vs PyTorch, as a table
+    python benchmarks/memory.py --workspace-mib 64 --json out.json
+
+Growth is the process's peak resident memory during the call (VmHWM, reset just before it through
+/proc/self/clear_refs) minus its resident memory before it (VmRSS), with the input and weight
+already allocated, so it counts everything the call itself allocated: padded input, columns,
+products and the output. (ru_maxrss would not do: Linux carries it over from the parent process.)
+The predicted im2col buffer (ConvSpec.cols_bytes) is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import convlens
+from convlens.spec import ConvSpec
+
+MIB = 1024**2
+
+
+def status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (VmRSS: now, VmHWM: peak)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak() -> None:
+    """Make VmHWM start again from the current resident size (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def measure(args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, args.channels, args.size, args.size)
+    w = torch.randn(args.filters, args.channels, args.kernel, args.kernel)
+    spec = ConvSpec.from_args(x, w, padding=args.kernel // 2)
+    workspace = None if args.workspace_mib is None else int(args.workspace_mib * MIB)
+    before = status_bytes("VmRSS")
+    reset_peak()
+    start = time.perf_counter()
+    with torch.no_grad():
+        if args.algorithm == "pytorch":
+            out = F.conv2d(x, w, padding=args.kernel // 2)
+        else:
+            out = convlens.conv2d(x, w, padding=args.kernel // 2, algorithm=args.algorithm, workspace_limit=workspace)
+    seconds = time.perf_counter() - start
+    growth = status_bytes("VmHWM") - before
+    check = F.conv2d(x[:2], w, padding=args.kernel // 2)
+    return {
+        "config": spec.describe(),
+        "algorithm": args.algorithm,
+        "workspace_bytes": workspace if workspace is not None else convlens.get_workspace_limit(),
+        "predicted_cols_bytes": spec.cols_bytes(),
+        "output_bytes": out.numel() * out.element_size(),
+        "peak_growth_bytes": growth,
+        "seconds": seconds,
+        "max_abs_error_first_2_images": (out[:2] - check).abs().max().item(),
+    }
+
+
+def compare(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    runs = [
+        ("im2col, default workspace", ["--algorithm", "im2col"]),
+        ("im2col, one shot (no limit)", ["--algorithm", "im2col", "--workspace-mib", str(1 << 20)]),
+        ("direct", ["--algorithm", "direct"]),
+        ("PyTorch F.conv2d", ["--algorithm", "pytorch"]),
+    ]
+    shape = [
+        "--batch",
+        str(args.batch),
+        "--channels",
+        str(args.channels),
+        "--size",
+        str(args.size),
+        "--filters",
+        str(args.filters),
+        "--kernel",
+        str(args.kernel),
+    ]
+    table = Table(title="Peak memory growth of one convolution (fresh process each)")
+    for column in ("run", "predicted cols", "peak growth", "output", "time", "max err"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    console = Console()
+    for label, extra in runs:
+        with console.status(f"measuring {label} ..."):
+            output = subprocess.run(
+                [sys.executable, __file__, "--json", "-", *shape, *extra], check=True, capture_output=True, text=True
+            ).stdout
+        result = json.loads(output)
+        table.add_row(
+            label,
+            f"{result['predicted_cols_bytes'] / MIB:,.0f} MiB",
+            f"{result['peak_growth_bytes'] / MIB:,.0f} MiB",
+            f"{result['output_bytes'] / MIB:,.0f} MiB",
+            f"{result['seconds']:.2f} s",
+            f"{result['max_abs_error_first_2_images']:.1e}",
+        )
+    console.print(f"config: {result['config']}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--filters", type=int, default=64)
+    parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--algorithm", default="im2col", help="a convlens algorithm, or 'pytorch'")
+    parser.add_argument("--workspace-mib", type=float, default=None, help="per-call workspace limit")
+    parser.add_argument("--json", default=None, help="write the result as JSON to this file ('-' for stdout)")
+    parser.add_argument("--compare", action="store_true", help="measure several settings, each in a fresh process")
+    args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
+    result = measure(args)
+    if args.json == "-":
+        print(json.dumps(result))
+        return
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+    for key, value in result.items():
+        print(f"{key}: {value / MIB:,.1f} MiB" if key.endswith("bytes") else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

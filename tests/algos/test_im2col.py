@@ -1,0 +1,45 @@
+"""im2col's workspace pieces: any split of the batch and of the output rows gives the same answer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convlens
+from convlens.algos.im2col import plan_pieces
+from convlens.spec import ConvSpec
+from helpers import Case, conv_cases, reference_conv2d
+
+
+@settings(max_examples=100)
+@given(case=conv_cases(), workspace=st.integers(1, 4000))
+def test_any_workspace_gives_the_same_result(case: Case, workspace: int) -> None:
+    x, w, b = case.tensors(torch.float64)
+    ours = convlens.conv2d(x, w, b, **case.options, algorithm="im2col", workspace_limit=workspace)
+    torch.testing.assert_close(ours, reference_conv2d(x, w, b, **case.options), rtol=1e-12, atol=1e-12)
+
+
+def test_plan_splits_images_first_then_rows() -> None:
+    spec = ConvSpec.from_args(torch.empty(8, 4, 10, 10), torch.empty(2, 4, 3, 3))  # 8x8 outputs
+    row_bytes = 4 * 9 * 8 * 4  # C_in*k*k * W_out * 4 bytes
+    assert plan_pieces(spec, 10**9) == (8, 8)  # everything fits: one shot
+    assert plan_pieces(spec, 3 * 8 * row_bytes) == (3, 8)  # three images at a time
+    assert plan_pieces(spec, 5 * row_bytes) == (1, 5)  # one image is too big: bands of 5 rows
+    assert plan_pieces(spec, 1) == (1, 1)  # never less than one row
+
+
+def test_workspace_limit_setting() -> None:
+    before = convlens.get_workspace_limit()
+    try:
+        convlens.set_workspace_limit(1024)
+        assert convlens.get_workspace_limit() == 1024
+        with pytest.raises(ValueError, match="limit_bytes must be positive, got limit_bytes=0"):
+            convlens.set_workspace_limit(0)
+        with pytest.raises(TypeError, match="limit_bytes must be an int"):
+            convlens.set_workspace_limit(1.5)  # type: ignore[arg-type]
+    finally:
+        convlens.set_workspace_limit(before)
+    with pytest.raises(ValueError, match="workspace_limit must be positive"):
+        convlens.conv2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3), workspace_limit=-5)

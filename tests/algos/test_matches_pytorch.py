@@ -1,0 +1,127 @@
+"""Every algorithm, on random configurations of every option, against PyTorch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+import convlens
+from convlens import algos
+from convlens.spec import ConvSpec
+from helpers import Case, conv_cases, reference_conv2d, tolerances
+
+ALGORITHMS = convlens.algorithms()
+
+
+def supported(algorithm: str, case: Case) -> bool:
+    if algorithm == "auto":
+        return True
+    x, w, b = case.tensors()
+    spec = ConvSpec.from_args(x, w, b, **case.options)
+    return algos.get(algorithm).supports(spec) is None
+
+
+def check_against_pytorch(algorithm: str, case: Case, dtype: torch.dtype) -> None:
+    """Values equal PyTorch's (float32, float64) or the exact answer (half types); layout as PyTorch's.
+
+    For float16 and bfloat16 the values are compared with float64 on the same rounded inputs:
+    PyTorch's own bfloat16 CPU kernel is wrong for some strided + dilated shapes (e.g. a 6x5
+    input, kernel (2, 3), stride (1, 2), dilation (1, 2): off by 2.5), so it is not a reference.
+    """
+    x, w, b = case.tensors(dtype)
+    ours = convlens.conv2d(x, w, b, **case.options, algorithm=algorithm)
+    theirs = reference_conv2d(x, w, b, **case.options)
+    if dtype in (torch.float16, torch.bfloat16):
+        as64 = (t.double() if t is not None else None for t in (x, w, b))
+        exact = reference_conv2d(*as64, **case.options)
+        torch.testing.assert_close(ours.double(), exact, **tolerances(dtype), msg=lambda m: f"{case}\n{m}")
+    else:
+        torch.testing.assert_close(ours, theirs, **tolerances(dtype), msg=lambda m: f"{case}\n{m}")
+    # Output memory format as PyTorch's: channels-last in, channels-last out. (An output with no
+    # elements has no observable layout; PyTorch's "Empty" backend just copies the input's strides.)
+    if ours.numel() == 0:
+        return
+    assert ours.is_contiguous(memory_format=torch.channels_last) == theirs.is_contiguous(
+        memory_format=torch.channels_last
+    ), case
+    assert ours.is_contiguous() == theirs.is_contiguous(), case
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=120)
+@given(case=conv_cases())
+def test_float64_equals_pytorch(algorithm: str, case: Case) -> None:
+    if supported(algorithm, case):
+        check_against_pytorch(algorithm, case, torch.float64)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=80)
+@given(case=conv_cases())
+def test_float32_close_to_pytorch(algorithm: str, case: Case) -> None:
+    if supported(algorithm, case):
+        check_against_pytorch(algorithm, case, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=15)
+@given(case=conv_cases(max_channels_per_group=2))
+def test_half_types_close_to_pytorch(algorithm: str, dtype: torch.dtype, case: Case) -> None:
+    if supported(algorithm, case):
+        check_against_pytorch(algorithm, case, dtype)
+
+
+# ---- edge cases named in the issue, for every algorithm ------------------------------------
+EDGE_CASES = {
+    "empty batch": Case(0, 3, 4, (8, 8), (3, 3), {"padding": 1}),
+    "1x1 kernel": Case(2, 5, 7, (6, 9), (1, 1)),
+    "1x1 kernel, stride 2": Case(2, 5, 7, (6, 9), (1, 1), {"stride": 2}),
+    "kernel equals input": Case(2, 3, 4, (5, 7), (5, 7)),
+    "kernel equals padded input": Case(1, 2, 3, (3, 3), (5, 5), {"padding": 1}),
+    "stride larger than kernel": Case(2, 3, 2, (17, 13), (2, 3), {"stride": (7, 11)}),
+    "stride larger than input": Case(1, 2, 2, (4, 4), (3, 3), {"stride": 9}),
+    "asymmetric same, even kernel, dilation": Case(1, 2, 3, (6, 7), (4, 2), {"padding": "same", "dilation": (1, 3)}),
+    "same with reflect, even kernel": Case(2, 3, 2, (6, 7), (4, 4), {"padding": "same", "padding_mode": "reflect"}),
+    "different (h, w) padding, circular": Case(
+        2, 3, 2, (5, 6), (3, 3), {"padding": (2, 1), "padding_mode": "circular"}
+    ),
+    "replicate, padding larger than input": Case(1, 1, 1, (2, 2), (3, 3), {"padding": 4, "padding_mode": "replicate"}),
+    "depthwise": Case(2, 6, 6, (9, 9), (3, 3), {"padding": 1, "groups": 6}),
+    "depthwise multiplier 2": Case(2, 4, 8, (9, 9), (3, 3), {"padding": 1, "groups": 4}),
+    "zero input channels (PyTorch returns zero output channels)": Case(2, 0, 3, (5, 5), (3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", EDGE_CASES)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_edge_cases(algorithm: str, name: str, layout: str) -> None:
+    case = EDGE_CASES[name]
+    case.layout = layout
+    if supported(algorithm, case):
+        check_against_pytorch(algorithm, case, torch.float64)
+        check_against_pytorch(algorithm, case, torch.float32)
+
+
+def test_cross_correlation_not_convolution() -> None:
+    """The kernel is not flipped: a kernel with a single 1 in its top-left corner reads the
+    top-left of each window, so the output is the input shifted, not mirrored."""
+    x = torch.arange(25.0).view(1, 1, 5, 5)
+    w = torch.zeros(1, 1, 3, 3)
+    w[0, 0, 0, 0] = 1.0
+    for algorithm in ALGORITHMS:
+        out = convlens.conv2d(x, w, algorithm=algorithm)
+        torch.testing.assert_close(out, x[:, :, :3, :3])
+
+
+def test_seed_shapes_and_difference() -> None:
+    """The seed's layer, nn.Conv2d(3, 1, 5) on a 32x32 image: (1, 1, 28, 28), equal to float32 precision."""
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 1, 5)
+    x = torch.randn(1, 3, 32, 32)
+    for algorithm in ALGORITHMS:
+        out = convlens.conv2d(x, layer.weight, layer.bias, algorithm=algorithm)
+        assert out.shape == (1, 1, 28, 28)
+        assert (out - layer(x)).abs().max().item() < 1e-5

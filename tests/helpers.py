@@ -1,0 +1,174 @@
+"""One harness for every algorithm: random valid configurations and PyTorch's answer for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+
+from convlens.spec import same_padding
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+LAYOUTS = ("contiguous", "channels_last", "strided", "transposed")
+
+
+def reference_conv2d(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """PyTorch's answer, computed the way nn.Conv2d does: F.pad for the non-zero modes, then F.conv2d."""
+    if padding_mode == "zeros":
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+    k_h, k_w = w.shape[-2:]
+    d_h, d_w = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if padding == "same":
+        top, bottom, left, right = same_padding((k_h, k_w), (d_h, d_w))
+    elif padding == "valid":
+        top = bottom = left = right = 0
+    else:
+        p_h, p_w = (padding, padding) if isinstance(padding, int) else padding
+        top, bottom, left, right = p_h, p_h, p_w, p_w
+    padded = F.pad(x, (left, right, top, bottom), mode=padding_mode)
+    return F.conv2d(padded, w, b, stride, 0, dilation, groups)
+
+
+def in_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values as ``t`` in another memory layout (channels_last, strided view, transposed view)."""
+    if layout == "channels_last" and t.dim() == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        wide = torch.zeros((*t.shape[:-1], 2 * t.shape[-1]), dtype=t.dtype)
+        wide[..., ::2] = t
+        return wide[..., ::2]
+    if layout == "transposed":
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    return t
+
+
+@dataclass
+class Case:
+    """A valid conv2d configuration; ``tensors(dtype)`` makes seeded inputs for it."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    size: tuple[int, int]
+    kernel: tuple[int, int]
+    options: dict = field(default_factory=dict)
+    bias: bool = True
+    batched: bool = True
+    layout: str = "contiguous"
+    seed: int = 0
+
+    def tensors(self, dtype=torch.float64, requires_grad=False):
+        generator = torch.Generator().manual_seed(self.seed)
+        groups = self.options.get("groups", 1)
+        shape = (self.batch, self.in_channels, *self.size) if self.batched else (self.in_channels, *self.size)
+        x = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
+        w = torch.randn(
+            (self.out_channels, self.in_channels // groups, *self.kernel), generator=generator, dtype=torch.float64
+        ).to(dtype)
+        b = torch.randn(self.out_channels, generator=generator, dtype=torch.float64).to(dtype) if self.bias else None
+        x = in_layout(x, self.layout)
+        w = in_layout(w, self.layout if self.layout != "strided" else "contiguous")
+        if requires_grad:
+            x = x.detach().requires_grad_()
+            w = w.detach().requires_grad_()
+            b = b.detach().requires_grad_() if b is not None else None
+        return x, w, b
+
+    def __repr__(self) -> str:
+        return (
+            f"Case(N={self.batch}{'' if self.batched else ' unbatched'}, C_in={self.in_channels}, "
+            f"C_out={self.out_channels}, size={self.size}, kernel={self.kernel}, options={self.options}, "
+            f"bias={self.bias}, layout={self.layout}, seed={self.seed})"
+        )
+
+
+def _min_size(kernel: int, dilation: int, pads: tuple[int, int], mode: str) -> int:
+    span = dilation * (kernel - 1) + 1
+    smallest = max(1, span - pads[0] - pads[1])
+    if mode == "reflect":
+        smallest = max(smallest, max(pads) + 1)
+    if mode == "circular":
+        smallest = max(smallest, max(pads))
+    return smallest
+
+
+KERNELS = st.integers(1, 4)
+STRIDES = st.integers(1, 3)
+DILATIONS = st.integers(1, 3)
+MODES = st.sampled_from(PADDING_MODES)
+
+
+@st.composite
+def conv_cases(
+    draw,
+    kernels=KERNELS,
+    strides=STRIDES,
+    dilations=DILATIONS,
+    max_channels_per_group: int = 3,
+    modes=MODES,
+    allow_same: bool = True,
+) -> Case:
+    """A random valid configuration over every conv2d option."""
+    groups = draw(st.integers(1, 3))
+    in_channels = groups * draw(st.integers(1, max_channels_per_group))
+    out_channels = groups * draw(st.integers(1, max_channels_per_group))
+    kernel = (draw(kernels), draw(kernels))
+    stride = (draw(strides), draw(strides))
+    dilation = (draw(dilations), draw(dilations))
+    mode = draw(modes)
+    padding_kind = draw(st.sampled_from(["int", "pair", "valid", "same"] if allow_same else ["int", "pair", "valid"]))
+    if padding_kind == "same":
+        stride = (1, 1)
+        padding = "same"
+        top, bottom, left, right = same_padding(kernel, dilation)
+    elif padding_kind == "valid":
+        padding = "valid"
+        top = bottom = left = right = 0
+    elif padding_kind == "int":
+        padding = draw(st.integers(0, 3))
+        top = bottom = left = right = padding
+    else:
+        padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        top = bottom = padding[0]
+        left = right = padding[1]
+    min_h = _min_size(kernel[0], dilation[0], (top, bottom), mode)
+    min_w = _min_size(kernel[1], dilation[1], (left, right), mode)
+    size = (draw(st.integers(min_h, min_h + 7)), draw(st.integers(min_w, min_w + 7)))
+    options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "padding_mode": mode}
+    # Mix the ways a user writes the same option: an int instead of an equal pair.
+    for name in ("stride", "dilation"):
+        if options[name][0] == options[name][1] and draw(st.booleans()):
+            options[name] = options[name][0]
+    return Case(
+        batch=draw(st.integers(0, 3)),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        size=size,
+        kernel=kernel,
+        options=options,
+        bias=draw(st.booleans()),
+        batched=draw(st.booleans()),
+        layout=draw(st.sampled_from(LAYOUTS)),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def tolerances(dtype: torch.dtype) -> dict:
+    """float64: tight; float32: torch.testing's defaults; half types: loose, as PyTorch's own tests."""
+    return {
+        torch.float64: {"rtol": 1e-12, "atol": 1e-12},
+        torch.float32: {"rtol": 1.3e-6, "atol": 1e-5},
+        torch.bfloat16: {"rtol": 2e-2, "atol": 5e-2},
+        torch.float16: {"rtol": 2e-3, "atol": 1e-2},
+    }[dtype]

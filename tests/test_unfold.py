@@ -1,0 +1,106 @@
+"""unfold (im2col) and fold (col2im) against torch.nn.functional.unfold / fold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convlens
+from helpers import in_layout
+
+
+@st.composite
+def windows(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    size = tuple(max(1, s - 2 * p) + draw(st.integers(0, 6)) for s, p in zip(span, padding))
+    # Write the options the way users do: sometimes an int, sometimes a pair.
+    args = {}
+    for name, pair in (("kernel_size", kernel), ("dilation", dilation), ("padding", padding), ("stride", stride)):
+        args[name] = pair[0] if pair[0] == pair[1] and draw(st.booleans()) else pair
+    return size, args
+
+
+@settings(max_examples=150)
+@given(
+    window=windows(),
+    batch=st.sampled_from([None, 0, 1, 3]),
+    channels=st.integers(1, 3),
+    layout=st.sampled_from(["contiguous", "channels_last", "strided", "transposed"]),
+)
+def test_unfold_equals_pytorch(window, batch, channels, layout) -> None:
+    size, args = window
+    shape = (channels, *size) if batch is None else (batch, channels, *size)
+    x = in_layout(torch.randn(shape, dtype=torch.float64), layout)
+    torch.testing.assert_close(convlens.unfold(x, **args), F.unfold(x, **args), rtol=0, atol=0)
+
+
+@settings(max_examples=150)
+@given(window=windows(), batch=st.sampled_from([None, 0, 1, 3]), channels=st.integers(1, 3))
+def test_fold_equals_pytorch(window, batch, channels) -> None:
+    size, args = window
+    shape = (channels, *size) if batch is None else (batch, channels, *size)
+    cols = F.unfold(torch.randn(shape, dtype=torch.float64), **args)
+    cols = torch.randn_like(cols)  # any columns, not only ones that came from an image
+    ours = convlens.fold(cols, size, **args)
+    torch.testing.assert_close(ours, F.fold(cols, size, **args), rtol=1e-12, atol=1e-12)
+
+
+def test_fold_sums_overlaps() -> None:
+    """fold(unfold(x)) is x times the number of windows covering each pixel: overlaps add up."""
+    x = torch.ones(1, 1, 4, 4)
+    coverage = convlens.fold(convlens.unfold(x, 3), (4, 4), 3)
+    expected = torch.tensor([[1.0, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]])
+    torch.testing.assert_close(coverage[0, 0], expected)
+
+
+def test_unfold_is_the_seed_shape() -> None:
+    assert convlens.unfold(torch.randn(1, 3, 32, 32), 5).shape == (1, 75, 784)
+
+
+def test_unfold_does_not_call_pytorch_unfold(monkeypatch) -> None:
+    """im2col is ours: PyTorch's unfold/fold and conv ops are not used behind the scenes."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("convlens must not call torch's unfold/fold/conv")
+
+    for name in ("unfold", "fold", "conv2d"):
+        monkeypatch.setattr(F, name, forbidden)
+    monkeypatch.setattr(torch, "conv2d", forbidden)
+    x = torch.randn(2, 3, 9, 9)
+    cols = convlens.unfold(x, 3, padding=1, stride=2)
+    convlens.fold(cols, (9, 9), 3, padding=1, stride=2)
+    for algorithm in convlens.algorithms():
+        convlens.conv2d(x, torch.randn(4, 3, 3, 3), padding=1, algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (
+            lambda: convlens.unfold(torch.randn(1, 1, 4, 4), 5),
+            r"floor\(\(4 \+ 0 \+ 0 - 1\*\(5-1\) - 1\) / 1\) \+ 1 = 0",
+        ),
+        (lambda: convlens.unfold(torch.randn(4, 4), 3), r"input must be 3-D \(C, H, W\) or 4-D"),
+        (lambda: convlens.unfold(torch.randn(1, 1, 4, 4), 0), r"kernel_size must be positive"),
+        (lambda: convlens.unfold(torch.randn(1, 1, 4, 4), 2, padding=-1), r"padding must be non-negative"),
+        (
+            lambda: convlens.fold(torch.randn(1, 10, 4), (3, 3), 2),
+            r"input.shape\[-2\]=10 must be divisible by k_h\*k_w=4",
+        ),
+        (
+            lambda: convlens.fold(torch.randn(1, 4, 5), (3, 3), 2),
+            r"input.shape\[-1\]=5 must equal the number of sliding blocks 2\*2=4",
+        ),
+        (lambda: convlens.fold(torch.randn(4, 4, 4, 4), (3, 3), 2), r"input must be 2-D .* or 3-D"),
+    ],
+)
+def test_bad_window_arguments(call, pattern) -> None:
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        call()
