@@ -4,12 +4,14 @@ Public API::
 
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
     algorithms()                           names accepted by ``algorithm=``
+    nn.Conv2d, nn.convert                  the layer, and swapping it into a model
     set_workspace_limit, get_workspace_limit
 """
 
 from __future__ import annotations
 
 from convlens import algos as _algos
+from convlens import nn
 from convlens.functional import conv2d
 from convlens.settings import get_workspace_limit, set_workspace_limit
 from convlens.spec import ConvSpec, output_size
@@ -29,6 +31,7 @@ __all__ = [
     "conv2d",
     "fold",
     "get_workspace_limit",
+    "nn",
     "output_size",
     "set_workspace_limit",
     "unfold",

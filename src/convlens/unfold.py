@@ -61,8 +61,7 @@ def sliding_windows(
             step_row * stride[0],  # next output row: s_h input rows down
             step_col * stride[1],  # next output column: s_w input columns right
         ),
-        storage_offset=x_pad.storage_offset(),
-    )
+    )  # the view starts where x_pad starts (as_strided keeps its storage offset)
 
 
 def zero_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:

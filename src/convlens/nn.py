@@ -1,0 +1,118 @@
+"""``convlens.nn.Conv2d``: ``torch.nn.Conv2d`` computed by convlens, and ``convert`` for whole models.
+
+The module *is* a ``torch.nn.Conv2d`` (a subclass): same constructor and defaults, same
+parameter initialisation, same ``state_dict`` keys, same repr, ``isinstance`` holds. Only the
+forward differs: it calls :func:`convlens.conv2d` with the module's options and its
+``algorithm``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from convlens import algos
+from convlens.functional import conv2d
+
+__all__ = ["Conv2d", "convert"]
+
+
+class Conv2d(torch.nn.Conv2d):
+    """2-D convolution layer with PyTorch's semantics, computed by a convlens algorithm.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode, device, dtype: exactly as ``torch.nn.Conv2d``.
+        algorithm: one of ``convlens.algorithms()``; "auto" (the default) picks per input.
+
+    Shape:
+        input (N, C_in, H, W) or (C_in, H, W) -> output (N, C_out, H_out, W_out) or (C_out, H_out, W_out),
+        ``H_out = floor((H + pad_top + pad_bottom - dilation[0] * (kernel_size[0] - 1) - 1) / stride[0]) + 1``
+        and likewise for W.
+
+    Attributes:
+        weight: (C_out, C_in / groups, k_h, k_w), initialised as ``torch.nn.Conv2d`` does.
+        bias: (C_out,) or None.
+        algorithm: the convlens algorithm name used by ``forward``.
+
+    Examples:
+        >>> layer = Conv2d(3, 16, 3, padding=1, algorithm="im2col")
+        >>> layer(torch.randn(8, 3, 32, 32)).shape
+        torch.Size([8, 16, 32, 32])
+    """
+
+    def __init__(self, *args: Any, algorithm: str = "auto", **kwargs: Any) -> None:
+        check_algorithm_name(algorithm)
+        super().__init__(*args, **kwargs)
+        self.algorithm = algorithm
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text if self.algorithm == "auto" else f"{text}, algorithm={self.algorithm!r}"
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # torch.nn.Conv2d keeps the resolved "same" / "valid" string or the (h, w) pair in
+        # self.padding; padding_mode goes to convlens, which pads as nn.Conv2d does.
+        return conv2d(
+            input,
+            weight,
+            bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            padding_mode=self.padding_mode,
+            algorithm=self.algorithm,
+        )
+
+    @classmethod
+    def from_torch(cls, layer: torch.nn.Conv2d, algorithm: str = "auto") -> Conv2d:
+        """A convlens layer that shares ``layer``'s parameters (the same Parameter objects, so an
+        optimizer built on the old model keeps working), with its options and training mode."""
+        new = cls(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+            device="meta",  # no memory spent on parameters that are replaced just below
+            dtype=layer.weight.dtype,
+            algorithm=algorithm,
+        )
+        new.weight = layer.weight
+        new.bias = layer.bias
+        new.train(layer.training)
+        return new
+
+
+def check_algorithm_name(algorithm: object) -> None:
+    if not isinstance(algorithm, str) or algorithm not in algos.names():
+        raise ValueError(f"algorithm must be one of {algos.names()}, got algorithm={algorithm!r}")
+
+
+def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module:
+    """Replace every ``torch.nn.Conv2d`` inside ``module`` by a convlens ``Conv2d`` and return it.
+
+    Weights are shared, not copied; device, dtype and training mode are kept. Subclasses of
+    ``torch.nn.Conv2d`` that are not convlens's own are left alone, since their ``forward`` may do
+    more than a convolution. A convlens layer already there gets the new ``algorithm``.
+    The model is changed in place; the return value is the same model (or the new layer, when
+    ``module`` itself is a Conv2d).
+    """
+    check_algorithm_name(algorithm)
+    if isinstance(module, Conv2d):
+        module.algorithm = algorithm
+        return module
+    if type(module) is torch.nn.Conv2d:
+        return Conv2d.from_torch(module, algorithm)
+    for name, child in module.named_children():
+        converted = convert(child, algorithm)
+        if converted is not child:
+            setattr(module, name, converted)
+    return module
