@@ -118,9 +118,12 @@ def conv_cases(
     max_channels_per_group: int = 3,
     modes=MODES,
     allow_same: bool = True,
+    max_groups: int = 3,
+    max_batch: int = 3,
+    extra_size: int = 7,
 ) -> Case:
     """A random valid configuration over every conv2d option."""
-    groups = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, max_groups))
     in_channels = groups * draw(st.integers(1, max_channels_per_group))
     out_channels = groups * draw(st.integers(1, max_channels_per_group))
     kernel = (draw(kernels), draw(kernels))
@@ -144,14 +147,14 @@ def conv_cases(
         left = right = padding[1]
     min_h = _min_size(kernel[0], dilation[0], (top, bottom), mode)
     min_w = _min_size(kernel[1], dilation[1], (left, right), mode)
-    size = (draw(st.integers(min_h, min_h + 7)), draw(st.integers(min_w, min_w + 7)))
+    size = (draw(st.integers(min_h, min_h + extra_size)), draw(st.integers(min_w, min_w + extra_size)))
     options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "padding_mode": mode}
     # Mix the ways a user writes the same option: an int instead of an equal pair.
     for name in ("stride", "dilation"):
         if options[name][0] == options[name][1] and draw(st.booleans()):
             options[name] = options[name][0]
     return Case(
-        batch=draw(st.integers(0, 3)),
+        batch=draw(st.integers(0, max_batch)),
         in_channels=in_channels,
         out_channels=out_channels,
         size=size,
@@ -172,3 +175,16 @@ def tolerances(dtype: torch.dtype) -> dict:
         torch.bfloat16: {"rtol": 2e-2, "atol": 5e-2},
         torch.float16: {"rtol": 2e-3, "atol": 1e-2},
     }[dtype]
+
+
+def small_cases(**kwargs):
+    """Configurations small enough for gradcheck (few hundred input elements at most)."""
+    return conv_cases(
+        kernels=st.integers(1, 3),
+        dilations=st.integers(1, 2),
+        max_channels_per_group=2,
+        max_groups=2,
+        max_batch=2,
+        extra_size=3,
+        **kwargs,
+    )

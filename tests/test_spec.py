@@ -160,12 +160,13 @@ def conv_arguments(draw):
 def test_accepts_and_refuses_what_pytorch_does(args) -> None:
     theirs, torch_error = outcome(F.conv2d, *args)
     ours, our_error = outcome(convlens.conv2d, *args)
-    if torch_error is None and args[0].numel() == 0 and is_zero_dilation(args[5]):
-        # The one deliberate difference: PyTorch checks dilation > 0 only for non-empty inputs,
-        # so an empty batch accepts dilation=0 that the next non-empty batch refuses. convlens
-        # refuses it always.
-        assert isinstance(our_error, ValueError) and "dilation must be positive" in str(our_error)
-        event("empty input with dilation 0: PyTorch accepts, convlens refuses")
+    if torch_error is None and args[0].numel() == 0 and (is_zero_dilation(args[5]) or 0 in args[1].shape[2:]):
+        # The one deliberate difference: PyTorch checks dilation > 0 and kernel size > 0 only for
+        # inputs with elements, so an empty batch accepts what the next non-empty batch refuses.
+        # convlens refuses them always.
+        assert isinstance(our_error, ValueError), our_error
+        assert "dilation must be positive" in str(our_error) or "kernel size must be positive" in str(our_error)
+        event("empty input with dilation 0 or a 0-size kernel: PyTorch accepts, convlens refuses")
         return
     assert (our_error is None) == (torch_error is None), (
         f"PyTorch {'accepted' if torch_error is None else 'refused: ' + str(torch_error)[:200]}; "

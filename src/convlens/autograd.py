@@ -1,17 +1,19 @@
 """The backward pass, written as the math, shared by every algorithm.
 
-Whatever algorithm computed the forward, the convolution is the im2col product::
+Whatever algorithm computed the forward, the convolution is the im2col product. With the batch
+folded into the window positions (P = N * H_out * W_out) it is one matrix product per group::
 
-    cols     = im2col(x_pad)                 (N, G, C_in/G*k_h*k_w, L)
-    out_rows = w_rows @ cols + bias          (N, G, C_out/G, L)
+    cols     = im2col(x_pad)                 (G, C_in/G*k_h*k_w, P)
+    out_rows = w_rows @ cols + bias          (G, C_out/G, P)
 
 so the chain rule gives, with ``grad_rows`` = dLoss/d out_rows (grad_output viewed as rows)::
 
     grad_bias   = grad_output summed over N, H_out, W_out          (C_out,)
-    grad_weight = sum over n of grad_rows @ cols^T                 (G, C_out/G, C_in/G*k_h*k_w)
-    grad_cols   = w_rows^T @ grad_rows                             (N, G, C_in/G*k_h*k_w, L)
+    grad_weight = grad_rows @ cols^T                               (G, C_out/G, C_in/G*k_h*k_w)
+    grad_cols   = w_rows^T @ grad_rows                             (G, C_in/G*k_h*k_w, P)
     grad_x_pad  = col2im(grad_cols)   (fold: overlapping windows add up)
 
+Folding the batch into P makes grad_weight one large product instead of N small ones summed.
 Padding is outside this function (``torch.nn.functional.pad`` for reflect / replicate /
 circular), so its own backward routes ``grad_x_pad`` back to the unpadded input, as PyTorch's
 does. The backward is built from differentiable tensor ops, so double backward works too.
@@ -27,7 +29,7 @@ import torch
 from convlens.algos import Algorithm
 from convlens.algos.im2col import plan_pieces
 from convlens.spec import ConvSpec
-from convlens.unfold import col2im, im2col
+from convlens.unfold import col2im, im2col_batch_last
 
 
 def conv2d_backward(
@@ -42,32 +44,43 @@ def conv2d_backward(
     needs_input, needs_weight, needs_bias = needs
     n = grad_output.shape[0]
     h_out, w_out = spec.out_size
-    groups = spec.groups
+    groups, out_per_group, rows_per_group = spec.groups, spec.out_per_group, spec.in_per_group * spec.taps
 
     # out = out_rows + bias  =>  dLoss/d bias = sum of grad_output over every axis but C_out
     grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None
 
-    w_rows = weight.reshape(groups, spec.out_per_group, spec.in_per_group * spec.taps)  # (G, C_out/G, C_in/G*k_h*k_w)
+    w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
     images = plan_pieces(spec, workspace)[0] if n else 1
     grad_weight_rows = None
     grad_input_pieces = []
     for n0 in range(0, max(n, 1), images):
         count = min(images, n - n0) if n else 0
-        grad_rows = grad_output[n0 : n0 + images].reshape(count, groups, spec.out_per_group, h_out * w_out)
+        positions = count * h_out * w_out
+        # grad_output (N, C_out, H_out, W_out) -> grad_rows (G, C_out/G, N*H_out*W_out)
+        grad_rows = grad_output[n0 : n0 + count].transpose(0, 1).reshape(groups, out_per_group, positions)
         if needs_weight:
-            cols = im2col(x_pad[n0 : n0 + images], spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out))
-            cols = cols.view(count, groups, spec.in_per_group * spec.taps, h_out * w_out)
-            # out_rows = w_rows @ cols  =>  dLoss/d w_rows = sum over images of grad_rows @ cols^T
-            piece = (grad_rows @ cols.transpose(-1, -2)).sum(dim=0)
+            cols = im2col_batch_last(
+                x_pad[n0 : n0 + count], spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out)
+            )
+            cols = cols.view(groups, rows_per_group, positions)
+            # out_rows = w_rows @ cols  =>  dLoss/d w_rows = grad_rows @ cols^T, one product over all positions
+            piece = grad_rows @ cols.transpose(-1, -2)
             grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
         if needs_input:
             # out_rows = w_rows @ cols  =>  dLoss/d cols = w_rows^T @ grad_rows
-            grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (N, G, C_in/G*k_h*k_w, L)
-            grad_cols = grad_cols.reshape(count, spec.in_channels * spec.taps, h_out * w_out)
+            grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (G, C_in/G*k_h*k_w, P)
+            grad_cols = grad_cols.reshape(spec.in_channels * spec.taps, positions)
             # cols = im2col(x_pad)  =>  dLoss/d x_pad = col2im(dLoss/d cols)
-            grad_input_pieces.append(
-                col2im(grad_cols, spec.padded_size, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out))
+            grad_x_piece = col2im(
+                grad_cols,
+                spec.padded_size,
+                spec.kernel_size,
+                spec.dilation,
+                spec.stride,
+                (h_out, w_out),
+                batch_last=True,
             )
+            grad_input_pieces.append(grad_x_piece)
 
     grad_weight = grad_weight_rows.reshape(weight.shape) if grad_weight_rows is not None else None
     grad_x_pad = None

@@ -359,10 +359,10 @@ class ConvSpec:
             raise ValueError(
                 f"bias must be 1-D with out_channels={out_channels} elements, got bias of shape {tuple(bias.shape)}"  # type: ignore[union-attr]
             )
-        if height == 0 or width == 0:
+        if (height == 0 or width == 0) and batch != 0 and in_channels != 0:
             raise ValueError(
-                f"input height and width must be non-zero (only the batch and channel sizes may be 0), "
-                f"got input of shape {tuple(x.shape)}"
+                f"input height and width must be non-zero unless the batch or channel size is 0 "
+                f"(as in PyTorch), got input of shape {tuple(x.shape)}"
             )
         if mode != "zeros":
             check_mode_padding(mode, (height, width), pads)

@@ -86,6 +86,24 @@ def im2col(
     return windows.reshape(n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
 
 
+def im2col_batch_last(
+    x_pad: torch.Tensor,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """Columns with the batch folded into the positions: (C*k_h*k_w, N*H_out*W_out).
+
+    The same values as ``im2col``, laid out so one matrix product contracts over every image's
+    window positions at once (the backward's grad_weight = grad_rows @ cols^T).
+    """
+    n, c = x_pad.shape[:2]
+    windows = sliding_windows(x_pad, kernel_size, dilation, stride, out_size)  # (N, C, k_h, k_w, H_out, W_out)
+    windows = windows.permute(1, 2, 3, 0, 4, 5)  # (C, k_h, k_w, N, H_out, W_out)
+    return windows.reshape(c * kernel_size[0] * kernel_size[1], n * out_size[0] * out_size[1])
+
+
 def col2im(
     cols: torch.Tensor,
     padded_size: tuple[int, int],
@@ -93,13 +111,23 @@ def col2im(
     dilation: tuple[int, int],
     stride: tuple[int, int],
     out_size: tuple[int, int],
+    batch_last: bool = False,
 ) -> torch.Tensor:
-    """Sum columns (N, C*k_h*k_w, H_out*W_out) back into a padded image (N, C, H_pad, W_pad)."""
-    n = cols.shape[0]
+    """Sum columns (N, C*k_h*k_w, H_out*W_out) back into a padded image (N, C, H_pad, W_pad).
+
+    With ``batch_last`` the columns are laid out as ``im2col_batch_last`` makes them,
+    (C*k_h*k_w, N*H_out*W_out).
+    """
     k_h, k_w = kernel_size
     h_out, w_out = out_size
-    channels = cols.shape[1] // (k_h * k_w)
-    blocks = cols.reshape(n, channels, k_h, k_w, h_out, w_out)
+    if batch_last:
+        channels = cols.shape[0] // (k_h * k_w)
+        n = cols.shape[1] // (h_out * w_out)
+        blocks = cols.reshape(channels, k_h, k_w, n, h_out, w_out).permute(3, 0, 1, 2, 4, 5)
+    else:
+        n = cols.shape[0]
+        channels = cols.shape[1] // (k_h * k_w)
+        blocks = cols.reshape(n, channels, k_h, k_w, h_out, w_out)
     x_pad = cols.new_zeros((n, channels, *padded_size))
     for i in range(k_h):
         rows = tap_slice(i, dilation[0], stride[0], h_out)

@@ -1,0 +1,64 @@
+"""Backward time of convlens against PyTorch on every ResNet-50 conv layer (CPU, fp32).
+
+    python benchmarks/backward.py                   # batch 8, all 23 unique ResNet-50 layers
+    python benchmarks/backward.py --batch 2 --rounds 2 --limit 5
+
+Times one backward (grad of input, weight and bias for a fixed grad_output), convlens's shared
+backward (convlens/autograd.py) against PyTorch's, interleaved in one process; ratio = convlens
+time / PyTorch time (below 1 is faster). Prints a table and the geometric mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+import convlens
+from convlens.benchmark.suites import suite
+from convlens.benchmark.timing import geomean, interleaved_medians
+
+
+def backward_call(forward, x, w, b):
+    x, w, b = (t.detach().requires_grad_() for t in (x, w, b))
+    out = forward(x, w, b)
+    grad_output = torch.randn_like(out)
+    return lambda: torch.autograd.grad(out, (x, w, b), grad_output, retain_graph=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-run-time", type=float, default=0.2)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N layers")
+    args = parser.parse_args()
+
+    layers = suite("resnet50")[: args.limit]
+    table = Table(title=f"ResNet-50 conv layers, backward, batch {args.batch}, fp32, {torch.get_num_threads()} threads")
+    for column in ("layer", "count", "PyTorch ms", "convlens ms", "ratio"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    ratios = []
+    for layer in track(layers, description="timing backward"):
+        x, w, b = layer.tensors(args.batch)
+        options = layer.options
+        candidates = {
+            "torch": backward_call(lambda x, w, b, o=options: F.conv2d(x, w, b, **o), x, w, b),
+            "convlens": backward_call(lambda x, w, b, o=options: convlens.conv2d(x, w, b, **o), x, w, b),
+        }
+        medians = interleaved_medians(candidates, args.rounds, args.min_run_time)
+        ratio = medians["convlens"] / medians["torch"]
+        ratios.append(ratio)
+        table.add_row(layer.label, str(layer.count), f"{medians['torch'] * 1e3:.2f}",
+                      f"{medians['convlens'] * 1e3:.2f}", f"{ratio:.2f}x")  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"geomean ratio (convlens / PyTorch): {geomean(ratios):.2f}x; worst {max(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

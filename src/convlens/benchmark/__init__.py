@@ -1,0 +1,1 @@
+"""Benchmarks: real layer suites, timing against PyTorch in the same process, reports."""

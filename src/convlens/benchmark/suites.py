@@ -1,0 +1,125 @@
+"""Layer suites read off real torchvision models: every Conv2d a model runs, with the input size it sees.
+
+The shapes come from a forward pass with hooks (random weights, nothing downloaded), so "all
+ResNet-50 conv layers" means exactly the layers ResNet-50 runs, each unique configuration once
+with the number of times it occurs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from convlens.spec import ConvSpec, IntOrPair
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution configuration as it occurs in a model, at batch size 1."""
+
+    suite: str
+    name: str  # the first module path it occurs at, e.g. "layer1.0.conv2"
+    in_channels: int
+    out_channels: int
+    size: tuple[int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    dilation: tuple[int, int]
+    groups: int
+    count: int = 1
+
+    def tensors(
+        self, batch: int, dtype: torch.dtype = torch.float32, seed: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, self.in_channels, *self.size, generator=generator).to(dtype)
+        w = torch.randn(self.out_channels, self.in_channels // self.groups, *self.kernel_size, generator=generator)
+        w = (w / (w[0].numel() ** 0.5)).to(dtype)  # unit-variance outputs, as a trained layer roughly has
+        b = torch.randn(self.out_channels, generator=generator).to(dtype)
+        return x, w, b
+
+    @property
+    def options(self) -> dict[str, IntOrPair | str | int]:
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+
+    def spec(self, batch: int, dtype: torch.dtype = torch.float32) -> ConvSpec:
+        x = torch.empty((batch, self.in_channels, *self.size), dtype=dtype, device="meta")
+        w = torch.empty(
+            (self.out_channels, self.in_channels // self.groups, *self.kernel_size), dtype=dtype, device="meta"
+        )
+        return ConvSpec.from_args(x, w, None, **self.options)
+
+    @property
+    def label(self) -> str:
+        k_h, k_w = self.kernel_size
+        text = f"{self.in_channels}->{self.out_channels} {k_h}x{k_w} @{self.size[0]}x{self.size[1]}"
+        if self.stride != (1, 1):
+            text += f" s{self.stride[0]}"
+        if self.groups > 1:
+            text += " dw" if self.groups == self.in_channels else f" g{self.groups}"
+        return text
+
+
+def layers_of(model: torch.nn.Module, suite: str, image_size: int) -> list[Layer]:
+    """Unique Conv2d configurations ``model`` runs on one image of ``image_size``, in order of first use."""
+    found: dict[tuple, Layer] = {}
+    hooks = []
+
+    def record(name: str):
+        def hook(module: torch.nn.Conv2d, args: tuple, output: torch.Tensor) -> None:
+            layer = Layer(
+                suite=suite,
+                name=name,
+                in_channels=module.in_channels,
+                out_channels=module.out_channels,
+                size=tuple(args[0].shape[-2:]),
+                kernel_size=module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
+                groups=module.groups,
+            )
+            key = (layer.in_channels, layer.out_channels, layer.size, layer.kernel_size, layer.stride,
+                   layer.padding, layer.dilation, layer.groups)  # fmt: skip
+            previous = found.get(key)
+            found[key] = layer if previous is None else _counted(previous)
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            hooks.append(module.register_forward_hook(record(name)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size, device="meta"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return list(found.values())
+
+
+def _counted(layer: Layer) -> Layer:
+    return Layer(**{**layer.__dict__, "count": layer.count + 1})
+
+
+def seed_layer() -> Layer:
+    """The seed's nn.Conv2d(3, 1, 5) on a 32x32 CIFAR-10 image."""
+    return Layer("seed", "conv", 3, 1, (32, 32), (5, 5), (1, 1), (0, 0), (1, 1), 1)
+
+
+SUITES = ("resnet50", "vgg16", "mobilenet_v2", "seed")
+
+
+def suite(name: str) -> list[Layer]:
+    """The layers of one suite: a torchvision model at 224x224, or the seed's CIFAR-10 layer."""
+    if name == "seed":
+        return [seed_layer()]
+    if name not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}, got suite={name!r}")
+    import torchvision
+
+    with torch.device("meta"):  # shapes only: no memory for weights, nothing downloaded
+        model = torchvision.models.get_model(name, weights=None)
+    return layers_of(model, name, 224)

@@ -1,0 +1,99 @@
+"""The shared backward: gradcheck, gradgradcheck, and gradients equal to PyTorch's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+import convlens
+from convlens import algos
+from convlens.spec import ConvSpec
+from helpers import Case, reference_conv2d, small_cases, tolerances
+
+ALGORITHMS = convlens.algorithms()
+
+
+def runs(algorithm: str, case: Case) -> bool:
+    if algorithm == "auto":
+        return True
+    x, w, b = case.tensors()
+    return algos.get(algorithm).supports(ConvSpec.from_args(x, w, b, **case.options)) is None
+
+
+def conv_of(case: Case, algorithm: str):
+    return lambda x, w, *b: convlens.conv2d(x, w, b[0] if b else None, **case.options, algorithm=algorithm)
+
+
+def inputs(case: Case):
+    x, w, b = case.tensors(torch.float64, requires_grad=True)
+    return (x, w) if b is None else (x, w, b)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=40)
+@given(case=small_cases())
+def test_gradcheck(algorithm: str, case: Case) -> None:
+    if runs(algorithm, case):
+        assert torch.autograd.gradcheck(conv_of(case, algorithm), inputs(case), fast_mode=True)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=15)
+@given(case=small_cases())
+def test_gradgradcheck(algorithm: str, case: Case) -> None:
+    if runs(algorithm, case):
+        assert torch.autograd.gradgradcheck(conv_of(case, algorithm), inputs(case), fast_mode=True)
+
+
+FIXED = {
+    "strided, grouped, dilated, asymmetric padding": Case(
+        2, 4, 6, (7, 8), (3, 2), {"stride": (2, 3), "padding": (1, 2), "dilation": (2, 1), "groups": 2}
+    ),
+    "same, even kernel, reflect": Case(1, 2, 2, (5, 6), (2, 4), {"padding": "same", "padding_mode": "reflect"}),
+    "depthwise, stride 2, circular": Case(
+        2, 3, 3, (6, 6), (3, 3), {"stride": 2, "padding": 1, "groups": 3, "padding_mode": "circular"}
+    ),
+    "non-contiguous input, replicate": Case(
+        1, 2, 3, (5, 5), (3, 3), {"padding": 2, "padding_mode": "replicate"}, layout="strided"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FIXED)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_full_gradcheck_on_fixed_cases(algorithm: str, name: str) -> None:
+    case = FIXED[name]
+    if runs(algorithm, case):
+        assert torch.autograd.gradcheck(conv_of(case, algorithm), inputs(case))
+        assert torch.autograd.gradgradcheck(conv_of(case, algorithm), inputs(case))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=40)
+@given(case=small_cases())
+def test_gradients_equal_pytorch(algorithm: str, dtype: torch.dtype, case: Case) -> None:
+    if not runs(algorithm, case):
+        return
+    ours_in = case.tensors(dtype, requires_grad=True)
+    theirs_in = case.tensors(dtype, requires_grad=True)
+    ours = convlens.conv2d(*ours_in, **case.options, algorithm=algorithm)
+    theirs = reference_conv2d(*theirs_in, **case.options)
+    grad_output = torch.randn_like(theirs)
+    ours.backward(grad_output)
+    theirs.backward(grad_output)
+    for name, mine, reference in zip(("input", "weight", "bias"), ours_in, theirs_in):
+        if mine is None:
+            continue
+        torch.testing.assert_close(
+            mine.grad, reference.grad, **tolerances(dtype), msg=lambda m, name=name: f"{name}: {case}\n{m}"
+        )
+
+
+def test_only_requested_gradients_are_computed() -> None:
+    x = torch.randn(2, 3, 8, 8)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    convlens.conv2d(x, w, padding=1).sum().backward()
+    assert x.grad is None
+    assert w.grad is not None
