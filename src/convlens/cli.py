@@ -1,33 +1,155 @@
-"""The ``convlens`` command: thin. It parses, calls the library, prints, and exits 2 on bad input."""
+"""The ``convlens`` command: thin. It parses, calls the library, prints, and exits 2 on bad input.
+
+convlens demo      the seed's walkthrough: nn.Conv2d(3, 1, 5) redone as unfold + matmul + view
+convlens explain   one output value by hand (any configuration, or a layer of a real model)
+convlens verify    every algorithm against PyTorch and float64
+convlens bench     speed against PyTorch on real layers
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from convlens.data import DataError, demo_image
-from convlens.explain.walkthrough import run_walkthrough
+from convlens.data import DataError
+from convlens.files import DEFAULT_OUT, OutputError
+
+# Mistakes a user can make on the command line: one line on stderr, exit code 2, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (DataError, OutputError)
 
 
-class UsageError(Exception):
-    """A user mistake: reported as one line on stderr, exit code 2, no traceback."""
+class UsageError(ValueError):
+    """A bad combination of command-line options."""
 
 
+def int_list(count: int, name: str, repeat: bool = False) -> Callable[[str], tuple[int, ...]]:
+    """argparse type: "a,b" -> (a, b); with ``repeat`` a single "a" means (a, a) (sizes, strides)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated integers, got {text!r}") from None
+        if len(values) == 1 and repeat:
+            values = values * 2
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated integers, got {text!r}")
+        return values
+
+    return parse
+
+
+def padding_arg(text: str) -> tuple[int, int] | str:
+    return text if text in ("same", "valid") else int_list(2, "--padding", repeat=True)(text)
+
+
+# ---- demo ---------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    from convlens.data import demo_image
+    from convlens.explain.figures import demo_figure, im2col_figure, input_figure
+    from convlens.explain.walkthrough import run_walkthrough
+    from convlens.files import prepare_out_dir, save_figure
+
+    start = time.perf_counter()
+    out = prepare_out_dir(args.out)
     image = demo_image(args.data_root, args.index, args.download)
     result = run_walkthrough(image.normalized, seed=args.seed)
-    print(f"input: {image.source}")
-    print("output size (nn.Conv2d(3, 1, 5), stride 1, padding 0):")
+    print(f"input: {image.source}, normalised with mean 0.5 and std 0.5")
+    print("layer: nn.Conv2d(3, 1, 5), stride 1, padding 0, seeded with", args.seed)
+    print("output size:")
     for line in result.formulas:
         print(f"  {line}")
+    print("shapes, as unfold + matmul + view:")
     for name, shape in result.shapes.items():
-        print(f"{name}.shape = {shape}")
+        print(f"  {name}.shape = {shape}")
     print(f"max |nn.Conv2d - convlens im2col| = {result.max_abs_difference:.3g}")
+    written = [
+        save_figure(input_figure(image.display, image.source), out / "demo-input.png"),
+        save_figure(demo_figure(result), out / "demo-outputs.png"),
+    ]
+    import torch
+
+    torch.manual_seed(args.seed)
+    four_filters = torch.nn.Conv2d(3, 4, 5).weight.detach()  # the seed's matrix picture: 4 filters 5x5
+    written.append(save_figure(im2col_figure(image.normalized, four_filters, (14, 14), 0), out / "demo-im2col.png"))
+    for path in written:
+        print(f"wrote {path}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
+# ---- explain ------------------------------------------------------------------------------
+def cmd_explain(args: argparse.Namespace) -> int:
+    from convlens.explain.byhand import cs231n_example, explain_value, format_explanation
+    from convlens.explain.figures import explain_figure, im2col_figure
+    from convlens.files import prepare_out_dir, save_figure
+
+    out = prepare_out_dir(args.out)
+    if args.model is not None:
+        return explain_model(args, out)
+    if args.layer is not None or args.weights is not None:
+        raise UsageError("--layer and --weights go with --model")
+
+    import torch
+
+    if args.im2col:
+        generator = torch.Generator().manual_seed(args.seed)
+        size = args.size or (32, 32)
+        x = torch.randn(args.channels or 3, *size, generator=generator)
+        kernel = args.kernel or (5, 5)
+        w = torch.randn(args.filters or 4, x.shape[0], *kernel, generator=generator)
+        position = args.at or (0, 0)
+        path = save_figure(im2col_figure(x, w, position, args.filter), out / "im2col.png")
+        print(f"wrote {path}")
+        return 0
+
+    defaults = args.size is None and args.channels is None and args.filters is None and args.kernel is None
+    if defaults:
+        x, w, b = cs231n_example(args.seed)
+        stride, padding = args.stride or (2, 2), args.padding if args.padding is not None else (1, 1)
+    else:
+        generator = torch.Generator().manual_seed(args.seed)
+        size, channels = args.size or (5, 5), args.channels or 3
+        x = torch.randint(0, 3, (channels, *size), generator=generator).float()
+        w = torch.randint(-1, 2, (args.filters or 2, channels // args.groups, *(args.kernel or (3, 3))),
+                          generator=generator).float()  # fmt: skip
+        b = torch.arange(w.shape[0], dtype=torch.float32)
+        stride, padding = args.stride or (1, 1), args.padding if args.padding is not None else (0, 0)
+    explanation = explain_value(
+        x, w, b, args.filter, args.at or (0, 0), stride=stride, padding=padding, dilation=args.dilation or (1, 1),
+        groups=args.groups, padding_mode=args.padding_mode,
+    )  # fmt: skip
+    print(format_explanation(explanation))
+    path = save_figure(explain_figure(explanation), out / "explain.png")
+    print(f"wrote {path}")
+    return 0
+
+
+def explain_model(args: argparse.Namespace, out: Path) -> int:
+    from convlens.explain.byhand import format_explanation
+    from convlens.explain.figures import explain_figure
+    from convlens.explain.model_layer import explain_layer
+    from convlens.files import save_figure
+
+    if args.layer is None:
+        raise UsageError("--model needs --layer NAME (a Conv2d inside it, e.g. layer1.0.conv1)")
+    at = args.at_model or (0, 0, 0, 0)
+    result = explain_layer(args.model, args.layer, at, args.weights, args.seed)
+    print(f"{args.model}.{args.layer}: {result.module_repr}")
+    print(f"input: the demo image at 224x224; weights: {args.weights or f'random, seed {args.seed}'}")
+    print(format_explanation(result.explanation, max_channels=3))
+    print(f"the module's own output at (n, c, y, x)={at}: {result.module_value:.7g}")
+    print(f"by hand: {result.explanation.value:.7g}  (|difference| {result.difference:.2g})")
+    name = f"explain-{args.model}-{args.layer.replace('.', '_')}.png"
+    path = save_figure(explain_figure(result.explanation, max_channels=3), out / name)
+    print(f"wrote {path}")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convlens", description="PyTorch's Conv2d, rebuilt and explained.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,20 +158,66 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-root", type=Path, default=None, help="folder holding CIFAR-10 (cifar-10-batches-py)")
     demo.add_argument("--index", type=int, default=0, help="CIFAR-10 test image index (default 0)")
     demo.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root if missing")
-    demo.add_argument("--out", type=Path, default=Path("convlens-out"), help="folder for figures")
+    demo.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for figures (default ./convlens-out)")
     demo.add_argument("--seed", type=int, default=0, help="seed for the layer's weights (default 0)")
     demo.set_defaults(run=cmd_demo)
+
+    explain = commands.add_parser(
+        "explain",
+        help="one output value by hand",
+        description="Compute one output value by hand. Default: the CS231n demo (5x5x3 input, two 3x3 filters, "
+        "padding 1, stride 2). With --model and --layer: a Conv2d inside a torchvision model. With --im2col: "
+        "the matrix picture.",
+    )
+    explain.add_argument("--size", type=int_list(2, "--size", repeat=True), help="input H,W (or one number)")
+    explain.add_argument("--channels", type=int, help="input channels")
+    explain.add_argument("--filters", type=int, help="number of filters (output channels)")
+    explain.add_argument("--kernel", type=int_list(2, "--kernel", repeat=True), help="kernel k_h,k_w (or one number)")
+    explain.add_argument("--stride", type=int_list(2, "--stride", repeat=True))
+    explain.add_argument("--padding", type=padding_arg, help="h,w or one number, or same / valid")
+    explain.add_argument("--dilation", type=int_list(2, "--dilation", repeat=True))
+    explain.add_argument("--groups", type=int, default=1)
+    explain.add_argument("--padding-mode", default="zeros", choices=("zeros", "reflect", "replicate", "circular"))
+    explain.add_argument("--filter", type=int, default=0, help="which output channel (default 0)")
+    explain.add_argument("--at", dest="at_text", default=None,
+                         help="output position y,x; with --model: n,c,y,x")  # fmt: skip
+    explain.add_argument("--im2col", action="store_true", help="draw X_col, W_row and their product instead")
+    explain.add_argument("--model", help="a torchvision model name, e.g. resnet18 (random weights, seeded)")
+    explain.add_argument("--layer", help="with --model: the Conv2d's name, e.g. layer1.0.conv1")
+    explain.add_argument("--weights", type=Path, help="with --model: a state_dict file to load")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for figures (default ./convlens-out)")
+    explain.set_defaults(run=cmd_explain)
     return parser
 
 
+def resolve_at(args: argparse.Namespace) -> None:
+    """--at is y,x for a configuration and n,c,y,x for a model layer."""
+    args.at, args.at_model = None, None
+    if getattr(args, "at_text", None) is None:
+        return
+    if getattr(args, "model", None) is not None:
+        args.at_model = int_list(4, "--at")(args.at_text)
+    else:
+        args.at = int_list(2, "--at")(args.at_text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from convlens.explain.byhand import PositionError
+    from convlens.explain.model_layer import ModelError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        resolve_at(args)
         return args.run(args)
-    except (UsageError, DataError) as error:
-        print(f"convlens {args.command}: error: {error}", file=sys.stderr)
+    except argparse.ArgumentTypeError as error:
+        parser.exit(2, f"convlens {args.command}: error: {error}\n")
+    except (*USER_ERRORS, UsageError, PositionError, ModelError, ValueError, TypeError) as error:
+        message = str(error).splitlines()
+        print(f"convlens {args.command}: error: {' '.join(line.strip() for line in message)}", file=sys.stderr)
         return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""Writes examples/walkthrough.ipynb (no outputs) from the cells below: python examples/make_notebook.py"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+CELLS = [
+    (
+        "md",
+        """# What does `nn.Conv2d` actually compute?
+
+This notebook rebuilds one convolution layer three ways with **convlens** — by hand, as one matrix
+product, and through the library's algorithms — and checks each against PyTorch. Everything runs on
+a CPU in a few seconds; no data set is downloaded (set `CIFAR_ROOT` to a folder holding CIFAR-10 to
+use a real CIFAR-10 test image instead of the bundled photo).""",
+    ),
+    (
+        "code",
+        """%matplotlib inline
+import torch
+import torch.nn.functional as F
+import convlens
+from convlens.data import demo_image
+from convlens.explain.byhand import cs231n_example, explain_value, format_explanation
+from convlens.explain.figures import demo_figure, explain_figure, im2col_figure
+from convlens.explain.walkthrough import run_walkthrough
+
+CIFAR_ROOT = None  # e.g. "./data" with cifar-10-batches-py inside
+torch.manual_seed(0)""",
+    ),
+    (
+        "md",
+        """## 1. One output value, by hand
+
+A 5x5 image with 3 channels, two 3x3x3 filters, padding 1, stride 2 (the setup of the CS231n notes).
+An output value is a sum, over the input channels, of the window under the kernel times the kernel,
+plus the filter's bias. Note the kernel is **not flipped**: PyTorch's "convolution" is
+cross-correlation.""",
+    ),
+    (
+        "code",
+        """x, w, b = cs231n_example(seed=0)
+step = explain_value(x, w, b, filter_index=0, position=(1, 1), stride=2, padding=1)
+print(format_explanation(step))""",
+    ),
+    ("code", """explain_figure(step)"""),
+    (
+        "md",
+        """## 2. How big is the output?
+
+Each spatial size follows `floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1`.
+A 32x32 image and a 5x5 kernel, no padding, stride 1, give 28x28:""",
+    ),
+    (
+        "code",
+        """print(convlens.output_size(32, 5))
+print(convlens.output_size((5, 5), 3, stride=2, padding=1))   # the example above: 3x3""",
+    ),
+    (
+        "md",
+        """## 3. The whole layer as one matrix product
+
+Unfold (im2col) copies every 5x5x3 receptive field of the image into one column of `X_col`;
+each filter, flattened, is one row of `W_row`. Then every output value is one row-times-column:
+`W_row @ X_col`, and a `view` turns the row of 784 values back into a 28x28 map.""",
+    ),
+    (
+        "code",
+        """image = demo_image(CIFAR_ROOT)
+print(image.source)
+result = run_walkthrough(image.normalized, seed=0)
+for name, shape in result.shapes.items():
+    print(f"{name:8s} {shape}")
+print("max |nn.Conv2d - unfold @ w + b| =", result.max_abs_difference)""",
+    ),
+    ("code", """demo_figure(result)"""),
+    (
+        "code",
+        """four_filters = torch.nn.Conv2d(3, 4, 5).weight.detach()
+im2col_figure(image.normalized, four_filters, position=(14, 14), filter_index=0)""",
+    ),
+    (
+        "md",
+        """## 4. fold adds overlaps back up
+
+`fold` is the adjoint of `unfold`, not its inverse: each pixel comes back once per window that
+covered it. That is exactly what the backward pass needs (gradients from every window add up).""",
+    ),
+    (
+        "code",
+        """ones = torch.ones(1, 1, 4, 4)
+print(convlens.fold(convlens.unfold(ones, 3), (4, 4), 3)[0, 0])""",
+    ),
+    (
+        "md",
+        """## 5. Every algorithm, checked against float64
+
+The same layer through each algorithm convlens has, compared with PyTorch in float32 and with the
+exact answer (float64), element by element.""",
+    ),
+    (
+        "code",
+        """x32 = torch.randn(8, 16, 32, 32)
+w32 = torch.randn(32, 16, 3, 3) / 12
+truth = F.conv2d(x32.double(), w32.double(), padding=1)
+print(f"{'algorithm':10s} max |error| vs float64")
+print(f"{'PyTorch':10s} {(F.conv2d(x32, w32, padding=1).double() - truth).abs().max().item():.2e}")
+for name in convlens.algorithms():
+    out = convlens.conv2d(x32, w32, padding=1, algorithm=name)
+    print(f"{name:10s} {(out.double() - truth).abs().max().item():.2e}")""",
+    ),
+    (
+        "md",
+        """## 6. Gradients too
+
+`convlens.nn.Conv2d` is a drop-in `torch.nn.Conv2d`; its backward is written out as im2col math
+(`grad_weight = grad_rows @ cols.T`, `grad_input = fold(w_rows.T @ grad_rows)`).""",
+    ),
+    (
+        "code",
+        """layer = convlens.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+reference = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+reference.load_state_dict(layer.state_dict())
+batch = torch.randn(4, 3, 16, 16)
+layer(batch).square().sum().backward()
+reference(batch).square().sum().backward()
+print("max |grad difference|:", (layer.weight.grad - reference.weight.grad).abs().max().item())""",
+    ),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    cells = [new_markdown_cell(text) if kind == "md" else new_code_cell(text) for kind, text in CELLS]
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+if __name__ == "__main__":
+    path = Path(__file__).with_name("walkthrough.ipynb")
+    nbformat.write(build(), path)
+    print(f"wrote {path}")

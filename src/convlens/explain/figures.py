@@ -1,0 +1,160 @@
+"""Figures that show the work: the demo's outputs, one output value by hand, the im2col product.
+
+Every function returns a matplotlib ``Figure`` built with the object API (no pyplot, so no global
+state and no backend is touched): a notebook displays it, the CLI saves it with
+:func:`convlens.files.save_figure`.
+"""
+
+from __future__ import annotations
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from convlens.explain.byhand import Explanation
+from convlens.explain.walkthrough import Walkthrough
+from convlens.spec import output_size
+
+HIGHLIGHT = "#e4572e"
+
+
+def input_figure(display: torch.Tensor, title: str):
+    """The (3, H, W) input image in [0, 1]."""
+    figure = Figure(figsize=(3.2, 3.4))
+    axis = figure.subplots()
+    axis.imshow(display.permute(1, 2, 0).numpy(), interpolation="nearest")
+    axis.set_title(title, fontsize=9)
+    axis.axis("off")
+    return figure
+
+
+def demo_figure(result: Walkthrough):
+    """nn.Conv2d's output and convlens im2col's side by side, on one colour scale, and |difference|."""
+    theirs = result.torch_output[0, 0].numpy()
+    ours = result.im2col_output[0, 0].numpy()
+    difference = abs(theirs - ours)
+    low, high = min(theirs.min(), ours.min()), max(theirs.max(), ours.max())
+    figure = Figure(figsize=(11, 3.9), layout="constrained")
+    axes = figure.subplots(1, 3)
+    for axis, data, title in (
+        (axes[0], theirs, "nn.Conv2d(3, 1, 5)"),
+        (axes[1], ours, "convlens: unfold @ w + b, view"),
+    ):
+        image = axis.imshow(data, cmap="viridis", vmin=low, vmax=high, interpolation="nearest")
+        axis.set_title(f"{title}\n{tuple(result.shapes['out'])}", fontsize=10)
+        axis.axis("off")
+    figure.colorbar(image, ax=axes[:2], shrink=0.8, label="output value")
+    diff_image = axes[2].imshow(difference, cmap="magma", interpolation="nearest")
+    axes[2].set_title(f"|difference|, max {result.max_abs_difference:.2g}\n(float32 rounding)", fontsize=10)
+    axes[2].axis("off")
+    figure.colorbar(diff_image, ax=axes[2], shrink=0.8, format="%.0e")
+    return figure
+
+
+def _grid(
+    axis, values: torch.Tensor, title: str, annotate: bool, cmap: str = "Blues", mask: torch.Tensor | None = None
+):
+    axis.imshow(values.numpy(), cmap=cmap, interpolation="nearest")
+    if mask is not None:  # padding cells, hatched
+        for row, col in mask.nonzero().tolist():
+            axis.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="///", color="0.6", lw=0))
+    if annotate:
+        low, high = float(values.min()), float(values.max())
+        middle = (low + high) / 2
+        for row in range(values.shape[0]):
+            for col in range(values.shape[1]):
+                number = float(values[row, col]) + 0.0  # no "-0"
+                text = f"{number:g}" if number.is_integer() else f"{number:.2f}"
+                color = "white" if high > low and number > middle else "black"  # readable on dark cells
+                axis.text(col, row, text, ha="center", va="center", fontsize=7, color=color)
+    axis.set_title(title, fontsize=9)
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def explain_figure(explanation: Explanation, max_channels: int = 4):
+    """Per input channel (the first ``max_channels``): the padded input with the window, the kernel,
+    the products; then the output with the computed cell."""
+    e = explanation
+    spec = e.spec
+    top, left = spec.padding[0], spec.padding[2]
+    k_h, k_w = spec.kernel_size
+    annotate = max(e.x_pad.shape[-2:]) <= 14
+    steps = e.steps[:max_channels]
+    rows = len(steps)
+    figure = Figure(figsize=(12, 2.9 * rows), layout="constrained")
+    axes = figure.subplots(rows, 4, squeeze=False)
+    padding_mask = torch.ones(e.x_pad.shape[-2:], dtype=torch.bool)
+    padding_mask[top : top + spec.in_size[0], left : left + spec.in_size[1]] = False
+    span_h, span_w = spec.dilation[0] * (k_h - 1) + 1, spec.dilation[1] * (k_w - 1) + 1
+    for row, step in enumerate(steps):
+        axis = axes[row, 0]
+        _grid(axis, e.x_pad[step.channel], f"input channel {step.channel}, padded", annotate, mask=padding_mask)
+        origin_y, origin_x = e.window_origin
+        axis.add_patch(Rectangle((origin_x - 0.5, origin_y - 0.5), span_w, span_h, fill=False, lw=2.5, ec=HIGHLIGHT))
+        _grid(axes[row, 1], step.kernel, f"kernel [{e.filter_index}, {step.channel % spec.in_per_group}]",
+              True, cmap="Oranges")  # fmt: skip
+        _grid(axes[row, 2], step.products, f"window x kernel, sum = {step.partial:g}", True, cmap="Greens")
+        axes[row, 3].axis("off")
+    output = e.output[e.filter_index]
+    _grid(axes[0, 3], output, f"output channel {e.filter_index} {tuple(output.shape)}", output.numel() <= 196)
+    y, x = e.position
+    axes[0, 3].add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
+    partials = " + ".join(f"{step.partial:.4g}" for step in steps)
+    if len(e.steps) > len(steps):
+        partials += (
+            f"\n+ {sum(s.partial for s in e.steps[len(steps) :]):.4g} (other {len(e.steps) - len(steps)} channels)"
+        )
+    axes[min(1, rows - 1), 3].text(0.0, 0.5, f"{partials}\n+ bias {e.bias:.4g}\n= {e.value:.6g}", fontsize=12,
+                                   transform=axes[min(1, rows - 1), 3].transAxes, va="center")  # fmt: skip
+    figure.suptitle(f"output[{e.filter_index}, {y}, {x}] = {e.value:.6g}    ({spec.describe()})", fontsize=11)
+    return figure
+
+
+def im2col_figure(x: torch.Tensor, weight: torch.Tensor, position: tuple[int, int] = (0, 0), filter_index: int = 0):
+    """X_col and W_row as heatmaps with their shapes, the product, and the reshaped output.
+
+    ``x`` is one (C, H, W) image, ``weight`` (C_out, C, k, k); stride 1, no padding, as in the seed.
+    The column of X_col and the row of W_row that make output[filter_index, y, x] are highlighted.
+    """
+    from convlens.unfold import unfold
+
+    c_out = weight.shape[0]
+    h_out, w_out = output_size(tuple(x.shape[-2:]), tuple(weight.shape[-2:]))
+    x_col = unfold(x, tuple(weight.shape[-2:]))  # (C*k*k, L)
+    w_row = weight.reshape(c_out, -1)  # (C_out, C*k*k)
+    product = w_row @ x_col  # (C_out, L)
+    y, x_pos = position
+    column = y * w_out + x_pos
+
+    figure = Figure(figsize=(13, 8.5), layout="constrained")
+    grid = figure.add_gridspec(3, max(c_out, 2) + 2, height_ratios=[2.2, 0.9, 1.6])
+    axis_w = figure.add_subplot(grid[0, :2])
+    axis_x = figure.add_subplot(grid[0, 2:])
+    axis_p = figure.add_subplot(grid[1, :])
+    axis_w.imshow(w_row.numpy(), aspect="auto", cmap="PuOr", interpolation="nearest")
+    axis_w.add_patch(Rectangle((-0.5, filter_index - 0.5), w_row.shape[1], 1, fill=False, lw=2, ec=HIGHLIGHT))
+    axis_w.set_title(f"W_row {tuple(w_row.shape)}\none filter per row", fontsize=10)
+    axis_w.set_yticks(range(c_out))
+    axis_x.imshow(x_col.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+    axis_x.add_patch(Rectangle((column - 0.5, -0.5), 1, x_col.shape[0], fill=False, lw=2, ec=HIGHLIGHT))
+    axis_x.set_title(f"X_col {tuple(x_col.shape)}: one receptive field (C*k*k values) per column", fontsize=10)
+    axis_p.imshow(product.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+    axis_p.add_patch(Rectangle((column - 3, filter_index - 0.5), 6, 1, fill=False, lw=2, ec=HIGHLIGHT))
+    axis_p.set_yticks(range(c_out))
+    axis_p.set_title(f"W_row @ X_col {tuple(product.shape)}: row {filter_index} . column {column}", fontsize=10)
+    for axis in (axis_w, axis_x, axis_p):
+        axis.set_xlabel("column")
+    for index in range(c_out):
+        axis = figure.add_subplot(grid[2, index])
+        axis.imshow(product[index].reshape(h_out, w_out).numpy(), cmap="viridis", interpolation="nearest")
+        if index == filter_index:
+            axis.add_patch(Rectangle((x_pos - 0.5, y - 0.5), 1, 1, fill=False, lw=2, ec=HIGHLIGHT))
+        axis.set_title(f"view -> channel {index} ({h_out}x{w_out})", fontsize=9)
+        axis.axis("off")
+    figure.suptitle(
+        f"convolution as one matrix product: ({c_out}, {w_row.shape[1]}) @ ({x_col.shape[0]}, {x_col.shape[1]})"
+        f" -> ({c_out}, {x_col.shape[1]}) -> view ({c_out}, {h_out}, {w_out})",
+        fontsize=11,
+    )
+    return figure

@@ -1,0 +1,99 @@
+"""Explain one output value of a Conv2d inside a real torchvision model.
+
+The model is built with random weights (seeded) or a user's state_dict, fed the demo image at
+224x224; a forward hook captures the layer's input and output, and the value at (n, c, y, x) is
+recomputed by hand from the layer's own weight and bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from convlens.data import bundled_image
+from convlens.explain.byhand import Explanation, PositionError, explain_value
+
+
+class ModelError(ValueError):
+    """Unknown model or layer, or a weights file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class LayerExplanation:
+    model: str
+    layer: str
+    module_repr: str
+    at: tuple[int, int, int, int]
+    module_value: float
+    explanation: Explanation
+
+    @property
+    def difference(self) -> float:
+        return abs(self.explanation.value - self.module_value)
+
+
+def build_model(name: str, weights: Path | None, seed: int) -> torch.nn.Module:
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        close = [m for m in available if name.split("_")[0] in m][:6]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ModelError(f"unknown model {name!r}{hint}; torchvision classification models: {len(available)} available")
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(name, weights=None)
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelError(f"cannot use --weights {weights} for {name}: {first_line[:200]}") from error
+    return model.eval()
+
+
+def find_conv(model: torch.nn.Module, layer: str) -> torch.nn.Conv2d:
+    modules = dict(model.named_modules())
+    convs = [name for name, module in modules.items() if isinstance(module, torch.nn.Conv2d)]
+    if layer not in modules:
+        raise ModelError(f"no layer {layer!r} in the model; its Conv2d layers include {', '.join(convs[:5])}, ...")
+    module = modules[layer]
+    if not isinstance(module, torch.nn.Conv2d):
+        raise ModelError(f"layer {layer!r} is a {type(module).__name__}, not a Conv2d; try {convs[0]}")
+    return module
+
+
+def explain_layer(
+    model_name: str, layer: str, at: tuple[int, int, int, int], weights: Path | None = None, seed: int = 0
+) -> LayerExplanation:
+    model = build_model(model_name, weights, seed)
+    conv = find_conv(model, layer)
+    image = bundled_image(size=224).normalized.unsqueeze(0)  # (1, 3, 224, 224)
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        captured["input"], captured["output"] = args[0].detach(), output.detach()
+
+    handle = conv.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        handle.remove()
+    n, c, y, x = at
+    output = captured["output"]
+    if not (
+        0 <= n < output.shape[0] and 0 <= c < output.shape[1] and 0 <= y < output.shape[2] and 0 <= x < output.shape[3]
+    ):
+        raise PositionError(
+            f"--at {n},{c},{y},{x} is outside the layer's output of shape (N, C, H, W)={tuple(output.shape)}"
+        )
+    with torch.no_grad():
+        explanation = explain_value(
+            captured["input"][n], conv.weight.detach(), None if conv.bias is None else conv.bias.detach(), c, (y, x),
+            stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+            padding_mode=conv.padding_mode,
+        )  # fmt: skip
+    return LayerExplanation(model_name, layer, repr(conv), at, output[n, c, y, x].item(), explanation)

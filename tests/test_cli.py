@@ -1,0 +1,187 @@
+"""The convlens command, driven as a user would: run it, read what it prints, open what it writes."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from convlens.cli import main
+
+CONVLENS = [sys.executable, "-m", "convlens"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CONVLENS, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def assert_real_png(path: Path, min_size: tuple[int, int]) -> np.ndarray:
+    assert path.is_file(), path
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    height, width = pixels.shape[:2]
+    assert width >= min_size[0] and height >= min_size[1], (path, pixels.shape)
+    assert pixels.std() > 10, f"{path} looks blank"
+    return pixels
+
+
+def coloured_columns(pixels: np.ndarray) -> int:
+    """Number of separate horizontal runs of non-white columns: roughly, panels side by side."""
+    busy = (pixels < 235).any(axis=2).mean(axis=0) > 0.3
+    return int(np.sum(busy[1:] & ~busy[:-1]) + busy[0])
+
+
+def test_demo_prints_the_walkthrough_and_writes_figures(tmp_path: Path) -> None:
+    result = run("demo", "--out", str(tmp_path / "figs"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "floor((32 + 0 + 0 - 1*(5-1) - 1) / 1) + 1 = 28" in text
+    for line in ("w.shape = (1, 3, 5, 5)", "inp_unf.shape = (1, 75, 784)", "out_unf.shape = (1, 1, 784)",
+                 "out.shape = (1, 1, 28, 28)"):  # fmt: skip
+        assert line in text
+    difference = float(text.split("max |nn.Conv2d - convlens im2col| = ")[1].split()[0])
+    assert 0 <= difference < 1e-5
+    for name in ("demo-input.png", "demo-outputs.png", "demo-im2col.png"):
+        assert f"wrote {tmp_path / 'figs' / name}" in text
+    outputs = assert_real_png(tmp_path / "figs" / "demo-outputs.png", (800, 300))
+    assert coloured_columns(outputs) >= 3  # nn.Conv2d, convlens, difference
+    assert_real_png(tmp_path / "figs" / "demo-input.png", (200, 200))
+    assert_real_png(tmp_path / "figs" / "demo-im2col.png", (1000, 700))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figs"]  # nothing else dropped in the working folder
+
+
+def test_demo_default_out_is_convlens_out(tmp_path: Path) -> None:
+    result = run("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "convlens-out" / "demo-outputs.png").is_file()
+
+
+def fake_cifar10(root: Path, images: int = 12) -> np.ndarray:
+    """A small data set in CIFAR-10's on-disk format (pickled batches of uint8 rows)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    data = np.random.default_rng(0).integers(0, 256, (images, 3072), dtype=np.uint8)
+    with open(folder / "test_batch", "wb") as handle:
+        pickle.dump({"data": data, "labels": [i % 10 for i in range(images)]}, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+                    handle)  # fmt: skip
+    return data
+
+
+def test_demo_reads_cifar10_with_torchvision(tmp_path: Path, monkeypatch, capsys) -> None:
+    import torchvision.datasets.cifar as cifar
+
+    data = fake_cifar10(tmp_path / "data")
+    # torchvision checks the real files' md5 sums; a data set made here cannot match them.
+    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+    assert main(["demo", "--data-root", str(tmp_path / "data"), "--index", "7", "--out", str(tmp_path / "o")]) == 0
+    assert "CIFAR-10 test image 7 (horse)" in capsys.readouterr().out
+
+    from convlens.data import cifar10_image
+
+    image = cifar10_image(tmp_path / "data", 7)
+    expected = torch.from_numpy(data[7].reshape(3, 32, 32).astype(np.float32) / 255.0)
+    torch.testing.assert_close(image.display, expected)
+    torch.testing.assert_close(image.normalized, (expected - 0.5) / 0.5)
+
+
+def test_explain_cs231n_default(tmp_path: Path) -> None:
+    result = run("explain", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "N=1 3x5x5 -> 2x3x3 k=(3, 3) s=(2, 2) p=(1, 1, 1, 1)" in result.stdout
+    assert result.stdout.count("input channel") == 3
+    value_line = next(line for line in result.stdout.splitlines() if line.startswith("value = "))
+    check_line = next(line for line in result.stdout.splitlines() if line.startswith("check: "))
+    value = value_line.split("= ")[-1]
+    assert f"convlens.conv2d gives {value}, torch gives {value}" in check_line
+    assert_real_png(tmp_path / "explain.png", (900, 700))
+
+
+def test_explain_any_configuration(tmp_path: Path) -> None:
+    result = run("explain", "--size", "7,6", "--channels", "4", "--filters", "4", "--kernel", "2,3", "--stride", "2,1",
+                 "--padding", "1,0", "--dilation", "2,1", "--groups", "2", "--padding-mode", "reflect",
+                 "--filter", "3", "--at", "1,2", "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("input channel") == 2  # filter 3 is in group 1: channels 2 and 3
+    assert "input channel 2:" in result.stdout and "input channel 3:" in result.stdout
+    check = next(line for line in result.stdout.splitlines() if line.startswith("check: ")).split()
+    assert check[3].rstrip(",") == check[6]
+
+
+def test_explain_im2col_picture(tmp_path: Path) -> None:
+    result = run("explain", "--im2col", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert_real_png(tmp_path / "im2col.png", (1000, 700))
+
+
+def test_explain_a_real_model_layer(tmp_path: Path) -> None:
+    result = run("explain", "--model", "resnet18", "--layer", "layer1.0.conv1", "--at", "0,5,10,20",
+                 "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    module_value = float(next(line for line in lines if "own output" in line).split(": ")[-1])
+    by_hand = float(next(line for line in lines if line.startswith("by hand:")).split()[2])
+    assert abs(module_value - by_hand) <= 1e-5 * max(1.0, abs(module_value))  # float32 precision
+    assert_real_png(tmp_path / "explain-resnet18-layer1_0_conv1.png", (900, 600))
+
+
+def test_explain_a_model_layer_with_user_weights(tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(123)
+    model = torchvision.models.resnet18()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    result = run("explain", "--model", "resnet18", "--layer", "conv1", "--weights", str(tmp_path / "weights.pt"),
+                 "--at", "0,0,3,4", "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "weights.pt" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "--model", "resnet1000", "--layer", "conv1"], "unknown model 'resnet1000'"),
+        (["explain", "--model", "resnet18", "--layer", "layer9.conv"], "no layer 'layer9.conv'"),
+        (["explain", "--model", "resnet18", "--layer", "bn1"], "is a BatchNorm2d, not a Conv2d"),
+        (["explain", "--model", "resnet18", "--layer", "conv1", "--at", "0,0,500,0"], "outside the layer's output"),
+        (["explain", "--at", "9,9"], "output position must be within the 3x3 output"),
+        (["explain", "--size", "3", "--kernel", "5"], "larger than the padded input"),
+        (["explain", "--at", "1"], "--at must be 2 comma-separated integers"),
+        (["demo", "--data-root", "{tmp}/empty"], "no CIFAR-10 under --data-root"),
+        (
+            ["explain", "--model", "resnet18", "--layer", "conv1", "--weights", "{tmp}/broken.pt"],
+            "cannot use --weights",
+        ),
+        (["demo", "--out", "{tmp}/a-file"], "exists and is not a folder"),
+        (["demo", "--out", "{tmp}/a-file/below"], "cannot create --out folder"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.pt").write_bytes(b"this is not a state dict")
+    (tmp_path / "a-file").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    result = run(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 or "usage:" in result.stderr
+
+
+def test_written_files_have_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    assert main(["explain", "--out", str(tmp_path)]) == 0
+    mode = (tmp_path / "explain.png").stat().st_mode & 0o777
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
