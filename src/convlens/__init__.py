@@ -5,7 +5,7 @@ Public API::
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv2d, nn.convert                  the layer, and swapping it into a model
-    set_workspace_limit, get_workspace_limit
+    set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from __future__ import annotations
 from convlens import algos as _algos
 from convlens import nn
 from convlens.functional import conv2d
-from convlens.settings import get_workspace_limit, set_workspace_limit
+from convlens.settings import (
+    get_autotune,
+    get_precision,
+    get_workspace_limit,
+    set_autotune,
+    set_precision,
+    set_workspace_limit,
+)
 from convlens.spec import ConvSpec, output_size
 from convlens.unfold import fold, unfold
 
@@ -30,9 +37,13 @@ __all__ = [
     "algorithms",
     "conv2d",
     "fold",
+    "get_autotune",
+    "get_precision",
     "get_workspace_limit",
     "nn",
     "output_size",
+    "set_autotune",
+    "set_precision",
     "set_workspace_limit",
     "unfold",
 ]

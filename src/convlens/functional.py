@@ -72,8 +72,11 @@ def conv2d(
     x_pad = pad_input(x, spec)
     out = Conv2dFunction.apply(x_pad, weight, bias, spec, chosen, workspace)
     # PyTorch's output is channels-last when the tensor its kernel sees (the input, or for the
-    # non-zero padding modes the padded input) or the weight is laid out channels-last.
+    # non-zero padding modes the padded input) or the weight is laid out channels-last, else
+    # contiguous. Algorithms may return any layout; this puts it right (a no-op when it is).
     seen = x if spec.padding_mode == "zeros" else x_pad
-    if prefers_channels_last(seen) or prefers_channels_last(weight):
-        out = out.contiguous(memory_format=torch.channels_last)
+    layout = (
+        torch.channels_last if prefers_channels_last(seen) or prefers_channels_last(weight) else torch.contiguous_format
+    )
+    out = out.contiguous(memory_format=layout)
     return out if spec.batched else out.squeeze(0)

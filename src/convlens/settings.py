@@ -40,3 +40,42 @@ def resolve_workspace(limit_bytes: int | None) -> int:
     if limit_bytes < 1:
         raise ValueError(f"workspace_limit must be positive, got workspace_limit={limit_bytes}")
     return limit_bytes
+
+
+PRECISIONS = ("highest", "high")
+_precision = "highest"
+
+
+def set_precision(precision: str) -> None:
+    """How much extra float32 error fast algorithms may add.
+
+    "highest" (the default): only algorithms whose error stays at PyTorch's own level (within
+    about 2x of its error against float64). "high": also Winograd F(4x4, 3x3), about 10-30x
+    PyTorch's error, for its 4x fewer multiplications. Like ``torch.set_float32_matmul_precision``.
+    """
+    global _precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got precision={precision!r}")
+    with _lock:
+        _precision = precision
+
+
+def get_precision() -> str:
+    return _precision
+
+
+_autotune = False
+
+
+def set_autotune(enabled: bool) -> None:
+    """Let ``algorithm="auto"`` time every candidate once per configuration and keep the fastest
+    (like ``torch.backends.cudnn.benchmark``). Off by default: auto then follows its cost rule."""
+    global _autotune
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__} enabled={enabled!r}")
+    with _lock:
+        _autotune = enabled
+
+
+def get_autotune() -> bool:
+    return _autotune

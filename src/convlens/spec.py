@@ -435,6 +435,10 @@ class WindowSpec:
         return check_window_fits(in_size, self.kernel_size, self.stride, self.explicit_padding, self.dilation)
 
 
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def check_unfold_input(input: object, window: WindowSpec) -> torch.Tensor:
     """unfold takes (N, C, H, W) or unbatched (C, H, W) with non-empty H and W."""
     x = check_tensor("input", input)

@@ -123,7 +123,12 @@ def test_seed_shapes_and_difference() -> None:
     torch.manual_seed(0)
     layer = torch.nn.Conv2d(3, 1, 5)
     x = torch.randn(1, 3, 32, 32)
+    spec = ConvSpec.from_args(x, layer.weight, layer.bias)
     for algorithm in ALGORITHMS:
+        if algorithm != "auto" and algos.get(algorithm).supports(spec) is not None:
+            with pytest.raises(ValueError, match=f"algorithm='{algorithm}' cannot run this convolution"):
+                convlens.conv2d(x, layer.weight, layer.bias, algorithm=algorithm)
+            continue
         out = convlens.conv2d(x, layer.weight, layer.bias, algorithm=algorithm)
         assert out.shape == (1, 1, 28, 28)
         assert (out - layer(x)).abs().max().item() < 1e-5

@@ -27,3 +27,33 @@ def test_auto_gives_a_reason() -> None:
     choice = choose(spec)
     assert choice.algorithm.name in convlens.algorithms()
     assert choice.reason
+
+
+def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
+    wide = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), padding=1)
+    assert choose(wide).algorithm.name == "winograd"
+    narrow = ConvSpec.from_args(torch.empty(1, 16, 14, 14), torch.empty(16, 16, 3, 3), padding=1)
+    assert choose(narrow).algorithm.name == "im2col"
+    strided = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), stride=2)
+    assert choose(strided).algorithm.name == "im2col"
+
+
+def test_autotune_times_once_and_keeps_its_choice() -> None:
+    from convlens.algos import auto
+
+    auto.clear_cache()
+    convlens.set_autotune(True)
+    try:
+        spec = ConvSpec.from_args(torch.empty(2, 8, 10, 10), torch.empty(8, 8, 3, 3), padding=1)
+        first = choose(spec)
+        assert first.reason.startswith("timed once:")
+        assert all(name in first.reason for name in ("direct", "im2col", "winograd"))
+        for _ in range(3):
+            assert choose(spec) is first  # stable once made, not timed again
+        x, w = torch.randn(2, 8, 10, 10), torch.randn(8, 8, 3, 3)
+        torch.testing.assert_close(convlens.conv2d(x, w, padding=1), torch.nn.functional.conv2d(x, w, padding=1))
+    finally:
+        convlens.set_autotune(False)
+        auto.clear_cache()
+    with pytest.raises(TypeError, match="enabled must be a bool"):
+        convlens.set_autotune("yes")

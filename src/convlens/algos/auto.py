@@ -1,17 +1,30 @@
 """auto: pick an algorithm for a configuration, and say why.
 
-The rule, first match wins:
+Without autotuning, a cost rule measured on this project's CPU benchmark (``convlens bench``),
+first match wins:
 
-1. depthwise (groups == C_in > 1): ``direct`` — each tap is an elementwise multiply-add over
-   the input, while im2col would copy the input k_h*k_w times to multiply by 1-wide rows;
-2. otherwise ``im2col`` — one large matrix multiply, the fastest general method here.
+1. depthwise (groups == C_in > 1): ``direct`` — k_h*k_w elementwise multiply-adds, where im2col
+   would copy the input k_h*k_w times only to multiply it by 1-wide rows;
+2. 3x3, stride 1, dilation 1, at least 96 input and output channels per group: ``winograd`` —
+   2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3), precision "high") fewer multiplications, which pays
+   once the channel products dominate its transforms;
+3. otherwise ``im2col`` — one large matrix multiply.
+
+With ``convlens.set_autotune(True)``, the first call for each (sizes, options, dtype, device,
+precision) times every algorithm that supports it on random data of that shape and keeps the
+fastest; later calls reuse the choice (like ``torch.backends.cudnn.benchmark``). The choice is
+stable once made, and the cache is safe to share between threads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, fields
 
-from convlens.algos import Algorithm, get
+import torch
+
+from convlens.algos import Algorithm, concrete, get
+from convlens.settings import get_autotune, get_precision
 from convlens.spec import ConvSpec
 
 
@@ -21,7 +34,70 @@ class Choice:
     reason: str
 
 
-def choose(spec: ConvSpec) -> Choice:
+def rule(spec: ConvSpec) -> Choice:
+    """The cost rule (no timing)."""
     if spec.is_depthwise:
         return Choice(get("direct"), "depthwise: k_h*k_w elementwise multiply-adds beat an im2col copy")
+    winograd = get("winograd")
+    if (
+        winograd.supports(spec) is None
+        and min(spec.in_per_group, spec.out_per_group) >= 96
+        and spec.dtype in (torch.float32, torch.float64)
+    ):
+        return Choice(winograd, "3x3 stride 1 with many channels: Winograd's fewer multiplications pay")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
+
+
+_lock = threading.Lock()
+_timed: dict[tuple, Choice] = {}
+
+
+def cache_key(spec: ConvSpec) -> tuple:
+    return (*(getattr(spec, f.name) for f in fields(spec)), get_precision())
+
+
+def candidates(spec: ConvSpec) -> list[Algorithm]:
+    return [algorithm for algorithm in concrete() if algorithm.supports(spec) is None]
+
+
+def time_candidates(spec: ConvSpec) -> Choice:
+    """Time every supporting algorithm once on random data of this shape; keep the fastest."""
+    import torch.utils.benchmark as tbench
+
+    from convlens.settings import get_workspace_limit
+
+    generator = torch.Generator().manual_seed(0)
+    h_pad, w_pad = spec.padded_size
+    x_pad = torch.randn((spec.batch, spec.in_channels, h_pad, w_pad), generator=generator).to(spec.dtype)
+    weight = torch.randn((spec.out_channels, spec.in_per_group, *spec.kernel_size), generator=generator)
+    x_pad, weight = x_pad.to(spec.device), weight.to(dtype=spec.dtype, device=spec.device)
+    seconds = {}
+    with torch.no_grad():
+        for algorithm in candidates(spec):
+
+            def run(algorithm=algorithm):
+                return algorithm.forward(x_pad, weight, None, spec, get_workspace_limit())
+
+            run()  # warm up (caches, allocator)
+            timer = tbench.Timer("run()", globals={"run": run}, num_threads=torch.get_num_threads())
+            seconds[algorithm.name] = timer.blocked_autorange(min_run_time=0.05).median
+    best = min(seconds, key=seconds.get)
+    summary = ", ".join(f"{name} {value * 1e3:.2f} ms" for name, value in sorted(seconds.items(), key=lambda kv: kv[1]))
+    return Choice(get(best), f"timed once: {summary}")
+
+
+def choose(spec: ConvSpec) -> Choice:
+    if not get_autotune() or torch.compiler.is_compiling():
+        return rule(spec)
+    key = cache_key(spec)
+    with _lock:
+        if key in _timed:
+            return _timed[key]
+    choice = time_candidates(spec)
+    with _lock:
+        return _timed.setdefault(key, choice)  # the first choice made wins: stable for this shape
+
+
+def clear_cache() -> None:
+    with _lock:
+        _timed.clear()

@@ -1,0 +1,199 @@
+"""Winograd convolution F(m x m, 3x3): fewer multiplications through polynomial interpolation.
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2015). In one dimension, m
+outputs of a 3-tap correlation ``y_i = sum_k g_k d_{i+k}`` from a tile of t = m + 2 inputs are::
+
+    y = A^T [ (G g) * (B^T d) ]        (G g), (B^T d): t values; * is elementwise
+
+t multiplications instead of 3m. In two dimensions the transforms apply on both sides,
+``Y = A^T [ (G g G^T) * (B^T d B) ] A``, so an m x m output tile costs t^2 multiplications instead
+of 9 m^2: 16 vs 36 for F(2x2, 3x3) (2.25x fewer), 36 vs 144 for F(4x4, 3x3) (4x fewer).
+
+The matrices come from the interpolation points (Toom-Cook): A^T and G by the formulas below,
+B^T by solving the identity above exactly. Points: F(2, 3): 0, 1, -1; F(4, 3): 0, 1, -1, 1/2,
+-1/2 (half-integer points keep the entries small, which is what keeps F(4, 3) accurate), and the
+point at infinity for both.
+
+Over a whole layer, with P = N * tiles_h * tiles_w tiles and channels contiguous in the tiles::
+
+    tiles = overlapping t x t windows of x_pad, stride m     (t*t, P, C_in)       gathered once
+    V     = kron(B^T, B^T) @ tiles                           (t*t, P, C_in)       input transform
+    U     = kron(G, G) @ weight                              (t*t, C_in, C_out)   weight transform, cached
+    M     = V @ U, one matmul per tile position xi           (t*t, P, C_out)      the products
+    Y     = kron(A^T, A^T) @ M                               (m*m, P, C_out)      output transform
+    out   = Y rearranged to (N, C_out, tiles_h*m, tiles_w*m), cropped to (H_out, W_out)
+
+Error bound: the transforms add rounding on top of the direct sum. Measured against float64
+(``convlens verify``), F(2x2, 3x3) stays within about 2x PyTorch's own float32 error, F(4x4, 3x3)
+within about 30x; F(4x4, 3x3) is used only when ``convlens.set_precision("high")`` allows it.
+Supports 3x3 kernels, stride 1, dilation 1, any padding and groups.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from functools import cache
+
+import torch
+
+from convlens.algos import Algorithm, register
+from convlens.settings import get_precision
+from convlens.spec import ConvSpec, ceil_div
+
+R = 3  # kernel size handled
+POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 0.5, -0.5)}  # finite points; infinity is implied
+
+
+@cache
+def transforms(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A^T, G, B^T) of F(m, 3) in float64: shapes (m, t), (t, 3), (t, t), t = m + 2."""
+    t = m + R - 1
+    points = torch.tensor(POINTS[m], dtype=torch.float64)
+    a_t = torch.zeros(m, t, dtype=torch.float64)
+    g = torch.zeros(t, R, dtype=torch.float64)
+    for j, point in enumerate(points):
+        others = torch.cat([points[:j], points[j + 1 :]])
+        a_t[:, j] = point ** torch.arange(m)  # evaluate the output polynomial at the point
+        g[j] = point ** torch.arange(R) / torch.prod(point - others)  # Lagrange weight of the point
+    a_t[m - 1, t - 1] = 1.0  # the point at infinity: leading coefficients
+    g[t - 1, R - 1] = 1.0
+    # B^T is what makes A^T [(G g) * (B^T d)] the correlation for every g and d:
+    #   sum_xi A^T[i, xi] G[xi, k] B^T[xi, l] = 1 if l == i + k else 0.
+    equations, targets = [], []
+    for i in range(m):
+        for k in range(R):
+            for lane in range(t):
+                row = torch.zeros(t, t, dtype=torch.float64)
+                row[:, lane] = a_t[i] * g[:, k]
+                equations.append(row.flatten())
+                targets.append(1.0 if lane == i + k else 0.0)
+    system = torch.stack(equations)
+    b_t = torch.linalg.lstsq(system, torch.tensor(targets, dtype=torch.float64).unsqueeze(1)).solution.view(t, t)
+    b_t = torch.round(b_t * 1024) / 1024  # the entries are small dyadic fractions: snap off solver noise
+    residual = (system @ b_t.flatten() - torch.tensor(targets, dtype=torch.float64)).abs().max()
+    assert residual < 1e-12, f"F({m}, 3) transforms do not reproduce correlation (residual {residual})"
+    return a_t, g, b_t
+
+
+def tile_size(spec: ConvSpec) -> int:
+    """F(4x4, 3x3) when precision "high" allows it and the output has room for 4x4 tiles, else F(2x2, 3x3)."""
+    h_out, w_out = spec.out_size
+    return 4 if get_precision() == "high" and min(h_out, w_out) >= 6 else 2
+
+
+def supports(spec: ConvSpec) -> str | None:
+    if spec.kernel_size != (3, 3) or spec.stride != (1, 1) or spec.dilation != (1, 1):
+        return f"only 3x3 kernels with stride 1 and dilation 1, got kernel {spec.kernel_size}, " \
+               f"stride {spec.stride}, dilation {spec.dilation}"  # fmt: skip
+    return None
+
+
+# ---- the weight transform, cached -----------------------------------------------------------
+class TransformCache:
+    """Transformed weights, recomputed whenever the weight's values change.
+
+    An entry is reused only if the weight tensor still holds exactly the values it was computed
+    from (``torch.equal`` against a saved copy), so in-place updates of any kind, ``.data`` writes
+    included, can never serve a stale transform. Bounded (least recently used out), thread-safe.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, weight: torch.Tensor, key: tuple, compute) -> torch.Tensor:
+        full_key = (id(weight), tuple(weight.shape), weight.dtype, weight.device, *key)
+        with self._lock:
+            entry = self._entries.get(full_key)
+            if entry is not None and torch.equal(entry[0], weight):
+                self._entries.move_to_end(full_key)
+                self.hits += 1
+                return entry[1]
+        value = compute()
+        with self._lock:
+            self.misses += 1
+            self._entries[full_key] = (weight.detach().clone(), value)
+            self._entries.move_to_end(full_key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+WEIGHT_CACHE = TransformCache()
+
+
+def transform_weight(weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_in/G, C_out/G)."""
+    _, g, _ = transforms(m)
+    t = m + R - 1
+    c_out, c_in_g = weight.shape[:2]
+    kron_g = torch.kron(g, g).to(dtype=dtype, device=weight.device)  # (t*t, 9)
+    taps = weight.to(dtype).reshape(c_out, c_in_g, R * R)  # (C_out, C_in/G, 9)
+    u = taps @ kron_g.T  # (C_out, C_in/G, t*t)
+    u = u.view(groups, c_out // groups, c_in_g, t * t)  # (G, C_out/G, C_in/G, t*t)
+    return u.permute(0, 3, 2, 1).contiguous()  # (G, t*t, C_in/G, C_out/G)
+
+
+def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # traced graphs must not depend on a Python-side cache
+        return transform_weight(weight, m, groups, dtype)
+    return WEIGHT_CACHE.get(weight, (m, groups, dtype), lambda: transform_weight(weight, m, groups, dtype))
+
+
+# ---- the forward ----------------------------------------------------------------------------
+def forward(
+    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> torch.Tensor:
+    m = tile_size(spec)
+    t = m + R - 1
+    a_t, _, b_t = transforms(m)
+    compute = torch.float32 if x_pad.dtype in (torch.float16, torch.bfloat16) else x_pad.dtype
+    n, c_in, h_pad, w_pad = x_pad.shape
+    groups, c_in_g = spec.groups, spec.in_per_group
+    h_out, w_out = spec.out_size
+    tiles_h, tiles_w = ceil_div(h_out, m), ceil_div(w_out, m)
+
+    # Channels last, zero-extended at the bottom/right so the tiles cover the output exactly.
+    x = x_pad.new_zeros((n, tiles_h * m + 2, tiles_w * m + 2, c_in), dtype=compute)
+    x[:, :h_pad, :w_pad] = x_pad.permute(0, 2, 3, 1)  # (N, H, W, C_in)
+    step_n, step_row, step_col, _ = x.stride()
+    windows = x.as_strided(
+        (t, t, n, tiles_h, tiles_w, c_in), (step_row, step_col, step_n, m * step_row, m * step_col, 1)
+    )  # view: windows[a, b, n, i, j, c] = x[n, i*m + a, j*m + b, c]; tiles overlap by 2
+    tiles = windows.reshape(t * t, n * tiles_h * tiles_w * c_in)  # the gather: one copy, channels contiguous
+
+    kron_b = torch.kron(b_t, b_t).to(dtype=compute, device=x.device)  # (t*t, t*t)
+    v = (kron_b @ tiles).view(t * t, -1, groups, c_in_g)  # (t*t, P, G, C_in/G)
+    u = cached_weight_transform(weight, m, groups, compute)  # (G, t*t, C_in/G, C_out/G)
+    if groups == 1:
+        products = torch.bmm(v.view(t * t, -1, c_in), u[0])  # (t*t, P, C_out)
+    else:
+        v_groups = v.permute(2, 0, 1, 3)  # (G, t*t, P, C_in/G)
+        products = torch.matmul(v_groups, u).permute(1, 2, 0, 3)  # (t*t, P, G, C_out/G)
+    products = products.reshape(t * t, -1)  # (t*t, P*C_out)
+
+    kron_a = torch.kron(a_t, a_t).to(dtype=compute, device=x.device)  # (m*m, t*t)
+    y = (kron_a @ products).view(m, m, n, tiles_h, tiles_w, spec.out_channels)
+    out = y.permute(2, 3, 0, 4, 1, 5).reshape(n, tiles_h * m, tiles_w * m, spec.out_channels)  # (N, H, W, C_out)
+    if bias is not None:
+        out += bias.to(compute)
+    # (N, C_out, H_out, W_out) as a channels-last view; conv2d gives it the layout PyTorch would.
+    return out[:, :h_out, :w_out].permute(0, 3, 1, 2).to(x_pad.dtype)
+
+
+ALGORITHM = register(
+    Algorithm(
+        name="winograd",
+        summary="Winograd F(2x2,3x3) / F(4x4,3x3): 2.25x / 4x fewer multiplications for 3x3, stride 1",
+        forward=forward,
+        supports=supports,
+    )
+)

@@ -1,0 +1,127 @@
+"""Winograd F(2x2,3x3) and F(4x4,3x3): derived transforms, accuracy against float64, a cache that is never stale."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convlens
+from convlens.algos.winograd import WEIGHT_CACHE, transforms
+from helpers import Case, conv_cases, reference_conv2d, tolerances
+
+WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12)
+
+
+PRECISIONS = pytest.mark.parametrize("precision", ["highest", "high"])
+
+
+@contextmanager
+def precision_set(precision: str):
+    before = convlens.get_precision()
+    convlens.set_precision(precision)
+    try:
+        yield
+    finally:
+        convlens.set_precision(before)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_transforms_compute_correlation_exactly(m: int) -> None:
+    a_t, g, b_t = transforms(m)
+    t = m + 2
+    assert a_t.shape == (m, t) and g.shape == (t, 3) and b_t.shape == (t, t)
+    d = torch.randn(t, dtype=torch.float64)
+    kernel = torch.randn(3, dtype=torch.float64)
+    correlation = torch.stack([(d[i : i + 3] * kernel).sum() for i in range(m)])  # no flip
+    torch.testing.assert_close(a_t @ ((g @ kernel) * (b_t @ d)), correlation, rtol=1e-13, atol=1e-13)
+
+
+def test_f2_transforms_are_the_textbook_ones() -> None:
+    """Up to the sign and scale a row of G may carry, F(2, 3) with points 0, 1, -1 is Lavin & Gray's."""
+    a_t, g, b_t = transforms(2)
+    torch.testing.assert_close(a_t, torch.tensor([[1.0, 1, 1, 0], [0, 1, -1, 1]], dtype=torch.float64))
+    torch.testing.assert_close(
+        b_t, torch.tensor([[-1.0, 0, 1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]], dtype=torch.float64)
+    )
+    # Row 0 of G and of B^T both carry a sign flip relative to the paper; their product does not.
+    torch.testing.assert_close(
+        g, torch.tensor([[-1.0, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
+    )
+
+
+@PRECISIONS
+@settings(max_examples=80)
+@given(case=WINOGRAD_CASES)
+def test_float64_equals_pytorch(precision: str, case: Case) -> None:
+    x, w, b = case.tensors(torch.float64)
+    with precision_set(precision):
+        ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
+    torch.testing.assert_close(ours, reference_conv2d(x, w, b, **case.options), **tolerances(torch.float64))
+
+
+@PRECISIONS
+@settings(max_examples=60)
+@given(case=WINOGRAD_CASES)
+def test_float32_error_within_documented_bound(precision: str, case: Case) -> None:
+    """F(2x2,3x3): within 2x PyTorch's own error against float64 (plus a float32 ulp floor);
+    F(4x4,3x3), allowed only at precision "high": within 30x."""
+    x, w, b = case.tensors(torch.float32)
+    truth = reference_conv2d(*(t.double() if t is not None else None for t in (x, w, b)), **case.options)
+    with precision_set(precision):
+        ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
+    theirs = reference_conv2d(x, w, b, **case.options)
+    floor = 4 * torch.finfo(torch.float32).eps * max(1.0, truth.abs().max().item() if truth.numel() else 0.0)
+    our_error = (ours.double() - truth).abs().max().item() if truth.numel() else 0.0
+    their_error = (theirs.double() - truth).abs().max().item() if truth.numel() else 0.0
+    bound = (2 if precision == "highest" else 30) * max(their_error, floor)
+    assert our_error <= bound, (case, our_error, their_error)
+
+
+def test_cache_reused_while_the_weight_is_unchanged() -> None:
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
+    convlens.conv2d(x, w, algorithm="winograd")
+    hits = WEIGHT_CACHE.hits
+    convlens.conv2d(x, w, algorithm="winograd")
+    assert WEIGHT_CACHE.hits == hits + 1
+
+
+@pytest.mark.parametrize("change", ["add_", "data", "copy_", "optimizer", "requires_grad parameter"])
+def test_cache_is_never_stale(change: str) -> None:
+    torch.manual_seed(0)
+    layer = convlens.nn.Conv2d(4, 4, 3, padding=1, algorithm="winograd")
+    x = torch.randn(2, 4, 8, 8)
+    before = layer(x).detach()  # fills the cache
+    with torch.no_grad():
+        if change == "add_":
+            layer.weight.add_(1.0)
+        elif change == "data":
+            layer.weight.data[0, 0, 0, 0] += 5.0  # .data writes bypass autograd's version counter
+        elif change == "copy_":
+            layer.weight.copy_(torch.randn_like(layer.weight))
+    if change == "optimizer":
+        optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+        layer(x).square().sum().backward()
+        optimizer.step()
+    if change == "requires_grad parameter":
+        layer.weight = torch.nn.Parameter(torch.randn_like(layer.weight))
+    expected = torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)
+    scale = expected.abs().max().item()
+    tolerance = 1e-5 * max(1.0, scale)  # float32 rounding at the output's size
+    assert (expected - before).abs().max().item() > 1000 * tolerance  # the change is visible: a stale cache would fail
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=tolerance)
+
+
+def test_unsupported_configurations_say_what_is_supported() -> None:
+    with pytest.raises(ValueError, match=r"only 3x3 kernels with stride 1 and dilation 1, got kernel \(5, 5\)"):
+        convlens.conv2d(torch.randn(1, 1, 8, 8), torch.randn(1, 1, 5, 5), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"stride \(2, 2\)"):
+        convlens.conv2d(torch.randn(1, 1, 8, 8), torch.randn(1, 1, 3, 3), stride=2, algorithm="winograd")
+
+
+def test_precision_setting() -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        convlens.set_precision("medium")
