@@ -149,6 +149,86 @@ def explain_model(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+# ---- bench --------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    import platform
+    from datetime import date
+
+    import torch
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    import convlens
+    from convlens.benchmark import runner
+    from convlens.benchmark.suites import SUITES, suite
+    from convlens.files import atomic_write_bytes, prepare_out_dir, save_figure
+
+    names = list(args.algorithms) if args.algorithms else [*convlens.algorithms()[1:], "auto"]
+    for name in names:
+        if name not in convlens.algorithms():
+            raise UsageError(
+                f"--algorithms: unknown algorithm {name!r}; choose from {', '.join(convlens.algorithms())}"
+            )
+    for name in args.suite:
+        if name not in SUITES:
+            raise UsageError(f"--suite: unknown suite {name!r}; choose from {', '.join(SUITES)}")
+    out = prepare_out_dir(args.out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    convlens.set_precision(args.precision)
+    layers = [layer for name in args.suite for layer in suite(name)[: args.limit]]
+    if args.kernel:
+        layers = [layer for layer in layers if layer.kernel_size == args.kernel]
+    jobs = [(layer, batch) for batch in args.batch for layer in layers]
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    rows = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=len(jobs))
+        for layer, batch in jobs:
+            progress.update(task, description=f"{layer.suite} {layer.label} N={batch}")
+            rows.append(runner.benchmark_layer(layer, batch, names, args.rounds, args.min_run_time))
+            progress.advance(task)
+
+    shown = [*names, runner.SEED, runner.GEMM]
+    table = Table(title=f"speedup over PyTorch F.conv2d (x), fp32, {torch.get_num_threads()} threads, "
+                        f"precision {args.precision}")  # fmt: skip
+    table.add_column("layer")
+    table.add_column("N", justify="right")
+    table.add_column("PyTorch ms", justify="right")
+    for name in shown:
+        table.add_column(name, justify="right")
+    table.add_column("auto picks")
+    for row in rows:
+        cells = [f"{row.speedup(n):.2f}" if n in row.milliseconds else "-" for n in shown]
+        table.add_row(f"{row.layer.suite} {row.layer.label}", str(row.batch),
+                      f"{row.milliseconds[runner.REFERENCE]:.2f}", *cells, row.auto_choice)  # fmt: skip
+    console.print(table)
+    geomeans = runner.summary(rows, shown)
+    console.print("geomean speedup: " + ", ".join(f"{n} {v:.2f}x" for n, v in geomeans.items()))
+
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    report = "\n\n".join([
+        f"# convlens bench, {date.today().isoformat()}",
+        f"Machine: {machine}. Suites: {', '.join(args.suite)}; batch {', '.join(map(str, args.batch))}; "
+        f"precision {args.precision}; {args.rounds} interleaved rounds, median.",
+        "Speedup over PyTorch F.conv2d (higher is faster) and effective GFLOP/s:",
+        runner.markdown_table(rows, shown),
+        "Geometric-mean speedup: " + ", ".join(f"{n} {v:.2f}x" for n, v in geomeans.items()),
+        "Max |error| against float64 (PyTorch's own in the first column):",
+        runner.error_table(rows, [runner.REFERENCE, *names]),
+    ]) + "\n"  # fmt: skip
+    written = [
+        atomic_write_bytes(out / "bench.md", report.encode()),
+        save_figure(runner.chart(rows, shown[:-1]), out / "bench.png"),
+    ]
+    for path in written:
+        console.print(f"wrote {path}")
+    return 0
+
+
 # ---- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convlens", description="PyTorch's Conv2d, rebuilt and explained.")
@@ -188,7 +268,26 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for figures (default ./convlens-out)")
     explain.set_defaults(run=cmd_explain)
+
+    bench = commands.add_parser("bench", help="speed against PyTorch on real layers (ResNet-50, VGG-16, MobileNetV2)")
+    bench.add_argument("--suite", type=comma_list, default=["resnet50"],
+                       help="comma-separated: resnet50, vgg16, mobilenet_v2, seed (default resnet50)")  # fmt: skip
+    bench.add_argument("--batch", type=lambda text: [int(v) for v in text.split(",")], default=[8],
+                       help="comma-separated batch sizes (default 8)")  # fmt: skip
+    bench.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
+    bench.add_argument("--kernel", type=int_list(2, "--kernel", repeat=True), help="only layers with this kernel")
+    bench.add_argument("--limit", type=int, default=None, help="only the first N layers of each suite")
+    bench.add_argument("--precision", default="highest", choices=("highest", "high"))
+    bench.add_argument("--rounds", type=int, default=2)
+    bench.add_argument("--min-run-time", type=float, default=0.1, help="seconds per measurement block")
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for bench.md and bench.png")
+    bench.set_defaults(run=cmd_bench)
     return parser
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def resolve_at(args: argparse.Namespace) -> None:

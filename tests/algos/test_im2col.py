@@ -28,6 +28,8 @@ def test_plan_splits_images_first_then_rows() -> None:
     assert plan_pieces(spec, 3 * 8 * row_bytes) == (3, 8)  # three images at a time
     assert plan_pieces(spec, 5 * row_bytes) == (1, 5)  # one image is too big: bands of 5 rows
     assert plan_pieces(spec, 1) == (1, 1)  # never less than one row
+    big = ConvSpec.from_args(torch.empty(8, 64, 58, 58), torch.empty(64, 64, 3, 3))  # 7 MiB of columns per image
+    assert plan_pieces(big, 10**12) == (2, 56)  # pieces stay cache-sized (16 MiB) however large the workspace
 
 
 def test_workspace_limit_setting() -> None:

@@ -31,13 +31,12 @@ Supports 3x3 kernels, stride 1, dilation 1, any padding and groups.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from functools import cache
 
 import torch
 
 from convlens.algos import Algorithm, register
+from convlens.algos.cache import TransformCache
 from convlens.settings import get_precision
 from convlens.spec import ConvSpec, ceil_div
 
@@ -90,43 +89,6 @@ def supports(spec: ConvSpec) -> str | None:
 
 
 # ---- the weight transform, cached -----------------------------------------------------------
-class TransformCache:
-    """Transformed weights, recomputed whenever the weight's values change.
-
-    An entry is reused only if the weight tensor still holds exactly the values it was computed
-    from (``torch.equal`` against a saved copy), so in-place updates of any kind, ``.data`` writes
-    included, can never serve a stale transform. Bounded (least recently used out), thread-safe.
-    """
-
-    def __init__(self, capacity: int = 64) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, weight: torch.Tensor, key: tuple, compute) -> torch.Tensor:
-        full_key = (id(weight), tuple(weight.shape), weight.dtype, weight.device, *key)
-        with self._lock:
-            entry = self._entries.get(full_key)
-            if entry is not None and torch.equal(entry[0], weight):
-                self._entries.move_to_end(full_key)
-                self.hits += 1
-                return entry[1]
-        value = compute()
-        with self._lock:
-            self.misses += 1
-            self._entries[full_key] = (weight.detach().clone(), value)
-            self._entries.move_to_end(full_key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
 WEIGHT_CACHE = TransformCache()
 
 
@@ -143,8 +105,6 @@ def transform_weight(weight: torch.Tensor, m: int, groups: int, dtype: torch.dty
 
 
 def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
-    if torch.compiler.is_compiling():  # traced graphs must not depend on a Python-side cache
-        return transform_weight(weight, m, groups, dtype)
     return WEIGHT_CACHE.get(weight, (m, groups, dtype), lambda: transform_weight(weight, m, groups, dtype))
 
 

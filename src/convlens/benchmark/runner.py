@@ -1,0 +1,172 @@
+"""One benchmark run: every candidate on every layer of the chosen suites, against PyTorch, in one process.
+
+Per layer and batch size, interleaved with ``torch.utils.benchmark`` (see timing.py):
+each convlens algorithm that supports the layer, ``auto``, ``F.conv2d`` (the reference),
+the seed's ``F.unfold`` + matmul + view, and a single GEMM of the same size as the layer
+(C_out x C_in*k*k times C_in*k*k x N*H_out*W_out), the practical roofline of any GEMM-based method.
+
+Reported per candidate: median ms, effective GFLOP/s (2*N*C_out*H_out*W_out*C_in/G*k_h*k_w / t),
+speedup over PyTorch (PyTorch's time / its time), % of the same-size GEMM's rate, predicted extra
+memory, and max |error| against float64 next to PyTorch's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+import convlens
+from convlens import algos
+from convlens.benchmark.suites import Layer
+from convlens.benchmark.timing import geomean, interleaved_medians
+
+REFERENCE = "pytorch"
+SEED = "seed unfold"
+GEMM = "same-size GEMM"
+
+
+@dataclass
+class Row:
+    layer: Layer
+    batch: int
+    flops: int
+    milliseconds: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+    extra_bytes: dict[str, int] = field(default_factory=dict)
+    auto_choice: str = ""
+
+    def speedup(self, name: str) -> float:
+        return self.milliseconds[REFERENCE] / self.milliseconds[name]
+
+    def gflops(self, name: str) -> float:
+        return self.flops / (self.milliseconds[name] * 1e-3) / 1e9
+
+    def gemm_percent(self, name: str) -> float:
+        return 100.0 * self.milliseconds[GEMM] / self.milliseconds[name]
+
+
+def seed_unfold(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """The seed's method, with PyTorch's own unfold: unfold, transpose, matmul, transpose, view."""
+    h_out, w_out = layer.spec(x.shape[0]).out_size
+    cols = F.unfold(x, layer.kernel_size, layer.dilation, _pair_padding(layer), layer.stride)
+    out_rows = cols.transpose(1, 2).matmul(w.view(w.size(0), -1).t()).transpose(1, 2) + b.view(1, -1, 1)
+    return out_rows.view(x.shape[0], -1, h_out, w_out)
+
+
+def _pair_padding(layer: Layer) -> tuple[int, int]:
+    return layer.padding if isinstance(layer.padding, tuple) else (0, 0)
+
+
+def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
+    """Memory an algorithm allocates beyond input, weight and output, predicted from the shapes."""
+    spec = layer.spec(batch)
+    h_pad, w_pad = spec.padded_size
+    itemsize = spec.dtype.itemsize
+    padded_input = batch * spec.in_channels * h_pad * w_pad * itemsize
+    if name in ("im2col", SEED):
+        columns = spec.cols_bytes()
+        return padded_input + (min(columns, convlens.get_workspace_limit()) if name == "im2col" else columns)
+    if name == "winograd":
+        from convlens.algos.winograd import tile_size
+
+        m = tile_size(spec)
+        tiles = batch * -(-spec.out_size[0] // m) * -(-spec.out_size[1] // m)
+        return padded_input + 2 * (m + 2) ** 2 * tiles * max(spec.in_channels, spec.out_channels) * itemsize
+    if name == "fft":
+        frequencies = h_pad * (w_pad // 2 + 1)
+        return (
+            2
+            * itemsize
+            * frequencies
+            * (batch * (spec.in_channels + 2 * spec.out_channels) + spec.in_channels * spec.out_per_group)
+        )
+    if name in ("gemm", "direct"):
+        return 2 * padded_input
+    return 0
+
+
+def benchmark_layer(layer: Layer, batch: int, algorithm_names: Iterable[str], rounds: int, min_run_time: float) -> Row:
+    x, w, b = layer.tensors(batch)
+    spec = layer.spec(batch)
+    options = layer.options
+    candidates: dict[str, Callable[[], object]] = {REFERENCE: lambda: F.conv2d(x, w, b, **options)}
+    for name in algorithm_names:
+        if name == "auto" or algos.get(name).supports(spec) is None:
+            candidates[name] = lambda name=name: convlens.conv2d(x, w, b, **options, algorithm=name)
+    if layer.groups == 1 and isinstance(layer.padding, tuple):
+        candidates[SEED] = lambda: seed_unfold(x, w, b, layer)
+    h_out, w_out = spec.out_size
+    gemm_a = torch.randn(layer.out_channels // layer.groups, spec.in_per_group * spec.taps)
+    gemm_b = torch.randn(spec.in_per_group * spec.taps, batch * h_out * w_out * layer.groups)
+    candidates[GEMM] = lambda: gemm_a @ gemm_b
+
+    row = Row(layer, batch, spec.flops)
+    with torch.no_grad():
+        truth = F.conv2d(x.double(), w.double(), b.double(), **options)
+        for name, function in candidates.items():
+            if name == GEMM:
+                continue
+            row.errors[name] = (function().double() - truth).abs().max().item()
+            row.extra_bytes[name] = predicted_extra_bytes(name, layer, batch)
+        medians = interleaved_medians(candidates, rounds=rounds, min_run_time=min_run_time)
+    row.milliseconds = {name: seconds * 1e3 for name, seconds in medians.items()}
+    if "auto" in candidates:
+        from convlens.algos.auto import choose
+
+        row.auto_choice = choose(spec).algorithm.name
+    return row
+
+
+def summary(rows: list[Row], names: Iterable[str]) -> dict[str, float]:
+    """Geometric-mean speedup over PyTorch of each candidate, over the rows it ran on."""
+    return {name: geomean([r.speedup(name) for r in rows if name in r.milliseconds]) for name in names}
+
+
+def markdown_table(rows: list[Row], names: list[str]) -> str:
+    header = "| layer | N | PyTorch ms | " + " | ".join(f"{n} (x, GFLOP/s)" for n in names) + " | auto picks |"
+    lines = [header, "|" + "---|" * (len(names) + 4)]
+    for row in rows:
+        cells = []
+        for name in names:
+            if name in row.milliseconds:
+                cells.append(f"{row.speedup(name):.2f}x, {row.gflops(name):.0f}")
+            else:
+                cells.append("-")
+        lines.append(
+            f"| {row.layer.label} | {row.batch} | {row.milliseconds[REFERENCE]:.2f} | "
+            + " | ".join(cells)
+            + f" | {row.auto_choice} |"
+        )
+    return "\n".join(lines)
+
+
+def error_table(rows: list[Row], names: list[str]) -> str:
+    lines = ["| layer | N | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
+    for row in rows:
+        cells = [f"{row.errors[n]:.1e}" if n in row.errors else "-" for n in names]
+        lines.append(f"| {row.layer.label} | {row.batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], names: list[str]):
+    """Speedup over PyTorch per layer (log scale), one bar per candidate; 1.0 is PyTorch."""
+    from matplotlib.figure import Figure
+
+    labels = [f"{r.layer.suite}: {r.layer.label} N={r.batch}" for r in rows]
+    figure = Figure(figsize=(12, 0.28 * len(rows) * len(names) / 3 + 2.5), layout="constrained")
+    axis = figure.subplots()
+    height = 0.8 / len(names)
+    for index, name in enumerate(names):
+        values = [r.speedup(name) if name in r.milliseconds else float("nan") for r in rows]
+        positions = [i + index * height for i in range(len(rows))]
+        axis.barh(positions, values, height=height, label=name)
+    axis.axvline(1.0, color="black", lw=1)
+    axis.set_xscale("log")
+    axis.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels, fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("speedup over PyTorch F.conv2d (higher is faster; 1 = PyTorch)")
+    axis.legend(fontsize=8, loc="lower right")
+    return figure
