@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -188,3 +189,13 @@ def small_cases(**kwargs):
         extra_size=3,
         **kwargs,
     )
+
+
+def outcome(function, *args, **kwargs):
+    """(result, None) or (None, the exception raised): what a call did, warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return function(*args, **kwargs), None
+        except Exception as error:
+            return None, error

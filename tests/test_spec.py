@@ -3,8 +3,6 @@ and every refusal a ValueError/TypeError that names the argument, its value and 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +12,7 @@ from hypothesis import strategies as st
 
 import convlens
 from convlens.spec import ConvSpec, output_size
+from helpers import outcome
 
 X = torch.randn(2, 4, 8, 8)
 W = torch.randn(6, 2, 3, 3)
@@ -115,15 +114,6 @@ PADDINGS = st.one_of(PAIRS, st.sampled_from(["same", "valid", "SAME", "full", ""
 def is_zero_dilation(dilation) -> bool:
     values = dilation if isinstance(dilation, tuple) else (dilation,)
     return any(isinstance(v, int) and not isinstance(v, bool) and v == 0 for v in values)
-
-
-def outcome(function, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return function(*args, **kwargs), None
-        except Exception as error:
-            return None, error
 
 
 def maybe_broken(draw, valid, broken):

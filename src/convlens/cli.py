@@ -149,6 +149,64 @@ def explain_model(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+# ---- verify -------------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    import convlens
+    from convlens import verify
+
+    names = list(args.algorithms) if args.algorithms else [*convlens.algorithms()[1:], "auto"]
+    for name in names:
+        if name not in convlens.algorithms():
+            raise UsageError(
+                f"--algorithms: unknown algorithm {name!r}; choose from {', '.join(convlens.algorithms())}"
+            )
+    models = [] if args.models == ["none"] else args.models
+    for name in models:
+        if name not in verify.MODEL_SUITES:
+            raise UsageError(f"--models: unknown model {name!r}; choose from {', '.join(verify.MODEL_SUITES)} or none")
+    if args.json is not None and args.json != Path("-"):
+        from convlens.files import prepare_out_dir
+
+        prepare_out_dir(args.json.parent if str(args.json.parent) else Path("."))
+    convlens.set_precision(args.precision)
+    configs = verify.random_configs(args.cases, args.seed) + verify.model_configs(models)
+    console = Console(stderr=args.json == Path("-"), width=None if sys.stdout.isatty() else 160)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("verifying", total=len(configs))
+        summaries = verify.run(configs, names, progress=lambda config: progress.advance(task))
+
+    sources = f"{args.cases} random, seed {args.seed}; layers of {', '.join(models) or 'no models'}"
+    table = Table(title=f"{len(configs)} configurations ({sources}), float32 vs float64, precision {args.precision}")
+    for column in ("algorithm", "cases", "max |err|", "max rel", "PyTorch max |err|", "worst x PyTorch", "failures"):
+        table.add_column(column, justify="left" if column == "algorithm" else "right")
+    for name, s in summaries.items():
+        table.add_row(name, str(s.cases), f"{s.max_error:.2e}", f"{s.max_relative:.2e}", f"{s.pytorch_max_error:.2e}",
+                      f"{s.worst_ratio:.1f}", str(len(s.failures)))  # fmt: skip
+    console.print(table)
+    failures = [f for s in summaries.values() for f in s.failures]
+    for failure in failures[:10]:
+        console.print(
+            f"FAIL {failure.algorithm}: error {failure.error:.3e} > allowed {failure.allowed:.3e} "
+            f"({failure.config.describe()})"
+        )
+    if args.json is not None:
+        settings = {"cases": args.cases, "seed": args.seed, "models": models, "precision": args.precision}
+        text = json.dumps(verify.to_json(summaries, settings), indent=2)
+        if args.json == Path("-"):
+            print(text)
+        else:
+            from convlens.files import atomic_write_bytes
+
+            console.print(f"wrote {atomic_write_bytes(args.json, text.encode())}")
+    return 1 if failures else 0
+
+
 # ---- bench --------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
     import platform
@@ -268,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0)
     explain.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for figures (default ./convlens-out)")
     explain.set_defaults(run=cmd_explain)
+
+    check = commands.add_parser("verify", help="every algorithm against PyTorch and float64, on random and real layers")
+    check.add_argument("--cases", type=int, default=200, help="random configurations (default 200)")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
+    check.add_argument("--models", type=comma_list, default=["resnet18", "resnet50", "mobilenet_v2", "vgg16"],
+                       help="conv layers of these models, at batch 1 (default all four; 'none' for none)")  # fmt: skip
+    check.add_argument("--precision", default="highest", choices=("highest", "high"))
+    check.add_argument("--json", type=Path, default=None, help="also write the results as JSON ('-' for stdout)")
+    check.set_defaults(run=cmd_verify)
 
     bench = commands.add_parser("bench", help="speed against PyTorch on real layers (ResNet-50, VGG-16, MobileNetV2)")
     bench.add_argument("--suite", type=comma_list, default=["resnet50"],

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from convlens import algos
 from convlens.functional import conv2d
+from convlens.spec import IntOrPair, Padding, check_layer_args
 
 __all__ = ["Conv2d", "convert"]
 
@@ -43,9 +44,27 @@ class Conv2d(torch.nn.Conv2d):
         torch.Size([8, 16, 32, 32])
     """
 
-    def __init__(self, *args: Any, algorithm: str = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: Padding = 0,
+        dilation: IntOrPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        algorithm: str = "auto",
+    ) -> None:
         check_algorithm_name(algorithm)
-        super().__init__(*args, **kwargs)
+        check_layer_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        )
         self.algorithm = algorithm
 
     def extra_repr(self) -> str:

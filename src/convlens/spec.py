@@ -21,6 +21,7 @@ and complex convolutions; convlens is a floating-point reference).
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -366,7 +367,9 @@ class ConvSpec:
             )
         if mode != "zeros":
             check_mode_padding(mode, (height, width), pads)
-        check_window_fits((height, width), (k_h, k_w), strides, pads, dilations)
+        h_out, w_out = check_window_fits((height, width), (k_h, k_w), strides, pads, dilations)
+        check_memory(x, batch, in_channels, (height + pads[0] + pads[1], width + pads[2] + pads[3]), pads,
+                     out_channels * h_out * w_out)  # fmt: skip
 
         return cls(
             batch=batch,
@@ -386,6 +389,37 @@ class ConvSpec:
         )
 
 
+def device_memory_bytes(device: torch.device) -> int | None:
+    """Total memory of the device tensors live on (None where it cannot be known, e.g. meta)."""
+    if device.type == "cpu":
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return None
+
+
+def check_memory(
+    x: torch.Tensor, batch: int, channels: int, padded: tuple[int, int], pads: tuple[int, ...], out_per_image: int
+) -> None:
+    """Refuse, before allocating, a padded input or an output larger than the device's whole memory."""
+    limit = device_memory_bytes(x.device)
+    if limit is None:
+        return
+    itemsize = x.dtype.itemsize
+    padded_bytes = batch * channels * padded[0] * padded[1] * itemsize
+    if any(pads) and padded_bytes > limit:
+        raise ValueError(
+            f"padding (top, bottom, left, right)={pads} makes a padded input of {batch}x{channels}x{padded[0]}x"
+            f"{padded[1]} = {padded_bytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB of {x.device}"
+        )
+    output_bytes = batch * out_per_image * itemsize
+    if output_bytes > limit:
+        raise ValueError(
+            f"the output (input, weight and padding as given) would need {output_bytes / 2**30:,.1f} GiB, "
+            f"more than the {limit / 2**30:,.1f} GiB of {x.device}"
+        )
+
+
 def check_mode_padding(mode: str, in_size: tuple[int, int], padding: tuple[int, int, int, int]) -> None:
     """reflect needs padding < size and circular padding <= size in each dimension (as F.pad)."""
     top, bottom, left, right = padding
@@ -399,6 +433,41 @@ def check_mode_padding(mode: str, in_size: tuple[int, int], padding: tuple[int, 
             raise ValueError(
                 f"padding_mode='circular' needs padding <= input {axis}, got padding {largest} for {axis} {size}"
             )
+
+
+def check_layer_args(
+    in_channels: object,
+    out_channels: object,
+    kernel_size: object,
+    stride: object,
+    padding: object,
+    dilation: object,
+    groups: object,
+    bias: object,
+    padding_mode: object,
+) -> None:
+    """The constructor rules of nn.Conv2d, all checked before any parameter is allocated
+    (``torch.nn.Conv2d`` itself lets a negative kernel size or stride through to a RuntimeError
+    or to the first forward)."""
+    channels = {
+        name: to_int(name, value) for name, value in (("in_channels", in_channels), ("out_channels", out_channels))
+    }
+    for name, value in channels.items():
+        if value < 0:
+            raise ValueError(f"{name} must be non-negative, got {name}={value}")
+    kernel = positive_pair("kernel_size", kernel_size)
+    strides = positive_pair("stride", stride)
+    dilations = positive_pair("dilation", dilation)
+    resolve_padding(padding, kernel, strides, dilations)
+    group_count = to_int("groups", groups)
+    if group_count < 1:
+        raise ValueError(f"groups must be positive, got groups={group_count}")
+    for name, value in channels.items():
+        if value % group_count:
+            raise ValueError(f"{name} must be divisible by groups, got {name}={value} and groups={group_count}")
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be a bool, got {type(bias).__name__} bias={bias!r}")
+    check_padding_mode(padding_mode)
 
 
 @dataclass(frozen=True)

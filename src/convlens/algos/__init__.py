@@ -23,16 +23,25 @@ from convlens.spec import ConvSpec
 
 Forward = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", ConvSpec, int], torch.Tensor]
 Supports = Callable[[ConvSpec], "str | None"]
+ErrorBound = Callable[[ConvSpec], float]
+
+EXACT_BOUND = 2.0  # the accuracy rule for exact methods: float32 error at most 2x PyTorch's own
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    """One way to compute a convolution: its name, a one-line summary, and its two functions."""
+    """One way to compute a convolution: its name, a one-line summary, and its functions.
+
+    ``error_bound(spec)`` is the documented accuracy: the largest float32 error against float64
+    it may have, as a multiple of PyTorch's own float32 error on the same inputs (``convlens
+    verify`` and the tests enforce it).
+    """
 
     name: str
     summary: str
     forward: Forward
     supports: Supports
+    error_bound: ErrorBound = lambda spec: EXACT_BOUND
 
     def __repr__(self) -> str:
         return f"Algorithm({self.name!r})"

@@ -1,0 +1,240 @@
+"""The proof, as a sweep: every algorithm against PyTorch and a float64 ground truth.
+
+For each configuration (seeded random ones over every option, then the conv layers of real
+models), in float32::
+
+    truth      = F.conv2d in float64 on the same inputs       (the ground truth)
+    pytorch    = max |F.conv2d(float32) - truth|              PyTorch's own error
+    algorithm  = max |convlens.conv2d(float32, algorithm) - truth|
+
+Errors are per element (the largest over all outputs), never averaged. An algorithm passes a
+configuration when ``algorithm <= bound * max(pytorch, floor)``, where ``bound`` is the
+algorithm's documented ``error_bound`` (2x for the exact methods) and ``floor`` is 4 float32
+ulps of the output's scale (so a case PyTorch happens to get exactly right is not a failure).
+The relative error reported is ``max |error| / max |truth|``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+import convlens
+from convlens import algos
+from convlens.spec import ConvSpec, same_padding
+
+MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One convolution to check: shapes and options, and where it came from."""
+
+    source: str
+    batch: int
+    in_channels: int
+    out_channels: int
+    size: tuple[int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    dilation: tuple[int, int]
+    groups: int
+    padding_mode: str = "zeros"
+    seed: int = 0
+
+    @property
+    def options(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.seed)
+        x = torch.randn(self.batch, self.in_channels, *self.size, generator=generator)
+        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        w = torch.randn(self.out_channels, self.in_channels // self.groups, *self.kernel_size, generator=generator)
+        return x, w / fan_in**0.5, torch.randn(self.out_channels, generator=generator)
+
+    def describe(self) -> str:
+        return (
+            f"{self.source}: N={self.batch} {self.in_channels}->{self.out_channels} {self.size[0]}x{self.size[1]} "
+            f"k={self.kernel_size} s={self.stride} p={self.padding} d={self.dilation} g={self.groups} "
+            f"{self.padding_mode} seed={self.seed}"
+        )
+
+
+def random_configs(count: int, seed: int) -> list[Config]:
+    """``count`` random valid configurations over every option, reproducible from ``seed``."""
+    rng = random.Random(seed)
+    configs = []
+    while len(configs) < count:
+        groups = rng.choice([1, 1, 1, 2, 3, 4])
+        depthwise = rng.random() < 0.15
+        in_channels = groups * rng.randint(1, 8) if not depthwise else groups
+        out_channels = groups * rng.randint(1, 8)
+        kernel = rng.choice([(1, 1), (3, 3), (3, 3), (5, 5), (7, 7), (rng.randint(1, 5), rng.randint(1, 5))])
+        stride = rng.choice([(1, 1), (1, 1), (2, 2), (rng.randint(1, 3), rng.randint(1, 3))])
+        dilation = rng.choice([(1, 1), (1, 1), (1, 1), (2, 2), (rng.randint(1, 3), rng.randint(1, 3))])
+        mode = rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])
+        kind = rng.choice(["pair", "same", "valid"])
+        if kind == "same" and stride == (1, 1):
+            padding: tuple[int, int] | str = "same"
+            pads = same_padding(kernel, dilation)
+        elif kind == "valid":
+            padding, pads = "valid", (0, 0, 0, 0)
+        else:
+            pair = (rng.randint(0, 3), rng.randint(0, 3))
+            padding, pads = pair, (pair[0], pair[0], pair[1], pair[1])
+        span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+        size = tuple(
+            max(s - p0 - p1, max(p0, p1) + 1, 1) + rng.randint(0, 20) for s, p0, p1 in zip(span, pads[0::2], pads[1::2])
+        )
+        configs.append(
+            Config(
+                "random",
+                rng.randint(1, 4),
+                in_channels,
+                out_channels,
+                size,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                mode,
+                seed=rng.randrange(2**31),
+            )
+        )
+    return configs
+
+
+def model_configs(names: Iterable[str], batch: int = 1) -> list[Config]:
+    """The unique conv layers of real torchvision models, at ``batch``."""
+    from convlens.benchmark.suites import layers_of
+
+    configs = []
+    for name in names:
+        import torchvision
+
+        with torch.device("meta"):
+            model = torchvision.models.get_model(name, weights=None)
+        for index, layer in enumerate(layers_of(model, name, 224)):
+            config = Config(
+                f"{name} {layer.name}", batch, layer.in_channels, layer.out_channels, layer.size, layer.kernel_size,
+                layer.stride, layer.padding, layer.dilation, layer.groups, seed=index,
+            )  # fmt: skip
+            configs.append(config)
+    return configs
+
+
+@dataclass
+class Outcome:
+    config: Config
+    algorithm: str
+    error: float
+    pytorch_error: float
+    scale: float
+    bound: float  # multiple of PyTorch's error allowed
+
+    @property
+    def allowed(self) -> float:
+        floor = 4 * torch.finfo(torch.float32).eps * max(self.scale, 1e-30)
+        return self.bound * max(self.pytorch_error, floor)
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.allowed
+
+    @property
+    def relative(self) -> float:
+        return self.error / self.scale if self.scale else 0.0
+
+
+@dataclass
+class Summary:
+    algorithm: str
+    cases: int = 0
+    max_error: float = 0.0
+    max_relative: float = 0.0
+    pytorch_max_error: float = 0.0
+    worst_ratio: float = 0.0  # max over cases of error / PyTorch's error
+    failures: list[Outcome] = field(default_factory=list)
+
+
+def check_config(config: Config, names: Iterable[str]) -> list[Outcome]:
+    """Every named algorithm that supports ``config``, against float64 and PyTorch."""
+    x, w, b = config.tensors()
+    options = {**config.options, "padding_mode": config.padding_mode}
+    truth = _reference(x.double(), w.double(), b.double(), config)
+    pytorch_error = (_reference(x, w, b, config).double() - truth).abs().max().item()
+    scale = truth.abs().max().item()
+    spec = ConvSpec.from_args(x, w, b, **options)
+    outcomes = []
+    for name in names:
+        algorithm = algos.resolve(name, spec) if name == "auto" else algos.get(name)
+        if algorithm.supports(spec) is not None:
+            continue
+        with torch.no_grad():
+            ours = convlens.conv2d(x, w, b, **options, algorithm=name)
+        error = (ours.double() - truth).abs().max().item()
+        outcomes.append(Outcome(config, name, error, pytorch_error, scale, algorithm.error_bound(spec)))
+    return outcomes
+
+
+def _reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, config: Config) -> torch.Tensor:
+    """PyTorch's answer the way nn.Conv2d computes it (F.pad first for the non-zero modes)."""
+    if config.padding_mode == "zeros":
+        return F.conv2d(x, w, b, **config.options)
+    if config.padding == "same":
+        top, bottom, left, right = same_padding(config.kernel_size, config.dilation)
+    elif config.padding == "valid":
+        top = bottom = left = right = 0
+    else:
+        top = bottom = config.padding[0]
+        left = right = config.padding[1]
+    padded = F.pad(x, (left, right, top, bottom), mode=config.padding_mode)
+    return F.conv2d(padded, w, b, config.stride, 0, config.dilation, config.groups)
+
+
+def run(
+    configs: list[Config], names: list[str], progress: Callable[[Config], None] | None = None
+) -> dict[str, Summary]:
+    summaries = {name: Summary(name) for name in names}
+    for config in configs:
+        for outcome in check_config(config, names):
+            summary = summaries[outcome.algorithm]
+            summary.cases += 1
+            summary.max_error = max(summary.max_error, outcome.error)
+            summary.max_relative = max(summary.max_relative, outcome.relative)
+            summary.pytorch_max_error = max(summary.pytorch_max_error, outcome.pytorch_error)
+            if outcome.pytorch_error > 0:
+                summary.worst_ratio = max(summary.worst_ratio, outcome.error / outcome.pytorch_error)
+            if not outcome.passed:
+                summary.failures.append(outcome)
+        if progress is not None:
+            progress(config)
+    return summaries
+
+
+def to_json(summaries: dict[str, Summary], settings: dict) -> dict:
+    def outcome_dict(outcome: Outcome) -> dict:
+        return {"config": asdict(outcome.config), "describe": outcome.config.describe(), "error": outcome.error,
+                "pytorch_error": outcome.pytorch_error, "allowed": outcome.allowed}  # fmt: skip
+
+    return {
+        "settings": settings,
+        "algorithms": {
+            name: {
+                "cases": s.cases,
+                "max_abs_error": s.max_error,
+                "max_relative_error": s.max_relative,
+                "pytorch_max_abs_error": s.pytorch_max_error,
+                "worst_ratio_to_pytorch": s.worst_ratio,
+                "failures": [outcome_dict(f) for f in s.failures],
+            }
+            for name, s in summaries.items()
+        },
+    }
