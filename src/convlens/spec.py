@@ -401,7 +401,11 @@ def device_memory_bytes(device: torch.device) -> int | None:
 def check_memory(
     x: torch.Tensor, batch: int, channels: int, padded: tuple[int, int], pads: tuple[int, ...], out_per_image: int
 ) -> None:
-    """Refuse, before allocating, a padded input or an output larger than the device's whole memory."""
+    """Refuse, before allocating, a padded input or an output larger than the device's whole memory.
+
+    Skipped while torch.compile traces (the query is a system call it cannot put in a graph)."""
+    if torch.compiler.is_compiling():
+        return
     limit = device_memory_bytes(x.device)
     if limit is None:
         return
