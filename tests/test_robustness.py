@@ -53,10 +53,11 @@ def test_nan_and_inf_spread_no_less_than_in_pytorch(algorithm: str) -> None:
 @pytest.mark.parametrize("algorithm", convlens.algorithms())
 def test_repeated_calls_are_bitwise_identical(algorithm: str) -> None:
     torch.manual_seed(0)
-    x, w, b = torch.randn(4, 16, 20, 20), torch.randn(32, 16, 3, 3), torch.randn(32)
-    first = convlens.conv2d(x, w, b, padding=1, algorithm=algorithm)
+    groups = 16 if algorithm == "depthwise" else 1
+    x, w, b = torch.randn(4, 16, 20, 20), torch.randn(32, 16 // groups, 3, 3), torch.randn(32)
+    first = convlens.conv2d(x, w, b, padding=1, groups=groups, algorithm=algorithm)
     for _ in range(4):
-        assert torch.equal(convlens.conv2d(x, w, b, padding=1, algorithm=algorithm), first)
+        assert torch.equal(convlens.conv2d(x, w, b, padding=1, groups=groups, algorithm=algorithm), first)
 
 
 def test_many_threads_share_the_caches_and_get_correct_results() -> None:

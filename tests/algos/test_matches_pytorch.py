@@ -113,7 +113,10 @@ def test_cross_correlation_not_convolution() -> None:
     x = torch.arange(25.0).view(1, 1, 5, 5)
     w = torch.zeros(1, 1, 3, 3)
     w[0, 0, 0, 0] = 1.0
+    spec = ConvSpec.from_args(x, w)
     for algorithm in ALGORITHMS:
+        if algorithm != "auto" and algos.get(algorithm).supports(spec) is not None:
+            continue
         out = convlens.conv2d(x, w, algorithm=algorithm)
         torch.testing.assert_close(out, x[:, :, :3, :3])
 

@@ -7,9 +7,10 @@ first match wins:
    2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3), precision "high") fewer multiplications, which pays
    once the channel products dominate its transforms (ResNet-50, batch 8: 0.55x PyTorch at 64
    channels against im2col's 0.48x, 1.06-1.18x from 128 channels up);
-2. otherwise ``im2col`` — one large matrix multiply (per group). This includes depthwise layers:
-   measured on MobileNetV2 (batch 1) im2col reached 0.18-0.31x PyTorch's depthwise kernel,
-   direct only 0.12-0.20x; no convlens algorithm matches PyTorch's depthwise kernel yet.
+2. depthwise (groups == C_in > 1): ``depthwise`` — as fast as im2col on MobileNetV2 (0.24x
+   PyTorch's depthwise kernel at batch 1) without im2col's k_h*k_w copy of the input; no convlens
+   algorithm matches PyTorch's depthwise kernel yet;
+3. otherwise ``im2col`` — one large matrix multiply (per group).
 
 With ``convlens.set_autotune(True)``, the first call for each (sizes, options, dtype, device,
 precision) times every algorithm that supports it on random data of that shape and keeps the
@@ -45,7 +46,7 @@ def rule(spec: ConvSpec) -> Choice:
     ):
         return Choice(winograd, "3x3 stride 1 with many channels: Winograd's fewer multiplications pay")
     if spec.is_depthwise:
-        return Choice(get("im2col"), "depthwise: im2col measured faster than direct (both below PyTorch's kernel)")
+        return Choice(get("depthwise"), "depthwise: one scaled add per tap, im2col's speed without its copy")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
 
 
