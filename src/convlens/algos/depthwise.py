@@ -13,8 +13,9 @@ scalar broadcast along its contiguous row::
 
 Measured on MobileNetV2's depthwise layers (batch 1 / 8): 0.24x / 0.19x PyTorch's CPU depthwise
 kernel, the same speed as im2col (0.24x / 0.21x) without its k_h*k_w copy of the input; direct
-reaches 0.16x / 0.15x. Channels first matters: with channels last, broadcasting a per-channel
-weight along the innermost axis ran at half this speed.
+reaches 0.16x / 0.15x (``convlens bench --suite mobilenet_v2``). Channels first matters: a
+per-channel weight is then a scalar along each contiguous row; broadcast along an innermost
+channel axis (channels last), the same multiply-add ran markedly slower.
 
 A channel multiplier m = C_out / C_in > 1 repeats each channel m times first. No matmul, no im2col.
 """
