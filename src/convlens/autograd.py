@@ -29,7 +29,7 @@ import torch
 from convlens.algos import Algorithm
 from convlens.algos.im2col import plan_pieces
 from convlens.spec import ConvSpec
-from convlens.unfold import col2im, im2col_batch_last
+from convlens.unfold import col2im, im2col
 
 
 def conv2d_backward(
@@ -50,19 +50,19 @@ def conv2d_backward(
     grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None
 
     w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
-    images = plan_pieces(spec, workspace)[0] if n else 1
+    images = plan_pieces(spec, workspace)[0]
     grad_weight_rows = None
     grad_input_pieces = []
-    for n0 in range(0, max(n, 1), images):
-        count = min(images, n - n0) if n else 0
+    # An empty batch is one empty piece, so the (zero) gradients stay in the graph for double backward.
+    for n0 in range(0, n, images) or [0]:
+        count = min(images, n - n0)
         positions = count * h_out * w_out
         # grad_output (N, C_out, H_out, W_out) -> grad_rows (G, C_out/G, N*H_out*W_out)
         grad_rows = grad_output[n0 : n0 + count].transpose(0, 1).reshape(groups, out_per_group, positions)
         if needs_weight:
-            cols = im2col_batch_last(
-                x_pad[n0 : n0 + count], spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out)
-            )
-            cols = cols.view(groups, rows_per_group, positions)
+            cols = im2col(
+                x_pad[n0 : n0 + count], spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out), batch_last=True
+            ).view(groups, rows_per_group, positions)
             # out_rows = w_rows @ cols  =>  dLoss/d w_rows = grad_rows @ cols^T, one product over all positions
             piece = grad_rows @ cols.transpose(-1, -2)
             grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
@@ -71,20 +71,22 @@ def conv2d_backward(
             grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (G, C_in/G*k_h*k_w, P)
             grad_cols = grad_cols.reshape(spec.in_channels * spec.taps, positions)
             # cols = im2col(x_pad)  =>  dLoss/d x_pad = col2im(dLoss/d cols)
-            grad_x_piece = col2im(
-                grad_cols,
-                spec.padded_size,
-                spec.kernel_size,
-                spec.dilation,
-                spec.stride,
-                (h_out, w_out),
-                batch_last=True,
+            grad_input_pieces.append(
+                col2im(
+                    grad_cols,
+                    spec.padded_size,
+                    spec.kernel_size,
+                    spec.dilation,
+                    spec.stride,
+                    (h_out, w_out),
+                    batch_last=True,
+                )
             )
-            grad_input_pieces.append(grad_x_piece)
 
-    grad_weight = grad_weight_rows.reshape(weight.shape) if grad_weight_rows is not None else None
+    grad_weight = grad_weight_rows.reshape(weight.shape) if needs_weight else None
     grad_x_pad = None
     if needs_input:
+        # one piece (everything fit) needs no concatenation copy
         grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
     return grad_x_pad, grad_weight, grad_bias
 

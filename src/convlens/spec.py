@@ -77,6 +77,13 @@ def to_pair(name: str, value: object) -> tuple[int, int]:
     return (number, number)
 
 
+def positive_int(name: str, value: object) -> int:
+    number = to_int(name, value)
+    if number < 1:
+        raise ValueError(f"{name} must be positive, got {name}={number}")
+    return number
+
+
 def positive_pair(name: str, value: object) -> tuple[int, int]:
     pair = to_pair(name, value)
     if min(pair) < 1:
@@ -339,9 +346,7 @@ class ConvSpec:
 
         strides = positive_pair("stride", stride)
         dilations = positive_pair("dilation", dilation)
-        group_count = to_int("groups", groups)
-        if group_count < 1:
-            raise ValueError(f"groups must be positive, got groups={group_count}")
+        group_count = positive_int("groups", groups)
         if k_h < 1 or k_w < 1:
             raise ValueError(f"kernel size must be positive, got weight of shape {tuple(w.shape)}")
         pads = resolve_padding(padding, (k_h, k_w), strides, dilations)
@@ -367,11 +372,9 @@ class ConvSpec:
             )
         if mode != "zeros":
             check_mode_padding(mode, (height, width), pads)
-        h_out, w_out = check_window_fits((height, width), (k_h, k_w), strides, pads, dilations)
-        check_memory(x, batch, in_channels, (height + pads[0] + pads[1], width + pads[2] + pads[3]), pads,
-                     out_channels * h_out * w_out)  # fmt: skip
+        check_window_fits((height, width), (k_h, k_w), strides, pads, dilations)
 
-        return cls(
+        spec = cls(
             batch=batch,
             in_channels=in_channels,
             in_size=(height, width),
@@ -387,6 +390,8 @@ class ConvSpec:
             dtype=x.dtype,
             device=x.device,
         )
+        check_memory(spec)
+        return spec
 
 
 def device_memory_bytes(device: torch.device) -> int | None:
@@ -398,29 +403,29 @@ def device_memory_bytes(device: torch.device) -> int | None:
     return None
 
 
-def check_memory(
-    x: torch.Tensor, batch: int, channels: int, padded: tuple[int, int], pads: tuple[int, ...], out_per_image: int
-) -> None:
+def check_memory(spec: ConvSpec) -> None:
     """Refuse, before allocating, a padded input or an output larger than the device's whole memory.
 
     Skipped while torch.compile traces (the query is a system call it cannot put in a graph)."""
     if torch.compiler.is_compiling():
         return
-    limit = device_memory_bytes(x.device)
+    limit = device_memory_bytes(spec.device)
     if limit is None:
         return
-    itemsize = x.dtype.itemsize
-    padded_bytes = batch * channels * padded[0] * padded[1] * itemsize
-    if any(pads) and padded_bytes > limit:
+    itemsize = spec.dtype.itemsize
+    (h_pad, w_pad), (h_out, w_out) = spec.padded_size, spec.out_size
+    padded_bytes = spec.batch * spec.in_channels * h_pad * w_pad * itemsize
+    if any(spec.padding) and padded_bytes > limit:
         raise ValueError(
-            f"padding (top, bottom, left, right)={pads} makes a padded input of {batch}x{channels}x{padded[0]}x"
-            f"{padded[1]} = {padded_bytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB of {x.device}"
+            f"padding (top, bottom, left, right)={spec.padding} makes a padded input of {spec.batch}x"
+            f"{spec.in_channels}x{h_pad}x{w_pad} = {padded_bytes / 2**30:,.1f} GiB, more than the "
+            f"{limit / 2**30:,.1f} GiB of {spec.device}"
         )
-    output_bytes = batch * out_per_image * itemsize
+    output_bytes = spec.batch * spec.out_channels * h_out * w_out * itemsize
     if output_bytes > limit:
         raise ValueError(
             f"the output (input, weight and padding as given) would need {output_bytes / 2**30:,.1f} GiB, "
-            f"more than the {limit / 2**30:,.1f} GiB of {x.device}"
+            f"more than the {limit / 2**30:,.1f} GiB of {spec.device}"
         )
 
 
@@ -463,9 +468,7 @@ def check_layer_args(
     strides = positive_pair("stride", stride)
     dilations = positive_pair("dilation", dilation)
     resolve_padding(padding, kernel, strides, dilations)
-    group_count = to_int("groups", groups)
-    if group_count < 1:
-        raise ValueError(f"groups must be positive, got groups={group_count}")
+    group_count = positive_int("groups", groups)
     for name, value in channels.items():
         if value % group_count:
             raise ValueError(f"{name} must be divisible by groups, got {name}={value} and groups={group_count}")

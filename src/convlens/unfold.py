@@ -78,30 +78,23 @@ def im2col(
     dilation: tuple[int, int],
     stride: tuple[int, int],
     out_size: tuple[int, int],
+    batch_last: bool = False,
 ) -> torch.Tensor:
-    """Columns (N, C*k_h*k_w, H_out*W_out) of an already padded (N, C, H_pad, W_pad) input."""
-    n, c = x_pad.shape[:2]
-    windows = sliding_windows(x_pad, kernel_size, dilation, stride, out_size)
-    # (N, C, k_h, k_w, H_out, W_out) -> (N, C*k_h*k_w, H_out*W_out): the copy that is im2col
-    return windows.reshape(n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
+    """Columns (N, C*k_h*k_w, H_out*W_out) of an already padded (N, C, H_pad, W_pad) input.
 
-
-def im2col_batch_last(
-    x_pad: torch.Tensor,
-    kernel_size: tuple[int, int],
-    dilation: tuple[int, int],
-    stride: tuple[int, int],
-    out_size: tuple[int, int],
-) -> torch.Tensor:
-    """Columns with the batch folded into the positions: (C*k_h*k_w, N*H_out*W_out).
-
-    The same values as ``im2col``, laid out so one matrix product contracts over every image's
-    window positions at once (the backward's grad_weight = grad_rows @ cols^T).
+    With ``batch_last`` the batch is folded into the positions instead, (C*k_h*k_w, N*H_out*W_out):
+    the same values, laid out so one matrix product contracts over every image's window positions
+    at once (the backward's grad_weight = grad_rows @ cols^T).
     """
     n, c = x_pad.shape[:2]
+    rows = c * kernel_size[0] * kernel_size[1]
+    positions = out_size[0] * out_size[1]
     windows = sliding_windows(x_pad, kernel_size, dilation, stride, out_size)  # (N, C, k_h, k_w, H_out, W_out)
-    windows = windows.permute(1, 2, 3, 0, 4, 5)  # (C, k_h, k_w, N, H_out, W_out)
-    return windows.reshape(c * kernel_size[0] * kernel_size[1], n * out_size[0] * out_size[1])
+    if batch_last:
+        # (C, k_h, k_w, N, H_out, W_out) -> (C*k_h*k_w, N*H_out*W_out)
+        return windows.permute(1, 2, 3, 0, 4, 5).reshape(rows, n * positions)
+    # (N, C, k_h, k_w, H_out, W_out) -> (N, C*k_h*k_w, H_out*W_out): the copy that is im2col
+    return windows.reshape(n, rows, positions)
 
 
 def col2im(
@@ -115,7 +108,7 @@ def col2im(
 ) -> torch.Tensor:
     """Sum columns (N, C*k_h*k_w, H_out*W_out) back into a padded image (N, C, H_pad, W_pad).
 
-    With ``batch_last`` the columns are laid out as ``im2col_batch_last`` makes them,
+    With ``batch_last`` the columns are laid out as ``im2col(..., batch_last=True)`` makes them,
     (C*k_h*k_w, N*H_out*W_out).
     """
     k_h, k_w = kernel_size
