@@ -149,6 +149,19 @@ def explain_model(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def algorithm_names(requested: list[str] | None) -> list[str]:
+    """--algorithms as given, checked; by default every algorithm, then auto."""
+    import convlens
+
+    names = list(requested) if requested else [*convlens.algorithms()[1:], "auto"]
+    for name in names:
+        if name not in convlens.algorithms():
+            raise UsageError(
+                f"--algorithms: unknown algorithm {name!r}; choose from {', '.join(convlens.algorithms())}"
+            )
+    return names
+
+
 # ---- verify -------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
@@ -160,12 +173,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import convlens
     from convlens import verify
 
-    names = list(args.algorithms) if args.algorithms else [*convlens.algorithms()[1:], "auto"]
-    for name in names:
-        if name not in convlens.algorithms():
-            raise UsageError(
-                f"--algorithms: unknown algorithm {name!r}; choose from {', '.join(convlens.algorithms())}"
-            )
+    names = algorithm_names(args.algorithms)
     models = [] if args.models == ["none"] else args.models
     for name in models:
         if name not in verify.MODEL_SUITES:
@@ -222,12 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from convlens.benchmark.suites import SUITES, suite
     from convlens.files import atomic_write_bytes, prepare_out_dir, save_figure
 
-    names = list(args.algorithms) if args.algorithms else [*convlens.algorithms()[1:], "auto"]
-    for name in names:
-        if name not in convlens.algorithms():
-            raise UsageError(
-                f"--algorithms: unknown algorithm {name!r}; choose from {', '.join(convlens.algorithms())}"
-            )
+    names = algorithm_names(args.algorithms)
     for name in args.suite:
         if name not in SUITES:
             raise UsageError(f"--suite: unknown suite {name!r}; choose from {', '.join(SUITES)}")

@@ -47,6 +47,12 @@ class Algorithm:
         return f"Algorithm({self.name!r})"
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16 and bfloat16 are computed in float32 and rounded once at the end, as PyTorch's
+    kernels do; other dtypes are computed as they are."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def always(spec: ConvSpec) -> str | None:
     """``supports`` for an algorithm that handles every valid configuration."""
     return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, register
+from convlens.algos import Algorithm, accumulation_dtype, register
 from convlens.algos.phases import stride_phases
 from convlens.spec import ConvSpec
 
@@ -38,7 +38,7 @@ def supports(spec: ConvSpec) -> str | None:
 def forward(
     x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    compute = torch.float32 if x_pad.dtype in (torch.float16, torch.bfloat16) else x_pad.dtype
+    compute = accumulation_dtype(x_pad.dtype)
     if spec.out_per_group > 1:  # channel multiplier m: channel c feeds outputs c*m .. c*m + m - 1
         x_pad = x_pad.repeat_interleave(spec.out_per_group, dim=1)
     phases = stride_phases(x_pad, spec, compute)

@@ -26,14 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, always, register
+from convlens.algos import Algorithm, accumulation_dtype, always, register
 from convlens.spec import ConvSpec
 from convlens.unfold import tap_slice
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for the half types, the dtype itself otherwise."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def forward(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, always, register
+from convlens.algos import Algorithm, accumulation_dtype, always, register
 from convlens.algos.cache import TransformCache
 from convlens.spec import ConvSpec
 
@@ -46,7 +46,7 @@ def kernel_spectra(
 def forward(
     x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    compute = torch.float32 if x_pad.dtype in (torch.float16, torch.bfloat16) else x_pad.dtype
+    compute = accumulation_dtype(x_pad.dtype)
     n, _, h_pad, w_pad = x_pad.shape
     if n == 0:  # MKL's FFT refuses an empty batch; there is nothing to transform
         return x_pad.new_zeros((0, spec.out_channels, *spec.out_size))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, always, register
+from convlens.algos import Algorithm, accumulation_dtype, always, register
 from convlens.algos.phases import stride_phases
 from convlens.spec import ConvSpec
 
@@ -30,7 +30,7 @@ from convlens.spec import ConvSpec
 def forward(
     x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    compute = torch.float32 if x_pad.dtype in (torch.float16, torch.bfloat16) else x_pad.dtype
+    compute = accumulation_dtype(x_pad.dtype)
     phases = stride_phases(x_pad, spec, compute)
     groups, c_in_g, c_out_g = spec.groups, spec.in_per_group, spec.out_per_group
     w_taps = weight.to(compute)  # (C_out, C_in/G, k_h, k_w)

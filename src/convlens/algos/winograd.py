@@ -39,7 +39,7 @@ from functools import cache
 
 import torch
 
-from convlens.algos import Algorithm, register
+from convlens.algos import Algorithm, accumulation_dtype, register
 from convlens.algos.cache import TransformCache
 from convlens.settings import get_precision
 from convlens.spec import ConvSpec, ceil_div
@@ -124,7 +124,7 @@ def forward(
     m = tile_size(spec)
     t = m + R - 1
     a_t, _, b_t = transforms(m)
-    compute = torch.float32 if x_pad.dtype in (torch.float16, torch.bfloat16) else x_pad.dtype
+    compute = accumulation_dtype(x_pad.dtype)
     n, c_in, h_pad, w_pad = x_pad.shape
     groups, c_in_g = spec.groups, spec.in_per_group
     h_out, w_out = spec.out_size
