@@ -32,7 +32,9 @@ def test_high_precision_winograd_within_its_documented_50x() -> None:
 
     convlens.set_precision("high")
     try:
-        configs = [c for c in verify.model_configs(["resnet18"]) if c.kernel_size == (3, 3) and c.stride == (1, 1)]
+        configs = [
+            c for c in verify.model_configs(["resnet18"]) if c.layer.kernel_size == (3, 3) and c.layer.stride == (1, 1)
+        ]
         summary = verify.run(configs, ["winograd"])["winograd"]
     finally:
         convlens.set_precision("highest")

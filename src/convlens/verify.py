@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
+from convlens.benchmark.suites import Layer, layers_of
 from convlens.spec import ConvSpec, same_padding
 
 MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16")
@@ -32,37 +33,26 @@ MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16")
 
 @dataclass(frozen=True)
 class Config:
-    """One convolution to check: shapes and options, and where it came from."""
+    """One convolution to check: a layer's configuration (benchmark.suites.Layer), a batch size,
+    and the seed of its random values."""
 
-    source: str
+    layer: Layer
     batch: int
-    in_channels: int
-    out_channels: int
-    size: tuple[int, int]
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int] | str
-    dilation: tuple[int, int]
-    groups: int
-    padding_mode: str = "zeros"
     seed: int = 0
 
     @property
     def options(self) -> dict:
-        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+        return {**self.layer.options, "padding_mode": self.layer.padding_mode}
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.seed)
-        x = torch.randn(self.batch, self.in_channels, *self.size, generator=generator)
-        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
-        w = torch.randn(self.out_channels, self.in_channels // self.groups, *self.kernel_size, generator=generator)
-        return x, w / fan_in**0.5, torch.randn(self.out_channels, generator=generator)
+        return self.layer.tensors(self.batch, seed=self.seed)
 
     def describe(self) -> str:
+        layer = self.layer
         return (
-            f"{self.source}: N={self.batch} {self.in_channels}->{self.out_channels} {self.size[0]}x{self.size[1]} "
-            f"k={self.kernel_size} s={self.stride} p={self.padding} d={self.dilation} g={self.groups} "
-            f"{self.padding_mode} seed={self.seed}"
+            f"{f'{layer.suite} {layer.name}'.strip()}: N={self.batch} {layer.in_channels}->{layer.out_channels} "
+            f"{layer.size[0]}x{layer.size[1]} k={layer.kernel_size} s={layer.stride} p={layer.padding} "
+            f"d={layer.dilation} g={layer.groups} {layer.padding_mode} seed={self.seed}"
         )
 
 
@@ -92,41 +82,22 @@ def random_configs(count: int, seed: int) -> list[Config]:
         size = tuple(
             max(s - p0 - p1, max(p0, p1) + 1, 1) + rng.randint(0, 20) for s, p0, p1 in zip(span, pads[0::2], pads[1::2])
         )
-        configs.append(
-            Config(
-                "random",
-                rng.randint(1, 4),
-                in_channels,
-                out_channels,
-                size,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-                mode,
-                seed=rng.randrange(2**31),
-            )
-        )
+        batch = rng.randint(1, 4)
+        layer = Layer("random", "", in_channels, out_channels, size, kernel, stride, padding,
+                      dilation, groups, padding_mode=mode)  # fmt: skip
+        configs.append(Config(layer, batch, seed=rng.randrange(2**31)))
     return configs
 
 
 def model_configs(names: Iterable[str], batch: int = 1) -> list[Config]:
-    """The unique conv layers of real torchvision models, at ``batch``."""
-    from convlens.benchmark.suites import layers_of
+    """The unique conv layers of real torchvision models (benchmark.suites), at ``batch``."""
+    import torchvision
 
     configs = []
     for name in names:
-        import torchvision
-
-        with torch.device("meta"):
+        with torch.device("meta"):  # shapes only: no memory for weights, nothing downloaded
             model = torchvision.models.get_model(name, weights=None)
-        for index, layer in enumerate(layers_of(model, name, 224)):
-            config = Config(
-                f"{name} {layer.name}", batch, layer.in_channels, layer.out_channels, layer.size, layer.kernel_size,
-                layer.stride, layer.padding, layer.dilation, layer.groups, seed=index,
-            )  # fmt: skip
-            configs.append(config)
+        configs += [Config(layer, batch, seed=index) for index, layer in enumerate(layers_of(model, name, 224))]
     return configs
 
 
@@ -167,7 +138,7 @@ class Summary:
 def check_config(config: Config, names: Iterable[str]) -> list[Outcome]:
     """Every named algorithm that supports ``config``, against float64 and PyTorch."""
     x, w, b = config.tensors()
-    options = {**config.options, "padding_mode": config.padding_mode}
+    options = config.options
     truth = _reference(x.double(), w.double(), b.double(), config)
     pytorch_error = (_reference(x, w, b, config).double() - truth).abs().max().item()
     scale = truth.abs().max().item()
@@ -186,17 +157,18 @@ def check_config(config: Config, names: Iterable[str]) -> list[Outcome]:
 
 def _reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, config: Config) -> torch.Tensor:
     """PyTorch's answer the way nn.Conv2d computes it (F.pad first for the non-zero modes)."""
-    if config.padding_mode == "zeros":
-        return F.conv2d(x, w, b, **config.options)
-    if config.padding == "same":
-        top, bottom, left, right = same_padding(config.kernel_size, config.dilation)
-    elif config.padding == "valid":
+    layer = config.layer
+    if layer.padding_mode == "zeros":
+        return F.conv2d(x, w, b, **layer.options)
+    if layer.padding == "same":
+        top, bottom, left, right = same_padding(layer.kernel_size, layer.dilation)
+    elif layer.padding == "valid":
         top = bottom = left = right = 0
     else:
-        top = bottom = config.padding[0]
-        left = right = config.padding[1]
-    padded = F.pad(x, (left, right, top, bottom), mode=config.padding_mode)
-    return F.conv2d(padded, w, b, config.stride, 0, config.dilation, config.groups)
+        top = bottom = layer.padding[0]
+        left = right = layer.padding[1]
+    padded = F.pad(x, (left, right, top, bottom), mode=layer.padding_mode)
+    return F.conv2d(padded, w, b, layer.stride, 0, layer.dilation, layer.groups)
 
 
 def run(

@@ -29,6 +29,7 @@ class Layer:
     dilation: tuple[int, int]
     groups: int
     count: int = 1
+    padding_mode: str = "zeros"
 
     def tensors(
         self, batch: int, dtype: torch.dtype = torch.float32, seed: int = 0
@@ -49,7 +50,7 @@ class Layer:
         w = torch.empty(
             (self.out_channels, self.in_channels // self.groups, *self.kernel_size), dtype=dtype, device="meta"
         )
-        return ConvSpec.from_args(x, w, None, **self.options)
+        return ConvSpec.from_args(x, w, None, **self.options, padding_mode=self.padding_mode)
 
     @property
     def label(self) -> str:
@@ -80,9 +81,10 @@ def layers_of(model: torch.nn.Module, suite: str, image_size: int) -> list[Layer
                 padding=module.padding,
                 dilation=module.dilation,
                 groups=module.groups,
+                padding_mode=module.padding_mode,
             )
             key = (layer.in_channels, layer.out_channels, layer.size, layer.kernel_size, layer.stride,
-                   layer.padding, layer.dilation, layer.groups)  # fmt: skip
+                   layer.padding, layer.dilation, layer.groups, layer.padding_mode)  # fmt: skip
             previous = found.get(key)
             found[key] = layer if previous is None else _counted(previous)
 
