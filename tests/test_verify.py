@@ -74,5 +74,5 @@ def test_outcome_bound_uses_a_floor_when_pytorch_is_exact() -> None:
     config = verify.random_configs(1, 0)[0]
     exact = verify.Outcome(config, "im2col", error=1e-7, pytorch_error=0.0, scale=1.0, bound=2.0)
     assert exact.passed  # PyTorch exactly right is not a reason to fail a 1-ulp error
+    assert exact.allowed == 2.0 * 4 * torch.finfo(torch.float32).eps  # bound x the 4-ulp floor at scale 1
     assert not verify.Outcome(config, "im2col", 1e-4, 1e-7, 1.0, 2.0).passed
-    assert torch.finfo(torch.float32).eps * 4 * 2 > 1e-7

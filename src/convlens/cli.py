@@ -14,11 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from convlens.data import DataError
-from convlens.files import DEFAULT_OUT, OutputError
-
-# Mistakes a user can make on the command line: one line on stderr, exit code 2, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (DataError, OutputError)
+from convlens.files import DEFAULT_OUT
 
 
 class UsageError(ValueError):
@@ -373,9 +369,6 @@ def resolve_at(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from convlens.explain.byhand import PositionError
-    from convlens.explain.model_layer import ModelError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -383,7 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except argparse.ArgumentTypeError as error:
         parser.exit(2, f"convlens {args.command}: error: {error}\n")
-    except (*USER_ERRORS, UsageError, PositionError, ModelError, ValueError, TypeError) as error:
+    # Every user mistake is a ValueError or TypeError: the library's argument rules, and the CLI's
+    # own UsageError, DataError, OutputError, PositionError and ModelError (all ValueErrors).
+    # Reported as one line on stderr, exit code 2, no traceback.
+    except (ValueError, TypeError) as error:
         message = str(error).splitlines()
         print(f"convlens {args.command}: error: {' '.join(line.strip() for line in message)}", file=sys.stderr)
         return 2

@@ -106,6 +106,7 @@ def test_cache_is_never_stale(change: str) -> None:
         optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
         layer(x).square().sum().backward()
         optimizer.step()
+    misses = WEIGHT_CACHE.misses
     if change == "requires_grad parameter":
         layer.weight = torch.nn.Parameter(torch.randn_like(layer.weight))
     expected = torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)
@@ -113,6 +114,7 @@ def test_cache_is_never_stale(change: str) -> None:
     tolerance = 1e-5 * max(1.0, scale)  # float32 rounding at the output's size
     assert (expected - before).abs().max().item() > 1000 * tolerance  # the change is visible: a stale cache would fail
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=tolerance)
+    assert WEIGHT_CACHE.misses == misses + 1  # the changed (or new) weight was transformed afresh
 
 
 def test_unsupported_configurations_say_what_is_supported() -> None:

@@ -64,8 +64,7 @@ def candidates(spec: ConvSpec) -> list[Algorithm]:
 
 def time_candidates(spec: ConvSpec) -> Choice:
     """Time every supporting algorithm once on random data of this shape; keep the fastest."""
-    import torch.utils.benchmark as tbench
-
+    from convlens.benchmark.timing import interleaved_medians
     from convlens.settings import get_workspace_limit
 
     generator = torch.Generator().manual_seed(0)
@@ -73,16 +72,16 @@ def time_candidates(spec: ConvSpec) -> Choice:
     x_pad = torch.randn((spec.batch, spec.in_channels, h_pad, w_pad), generator=generator).to(spec.dtype)
     weight = torch.randn((spec.out_channels, spec.in_per_group, *spec.kernel_size), generator=generator)
     x_pad, weight = x_pad.to(spec.device), weight.to(dtype=spec.dtype, device=spec.device)
-    seconds = {}
+    runs = {
+        algorithm.name: (
+            lambda algorithm=algorithm: algorithm.forward(x_pad, weight, None, spec, get_workspace_limit())
+        )
+        for algorithm in candidates(spec)
+    }
     with torch.no_grad():
-        for algorithm in candidates(spec):
-
-            def run(algorithm=algorithm):
-                return algorithm.forward(x_pad, weight, None, spec, get_workspace_limit())
-
-            run()  # warm up (caches, allocator)
-            timer = tbench.Timer("run()", globals={"run": run}, num_threads=torch.get_num_threads())
-            seconds[algorithm.name] = timer.blocked_autorange(min_run_time=0.05).median
+        for run in runs.values():
+            run()  # warm up (transform caches, allocator)
+        seconds = interleaved_medians(runs, rounds=1, min_run_time=0.05)
     best = min(seconds, key=seconds.get)
     summary = ", ".join(f"{name} {value * 1e3:.2f} ms" for name, value in sorted(seconds.items(), key=lambda kv: kv[1]))
     return Choice(get(best), f"timed once: {summary}")
