@@ -44,6 +44,7 @@ def worker(rank: int, rendezvous: str, out_dir: str) -> None:
         shard = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         F.cross_entropy(model(images[shard]), labels[shard]).backward()
         torch.save([p.grad for p in model.module.parameters()], Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # both ranks done before teardown: gloo aborts if torn down mid-exchange
     finally:
         dist.destroy_process_group()
 
