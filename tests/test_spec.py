@@ -26,6 +26,7 @@ W = torch.randn(6, 2, 3, 3)
         ({"stride": (1, 1, 1)}, ValueError, r"stride must be a single int or a tuple of 2 ints.*stride=\(1, 1, 1\)"),
         ({"stride": 1.5}, TypeError, r"stride must be an int or a tuple of ints, got float stride=1.5"),
         ({"stride": True}, TypeError, r"stride must be an int, got bool stride=True"),
+        ({"dilation": torch.tensor([1, 2])}, TypeError, r"a tensor passes only with one integer element"),
         ({"padding": -1}, ValueError, r"padding must be non-negative .*padding=\(-1, -1\)"),
         ({"padding": "SAME"}, ValueError, r"padding must be .*'valid' or 'same', got padding='SAME'"),
         ({"padding": "same", "stride": 2}, ValueError, r"padding='same' requires stride=1, got stride=\(2, 2\)"),

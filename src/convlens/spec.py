@@ -41,15 +41,17 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def to_int(name: str, value: object) -> int:
     """``value`` as a Python int, accepting what PyTorch's argument parser accepts.
 
-    Python ints, NumPy integers and 0-dim integer tensors pass; bools and floats do not.
+    Python ints, NumPy integers and one-element integer tensors pass; bools, floats and tensors
+    of several elements do not.
     """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got bool {name}={value!r}")
     if isinstance(value, torch.Tensor):
-        if value.dim() != 0 or value.dtype.is_floating_point or value.dtype.is_complex:
-            raise TypeError(f"{name} must be an int, got a tensor {name}={value!r}")
-        if value.dtype == torch.bool:
-            raise TypeError(f"{name} must be an int, got a bool tensor {name}={value!r}")
+        if value.numel() != 1 or value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be an int or a tuple of ints; a tensor passes only with one integer element, "
+                f"got {name}={value!r}"
+            )
         return int(value.item())
     try:
         return operator.index(value)  # type: ignore[arg-type]
@@ -63,7 +65,7 @@ def to_pair(name: str, value: object) -> tuple[int, int]:
     """An int or a sequence of one or two ints, as the (height, width) pair it stands for."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a tuple of 2 ints, got {name}={value!r}")
-    if isinstance(value, Sequence) or (isinstance(value, torch.Tensor) and value.dim() == 1):
+    if isinstance(value, Sequence):
         items = [to_int(name, v) for v in value]  # type: ignore[union-attr]
         if len(items) == 1:
             return (items[0], items[0])
