@@ -1,4 +1,5 @@
-"""im2col's workspace pieces: any split of the batch and of the output rows gives the same answer."""
+"""im2col's workspace pieces and batch folding: any split of the batch and of the output rows, folded or
+not, gives the same answer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
-from convlens.algos.im2col import plan_pieces
+from convlens.algos import im2col
+from convlens.algos.im2col import folds_batch, plan_pieces
 from convlens.spec import ConvSpec
 from helpers import Case, conv_cases, reference_conv2d
 
@@ -19,6 +21,33 @@ def test_any_workspace_gives_the_same_result(case: Case, workspace: int) -> None
     x, w, b = case.tensors(torch.float64)
     ours = convlens.conv2d(x, w, b, **case.options, algorithm="im2col", workspace_limit=workspace)
     torch.testing.assert_close(ours, reference_conv2d(x, w, b, **case.options), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=100)
+@given(case=conv_cases(), workspace=st.integers(1, 4000), fold=st.booleans())
+def test_folded_and_per_image_products_agree(case: Case, workspace: int, fold: bool) -> None:
+    x, w, b = case.tensors(torch.float64)
+    rule = im2col.folds_batch
+    im2col.folds_batch = lambda spec: fold
+    try:
+        ours = convlens.conv2d(x, w, b, **case.options, algorithm="im2col", workspace_limit=workspace)
+    finally:
+        im2col.folds_batch = rule
+    expected = reference_conv2d(x, w, b, **case.options)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    for layout in (torch.contiguous_format, torch.channels_last):  # the layout PyTorch gives, folded or not
+        assert ours.is_contiguous(memory_format=layout) == expected.is_contiguous(memory_format=layout)
+
+
+def test_folding_rule() -> None:
+    def spec(size: int, kernel: int, stride: int = 1) -> ConvSpec:
+        return ConvSpec.from_args(torch.empty(8, 16, size, size), torch.empty(16, 16, kernel, kernel), stride=stride)
+
+    assert folds_batch(spec(8, 1))  # 64 positions per image: too few columns for one product each
+    assert not folds_batch(spec(14, 1))  # 196 positions, and the 1x1 columns would be a free view
+    assert folds_batch(spec(16, 3))  # 196 positions, columns copied anyway
+    assert folds_batch(spec(56, 1, stride=2))  # 784 positions, strided: copied anyway
+    assert not folds_batch(spec(58, 3))  # 3136 positions: each image's product is wide enough
 
 
 def test_plan_splits_images_first_then_rows() -> None:
