@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
+from convlens.unfold import sliding_windows, sliding_windows_by_unfold
 from helpers import in_layout
 
 
@@ -39,6 +40,24 @@ def test_unfold_equals_pytorch(window, batch, channels, layout) -> None:
     shape = (channels, *size) if batch is None else (batch, channels, *size)
     x = in_layout(torch.randn(shape, dtype=torch.float64), layout)
     torch.testing.assert_close(convlens.unfold(x, **args), F.unfold(x, **args), rtol=0, atol=0)
+
+
+@settings(max_examples=100)
+@given(window=windows(), layout=st.sampled_from(["contiguous", "channels_last", "strided", "transposed"]))
+def test_windows_built_by_unfold_are_the_as_strided_windows(window, layout) -> None:
+    """The torch.compile path (Tensor.unfold + slicing) is the same view as the eager one (as_strided)."""
+    size, args = window
+    pair = {name: (value, value) if isinstance(value, int) else value for name, value in args.items()}
+    x = in_layout(torch.randn((2, 3, *size), dtype=torch.float64), layout)
+    top, left = pair["padding"]
+    x_pad = F.pad(x, (left, left, top, top))
+    out_size = tuple(
+        (p - d * (k - 1) - 1) // s + 1
+        for p, d, k, s in zip(x_pad.shape[2:], pair["dilation"], pair["kernel_size"], pair["stride"], strict=True)
+    )
+    eager = sliding_windows(x_pad, pair["kernel_size"], pair["dilation"], pair["stride"], out_size)
+    compiled_path = sliding_windows_by_unfold(x_pad, pair["kernel_size"], pair["dilation"], pair["stride"], out_size)
+    torch.testing.assert_close(compiled_path, eager, rtol=0, atol=0)
 
 
 @settings(max_examples=150)

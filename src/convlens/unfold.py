@@ -47,6 +47,8 @@ def sliding_windows(
     out_size: tuple[int, int],
 ) -> torch.Tensor:
     """All windows of ``x_pad`` (N, C, H_pad, W_pad) as a view (N, C, k_h, k_w, H_out, W_out)."""
+    if torch.compiler.is_compiling():
+        return sliding_windows_by_unfold(x_pad, kernel_size, dilation, stride, out_size)
     n, c = x_pad.shape[:2]
     k_h, k_w = kernel_size
     h_out, w_out = out_size
@@ -62,6 +64,25 @@ def sliding_windows(
             step_col * stride[1],  # next output column: s_w input columns right
         ),
     )  # the view starts where x_pad starts (as_strided keeps its storage offset)
+
+
+def sliding_windows_by_unfold(
+    x_pad: torch.Tensor,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """The same view as ``sliding_windows``, built from ``Tensor.unfold`` and slicing.
+
+    Used under ``torch.compile``: Inductor may lay out an intermediate tensor differently from
+    eager (it stored a padded input without its unused last row, seen with stride 2), and an
+    ``as_strided`` written with eager's strides then reads the wrong elements. ``unfold`` and
+    slicing are views Inductor follows whatever the layout."""
+    (k_h, k_w), (d_h, d_w), (h_out, w_out) = kernel_size, dilation, out_size
+    spans = x_pad.unfold(2, d_h * (k_h - 1) + 1, stride[0]).unfold(3, d_w * (k_w - 1) + 1, stride[1])
+    windows = spans[:, :, :h_out, :w_out, ::d_h, ::d_w]  # (N, C, H_out, W_out, k_h, k_w)
+    return windows.permute(0, 1, 4, 5, 2, 3)
 
 
 def zero_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
