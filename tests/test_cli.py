@@ -185,3 +185,18 @@ def test_written_files_have_ordinary_permissions(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert mode == 0o666 & ~mask
+
+
+def test_bench_times_against_pytorch_and_writes_a_report(tmp_path: Path) -> None:
+    result = run("bench", "--suite", "seed", "--batch", "1", "--rounds", "1", "--min-run-time", "0.01",
+                 "--out", str(tmp_path / "report"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "geomean speedup:" in result.stdout and "nan" not in result.stdout
+    report = (tmp_path / "report" / "bench.md").read_text()
+    assert "| 3->1 5x5 @32x32 | 1 |" in report  # the seed's CIFAR-10 layer, one image
+    assert "im2col (x, GFLOP/s)" in report and "same-size GEMM" in report
+    # depthwise cannot run this layer, so it has no column and no geomean (not a "nan")
+    assert "depthwise" not in report and "nan" not in report
+    geomean_line = next(line for line in report.splitlines() if line.startswith("Geometric-mean speedup:"))
+    assert "im2col" in geomean_line and "auto" in geomean_line
+    assert_real_png(tmp_path / "report" / "bench.png", (400, 200))

@@ -247,6 +247,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             rows.append(runner.benchmark_layer(layer, batch, names, args.rounds, args.min_run_time))
             progress.advance(task)
 
+    # Only candidates that ran on some layer (depthwise on a suite without depthwise layers has no column).
+    names = [name for name in names if any(name in row.milliseconds for row in rows)]
     shown = [*names, runner.SEED, runner.GEMM]
     table = Table(title=f"speedup over PyTorch F.conv2d (x), fp32, {torch.get_num_threads()} threads, "
                         f"precision {args.precision}")  # fmt: skip

@@ -121,8 +121,9 @@ def benchmark_layer(layer: Layer, batch: int, algorithm_names: Iterable[str], ro
 
 
 def summary(rows: list[Row], names: Iterable[str]) -> dict[str, float]:
-    """Geometric-mean speedup over PyTorch of each candidate, over the rows it ran on."""
-    return {name: geomean([r.speedup(name) for r in rows if name in r.milliseconds]) for name in names}
+    """Geometric-mean speedup over PyTorch of each candidate, over the rows it ran on (none: left out)."""
+    speedups = {name: [r.speedup(name) for r in rows if name in r.milliseconds] for name in names}
+    return {name: geomean(values) for name, values in speedups.items() if values}
 
 
 def markdown_table(rows: list[Row], names: list[str]) -> str:
