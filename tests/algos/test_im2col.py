@@ -40,14 +40,15 @@ def test_folded_and_per_image_products_agree(case: Case, workspace: int, fold: b
 
 
 def test_folding_rule() -> None:
-    def spec(size: int, kernel: int, stride: int = 1) -> ConvSpec:
-        return ConvSpec.from_args(torch.empty(8, 16, size, size), torch.empty(16, 16, kernel, kernel), stride=stride)
+    def spec(size: int, kernel: int, stride: int = 1, batch: int = 8) -> ConvSpec:
+        x, w = torch.empty(batch, 16, size, size), torch.empty(16, 16, kernel, kernel)
+        return ConvSpec.from_args(x, w, stride=stride)
 
     assert folds_batch(spec(8, 1))  # 64 positions per image: too few columns for one product each
-    assert not folds_batch(spec(14, 1))  # 196 positions, and the 1x1 columns would be a free view
-    assert folds_batch(spec(16, 3))  # 196 positions, columns copied anyway
-    assert folds_batch(spec(56, 1, stride=2))  # 784 positions, strided: copied anyway
-    assert not folds_batch(spec(58, 3))  # 3136 positions: each image's product is wide enough
+    assert folds_batch(spec(16, 3, stride=2))  # 49 positions
+    assert not folds_batch(spec(8, 1, batch=1))  # one image: nothing to fold
+    assert not folds_batch(spec(14, 1))  # 196 positions: each image's product is wide enough
+    assert not folds_batch(spec(58, 3))  # 3136 positions
 
 
 def test_plan_splits_images_first_then_rows() -> None:

@@ -53,17 +53,16 @@ def plan_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
 
 def folds_batch(spec: ConvSpec) -> bool:
     """Whether to fold the batch into the positions (one product over N*L columns) instead of one
-    product per image (L columns each).
+    product per image (L = H_out*W_out columns each).
 
     A product with few columns runs well below the GEMM peak, and folding costs a transposing copy
     of the output (and of the input for a 1x1 stride-1 kernel, whose columns are otherwise a view).
-    Measured on ResNet-50 at batch 8 (``python benchmarks/im2col_fold.py``): folding wins for
-    L = 49 (0.59-0.85x PyTorch -> 0.81-1.06x) and for copied columns up to L = 784, and loses for
-    1x1 stride-1 kernels at L = 196 and for everything at L >= 3136.
+    Measured on every ResNet-50 layer at batch 8 (``python benchmarks/im2col_fold.py``): folding wins
+    at L = 49 (0.60-0.83x PyTorch -> 0.79-1.08x), ties at L = 196 when the columns are copied anyway
+    and loses for 1x1 stride-1 kernels there, and loses at L >= 784. With one image there is nothing
+    to fold.
     """
-    positions = spec.out_size[0] * spec.out_size[1]
-    columns_are_copied = spec.kernel_size != (1, 1) or spec.stride != (1, 1)
-    return positions <= 64 or (columns_are_copied and positions <= 1024)
+    return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= 64
 
 
 def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_rows: int) -> torch.Tensor:
