@@ -14,6 +14,7 @@ gives it back.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -29,9 +30,7 @@ class Scratch(threading.local):
         """An uninitialised (shape) tensor in the named buffer; valid until the next take of that name."""
         if torch.compiler.is_compiling():  # a traced graph must not capture a buffer shared between calls
             return torch.empty(shape, dtype=dtype, device=device)
-        numel = 1
-        for size in shape:
-            numel *= size
+        numel = math.prod(shape)
         key = (name, dtype, device)
         buffer = self.buffers.get(key)
         if buffer is None or buffer.numel() < numel:

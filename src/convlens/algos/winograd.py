@@ -50,7 +50,7 @@ from convlens.algos import Algorithm, accumulation_dtype, register
 from convlens.algos.cache import TransformCache
 from convlens.algos.scratch import Scratch
 from convlens.settings import get_precision
-from convlens.spec import ConvSpec, ceil_div
+from convlens.spec import ConvSpec, ceil_div, prefers_channels_last
 
 R = 3  # kernel size handled
 POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 0.5, -0.5)}  # finite points; infinity is implied
@@ -89,6 +89,8 @@ def transforms(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 # Derived once, at import: torch.compile then sees constants, not the solver.
 MATRICES = {m: transforms(m) for m in POINTS}
+# The 2-D transforms as single matrices: kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t).
+KRON = {m: (torch.kron(b_t, b_t), torch.kron(a_t, a_t)) for m, (a_t, _, b_t) in MATRICES.items()}
 
 
 def tile_size(spec: ConvSpec) -> int:
@@ -132,12 +134,6 @@ def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: to
 # ---- the forward ----------------------------------------------------------------------------
 PIECE_BYTES = 16 * 1024**2  # tiles per piece, at least; see pieces()
 SCRATCH = Scratch()  # the input in channels-last, and tiles, V, M, Y of one piece, kept between calls
-
-
-def kron_transforms(m: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kron(B^T, B^T), kron(A^T, A^T)) of F(m, 3): the 2-D transforms as (t*t, t*t) and (m*m, t*t) matrices."""
-    a_t, _, b_t = MATRICES[m]
-    return torch.kron(b_t, b_t).to(dtype=dtype, device=device), torch.kron(a_t, a_t).to(dtype=dtype, device=device)
 
 
 def channels_last_tiled(x_pad: torch.Tensor, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
@@ -186,14 +182,14 @@ def forward(
     c_in, c_out = spec.in_channels, spec.out_channels
     h_out, w_out = spec.out_size
     tiles_h, tiles_w = ceil_div(h_out, m), ceil_div(w_out, m)
-    kron_b, kron_a = kron_transforms(m, compute, x_pad.device)
+    kron_b, kron_a = (matrix.to(dtype=compute, device=x_pad.device) for matrix in KRON[m])
 
     # Channels last, zero-extended at the bottom/right so the tiles cover the output exactly.
     x = channels_last_tiled(x_pad, (tiles_h * m + 2, tiles_w * m + 2), compute)  # (N, H, W, C_in)
     u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_in/G, C_out/G)
 
     # The output, in the layout of the input, seen as tiles: out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b].
-    if x_pad.is_contiguous(memory_format=torch.channels_last) and not x_pad.is_contiguous():
+    if prefers_channels_last(x_pad):
         full = x_pad.new_empty((n, tiles_h * m, tiles_w * m, c_out)).permute(0, 3, 1, 2)
     else:
         full = x_pad.new_empty((n, c_out, tiles_h * m, tiles_w * m))
