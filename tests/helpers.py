@@ -41,6 +41,15 @@ def reference_conv2d(
     return F.conv2d(padded, w, b, stride, 0, dilation, groups)
 
 
+def assert_same_layout(ours: torch.Tensor, theirs: torch.Tensor, context: object = "") -> None:
+    """Output memory format as PyTorch's: channels-last in, channels-last out. (An output with no
+    elements has no observable layout; PyTorch's "Empty" backend just copies the input's strides.)"""
+    if ours.numel() == 0:
+        return
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert ours.is_contiguous(memory_format=layout) == theirs.is_contiguous(memory_format=layout), context
+
+
 def in_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     """The same values as ``t`` in another memory layout (channels_last, strided view, transposed view)."""
     if layout == "channels_last" and t.dim() == 4:

@@ -12,7 +12,7 @@ import convlens
 from convlens.algos import im2col
 from convlens.algos.im2col import folds_batch, plan_pieces
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, reference_conv2d
+from helpers import Case, assert_same_layout, conv_cases, reference_conv2d
 
 
 @settings(max_examples=100)
@@ -35,8 +35,7 @@ def test_folded_and_per_image_products_agree(case: Case, workspace: int, fold: b
         im2col.folds_batch = rule
     expected = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
-    for layout in (torch.contiguous_format, torch.channels_last):  # the layout PyTorch gives, folded or not
-        assert ours.is_contiguous(memory_format=layout) == expected.is_contiguous(memory_format=layout)
+    assert_same_layout(ours, expected, case)  # the layout PyTorch gives, folded or not
 
 
 def test_folding_rule() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 import convlens
 from convlens import algos
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, reference_conv2d, tolerances
+from helpers import Case, assert_same_layout, conv_cases, reference_conv2d, tolerances
 
 ALGORITHMS = convlens.algorithms()
 
@@ -40,14 +40,7 @@ def check_against_pytorch(algorithm: str, case: Case, dtype: torch.dtype) -> Non
     else:
         theirs = reference_conv2d(x, w, b, **case.options)
         torch.testing.assert_close(ours, theirs, **tolerances(dtype), msg=lambda m: f"{case}\n{m}")
-    # Output memory format as PyTorch's: channels-last in, channels-last out. (An output with no
-    # elements has no observable layout; PyTorch's "Empty" backend just copies the input's strides.)
-    if ours.numel() == 0:
-        return
-    assert ours.is_contiguous(memory_format=torch.channels_last) == theirs.is_contiguous(
-        memory_format=torch.channels_last
-    ), case
-    assert ours.is_contiguous() == theirs.is_contiguous(), case
+    assert_same_layout(ours, theirs, case)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
