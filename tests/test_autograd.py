@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 
 import convlens
@@ -97,3 +98,21 @@ def test_only_requested_gradients_are_computed() -> None:
     convlens.conv2d(x, w, padding=1).sum().backward()
     assert x.grad is None
     assert w.grad is not None
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "gemm"])
+def test_backward_keeps_the_input_not_a_padded_copy(algorithm) -> None:
+    """As PyTorch does: the graph holds the input itself; the backward pads it again when it needs it."""
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    out = convlens.conv2d(x, w, padding=2, algorithm=algorithm)
+    node = out.grad_fn  # through the layout fix-up (a copy, for some algorithms) to the convolution's node
+    while type(node).__name__ != "Conv2dFunctionBackward":
+        node = node.next_functions[0][0]
+    saved_input, _weight = node.saved_tensors
+    assert saved_input.shape == x.shape and saved_input.data_ptr() == x.data_ptr()
+    out.backward(torch.ones_like(out))
+    expected_x, expected_w = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    F.conv2d(expected_x, expected_w, padding=2).backward(torch.ones_like(out))
+    torch.testing.assert_close(x.grad, expected_x.grad)
+    torch.testing.assert_close(w.grad, expected_w.grad)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
-from convlens.unfold import sliding_windows, sliding_windows_by_unfold
+from convlens.unfold import sliding_windows, sliding_windows_by_unfold, unpad, zero_pad
 from helpers import in_layout
 
 
@@ -125,3 +125,15 @@ def test_unfold_does_not_call_pytorch_unfold(monkeypatch) -> None:
 def test_bad_window_arguments(call, pattern) -> None:
     with pytest.raises((ValueError, TypeError), match=pattern):
         call()
+
+
+@given(padding=st.tuples(*[st.integers(0, 3)] * 4), size=st.tuples(st.integers(1, 5), st.integers(1, 5)))
+def test_unpad_undoes_zero_pad(padding, size) -> None:
+    x = torch.randn(2, 3, *size)
+    padded = zero_pad(x, padding)
+    top, bottom, left, right = padding
+    assert padded.shape[-2:] == (size[0] + top + bottom, size[1] + left + right)
+    assert torch.equal(unpad(padded, padding), x)
+    border = padded.clone()
+    border[..., top : top + size[0], left : left + size[1]] = 0
+    assert not border.any()  # everything outside the input is zero

@@ -57,8 +57,8 @@ def test_model_layers_are_the_real_ones() -> None:
 def test_a_broken_algorithm_fails_verify_and_names_the_configuration(monkeypatch, capsys) -> None:
     im2col = algos.get("im2col")
 
-    def off_by_a_little(x_pad, weight, bias, spec, workspace):
-        out = im2col.forward(x_pad, weight, bias, spec, workspace)
+    def off_by_a_little(x, weight, bias, spec, workspace):
+        out = im2col.forward(x, weight, bias, spec, workspace)
         return out + 1e-3 * out.abs().max()
 
     broken = algos.Algorithm("broken", "im2col plus a small error", off_by_a_little, algos.always)

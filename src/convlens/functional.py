@@ -69,12 +69,14 @@ def conv2d(
     if spec.in_channels == 0:
         out = no_channel_output(x, weight, bias, spec)
         return out if spec.batched else out.squeeze(0)
-    x_pad = pad_input(x, spec)
-    out = Conv2dFunction.apply(x_pad, weight, bias, spec, chosen, workspace)
+    if spec.padding_mode == "zeros":
+        seen, run_spec = x, spec  # zero padding is the algorithm's to apply, in its first copy of the input
+    else:
+        seen, run_spec = pad_input(x, spec), spec.prepadded()  # F.pad, whose backward routes the gradient
+    out = Conv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
     # PyTorch's output is channels-last when the tensor its kernel sees (the input, or for the
     # non-zero padding modes the padded input) or the weight is laid out channels-last, else
     # contiguous. Algorithms may return any layout; this puts it right (a no-op when it is).
-    seen = x if spec.padding_mode == "zeros" else x_pad
     layout = (
         torch.channels_last if prefers_channels_last(seen) or prefers_channels_last(weight) else torch.contiguous_format
     )

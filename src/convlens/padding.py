@@ -1,4 +1,4 @@
-"""Padding, applied once before any algorithm runs, the way ``nn.Conv2d`` applies it.
+"""Padding, the way ``nn.Conv2d`` applies it, once per call.
 
 ``padding_mode="zeros"`` pads with zeros; ``"reflect"``, ``"replicate"`` and ``"circular"``
 go through ``torch.nn.functional.pad`` with that mode, as ``nn.Conv2d`` does, so their
@@ -6,8 +6,14 @@ gradients flow back through the padding exactly as PyTorch's do. The padding is 
 explicit (top, bottom, left, right), so asymmetric "same" padding and different height and
 width padding take one path. Like ``nn.Conv2d``, the non-zero modes always go through
 ``F.pad``, even for zero padding, so the tensor the convolution sees (and so the output's memory
-format) is the same as PyTorch's. Every algorithm then sees an already padded input and computes a
-"valid" convolution.
+format) is the same as PyTorch's; the algorithm then gets the padded input and
+``spec.prepadded()``, a spec with no padding left to apply.
+
+Zero padding is not done here: each algorithm applies ``spec.padding`` itself, so that the ones
+that copy the input anyway (Winograd's channels-last tiles, the stride phases of the tap-wise
+methods) write the zeros in that same copy instead of a separate padded tensor first. The
+others call :func:`convlens.unfold.zero_pad` first. :func:`pad_input` pads in every mode, for
+callers that want to see the padded input (the by-hand explanation).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -273,6 +273,12 @@ class ConvSpec:
     def padded_size(self) -> tuple[int, int]:
         top, bottom, left, right = self.padding
         return (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
+
+    def prepadded(self) -> ConvSpec:
+        """The same convolution seen from its already padded input: ``in_size`` is the padded size
+        and no padding is left to apply. The non-zero padding modes pad with ``F.pad`` before an
+        algorithm runs, and the algorithm then gets this spec."""
+        return replace(self, in_size=self.padded_size, padding=(0, 0, 0, 0))
 
     @property
     def in_per_group(self) -> int:

@@ -93,6 +93,13 @@ def zero_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tenso
     return F.pad(x, (left, right, top, bottom))
 
 
+def unpad(x_pad: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
+    """The inverse of :func:`zero_pad`, a view: the original (H, W) region of a padded tensor. It is
+    also zero padding's adjoint, so the backward uses it to turn dLoss/d x_pad into dLoss/d x."""
+    top, bottom, left, right = padding
+    return x_pad[..., top : x_pad.shape[-2] - bottom, left : x_pad.shape[-1] - right]
+
+
 def im2col(
     x_pad: torch.Tensor,
     kernel_size: tuple[int, int],

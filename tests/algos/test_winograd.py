@@ -6,11 +6,12 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
-from convlens.algos.winograd import WEIGHT_CACHE, transforms
+from convlens.algos.winograd import SCRATCH, WEIGHT_CACHE, channels_last_tiled, transforms
 from helpers import Case, conv_cases, reference_conv2d, tolerances
 
 WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12)
@@ -128,3 +129,25 @@ def test_unsupported_configurations_say_what_is_supported() -> None:
 def test_precision_setting() -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         convlens.set_precision("medium")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    padding=st.tuples(*[st.integers(0, 3)] * 4),
+    size=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    extension=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    channels_last=st.booleans(),
+)
+def test_the_channels_last_copy_writes_the_padding_zeros(padding, size, extension, channels_last) -> None:
+    """Only the padding and extension strips are zeroed in the kept buffer: what a previous call
+    left there (NaN here) must not show through."""
+    x = torch.randn(2, 3, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    top, bottom, left, right = padding
+    target = (size[0] + top + bottom + extension[0], size[1] + left + right + extension[1])
+    SCRATCH.take("x", (2, *target, 3), torch.float32, x.device).fill_(float("nan"))
+    padded = channels_last_tiled(x, padding, target, torch.float32)
+    expected = F.pad(x, (left, right + extension[1], top, bottom + extension[0])).permute(0, 2, 3, 1)
+    assert padded.shape == expected.shape and padded.is_contiguous()
+    assert torch.equal(padded, expected)

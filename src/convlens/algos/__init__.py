@@ -1,15 +1,18 @@
 """The registry of convolution algorithms, one module each.
 
-Every algorithm computes the same thing, a "valid" cross-correlation of an already padded
-input (padding is applied once, before, by :mod:`convlens.padding`)::
+Every algorithm computes the same thing, the cross-correlation of the input zero-padded by
+``spec.padding`` (x_pad below)::
 
     out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, c', y*s_h + i*d_h, x*s_w + j*d_w]
 
 with c' = g(o) * C_in/G + c the c-th input channel of output channel o's group g(o).
 
 and differs only in how. Each exposes ``supports(spec) -> reason or None`` and
-``forward(x_pad, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)``; the backward is
-shared by all of them (:mod:`convlens.autograd`).
+``forward(x, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)``; the backward is
+shared by all of them (:mod:`convlens.autograd`). The zero padding is the algorithm's to apply:
+most call :func:`convlens.unfold.zero_pad` first, and those that copy the input anyway write the
+zeros in that copy (Winograd, and the stride phases of gemm and depthwise). The other padding
+modes are applied before, with ``spec.prepadded()`` (no padding left) handed on.
 """
 
 from __future__ import annotations

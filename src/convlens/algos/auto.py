@@ -68,14 +68,11 @@ def time_candidates(spec: ConvSpec) -> Choice:
     from convlens.settings import get_workspace_limit
 
     generator = torch.Generator().manual_seed(0)
-    h_pad, w_pad = spec.padded_size
-    x_pad = torch.randn((spec.batch, spec.in_channels, h_pad, w_pad), generator=generator).to(spec.dtype)
+    x = torch.randn((spec.batch, spec.in_channels, *spec.in_size), generator=generator).to(spec.dtype)
     weight = torch.randn((spec.out_channels, spec.in_per_group, *spec.kernel_size), generator=generator)
-    x_pad, weight = x_pad.to(spec.device), weight.to(dtype=spec.dtype, device=spec.device)
+    x, weight = x.to(spec.device), weight.to(dtype=spec.dtype, device=spec.device)
     runs = {
-        algorithm.name: (
-            lambda algorithm=algorithm: algorithm.forward(x_pad, weight, None, spec, get_workspace_limit())
-        )
+        algorithm.name: (lambda algorithm=algorithm: algorithm.forward(x, weight, None, spec, get_workspace_limit()))
         for algorithm in candidates(spec)
     }
     with torch.no_grad():

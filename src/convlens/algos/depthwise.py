@@ -5,7 +5,7 @@ every channel by its own weight. The padded input is split into its s_h*s_w stri
 and kept channels first, so a tap is a shifted view (C, P) and each channel's weight a
 scalar broadcast along its contiguous row::
 
-    phases   (s_h, s_w, C, P + tail)                   one copy of the input (phases.py)
+    phases   (s_h, s_w, C, P + tail)                   one copy of the input, zero padding included (phases.py)
     out_flat (C, P)
     for each tap (i, j):
         out_flat += rows(i, j) * weight[:, 0, i, j, None]   rows (C, P) a view; one weight per row
@@ -36,20 +36,20 @@ def supports(spec: ConvSpec) -> str | None:
 
 
 def forward(
-    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    compute = accumulation_dtype(x_pad.dtype)
+    compute = accumulation_dtype(x.dtype)
     if spec.out_per_group > 1:  # channel multiplier m: channel c feeds outputs c*m .. c*m + m - 1
-        x_pad = x_pad.repeat_interleave(spec.out_per_group, dim=1)
-    phases = stride_phases(x_pad, spec, compute)
+        x = x.repeat_interleave(spec.out_per_group, dim=1)
+    phases = stride_phases(x, spec, compute)
     w_taps = weight.to(compute)[:, 0]  # (C, k_h, k_w): one weight per channel per tap
-    out_flat = x_pad.new_zeros((spec.out_channels, phases.positions), dtype=compute)
+    out_flat = x.new_zeros((spec.out_channels, phases.positions), dtype=compute)
     for i in range(spec.kernel_size[0]):
         for j in range(spec.kernel_size[1]):
             out_flat.addcmul_(phases.rows(spec, i, j), w_taps[:, i, j, None])  # (C, P) * (C, 1)
     if bias is not None:
         out_flat += bias.to(compute).view(-1, 1)
-    return phases.crop(out_flat, spec).to(x_pad.dtype)  # conv2d gives it PyTorch's layout
+    return phases.crop(out_flat, spec).to(x.dtype)  # conv2d gives it PyTorch's layout
 
 
 ALGORITHM = register(

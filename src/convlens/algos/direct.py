@@ -28,12 +28,13 @@ import torch
 
 from convlens.algos import Algorithm, accumulation_dtype, always, register
 from convlens.spec import ConvSpec
-from convlens.unfold import tap_slice
+from convlens.unfold import tap_slice, zero_pad
 
 
 def forward(
-    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad)
     n = x_pad.shape[0]
     groups = spec.groups
     h_out, w_out = spec.out_size

@@ -27,6 +27,7 @@ import torch
 from convlens.algos import Algorithm, accumulation_dtype, always, register
 from convlens.algos.cache import TransformCache
 from convlens.spec import ConvSpec
+from convlens.unfold import zero_pad
 
 SPECTRUM_CACHE = TransformCache()
 
@@ -44,8 +45,9 @@ def kernel_spectra(
 
 
 def forward(
-    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad)
     compute = accumulation_dtype(x_pad.dtype)
     n, _, h_pad, w_pad = x_pad.shape
     if n == 0:  # MKL's FFT refuses an empty batch; there is nothing to transform

@@ -8,7 +8,7 @@ contribution to the whole output is one matrix product::
 With the input split into stride phases (phases.py), the input a tap reads for all positions is
 one view ``rows(i, j)`` of shape (C_in, P), P = N*H_q*W_q, so::
 
-    phases   (s_h, s_w, C_in, P + tail)                 one copy of the input
+    phases   (s_h, s_w, C_in, P + tail)                 one copy of the input, zero padding written in it
     out_flat (C_out, P)
     for each tap (i, j):
         out_flat += weight[:, :, i, j] @ rows(i, j)     one addmm_: (C_out, C_in) @ (C_in, P)
@@ -28,13 +28,13 @@ from convlens.spec import ConvSpec
 
 
 def forward(
-    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    compute = accumulation_dtype(x_pad.dtype)
-    phases = stride_phases(x_pad, spec, compute)
+    compute = accumulation_dtype(x.dtype)
+    phases = stride_phases(x, spec, compute)
     groups, c_in_g, c_out_g = spec.groups, spec.in_per_group, spec.out_per_group
     w_taps = weight.to(compute)  # (C_out, C_in/G, k_h, k_w)
-    out_flat = x_pad.new_zeros((spec.out_channels, phases.positions), dtype=compute)
+    out_flat = x.new_zeros((spec.out_channels, phases.positions), dtype=compute)
     for i in range(spec.kernel_size[0]):
         for j in range(spec.kernel_size[1]):
             rows = phases.rows(spec, i, j)  # (C_in, P): the tap's input, a view
@@ -44,7 +44,7 @@ def forward(
                 out_flat[outs].addmm_(w_taps[outs, :, i, j], rows[ins])
     if bias is not None:
         out_flat += bias.to(compute).view(-1, 1)
-    return phases.crop(out_flat, spec).to(x_pad.dtype)  # conv2d gives it PyTorch's layout
+    return phases.crop(out_flat, spec).to(x.dtype)  # conv2d gives it PyTorch's layout
 
 
 ALGORITHM = register(

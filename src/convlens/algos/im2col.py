@@ -34,7 +34,7 @@ import torch
 
 from convlens.algos import Algorithm, always, register
 from convlens.spec import ConvSpec
-from convlens.unfold import im2col
+from convlens.unfold import im2col, zero_pad
 
 PIECE_BYTES = 16 * 1024**2  # cache-friendly piece size, see the module docstring
 
@@ -84,8 +84,9 @@ def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_row
 
 
 def forward(
-    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad)
     n = x_pad.shape[0]
     h_out, w_out = spec.out_size
     w_rows = weight.reshape(

@@ -42,17 +42,23 @@ class Phases:
         return out_flat.view(out_flat.shape[0], n, self.h_q, self.w_q)[:, :, :h_out, :w_out].transpose(0, 1)
 
 
-def stride_phases(x_pad: torch.Tensor, spec: ConvSpec, dtype: torch.dtype) -> Phases:
-    """Split the padded input (N, C, H_pad, W_pad) into its flattened stride phases (one copy)."""
-    n, channels, h_pad, w_pad = x_pad.shape
+def stride_phases(x: torch.Tensor, spec: ConvSpec, dtype: torch.dtype) -> Phases:
+    """Split the input (N, C, H, W), zero-padded by ``spec.padding``, into its flattened stride
+    phases: one copy, which writes the padding's zeros too (no padded tensor is made first)."""
+    n, channels = x.shape[:2]
+    h_pad, w_pad = spec.padded_size
+    top, _, left, _ = spec.padding
     (s_h, s_w), (d_h, d_w), (k_h, k_w) = spec.stride, spec.dilation, spec.kernel_size
     h_q, w_q = ceil_div(h_pad, s_h), ceil_div(w_pad, s_w)
     positions = n * h_q * w_q
     tail = ((d_h * (k_h - 1)) // s_h) * w_q + (d_w * (k_w - 1)) // s_w  # the largest shift
-    values = x_pad.new_zeros((s_h, s_w, channels, positions + tail), dtype=dtype)
+    values = x.new_zeros((s_h, s_w, channels, positions + tail), dtype=dtype)
     grid = values[:, :, :, :positions].view(s_h, s_w, channels, n, h_q, w_q)
     for a in range(s_h):
         for b in range(s_w):
-            part = x_pad[:, :, a::s_h, b::s_w]  # (N, C, rows, cols) of phase (a, b)
-            grid[a, b, :, :, : part.shape[2], : part.shape[3]] = part.transpose(0, 1)
+            # Phase (a, b) holds x_pad rows a + s_h*y, i.e. input rows a + s_h*y - top: the first
+            # one inside the input is at y0 = ceil((top - a) / s_h), input row a + s_h*y0 - top.
+            y0, x0 = max(0, ceil_div(top - a, s_h)), max(0, ceil_div(left - b, s_w))
+            part = x[:, :, a + s_h * y0 - top :: s_h, b + s_w * x0 - left :: s_w]  # (N, C, rows, cols)
+            grid[a, b, :, :, y0 : y0 + part.shape[2], x0 : x0 + part.shape[3]] = part.transpose(0, 1)
     return Phases(values, h_q, w_q, positions)

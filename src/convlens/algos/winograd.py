@@ -16,6 +16,7 @@ point at infinity for both.
 
 Over a whole layer, with P = N * tiles_h * tiles_w tiles and channels contiguous in the tiles::
 
+    x_pad = x zero-padded, channels last                     (N, H_pad', W_pad', C_in)  one copy, zeros written in it
     tiles = overlapping t x t windows of x_pad, stride m     (t*t, P, C_in)       gathered once
     V     = kron(B^T, B^T) @ tiles                           (t*t, P, C_in)       input transform
     U     = kron(G, G) @ weight                              (t*t, C_in, C_out)   weight transform, cached
@@ -28,7 +29,9 @@ tiles and V (36, 392, 128), U (36, 128, 128), M (36, 392, 128), Y (16, 392, 128)
 The batch goes through in pieces of images whose tiles hold at least max(16 MiB, U's size) (each
 piece reads all of U), and the intermediates live in scratch buffers kept between calls
 (:mod:`convlens.algos.scratch`): fresh 15 MiB buffers on every call cost the 64-channel 56x56
-layer half its speed. The bias is added by the output transform's matrix product (addmm).
+layer half its speed. The zero padding is written by the channels-last copy (a separate padded
+tensor first cost one more pass over the input, 0.2-0.6 ms per ResNet-50 layer). The bias is
+added by the output transform's matrix product (addmm).
 
 Error bound: the transforms add rounding on top of the direct sum. Against float64, F(2x2, 3x3)
 stays within 2x PyTorch's own float32 error; F(4x4, 3x3) measured up to 47x over the 3x3
@@ -133,23 +136,31 @@ def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: to
 
 # ---- the forward ----------------------------------------------------------------------------
 PIECE_BYTES = 16 * 1024**2  # tiles per piece, at least; see pieces()
-SCRATCH = Scratch()  # the input in channels-last, and tiles, V, M, Y of one piece, kept between calls
+SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of one piece, kept between calls
 
 
-def channels_last_tiled(x_pad: torch.Tensor, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
-    """x_pad as (N, H, W, C_in), contiguous, zero-extended at the bottom / right to ``size``.
+def channels_last_tiled(
+    x: torch.Tensor, padding: tuple[int, int, int, int], size: tuple[int, int], dtype: torch.dtype
+) -> torch.Tensor:
+    """x zero-padded by ``padding``, then zero-extended at the bottom / right to ``size``, as
+    (N, H, W, C_in), contiguous.
 
-    No copy when x_pad is already channels-last in ``dtype`` and needs no extension; else one copy
-    into a scratch buffer, with only the extension strips zeroed."""
-    n, c_in, h_pad, w_pad = x_pad.shape
-    x_hwc = x_pad.permute(0, 2, 3, 1)  # (N, H_pad, W_pad, C_in), a view
-    if (h_pad, w_pad) == size and x_hwc.is_contiguous() and x_pad.dtype == dtype:
+    One copy into a scratch buffer, which writes the zeros of the padding and the extension as it
+    goes (only those strips are zeroed); no copy at all when x is already channels-last in
+    ``dtype`` and needs neither."""
+    n, c_in, h, w = x.shape
+    top, _, left, _ = padding
+    x_hwc = x.permute(0, 2, 3, 1)  # (N, H, W, C_in), a view
+    if not any(padding) and (h, w) == size and x_hwc.is_contiguous() and x.dtype == dtype:
         return x_hwc
-    x = SCRATCH.take("x", (n, *size, c_in), dtype, x_pad.device)
-    x[:, h_pad:] = 0
-    x[:, :h_pad, w_pad:] = 0
-    x[:, :h_pad, :w_pad] = x_hwc
-    return x
+    padded = SCRATCH.take("x", (n, *size, c_in), dtype, x.device)
+    bottom, right = top + h, left + w  # the input's region is rows top..bottom, columns left..right
+    padded[:, :top] = 0
+    padded[:, bottom:] = 0
+    padded[:, top:bottom, :left] = 0
+    padded[:, top:bottom, right:] = 0
+    padded[:, top:bottom, left:right] = x_hwc
+    return padded
 
 
 def pieces(spec: ConvSpec, m: int, tiles_per_image: int, u_bytes: int) -> int:
@@ -173,26 +184,26 @@ def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def forward(
-    x_pad: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
     m = tile_size(spec)
     t = m + R - 1
-    compute = accumulation_dtype(x_pad.dtype)
-    n = x_pad.shape[0]
+    compute = accumulation_dtype(x.dtype)
+    n = x.shape[0]
     c_in, c_out = spec.in_channels, spec.out_channels
     h_out, w_out = spec.out_size
     tiles_h, tiles_w = ceil_div(h_out, m), ceil_div(w_out, m)
-    kron_b, kron_a = (matrix.to(dtype=compute, device=x_pad.device) for matrix in KRON[m])
+    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
 
-    # Channels last, zero-extended at the bottom/right so the tiles cover the output exactly.
-    x = channels_last_tiled(x_pad, (tiles_h * m + 2, tiles_w * m + 2), compute)  # (N, H, W, C_in)
+    # Channels last, zero-padded, and zero-extended at the bottom/right so the tiles cover the output exactly.
+    x_pad = channels_last_tiled(x, spec.padding, (tiles_h * m + 2, tiles_w * m + 2), compute)  # (N, H, W, C_in)
     u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_in/G, C_out/G)
 
     # The output, in the layout of the input, seen as tiles: out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b].
-    if prefers_channels_last(x_pad):
-        full = x_pad.new_empty((n, tiles_h * m, tiles_w * m, c_out)).permute(0, 3, 1, 2)
+    if prefers_channels_last(x):
+        full = x.new_empty((n, tiles_h * m, tiles_w * m, c_out)).permute(0, 3, 1, 2)
     else:
-        full = x_pad.new_empty((n, c_out, tiles_h * m, tiles_w * m))
+        full = x.new_empty((n, c_out, tiles_h * m, tiles_w * m))
     out_tiles = full.unflatten(3, (tiles_w, m)).unflatten(2, (tiles_h, m))  # (N, C_out, tiles_h, m, tiles_w, m)
     images = pieces(spec, m, tiles_h * tiles_w, u.numel() * u.element_size())
     # The bias rides along in the output transform: Y = A^T M A + bias, one (P*C_out) row added to every row.
@@ -200,8 +211,8 @@ def forward(
     for n0 in range(0, n, images):
         k = min(images, n - n0)
         # t x t tiles every m pixels, (k, tiles_h, tiles_w, C_in, t, t), as a view; tiles overlap by 2
-        windows = x[n0 : n0 + k].unfold(1, t, m).unfold(2, t, m)
-        windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x[n, i*m + a, j*m + b, c]
+        windows = x_pad[n0 : n0 + k].unfold(1, t, m).unfold(2, t, m)
+        windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
         tiles = SCRATCH.take("tiles", windows.shape, compute, x.device)
         tiles.copy_(windows)  # the gather: one copy, channels contiguous                     (t*t, P*C_in)
         v = SCRATCH.take("v", (t * t, k * tiles_h * tiles_w, c_in), compute, x.device)
