@@ -11,11 +11,19 @@ scalar broadcast along its contiguous row::
         out_flat += rows(i, j) * weight[:, 0, i, j, None]   rows (C, P) a view; one weight per row
     out = out_flat cropped to (N, C, H_out, W_out)
 
-Measured on MobileNetV2's depthwise layers (batch 1 / 8): 0.24x / 0.19x PyTorch's CPU depthwise
-kernel, the same speed as im2col (0.24x / 0.21x) without its k_h*k_w copy of the input; direct
-reaches 0.16x / 0.15x (``convlens bench --suite mobilenet_v2``). Channels first matters: a
-per-channel weight is then a scalar along each contiguous row; broadcast along an innermost
-channel axis (channels last), the same multiply-add ran markedly slower.
+Channels never mix, so the channels go through in pieces whose output planes hold about 1 MiB
+(PIECE_BYTES): a piece's out_flat and phases then stay in cache across its k_h*k_w passes,
+instead of every pass streaming the whole tensor through memory. On MobileNetV2's depthwise
+layers at batch 8 this took the geometric-mean speed from 0.23x PyTorch's CPU depthwise kernel
+(one piece) to 0.31x (256 KiB pieces 0.22x, 4 MiB 0.25x); at batch 1 most layers are one piece
+anyway (0.31x either way) (``python benchmarks/depthwise_pieces.py``). Sized by the input
+planes instead, stride-2 layers lost: their per-piece copy into four phases is the larger cost.
+
+PyTorch's kernel keeps each output in registers across the taps; here every tap is a pass over
+the piece, launched from Python, and convlens stays at about a third of its speed.
+Channels first matters: a per-channel weight is then a scalar along each contiguous row;
+broadcast along an innermost channel axis (channels last), the same multiply-add ran markedly
+slower.
 
 A channel multiplier m = C_out / C_in > 1 repeats each channel m times first. No matmul, no im2col.
 """
@@ -35,21 +43,31 @@ def supports(spec: ConvSpec) -> str | None:
     return None
 
 
+PIECE_BYTES = 1024**2  # output planes per piece of channels; see the module docstring
+
+
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
     compute = accumulation_dtype(x.dtype)
     if spec.out_per_group > 1:  # channel multiplier m: channel c feeds outputs c*m .. c*m + m - 1
         x = x.repeat_interleave(spec.out_per_group, dim=1)
-    phases = stride_phases(x, spec, compute)
     w_taps = weight.to(compute)[:, 0]  # (C, k_h, k_w): one weight per channel per tap
-    out_flat = x.new_zeros((spec.out_channels, phases.positions), dtype=compute)
-    for i in range(spec.kernel_size[0]):
-        for j in range(spec.kernel_size[1]):
-            out_flat.addcmul_(phases.rows(spec, i, j), w_taps[:, i, j, None])  # (C, P) * (C, 1)
-    if bias is not None:
-        out_flat += bias.to(compute).view(-1, 1)
-    return phases.crop(out_flat, spec).to(x.dtype)  # conv2d gives it PyTorch's layout
+    taps = [(i, j) for i in range(spec.kernel_size[0]) for j in range(spec.kernel_size[1])]
+    out = x.new_empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=compute)
+    plane_bytes = x.shape[0] * spec.out_size[0] * spec.out_size[1] * compute.itemsize  # one channel's output
+    channels = max(1, PIECE_BYTES // max(1, plane_bytes))
+    for c0 in range(0, spec.out_channels, channels):
+        block = slice(c0, c0 + channels)  # channels are independent: each piece is a whole depthwise conv
+        phases = stride_phases(x[:, block], spec, compute)
+        (i, j), *rest = taps
+        out_flat = torch.mul(phases.rows(spec, i, j), w_taps[block, i, j, None])  # (C_piece, P) * (C_piece, 1)
+        for i, j in rest:
+            out_flat.addcmul_(phases.rows(spec, i, j), w_taps[block, i, j, None])
+        if bias is not None:
+            out_flat += bias[block].to(compute).view(-1, 1)
+        out[:, block] = phases.crop(out_flat, spec)
+    return out.to(x.dtype)
 
 
 ALGORITHM = register(
