@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
+from convlens.algos import winograd
 from convlens.algos.winograd import SCRATCH, WEIGHT_CACHE, channels_last_tiled, transforms
+from convlens.spec import ConvSpec
 from helpers import Case, conv_cases, reference_conv2d, tolerances
 
 WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12)
@@ -151,3 +153,30 @@ def test_the_channels_last_copy_writes_the_padding_zeros(padding, size, extensio
     expected = F.pad(x, (left, right + extension[1], top, bottom + extension[0])).permute(0, 2, 3, 1)
     assert padded.shape == expected.shape and padded.is_contiguous()
     assert torch.equal(padded, expected)
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 1 << 12], ids=["one tile row per piece", "a few rows or images"])
+@PRECISIONS
+@settings(max_examples=30, deadline=None)
+@given(case=WINOGRAD_CASES)
+def test_pieces_of_images_and_tile_rows_match_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
+    x, w, b = case.tensors(torch.float64)
+    before = winograd.PIECE_BYTES, winograd.LARGE_IMAGE_BYTES, winograd.BAND_BYTES
+    winograd.PIECE_BYTES = winograd.LARGE_IMAGE_BYTES = winograd.BAND_BYTES = piece_bytes
+    try:
+        with precision_set(precision):
+            ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
+    finally:
+        winograd.PIECE_BYTES, winograd.LARGE_IMAGE_BYTES, winograd.BAND_BYTES = before
+    theirs = reference_conv2d(x, w, b, **case.options)
+    torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
+
+
+def test_a_large_image_goes_in_bands_of_tile_rows() -> None:
+    """VGG-16's 64-channel layer at 224x224: one image's F(4x4) tiles are 29 MiB, so a piece is a band;
+    ResNet-50's 128-channel layer at 28x28 (0.9 MiB per image) goes in whole images."""
+    spec = ConvSpec.from_args(torch.empty(2, 64, 224, 224), torch.empty(64, 64, 3, 3), padding=1)
+    images, rows = winograd.pieces(spec, 4, (56, 56), u_bytes=36 * 64 * 64 * 4)
+    assert images == 1 and rows == winograd.BAND_BYTES // (36 * 56 * 64 * 4) < 56
+    small = ConvSpec.from_args(torch.empty(8, 128, 28, 28), torch.empty(128, 128, 3, 3), padding=1)
+    assert winograd.pieces(small, 4, (7, 7), u_bytes=36 * 128 * 128 * 4) == (8, 7)

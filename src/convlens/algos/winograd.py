@@ -26,8 +26,10 @@ Over a whole layer, with P = N * tiles_h * tiles_w tiles and channels contiguous
 
 For ResNet-50's 128->128 layer at 28x28, batch 8, F(4x4): 7x7 tiles per image, P = 392;
 tiles and V (36, 392, 128), U (36, 128, 128), M (36, 392, 128), Y (16, 392, 128), out (8, 128, 28, 28).
-The batch goes through in pieces of images whose tiles hold at least max(16 MiB, U's size) (each
-piece reads all of U), and the intermediates live in scratch buffers kept between calls
+The batch goes through in pieces (each reads all of U): whole images, about 16 MiB of tiles
+at a time, or, for an image with more than 4 MiB of tiles, bands of its tile rows of about
+2 MiB (see ``pieces``).
+The intermediates live in scratch buffers kept between calls
 (:mod:`convlens.algos.scratch`): fresh 15 MiB buffers on every call cost the 64-channel 56x56
 layer half its speed. The zero padding is written by the channels-last copy (a separate padded
 tensor first cost one more pass over the input, 0.2-0.6 ms per ResNet-50 layer). The bias is
@@ -102,6 +104,13 @@ def tile_size(spec: ConvSpec) -> int:
     return 4 if get_precision() == "high" and min(h_out, w_out) >= 6 else 2
 
 
+def tile_count(spec: ConvSpec) -> int:
+    """Tiles over the whole batch, N * ceil(H_out/m) * ceil(W_out/m): the rows of every product V @ U."""
+    m = tile_size(spec)
+    h_out, w_out = spec.out_size
+    return spec.batch * ceil_div(h_out, m) * ceil_div(w_out, m)
+
+
 def error_bound(spec: ConvSpec) -> float:
     """Multiple of PyTorch's own float32 error this configuration may reach (see the docstring)."""
     return 50.0 if tile_size(spec) == 4 else 2.0
@@ -135,7 +144,9 @@ def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: to
 
 
 # ---- the forward ----------------------------------------------------------------------------
-PIECE_BYTES = 16 * 1024**2  # tiles per piece, at least; see pieces()
+PIECE_BYTES = 16 * 1024**2  # tiles per piece of whole images; see pieces()
+LARGE_IMAGE_BYTES = 4 * 1024**2  # an image with more tiles than this goes in bands of tile rows
+BAND_BYTES = 2 * 1024**2  # tiles per band
 SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of one piece, kept between calls
 
 
@@ -163,14 +174,24 @@ def channels_last_tiled(
     return padded
 
 
-def pieces(spec: ConvSpec, m: int, tiles_per_image: int, u_bytes: int) -> int:
-    """Images per piece. Each piece reads all of U, so its tiles should be at least as large as U;
-    beyond that, pieces of PIECE_BYTES bound the scratch memory without costing speed (1-16 MiB
-    and whole-batch pieces ran within noise of each other on ResNet-50's 3x3 layers, batch 8,
-    ``python benchmarks/winograd_pieces.py``)."""
+def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tuple[int, int]:
+    """(images, tile rows) per piece. An image whose tiles hold at most LARGE_IMAGE_BYTES goes
+    whole, with as many others as fill about max(PIECE_BYTES, U's size); a larger image goes in
+    bands of its tile rows holding about max(BAND_BYTES, U's size).
+
+    Each piece reads all of U, so its tiles should be at least as large as U. Measured
+    (``python benchmarks/winograd_pieces.py``): ResNet-50's 3x3 layers at batch 8 (0.3-1.8 MiB of
+    tiles per image) ran fastest in pieces of 8-16 MiB, and up to a fifth slower in 1-2 MiB ones;
+    VGG-16's 224x224 and 112x112 layers at batch 1 (7-29 MiB per image) ran 1.4-1.6x faster in
+    1-2 MiB bands than in 8-16 MiB bands or whole. Why the two differ is not pinned down; the
+    sizes follow the measurements."""
+    tiles_h, tiles_w = tiles
     t = m + R - 1
-    image_bytes = t * t * tiles_per_image * spec.in_channels * spec.dtype.itemsize
-    return max(1, min(spec.batch, max(PIECE_BYTES, u_bytes) // max(1, image_bytes)))
+    row_bytes = max(1, t * t * tiles_w * spec.in_channels * spec.dtype.itemsize)  # one tile row of one image
+    image_bytes = row_bytes * tiles_h
+    if image_bytes <= LARGE_IMAGE_BYTES:
+        return max(1, min(spec.batch, max(PIECE_BYTES, u_bytes) // image_bytes)), tiles_h
+    return 1, max(1, min(tiles_h, max(BAND_BYTES, u_bytes) // row_bytes))
 
 
 def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
@@ -205,26 +226,28 @@ def forward(
     else:
         full = x.new_empty((n, c_out, tiles_h * m, tiles_w * m))
     out_tiles = full.unflatten(3, (tiles_w, m)).unflatten(2, (tiles_h, m))  # (N, C_out, tiles_h, m, tiles_w, m)
-    images = pieces(spec, m, tiles_h * tiles_w, u.numel() * u.element_size())
+    images, band = pieces(spec, m, (tiles_h, tiles_w), u.numel() * u.element_size())
     # The bias rides along in the output transform: Y = A^T M A + bias, one (P*C_out) row added to every row.
-    bias_row = None if bias is None else bias.to(compute).repeat(images * tiles_h * tiles_w)
+    bias_row = None if bias is None else bias.to(compute).repeat(images * band * tiles_w)
     for n0 in range(0, n, images):
-        k = min(images, n - n0)
-        # t x t tiles every m pixels, (k, tiles_h, tiles_w, C_in, t, t), as a view; tiles overlap by 2
-        windows = x_pad[n0 : n0 + k].unfold(1, t, m).unfold(2, t, m)
-        windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
-        tiles = SCRATCH.take("tiles", windows.shape, compute, x.device)
-        tiles.copy_(windows)  # the gather: one copy, channels contiguous                     (t*t, P*C_in)
-        v = SCRATCH.take("v", (t * t, k * tiles_h * tiles_w, c_in), compute, x.device)
-        torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B           (t*t, P, C_in)
-        products = products_of(v, u, spec.groups)  # M = V @ U                                 (t*t, P*C_out)
-        y = SCRATCH.take("y", (m, m, k, tiles_h, tiles_w, c_out), compute, x.device)
-        if bias_row is None:
-            torch.mm(kron_a, products, out=y.view(m * m, -1))  # Y = A^T M A                   (m*m, P*C_out)
-        else:
-            torch.addmm(bias_row[: products.shape[1]], kron_a, products, out=y.view(m * m, -1))
-        # One copy into the output, rounded to its dtype: (k, C_out, tiles_h, m, tiles_w, m)
-        out_tiles[n0 : n0 + k] = y.permute(2, 5, 3, 0, 4, 1)
+        for i0 in range(0, tiles_h, band):
+            k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
+            rows_in = x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2]  # the input rows its tiles cover
+            # t x t tiles every m pixels, (k, rows, tiles_w, C_in, t, t), as a view; tiles overlap by 2
+            windows = rows_in.unfold(1, t, m).unfold(2, t, m)
+            windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
+            tiles = SCRATCH.take("tiles", windows.shape, compute, x.device)
+            tiles.copy_(windows)  # the gather: one copy, channels contiguous                 (t*t, P*C_in)
+            v = SCRATCH.take("v", (t * t, k * rows * tiles_w, c_in), compute, x.device)
+            torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B       (t*t, P, C_in)
+            products = products_of(v, u, spec.groups)  # M = V @ U                             (t*t, P*C_out)
+            y = SCRATCH.take("y", (m, m, k, rows, tiles_w, c_out), compute, x.device)
+            if bias_row is None:
+                torch.mm(kron_a, products, out=y.view(m * m, -1))  # Y = A^T M A               (m*m, P*C_out)
+            else:
+                torch.addmm(bias_row[: products.shape[1]], kron_a, products, out=y.view(m * m, -1))
+            # One copy into the output, rounded to its dtype: (k, C_out, rows, m, tiles_w, m)
+            out_tiles[n0 : n0 + k, :, i0 : i0 + rows] = y.permute(2, 5, 3, 0, 4, 1)
     return full[:, :, :h_out, :w_out]
 
 
