@@ -92,6 +92,30 @@ def test_cache_reused_while_the_weight_is_unchanged() -> None:
     assert WEIGHT_CACHE.hits == hits + 1
 
 
+def test_a_changed_weight_is_transformed_again_into_the_same_buffer() -> None:
+    weight = torch.randn(8, 8, 3, 3)
+    first = winograd.cached_weight_transform(weight, 4, 1, torch.float32)
+    address = first.data_ptr()
+    weight.add_(1.0)  # an optimizer step
+    again = winograd.cached_weight_transform(weight, 4, 1, torch.float32)
+    assert again.data_ptr() == address  # no fresh allocation (no page faults) on every step
+    assert torch.equal(again, winograd.transform_weight(weight, 4, 1, torch.float32))
+
+
+def test_cache_entries_die_with_their_weight() -> None:
+    """Weights used once (as the backward's turned weights are) must not pile up transforms in the cache."""
+    x = torch.randn(1, 4, 8, 8)
+    held = len(WEIGHT_CACHE)
+    for _ in range(5):
+        convlens.conv2d(x, torch.randn(4, 4, 3, 3), algorithm="winograd")
+    assert len(WEIGHT_CACHE) == held
+    kept = torch.randn(4, 4, 3, 3)
+    convlens.conv2d(x, kept, algorithm="winograd")
+    assert len(WEIGHT_CACHE) == held + 1
+    del kept
+    assert len(WEIGHT_CACHE) == held
+
+
 @pytest.mark.parametrize("change", ["add_", "data", "copy_", "optimizer", "requires_grad parameter"])
 def test_cache_is_never_stale(change: str) -> None:
     torch.manual_seed(0)

@@ -58,7 +58,7 @@ def forward(
     x_freq = spectra_x.flatten(2).view(n, groups, c_in_g, -1).permute(1, 3, 0, 2)  # (G, F, N, C_in/G)
     key = ((h_pad, w_pad), spec.dilation, groups, compute)
     k_freq = SPECTRUM_CACHE.get(
-        weight, key, lambda: kernel_spectra(weight.to(compute), (h_pad, w_pad), spec.dilation, groups, compute)
+        weight, key, lambda _buffer: kernel_spectra(weight.to(compute), (h_pad, w_pad), spec.dilation, groups, compute)
     )
     y_freq = torch.matmul(x_freq, k_freq)  # (G, F, N, C_out/G): the channel sums, per frequency
     y_freq = y_freq.permute(2, 0, 3, 1).reshape(n, spec.out_channels, *frequencies)
