@@ -58,6 +58,12 @@ FIXED = {
     "non-contiguous input, replicate": Case(
         1, 2, 3, (5, 5), (3, 3), {"padding": 2, "padding_mode": "replicate"}, layout="strided"
     ),
+    # stride 1: the input gradient is itself a convolution (grouped, dilated, asymmetric padding)
+    "stride 1, grouped, dilated, same with an even kernel": Case(
+        2, 4, 6, (7, 8), (2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}
+    ),
+    # more padding than the kernel reaches (3 > 1): the col2im path
+    "stride 1, padding past the kernel's reach": Case(1, 2, 3, (4, 5), (2, 2), {"padding": 3}),
 }
 
 
@@ -116,3 +122,22 @@ def test_backward_keeps_the_input_not_a_padded_copy(algorithm) -> None:
     F.conv2d(expected_x, expected_w, padding=2).backward(torch.ones_like(out))
     torch.testing.assert_close(x.grad, expected_x.grad)
     torch.testing.assert_close(w.grad, expected_w.grad)
+
+
+@pytest.mark.parametrize(("stride", "uses_col2im"), [(1, False), (2, True)])
+def test_stride_1_input_gradient_is_a_convolution(monkeypatch, stride, uses_col2im) -> None:
+    """With stride 1, dLoss/dx is computed as a convolution of grad_output (no col2im scatter-add)."""
+    import convlens.autograd
+
+    calls = []
+    real_col2im = convlens.autograd.col2im
+    monkeypatch.setattr(convlens.autograd, "col2im", lambda *a, **k: calls.append(1) or real_col2im(*a, **k))
+    x = torch.randn(2, 6, 9, 9, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3)
+    out = convlens.conv2d(x, w, stride=stride, padding=1, groups=2)
+    (grad_x,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    expected_x = x.detach().requires_grad_()
+    (expected,) = torch.autograd.grad(F.conv2d(expected_x, w, stride=stride, padding=1, groups=2), expected_x,
+                                      torch.ones_like(out))  # fmt: skip
+    torch.testing.assert_close(grad_x, expected)
+    assert bool(calls) == uses_col2im
