@@ -1,13 +1,15 @@
-"""What Winograd's weight transform costs when it cannot be cached (the weight changes every call,
-as in training, or the backward's turned weight is new every call).
+"""What Winograd's weight transform costs when it cannot be reused (the weight changed since the
+last call, as after every optimizer step), and why U is laid out as it is.
 
     python benchmarks/winograd_transform.py             # ResNet-50's 3x3 stride-1 layers, batch 8
 
-Prints, per layer and tile size: the transform U = G g G^T alone, laid out as convlens keeps it
-(t*t, C_out, C_in), and laid out (t*t, C_in, C_out) by a transposing copy (the layout convlens used
-before); then one Winograd forward whose weight changed since the last call (so the cache misses
-and U is recomputed) next to one with an unchanged weight, as ratios to PyTorch's F.conv2d
-measured in the same run.
+Per layer and tile size, in milliseconds: convlens's transform (``winograd.transform_weight``, in
+chunks of filters, into a fresh buffer); the same U made by one product and one transposing copy
+of the whole of it; U made by one product in the (t*t, C_out, C_in) layout, which needs no copy;
+then the products M = V @ U of one call with U as convlens keeps it and with that no-copy layout
+read transposed. Last, one Winograd forward with an unchanged weight and one whose weight changed
+since the last call (the cache rewrites U in place), as speedups over PyTorch's F.conv2d in the
+same run.
 """
 
 from __future__ import annotations
@@ -18,22 +20,35 @@ import torch.nn.functional as F
 import convlens
 from convlens.algos import winograd
 from convlens.benchmark.timing import interleaved_medians
+from convlens.spec import ceil_div
 
 LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, size) of ResNet-50's 3x3 stride-1 layers
+BATCH = 8
 
 
-def transposed_layout(weight: torch.Tensor, m: int) -> torch.Tensor:
-    """U as (t*t, C_in, C_out) through a transposing copy: the layout convlens used before."""
-    return winograd.transform_weight(weight, m, 1, weight.dtype)[0].transpose(1, 2).contiguous()
+def one_shot(weight: torch.Tensor, m: int) -> torch.Tensor:
+    """U (t*t, C_in, C_out) by one product and one transposing copy of the whole of it."""
+    return no_copy(weight, m).transpose(1, 2).contiguous()
+
+
+def no_copy(weight: torch.Tensor, m: int) -> torch.Tensor:
+    """U laid out (t*t, C_out, C_in): one product, no copy."""
+    g = winograd.MATRICES[m][1]
+    kron_g = torch.kron(g, g).to(weight.dtype)
+    return (kron_g @ weight.reshape(-1, 9).t()).view(-1, weight.shape[0], weight.shape[1])
 
 
 def layer_row(channels: int, size: int, precision: str, m: int) -> dict[str, float]:
     """Milliseconds of each candidate on one layer, measured interleaved."""
     torch.manual_seed(0)
-    x = torch.randn(8, channels, size, size)
+    x = torch.randn(BATCH, channels, size, size)
     weight = torch.randn(channels, channels, 3, 3) / (9 * channels) ** 0.5
     changing = weight.clone()
     convlens.set_precision(precision)
+    u, u_t = one_shot(weight, m), no_copy(weight, m)
+    tiles = BATCH * ceil_div(size, m) ** 2
+    v = torch.randn((m + 2) ** 2, tiles, channels)
+    products = torch.empty_like(v)
 
     def changed_forward() -> torch.Tensor:
         changing.add_(1e-3)  # as an optimizer step would: the cached transform is stale
@@ -42,7 +57,10 @@ def layer_row(channels: int, size: int, precision: str, m: int) -> dict[str, flo
     candidates = {
         "pytorch": lambda: F.conv2d(x, weight, padding=1),
         "u": lambda: winograd.transform_weight(weight, m, 1, torch.float32),
-        "u transposed": lambda: transposed_layout(weight, m),
+        "u one shot": lambda: one_shot(weight, m),
+        "u no copy": lambda: no_copy(weight, m),
+        "products": lambda: torch.bmm(v, u, out=products),
+        "products no copy": lambda: torch.bmm(v, u_t.transpose(1, 2), out=products),
         "same weight": lambda: convlens.conv2d(x, weight, padding=1, algorithm="winograd"),
         "new weight": changed_forward,
     }
@@ -51,17 +69,16 @@ def layer_row(channels: int, size: int, precision: str, m: int) -> dict[str, flo
 
 
 def main() -> None:
-    print("ms per call; forward columns: speedup over PyTorch")
-    print(f"{'layer':>16} {'F(m)':>5} {'U':>7} {'U transposed':>13} {'fwd, same weight':>17} {'fwd, new weight':>16}")
+    print("transform and products: ms per call; forward: speedup over PyTorch")
+    names = ("u", "u one shot", "u no copy", "products", "products no copy")
+    print(f"{'layer':>16} {'F(m)':>5} " + " ".join(f"{name:>16}" for name in names) + "  fwd, same weight / new weight")
     for channels, size in LAYERS:
         for precision, m in (("highest", 2), ("high", 4)):
             ms = layer_row(channels, size, precision, m)
             layer = f"{channels}->{channels} @{size}x{size}"
-            print(
-                f"{layer:>16} {f'F({m})':>5} {ms['u']:7.2f} {ms['u transposed']:13.2f}"
-                f" {ms['pytorch'] / ms['same weight']:16.2f}x {ms['pytorch'] / ms['new weight']:15.2f}x",
-                flush=True,
-            )
+            cells = " ".join(f"{ms[name]:16.2f}" for name in names)
+            speedups = f"{ms['pytorch'] / ms['same weight']:.2f}x / {ms['pytorch'] / ms['new weight']:.2f}x"
+            print(f"{layer:>16} {f'F({m})':>5} {cells}  {speedups}", flush=True)
 
 
 if __name__ == "__main__":

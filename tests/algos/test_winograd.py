@@ -102,6 +102,22 @@ def test_a_changed_weight_is_transformed_again_into_the_same_buffer() -> None:
     assert torch.equal(again, winograd.transform_weight(weight, 4, 1, torch.float32))
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_the_weight_transform_in_chunks_of_filters(groups) -> None:
+    """U[g, xi, c, o] = sum_k kron(G, G)[xi, k] * weight[g*C_out/G + o, c, k], whatever the chunk size."""
+    weight = torch.randn(10, 3, 3, 3, dtype=torch.float64)
+    g = transforms(4)[1]
+    expected = torch.einsum("xk,gock->gxco", torch.kron(g, g), weight.reshape(groups, 10 // groups, 3, 9))
+    before = winograd.TRANSFORM_FILTERS
+    try:
+        for filters in (1, 3, 64):
+            winograd.TRANSFORM_FILTERS = filters
+            u = winograd.transform_weight(weight, 4, groups, torch.float64)
+            torch.testing.assert_close(u, expected)
+    finally:
+        winograd.TRANSFORM_FILTERS = before
+
+
 def test_cache_entries_die_with_their_weight() -> None:
     """Weights used once (as the backward's turned weights are) must not pile up transforms in the cache."""
     x = torch.randn(1, 4, 8, 8)

@@ -19,8 +19,8 @@ Over a whole layer, with P = N * tiles_h * tiles_w tiles and channels contiguous
     x_pad = x zero-padded, channels last                     (N, H_pad', W_pad', C_in)  one copy, zeros written in it
     tiles = overlapping t x t windows of x_pad, stride m     (t*t, P, C_in)       gathered once
     V     = kron(B^T, B^T) @ tiles                           (t*t, P, C_in)       input transform
-    U     = kron(G, G) @ weight                              (t*t, C_out, C_in)   weight transform, cached
-    M     = V @ U^T, one matmul per tile position xi         (t*t, P, C_out)      the products
+    U     = kron(G, G) @ weight                              (t*t, C_in, C_out)   weight transform, cached
+    M     = V @ U, one matmul per tile position xi           (t*t, P, C_out)      the products
     Y     = kron(A^T, A^T) @ M                               (m*m, P, C_out)      output transform
     out   = Y rearranged to (N, C_out, tiles_h*m, tiles_w*m), cropped to (H_out, W_out)
 
@@ -127,25 +127,36 @@ def supports(spec: ConvSpec) -> str | None:
 WEIGHT_CACHE = TransformCache()
 
 
+TRANSFORM_FILTERS = 64  # filters per chunk of the weight transform; see transform_weight
+
+
 def transform_weight(
     weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_out/G, C_in/G).
+    """U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_in/G, C_out/G).
 
-    One product per group, kron(G, G) (t*t, 9) @ taps^T (9, C_out/G*C_in/G), whose result is already
-    laid out as U; the products read each U[xi] transposed, as a view. Laid out (t*t, C_in, C_out)
-    instead, U needs a transposing copy as well: 3.3 ms instead of 0.7 ms for a 512x512 weight with
-    F(2x2) (``python benchmarks/winograd_transform.py``), paid whenever the weight changes.
-    ``out``: a buffer of U's shape to write into."""
+    For each chunk of TRANSFORM_FILTERS filters, one product kron(G, G) (t*t, 9) @ taps^T
+    (9, filters*C_in/G) gives (t*t, filters, C_in/G), copied transposed into U, whose (C_in/G,
+    C_out/G) blocks the products then read as they are. Paid whenever the weight changes (every
+    optimizer step). For a 512x512 weight with F(4x4) the chunks took 16.7 ms against 23.2 ms for
+    one product and one transposing copy of the whole U (both into fresh buffers). A U laid out
+    (t*t, C_out, C_in) needs no copy (9.3 ms) but made the products up to 1.4x slower on every
+    call (1.90 -> 2.64 ms on that layer at batch 8), so convlens pays the copy once per weight
+    change instead (``python benchmarks/winograd_transform.py``). ``out``: a buffer of U's shape
+    to write into."""
     _, g, _ = MATRICES[m]
     t = m + R - 1
     c_out, c_in_g = weight.shape[:2]
+    c_out_g = c_out // groups
     kron_g = torch.kron(g, g).to(dtype=dtype, device=weight.device)  # (t*t, 9)
-    taps = weight.to(dtype).reshape(groups, c_out // groups * c_in_g, R * R)  # (G, C_out/G*C_in/G, 9)
-    shape = (groups, t * t, c_out // groups, c_in_g)
+    taps = weight.to(dtype).reshape(groups, c_out_g, c_in_g, R * R)  # (G, C_out/G, C_in/G, 9)
+    shape = (groups, t * t, c_in_g, c_out_g)
     if out is None or out.shape != shape:
         out = torch.empty(shape, dtype=dtype, device=weight.device)
-    torch.matmul(kron_g, taps.transpose(1, 2), out=out.view(groups, t * t, -1))  # (G, t*t, C_out/G*C_in/G)
+    for o0 in range(0, c_out_g, TRANSFORM_FILTERS):
+        block = taps[:, o0 : o0 + TRANSFORM_FILTERS]  # (G, filters, C_in/G, 9)
+        u_block = torch.matmul(kron_g, block.reshape(groups, -1, R * R).transpose(1, 2))  # (G, t*t, filters*C_in/G)
+        out[..., o0 : o0 + block.shape[1]] = u_block.view(groups, t * t, -1, c_in_g).transpose(2, 3)
     return out
 
 
@@ -207,14 +218,13 @@ def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tupl
 
 
 def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
-    """M = V @ U[xi]^T at every tile position xi: (t*t, P, C_in) and (G, t*t, C_out/G, C_in/G) -> (t*t, P*C_out)."""
+    """M = V @ U at every tile position xi: (t*t, P, C_in) and (G, t*t, C_in/G, C_out/G) -> (t*t, P*C_out)."""
     tt, p, c_in = v.shape
-    u_t = u.transpose(-1, -2)  # (G, t*t, C_in/G, C_out/G), a view: the matmul reads it transposed
     if groups == 1:
-        products = SCRATCH.take("products", (tt, p, u.shape[-2]), v.dtype, v.device)
-        return torch.bmm(v, u_t[0], out=products).view(tt, -1)
+        products = SCRATCH.take("products", (tt, p, u.shape[-1]), v.dtype, v.device)
+        return torch.bmm(v, u[0], out=products).view(tt, -1)
     v_groups = v.view(tt, p, groups, c_in // groups).permute(2, 0, 1, 3)  # (G, t*t, P, C_in/G)
-    return torch.matmul(v_groups, u_t).permute(1, 2, 0, 3).reshape(tt, -1)  # (t*t, P, G, C_out/G) -> rows
+    return torch.matmul(v_groups, u).permute(1, 2, 0, 3).reshape(tt, -1)  # (t*t, P, G, C_out/G) -> rows
 
 
 def forward(
@@ -231,7 +241,7 @@ def forward(
 
     # Channels last, zero-padded, and zero-extended at the bottom/right so the tiles cover the output exactly.
     x_pad = channels_last_tiled(x, spec.padding, (tiles_h * m + 2, tiles_w * m + 2), compute)  # (N, H, W, C_in)
-    u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_out/G, C_in/G)
+    u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_in/G, C_out/G)
 
     # The output, in the layout of the input, seen as tiles: out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b].
     if prefers_channels_last(x):
@@ -253,7 +263,7 @@ def forward(
             tiles.copy_(windows)  # the gather: one copy, channels contiguous                 (t*t, P*C_in)
             v = SCRATCH.take("v", (t * t, k * rows * tiles_w, c_in), compute, x.device)
             torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B       (t*t, P, C_in)
-            products = products_of(v, u, spec.groups)  # M = V @ U^T                           (t*t, P*C_out)
+            products = products_of(v, u, spec.groups)  # M = V @ U                             (t*t, P*C_out)
             y = SCRATCH.take("y", (m, m, k, rows, tiles_w, c_out), compute, x.device)
             if bias_row is None:
                 torch.mm(kron_a, products, out=y.view(m * m, -1))  # Y = A^T M A               (m*m, P*C_out)
