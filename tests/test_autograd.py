@@ -58,13 +58,21 @@ FIXED = {
     "non-contiguous input, replicate": Case(
         1, 2, 3, (5, 5), (3, 3), {"padding": 2, "padding_mode": "replicate"}, layout="strided"
     ),
-    # stride 1: the input gradient is itself a convolution (grouped, dilated, asymmetric padding)
     "stride 1, grouped, dilated, same with an even kernel": Case(
         2, 4, 6, (7, 8), (2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}
     ),
-    # more padding than the kernel reaches (3 > 1): the col2im path
     "stride 1, padding past the kernel's reach": Case(1, 2, 3, (4, 5), (2, 2), {"padding": 3}),
 }
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "auto"])
+def test_gradcheck_where_the_input_gradient_is_a_convolution(algorithm: str) -> None:
+    """Large enough (30x33, padded 1.13x) that the backward convolves grad_output; grouped, dilated, asymmetric."""
+    kernel = (3, 3) if algorithm == "winograd" else (2, 3)
+    options = {"padding": "same", "dilation": (1, 1) if algorithm == "winograd" else (2, 1), "groups": 2}
+    case = Case(1, 4, 6, (30, 33), kernel, options)
+    assert torch.autograd.gradcheck(conv_of(case, algorithm), inputs(case), fast_mode=True)
+    assert torch.autograd.gradgradcheck(conv_of(case, algorithm), inputs(case), fast_mode=True)
 
 
 @pytest.mark.parametrize("name", FIXED)
@@ -124,20 +132,29 @@ def test_backward_keeps_the_input_not_a_padded_copy(algorithm) -> None:
     torch.testing.assert_close(w.grad, expected_w.grad)
 
 
-@pytest.mark.parametrize(("stride", "uses_col2im"), [(1, False), (2, True)])
-def test_stride_1_input_gradient_is_a_convolution(monkeypatch, stride, uses_col2im) -> None:
-    """With stride 1, dLoss/dx is computed as a convolution of grad_output (no col2im scatter-add)."""
+@pytest.mark.parametrize(
+    ("channels", "size", "stride", "uses_col2im"),
+    [
+        (128, 16, 1, False),  # Winograd (64 channels per group), 128 F(2x2) tiles for 128 channels
+        (6, 24, 1, False),  # im2col: padding grows 24x24 to 26x26, 1.17x
+        (6, 9, 1, True),  # 9x9 to 11x11, 1.49x: the scatter-add is cheaper
+        (6, 24, 2, True),  # stride 2: no such convolution
+    ],
+)
+def test_which_way_the_input_gradient_goes(monkeypatch, channels, size, stride, uses_col2im) -> None:
+    """dLoss/dx is a convolution of grad_output (no col2im scatter-add) where that is the faster way."""
     import convlens.autograd
 
     calls = []
     real_col2im = convlens.autograd.col2im
     monkeypatch.setattr(convlens.autograd, "col2im", lambda *a, **k: calls.append(1) or real_col2im(*a, **k))
-    x = torch.randn(2, 6, 9, 9, requires_grad=True)
-    w = torch.randn(4, 3, 3, 3)
+    x = torch.randn(2, channels, size, size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(channels, channels // 2, 3, 3, dtype=torch.float64)
     out = convlens.conv2d(x, w, stride=stride, padding=1, groups=2)
-    (grad_x,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    grad_output = torch.randn_like(out)
+    (grad_x,) = torch.autograd.grad(out, x, grad_output)
     expected_x = x.detach().requires_grad_()
     (expected,) = torch.autograd.grad(F.conv2d(expected_x, w, stride=stride, padding=1, groups=2), expected_x,
-                                      torch.ones_like(out))  # fmt: skip
+                                      grad_output)  # fmt: skip
     torch.testing.assert_close(grad_x, expected)
     assert bool(calls) == uses_col2im

@@ -21,8 +21,8 @@ which then sees no padding; F.pad's own backward routes their gradient.) The bac
 from differentiable tensor ops, so double backward works too. The batch is processed in pieces
 so the columns stay inside the workspace limit.
 
-For stride 1, grad_x is itself a convolution, and is computed as one by whichever algorithm auto
-picks (Winograd for wide 3x3 layers), instead of the product and col2im's scatter-add. With
+For stride 1, grad_x is itself a convolution, and where Winograd's fewer multiplications pay
+it is computed as one (instead of the product and col2im's scatter-add). With
 ``out[y] = sum_i w[i] * x_pad[y + i*d]`` (one axis, one channel)::
 
     dLoss/d x_pad[z] = sum_i w[i] * grad_output[z - i*d]
@@ -35,12 +35,18 @@ transposed)::
     w_turned = weight, per group (C_out/G, C_in/G) -> (C_in/G, C_out/G), kernels flipped   (C_in, C_out/G, k_h, k_w)
     grad_x   = conv2d(grad_output, w_turned, padding=(d_h*(k_h-1) - top, ...), dilation=d, groups=G)   (N, C_in, H, W)
 
-(PyTorch computes its own input gradient the same way.) The whole backward of ResNet-50's 3x3
-stride-1 layers at batch 8 went from 2.92 / 1.79 / 1.45 / 1.16x PyTorch's time (64 / 128 / 256 /
-512 channels) to 2.06-2.15 / 1.50-1.54 / 1.31-1.32 / 1.35-1.39x over two runs, the last one slower:
-at 7x7 the scatter-add is cheap and the turned weight's transform is not (``python
-benchmarks/backward.py``). Where the forward padding exceeds d*(k-1), or the stride is not 1, the
-col2im path is used.
+(PyTorch computes its own input gradient the same way.) Which of the two ways is faster depends
+on the layer (``python benchmarks/grad_input.py``, ResNet-50's 3x3 stride-1 layers at batch 8,
+precision "highest", one input gradient in ms, col2im / Winograd / im2col): 64 channels at 56x56
+25.6 / 9.4 / 8.8, 128 at 28x28 15.8 / 5.6 / 6.5, 256 at 14x14 6.4 / 5.4 / 6.8, 512 at 7x7
+6.7 / 19.5 / 8.4. Winograd's transform of the turned weight is made afresh on every call (the
+turned weight is a new tensor), which costs more than it saves when its tiles are fewer than its
+output channels (512 at 7x7: 128 tiles); im2col's columns of the zero-padded grad_output are
+larger than col2im's by the padding, which at 14x14 and below (1.31x the area and more) costs
+more than the scatter-add it saves. So the convolution is used when auto picks Winograd and it
+has at least as many tiles as output channels, or, by auto's other choice (im2col for Winograd),
+when the padding grows grad_output by at most 1.2x (MAX_PADDED_GROWTH).
+Elsewhere (stride > 1, padding beyond d*(k-1), small images) the col2im path is used.
 """
 
 from __future__ import annotations
@@ -53,8 +59,11 @@ import torch
 from convlens import algos
 from convlens.algos import Algorithm
 from convlens.algos.im2col import plan_pieces
+from convlens.algos.winograd import tile_count
 from convlens.spec import ConvSpec
 from convlens.unfold import col2im, im2col, unpad, zero_pad
+
+MAX_PADDED_GROWTH = 1.2  # see the module docstring
 
 
 def turned_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -65,18 +74,16 @@ def turned_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return blocks.transpose(1, 2).flatten(0, 1).flip(-2, -1)
 
 
-def grad_input_by_convolution(
-    grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, workspace: int
-) -> torch.Tensor | None:
-    """dLoss/d x for a stride-1 convolution as the convolution of grad_output described in the
-    module docstring, or None where that does not apply (stride > 1, or more padding than d*(k-1))."""
+def grad_input_spec(spec: ConvSpec) -> ConvSpec | None:
+    """The convolution of grad_output that gives dLoss/d x (module docstring), or None where there
+    is none: stride > 1, or more padding than the kernel reaches, d*(k-1)."""
     (d_h, d_w), (k_h, k_w) = spec.dilation, spec.kernel_size
     top, bottom, left, right = spec.padding
     reach_h, reach_w = d_h * (k_h - 1), d_w * (k_w - 1)
     padding = (reach_h - top, reach_h - bottom, reach_w - left, reach_w - right)
     if spec.stride != (1, 1) or min(padding) < 0 or spec.out_channels == 0:
         return None
-    grad_spec = replace(
+    return replace(
         spec,
         in_channels=spec.out_channels,
         in_size=spec.out_size,
@@ -85,8 +92,27 @@ def grad_input_by_convolution(
         padding_mode="zeros",
         has_bias=False,
     )
-    algorithm = algos.resolve("auto", grad_spec)
-    return Conv2dFunction.apply(grad_output, turned_weight(weight, spec.groups), None, grad_spec, algorithm, workspace)
+
+
+def grad_input_by_convolution(
+    grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, workspace: int, algorithm: str = "auto"
+) -> torch.Tensor | None:
+    """dLoss/d x as a convolution of grad_output, or None where the col2im path is used instead.
+
+    With ``algorithm="auto"`` (module docstring): Winograd where auto picks it and it has at least
+    as many tiles as output channels; else auto's other choice, or im2col, where zero-padding
+    grad_output grows it by at most MAX_PADDED_GROWTH; else None. With a named algorithm: that
+    one, wherever the convolution exists."""
+    grad_spec = grad_input_spec(spec)
+    if grad_spec is None:
+        return None
+    chosen = algos.resolve(algorithm, grad_spec)
+    if algorithm == "auto" and not (chosen.name == "winograd" and tile_count(grad_spec) >= grad_spec.out_channels):
+        (h, w), (h_pad, w_pad) = grad_spec.in_size, grad_spec.padded_size
+        if h_pad * w_pad > MAX_PADDED_GROWTH * h * w:
+            return None
+        chosen = algos.get("im2col") if chosen.name == "winograd" else chosen
+    return Conv2dFunction.apply(grad_output, turned_weight(weight, spec.groups), None, grad_spec, chosen, workspace)
 
 
 def conv2d_backward(

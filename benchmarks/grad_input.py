@@ -1,0 +1,81 @@
+"""How the backward computes dLoss/d x for stride 1: col2im's scatter-add, or a convolution of
+grad_output (the reason for ``autograd.grad_input_by_convolution``'s rule).
+
+    python benchmarks/grad_input.py                  # ResNet-50's 3x3 stride-1 layers, batch 8
+
+Times the input gradient alone, in one process, interleaved: the product and col2im path, the
+convolution by Winograd, the convolution by im2col, and what the backward does by default;
+prints milliseconds and the tiles Winograd has per output channel of that convolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+
+import torch
+
+import convlens
+from convlens import autograd
+from convlens.algos.winograd import tile_count
+from convlens.benchmark.timing import interleaved_medians
+from convlens.spec import ConvSpec
+
+LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, size) of ResNet-50's 3x3 stride-1 layers
+WORKSPACE = 256 * 1024**2
+
+
+@contextmanager
+def patched(module: object, name: str, value: object):
+    before = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, before)
+
+
+def grad_input_times(channels: int, size: int, batch: int) -> tuple[dict[str, float], float]:
+    """Milliseconds of each way, and the tiles per output channel of the gradient's convolution."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, channels, size, size)
+    weight = torch.randn(channels, channels, 3, 3) / (9 * channels) ** 0.5
+    grad_output = torch.randn(batch, channels, size, size)
+    spec = ConvSpec.from_args(x, weight, None, 1, 1, 1, 1, "zeros")
+    needs = (True, False, False)
+
+    def col2im_path() -> object:
+        with patched(autograd, "grad_input_by_convolution", lambda *args: None):
+            return autograd.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs)
+
+    def convolution_by(name: str) -> object:
+        return autograd.grad_input_by_convolution(grad_output, weight, spec, WORKSPACE, algorithm=name)
+
+    candidates = {
+        "col2im": col2im_path,
+        "winograd": lambda: convolution_by("winograd"),
+        "im2col": lambda: convolution_by("im2col"),
+        "default": lambda: autograd.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs),
+    }
+    with torch.no_grad():
+        ms = {name: seconds * 1e3 for name, seconds in interleaved_medians(candidates, 3, 0.2).items()}
+    return ms, tile_count(spec) / channels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--precision", default="highest", choices=["highest", "high"])
+    args = parser.parse_args()
+    convlens.set_precision(args.precision)
+    names = ("col2im", "winograd", "im2col", "default")
+    print(f"input gradient, ms per call, batch {args.batch}, precision {args.precision}")
+    print(f"{'layer':>16} {'tiles/channel':>14} " + " ".join(f"{name:>9}" for name in names))
+    for channels, size in LAYERS:
+        ms, tiles_per_channel = grad_input_times(channels, size, args.batch)
+        cells = " ".join(f"{ms[name]:9.2f}" for name in names)
+        print(f"{f'{channels}->{channels} @{size}x{size}':>16} {tiles_per_channel:14.2f} {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
