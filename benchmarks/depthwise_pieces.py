@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import convlens
 from convlens.algos import depthwise
 from convlens.benchmark.suites import Layer, suite
-from convlens.benchmark.timing import interleaved_medians
+from convlens.benchmark.timing import speedups_over
 
 KIB = 1024
 
@@ -41,10 +41,7 @@ def speedups(layer: Layer, batch: int, pieces_kib: list[int]) -> tuple[float, di
     for kib in pieces_kib:
         candidates[f"{kib} KiB"] = lambda kib=kib: run(kib * KIB)
     candidates["one piece"] = lambda: run(1 << 50)
-    with torch.no_grad():
-        medians = interleaved_medians(candidates, rounds=3, min_run_time=0.1)
-    pytorch = medians.pop("pytorch")
-    return pytorch * 1e3, {name: pytorch / seconds for name, seconds in medians.items()}
+    return speedups_over("pytorch", candidates, rounds=3, min_run_time=0.1)
 
 
 def main() -> None:

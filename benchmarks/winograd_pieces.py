@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import convlens
 from convlens.algos import winograd
 from convlens.algos.scratch import Scratch
-from convlens.benchmark.timing import interleaved_medians
+from convlens.benchmark.timing import speedups_over
 
 MIB = 1024**2
 # (in channels, out channels, size, batch): ResNet-50's 3x3 stride-1 layers at batch 8, then VGG-16's
@@ -67,10 +67,7 @@ def speedups(layer: tuple[int, int, int, int], pieces_mib: list[int]) -> tuple[f
     for mib in pieces_mib:
         candidates[f"{mib} MiB"] = lambda mib=mib: run(mib * MIB)
     candidates["whole batch"] = lambda: run(1 << 50)
-    with torch.no_grad():
-        medians = interleaved_medians(candidates, rounds=3, min_run_time=0.2)
-    pytorch = medians.pop("pytorch")
-    return pytorch * 1e3, {name: pytorch / seconds for name, seconds in medians.items()}
+    return speedups_over("pytorch", candidates, rounds=3, min_run_time=0.2)
 
 
 def main() -> None:

@@ -28,5 +28,16 @@ def interleaved_medians(
     return {name: statistics.median(times) for name, times in blocks.items()}
 
 
+def speedups_over(
+    reference: str, candidates: dict[str, Callable[[], object]], rounds: int = 3, min_run_time: float = 0.2
+) -> tuple[float, dict[str, float]]:
+    """The reference candidate's median milliseconds, and every other candidate's speedup over it
+    (reference time / its time), measured interleaved with autograd off."""
+    with torch.no_grad():
+        medians = interleaved_medians(candidates, rounds, min_run_time)
+    seconds = medians.pop(reference)
+    return seconds * 1e3, {name: seconds / other for name, other in medians.items()}
+
+
 def geomean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
