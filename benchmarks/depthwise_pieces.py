@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -28,14 +29,10 @@ def speedups(layer: Layer, batch: int, pieces_kib: list[int]) -> tuple[float, di
     """PyTorch's ms and the depthwise path's speedup over it for each piece size, measured interleaved."""
     x, w, b = layer.tensors(batch)
     options = layer.options
-    default = depthwise.PIECE_BYTES
 
     def run(piece_bytes: int) -> torch.Tensor:
-        depthwise.PIECE_BYTES = piece_bytes
-        try:
+        with mock.patch.object(depthwise, "PIECE_BYTES", piece_bytes):
             return convlens.conv2d(x, w, b, **options, algorithm="depthwise")
-        finally:
-            depthwise.PIECE_BYTES = default
 
     candidates = {"pytorch": lambda: F.conv2d(x, w, b, **options)}
     for kib in pieces_kib:

@@ -11,7 +11,7 @@ prints milliseconds and the tiles Winograd has per output channel of that convol
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
+from unittest import mock
 
 import torch
 
@@ -25,16 +25,6 @@ LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, size) of ResNe
 WORKSPACE = 256 * 1024**2
 
 
-@contextmanager
-def patched(module: object, name: str, value: object):
-    before = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, before)
-
-
 def grad_input_times(channels: int, size: int, batch: int) -> tuple[dict[str, float], float]:
     """Milliseconds of each way, and the tiles per output channel of the gradient's convolution."""
     torch.manual_seed(0)
@@ -45,7 +35,7 @@ def grad_input_times(channels: int, size: int, batch: int) -> tuple[dict[str, fl
     needs = (True, False, False)
 
     def col2im_path() -> object:
-        with patched(autograd, "grad_input_by_convolution", lambda *args: None):
+        with mock.patch.object(autograd, "grad_input_by_convolution", lambda *args: None):
             return autograd.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs)
 
     def convolution_by(name: str) -> object:

@@ -11,6 +11,7 @@ F.conv2d in one process; prints the ratio to PyTorch and which one ``folds_batch
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -24,14 +25,10 @@ from convlens.benchmark.timing import interleaved_medians
 def speedups(layer: Layer, batch: int) -> dict[str, float]:
     """Speedup over F.conv2d of im2col per image and folded, measured interleaved."""
     x, w, b = layer.tensors(batch)
-    rule = im2col.folds_batch
 
     def run(fold: bool) -> torch.Tensor:
-        im2col.folds_batch = lambda spec: fold
-        try:
+        with mock.patch.object(im2col, "folds_batch", lambda spec: fold):
             return convlens.conv2d(x, w, b, **layer.options, algorithm="im2col")
-        finally:
-            im2col.folds_batch = rule
 
     candidates = {
         "pytorch": lambda: F.conv2d(x, w, b, **layer.options),

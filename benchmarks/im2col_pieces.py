@@ -9,6 +9,7 @@ interleaved with F.conv2d in one process; prints ms and the ratio to PyTorch.
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -30,16 +31,12 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.channels, args.size, args.size)
     w = torch.randn(args.channels, args.channels, 3, 3)
-    default = im2col.PIECE_BYTES
     candidates = {"pytorch": lambda: F.conv2d(x, w, padding=1)}
     for mib in (int(v) for v in args.pieces_mib.split(",")):
 
         def run(mib=mib):
-            im2col.PIECE_BYTES = mib * MIB
-            try:
+            with mock.patch.object(im2col, "PIECE_BYTES", mib * MIB):
                 return convlens.conv2d(x, w, padding=1, algorithm="im2col", workspace_limit=1 << 40)
-            finally:
-                im2col.PIECE_BYTES = default
 
         candidates[f"{mib} MiB pieces"] = run
     with torch.no_grad():

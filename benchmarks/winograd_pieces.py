@@ -16,6 +16,7 @@ call instead of living in the kept scratch buffers.
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -52,15 +53,12 @@ def speedups(layer: tuple[int, int, int, int], pieces_mib: list[int]) -> tuple[f
     torch.manual_seed(0)
     x = torch.randn(batch, c_in, size, size)
     w = torch.randn(c_out, c_in, 3, 3) / (9 * c_in) ** 0.5
-    default = winograd.PIECE_BYTES, winograd.LARGE_IMAGE_BYTES, winograd.BAND_BYTES
 
     def run(piece_bytes: int) -> torch.Tensor:
         # one size for all: whole images when one fits in it, else bands of that size
-        winograd.PIECE_BYTES = winograd.LARGE_IMAGE_BYTES = winograd.BAND_BYTES = piece_bytes
-        try:
+        sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
+        with mock.patch.multiple(winograd, **sizes):
             return convlens.conv2d(x, w, padding=1, algorithm="winograd")
-        finally:
-            winograd.PIECE_BYTES, winograd.LARGE_IMAGE_BYTES, winograd.BAND_BYTES = default
 
     candidates = {"pytorch": lambda: F.conv2d(x, w, padding=1)}
     candidates["default"] = lambda: convlens.conv2d(x, w, padding=1, algorithm="winograd")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
+import convlens
 from convlens.spec import same_padding
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -208,3 +211,14 @@ def outcome(function, *args, **kwargs):
             return function(*args, **kwargs), None
         except Exception as error:
             return None, error
+
+
+@contextmanager
+def precision_set(precision: str) -> Iterator[None]:
+    """``convlens.set_precision(precision)`` for the length of a block, the previous setting restored after."""
+    before = convlens.get_precision()
+    convlens.set_precision(precision)
+    try:
+        yield
+    finally:
+        convlens.set_precision(before)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from convlens import verify
+from helpers import precision_set
 
 EXACT = ["direct", "im2col", "gemm"]
 
@@ -28,16 +29,11 @@ def test_every_algorithm_within_its_bound_on_resnet18_layers() -> None:
 
 
 def test_high_precision_winograd_within_its_documented_50x() -> None:
-    import convlens
-
-    convlens.set_precision("high")
-    try:
-        configs = [
-            c for c in verify.model_configs(["resnet18"]) if c.layer.kernel_size == (3, 3) and c.layer.stride == (1, 1)
-        ]
+    configs = [
+        c for c in verify.model_configs(["resnet18"]) if c.layer.kernel_size == (3, 3) and c.layer.stride == (1, 1)
+    ]
+    with precision_set("high"):
         summary = verify.run(configs, ["winograd"])["winograd"]
-    finally:
-        convlens.set_precision("highest")
     assert summary.cases == len(configs) > 0
     assert summary.failures == []
     assert summary.worst_ratio > 2  # F(4x4,3x3) really ran: it is measurably less accurate than F(2x2,3x3)

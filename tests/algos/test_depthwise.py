@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from unittest import mock
 
 import pytest
 import torch
@@ -19,22 +19,12 @@ def is_depthwise(case: Case) -> bool:
     return ConvSpec.from_args(x, w, b, **case.options).is_depthwise
 
 
-@contextmanager
-def piece_bytes(value: int):
-    before = depthwise.PIECE_BYTES
-    depthwise.PIECE_BYTES = value
-    try:
-        yield
-    finally:
-        depthwise.PIECE_BYTES = before
-
-
 @pytest.mark.parametrize("pieces", [1, 100, 1 << 30], ids=["one channel each", "a few channels", "one piece"])
 @settings(max_examples=40, deadline=None)
 @given(case=conv_cases(max_groups=4).filter(is_depthwise))
 def test_every_piece_size_matches_pytorch(pieces: int, case: Case) -> None:
     x, w, b = case.tensors(torch.float64)
-    with piece_bytes(pieces):
+    with mock.patch.object(depthwise, "PIECE_BYTES", pieces):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="depthwise")
     theirs = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")

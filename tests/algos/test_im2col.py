@@ -3,6 +3,8 @@ not, gives the same answer."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -27,12 +29,8 @@ def test_any_workspace_gives_the_same_result(case: Case, workspace: int) -> None
 @given(case=conv_cases(), workspace=st.integers(1, 4000), fold=st.booleans())
 def test_folded_and_per_image_products_agree(case: Case, workspace: int, fold: bool) -> None:
     x, w, b = case.tensors(torch.float64)
-    rule = im2col.folds_batch
-    im2col.folds_batch = lambda spec: fold
-    try:
+    with mock.patch.object(im2col, "folds_batch", lambda spec: fold):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="im2col", workspace_limit=workspace)
-    finally:
-        im2col.folds_batch = rule
     expected = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
     assert_same_layout(ours, expected, case)  # the layout PyTorch gives, folded or not

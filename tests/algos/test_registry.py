@@ -5,6 +5,7 @@ import convlens
 from convlens import algos
 from convlens.algos.auto import choose
 from convlens.spec import ConvSpec
+from helpers import precision_set
 
 
 def test_algorithms_lists_auto_first_and_every_registered_one() -> None:
@@ -41,13 +42,9 @@ def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
 @pytest.mark.parametrize(("batch", "expected"), [(1, "im2col"), (8, "winograd")])
 def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
     """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at batch 1."""
-    before = convlens.get_precision()
-    convlens.set_precision("high")
-    try:
-        spec = ConvSpec.from_args(torch.empty(batch, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
+    spec = ConvSpec.from_args(torch.empty(batch, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
+    with precision_set("high"):
         assert choose(spec).algorithm.name == expected
-    finally:
-        convlens.set_precision(before)
 
 
 def test_autotune_times_once_and_keeps_its_choice() -> None:

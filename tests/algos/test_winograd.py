@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from unittest import mock
 
 import pytest
 import torch
@@ -14,22 +14,12 @@ import convlens
 from convlens.algos import winograd
 from convlens.algos.winograd import SCRATCH, WEIGHT_CACHE, channels_last_tiled, transforms
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, reference_conv2d, tolerances
+from helpers import Case, conv_cases, precision_set, reference_conv2d, tolerances
 
 WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12)
 
 
 PRECISIONS = pytest.mark.parametrize("precision", ["highest", "high"])
-
-
-@contextmanager
-def precision_set(precision: str):
-    before = convlens.get_precision()
-    convlens.set_precision(precision)
-    try:
-        yield
-    finally:
-        convlens.set_precision(before)
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -108,14 +98,10 @@ def test_the_weight_transform_in_chunks_of_filters(groups) -> None:
     weight = torch.randn(10, 3, 3, 3, dtype=torch.float64)
     g = transforms(4)[1]
     expected = torch.einsum("xk,gock->gxco", torch.kron(g, g), weight.reshape(groups, 10 // groups, 3, 9))
-    before = winograd.TRANSFORM_FILTERS
-    try:
-        for filters in (1, 3, 64):
-            winograd.TRANSFORM_FILTERS = filters
+    for filters in (1, 3, 64):
+        with mock.patch.object(winograd, "TRANSFORM_FILTERS", filters):
             u = winograd.transform_weight(weight, 4, groups, torch.float64)
-            torch.testing.assert_close(u, expected)
-    finally:
-        winograd.TRANSFORM_FILTERS = before
+        torch.testing.assert_close(u, expected)
 
 
 def test_cache_entries_die_with_their_weight() -> None:
@@ -201,13 +187,9 @@ def test_the_channels_last_copy_writes_the_padding_zeros(padding, size, extensio
 @given(case=WINOGRAD_CASES)
 def test_pieces_of_images_and_tile_rows_match_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
     x, w, b = case.tensors(torch.float64)
-    before = winograd.PIECE_BYTES, winograd.LARGE_IMAGE_BYTES, winograd.BAND_BYTES
-    winograd.PIECE_BYTES = winograd.LARGE_IMAGE_BYTES = winograd.BAND_BYTES = piece_bytes
-    try:
-        with precision_set(precision):
-            ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
-    finally:
-        winograd.PIECE_BYTES, winograd.LARGE_IMAGE_BYTES, winograd.BAND_BYTES = before
+    sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
+    with mock.patch.multiple(winograd, **sizes), precision_set(precision):
+        ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     theirs = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
 
