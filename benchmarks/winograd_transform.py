@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import convlens
 from convlens.algos import winograd
 from convlens.benchmark.timing import interleaved_medians
-from convlens.spec import ceil_div
+from convlens.spec import ConvSpec
 
 LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, size) of ResNet-50's 3x3 stride-1 layers
 BATCH = 8
@@ -46,7 +46,7 @@ def layer_row(channels: int, size: int, precision: str, m: int) -> dict[str, flo
     changing = weight.clone()
     convlens.set_precision(precision)
     u, u_t = one_shot(weight, m), no_copy(weight, m)
-    tiles = BATCH * ceil_div(size, m) ** 2
+    tiles = winograd.tile_count(ConvSpec.from_args(x, weight, padding=1))  # with this precision's m
     v = torch.randn((m + 2) ** 2, tiles, channels)
     products = torch.empty_like(v)
 

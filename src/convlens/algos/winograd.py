@@ -106,11 +106,16 @@ def tile_size(spec: ConvSpec) -> int:
     return 4 if get_precision() == "high" and min(h_out, w_out) >= 6 else 2
 
 
-def tile_count(spec: ConvSpec) -> int:
-    """Tiles over the whole batch, N * ceil(H_out/m) * ceil(W_out/m): the rows of every product V @ U."""
-    m = tile_size(spec)
+def tile_grid(spec: ConvSpec, m: int) -> tuple[int, int]:
+    """Tiles per image, (ceil(H_out/m), ceil(W_out/m)): the m x m output tiles that cover the output."""
     h_out, w_out = spec.out_size
-    return spec.batch * ceil_div(h_out, m) * ceil_div(w_out, m)
+    return ceil_div(h_out, m), ceil_div(w_out, m)
+
+
+def tile_count(spec: ConvSpec) -> int:
+    """Tiles over the whole batch, N * tiles_h * tiles_w: the rows of every product V @ U."""
+    tiles_h, tiles_w = tile_grid(spec, tile_size(spec))
+    return spec.batch * tiles_h * tiles_w
 
 
 def error_bound(spec: ConvSpec) -> float:
@@ -238,7 +243,7 @@ def forward(
     n = x.shape[0]
     c_in, c_out = spec.in_channels, spec.out_channels
     h_out, w_out = spec.out_size
-    tiles_h, tiles_w = ceil_div(h_out, m), ceil_div(w_out, m)
+    tiles_h, tiles_w = tile_grid(spec, m)
     kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
 
     # Channels last, zero-padded, and zero-extended at the bottom/right so the tiles cover the output exactly.

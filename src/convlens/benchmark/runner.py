@@ -70,11 +70,10 @@ def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
         columns = spec.cols_bytes()
         return padded_input + (min(columns, convlens.get_workspace_limit()) if name == "im2col" else columns)
     if name == "winograd":
-        from convlens.algos.winograd import tile_size
+        from convlens.algos.winograd import tile_count, tile_size
 
-        m = tile_size(spec)
-        tiles = batch * -(-spec.out_size[0] // m) * -(-spec.out_size[1] // m)
-        return padded_input + 2 * (m + 2) ** 2 * tiles * max(spec.in_channels, spec.out_channels) * itemsize
+        t = tile_size(spec) + 2
+        return padded_input + 2 * t * t * tile_count(spec) * max(spec.in_channels, spec.out_channels) * itemsize
     if name == "fft":
         frequencies = h_pad * (w_pad // 2 + 1)
         return (
