@@ -3,8 +3,8 @@
     python benchmarks/winograd_profile.py               # ResNet-50's 3x3 stride-1 layers, batch 8
 
 Profiles ``convlens.conv2d(..., algorithm="winograd")`` (F(4x4, 3x3)) with ``torch.profiler`` and
-groups the operations it runs into the algorithm's stages: copies (the zero padding, the
-channels-last input, the tile gather, the output), transforms (``mm``/``addmm``: input and
+groups the operations it runs into the algorithm's stages: copies (the channels-last input with
+its zero padding written in, the tile gather, the output), transforms (``mm``/``addmm``: input and
 output transforms), products (``bmm``) and the weight-cache check (``equal``); "other" is
 everything else (Python, views, allocation). The profiler adds a little time of its own, so the
 stages sum to a bit more than an unprofiled call.
@@ -23,7 +23,6 @@ from convlens.benchmark.timing import interleaved_medians
 
 LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, size) of ResNet-50's 3x3 stride-1 layers
 STAGES = {
-    "aten::constant_pad_nd": "copies",
     "aten::copy_": "copies",
     "aten::fill_": "copies",
     "aten::mm": "transforms",

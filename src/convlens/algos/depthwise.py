@@ -16,8 +16,10 @@ Channels never mix, so the channels go through in pieces whose output planes hol
 instead of every pass streaming the whole tensor through memory. On MobileNetV2's depthwise
 layers at batch 8 this took the geometric-mean speed from 0.23x PyTorch's CPU depthwise kernel
 (one piece) to 0.31x (256 KiB pieces 0.22x, 4 MiB 0.25x); at batch 1 most layers are one piece
-anyway (0.31x either way) (``python benchmarks/depthwise_pieces.py``). Sized by the input
-planes instead, stride-2 layers lost: their per-piece copy into four phases is the larger cost.
+anyway (0.31x either way) (``python benchmarks/depthwise_pieces.py``). The pieces are sized by
+the output, not the padded input: a stride-2 layer's output is a quarter of its input, and its
+per-piece copy into four phases favours the larger pieces that gives (an observation from a
+first version of the rule; the script measures only the current sizing).
 
 PyTorch's kernel keeps each output in registers across the taps; here every tap is a pass over
 the piece, launched from Python, and convlens stays at about a third of its speed.
