@@ -55,6 +55,7 @@ def forward(
     if spec.out_per_group > 1:  # channel multiplier m: channel c feeds outputs c*m .. c*m + m - 1
         x = x.repeat_interleave(spec.out_per_group, dim=1)
     w_taps = weight.to(compute)[:, 0]  # (C, k_h, k_w): one weight per channel per tap
+    bias_column = None if bias is None else bias.to(compute).view(-1, 1)  # (C, 1)
     taps = [(i, j) for i in range(spec.kernel_size[0]) for j in range(spec.kernel_size[1])]
     out = x.new_empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=compute)
     plane_bytes = x.shape[0] * spec.out_size[0] * spec.out_size[1] * compute.itemsize  # one channel's output
@@ -66,8 +67,8 @@ def forward(
         out_flat = torch.mul(phases.rows(spec, i, j), w_taps[block, i, j, None])  # (C_piece, P) * (C_piece, 1)
         for i, j in rest:
             out_flat.addcmul_(phases.rows(spec, i, j), w_taps[block, i, j, None])
-        if bias is not None:
-            out_flat += bias[block].to(compute).view(-1, 1)
+        if bias_column is not None:
+            out_flat += bias_column[block]
         out[:, block] = phases.crop(out_flat, spec)
     return out.to(x.dtype)
 
