@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens.algos import winograd
-from convlens.algos.scratch import Scratch
+from convlens.algos.scratch import FreshScratch
 from convlens.benchmark.timing import speedups_over
 
 MIB = 1024**2
@@ -38,13 +38,6 @@ LAYERS = (
     (64, 128, 112, 1),
     (128, 128, 112, 1),
 )
-
-
-class FreshScratch(Scratch):
-    """Hands out a new tensor on every take: what the algorithm would cost without kept buffers."""
-
-    def take(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        return torch.empty(shape, dtype=dtype, device=device)
 
 
 def speedups(layer: tuple[int, int, int, int], pieces_mib: list[int]) -> tuple[float, dict[str, float]]:

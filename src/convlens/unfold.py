@@ -107,22 +107,27 @@ def im2col(
     stride: tuple[int, int],
     out_size: tuple[int, int],
     batch_last: bool = False,
+    buffer: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Columns (N, C*k_h*k_w, H_out*W_out) of an already padded (N, C, H_pad, W_pad) input.
 
     With ``batch_last`` the batch is folded into the positions instead, (C*k_h*k_w, N*H_out*W_out):
     the same values, laid out so one matrix product contracts over every image's window positions
-    at once (the backward's grad_weight = grad_rows @ cols^T).
+    at once (the backward's grad_weight = grad_rows @ cols^T). With ``buffer`` (a contiguous tensor
+    of as many elements) the columns are copied into it instead of into a fresh tensor.
     """
     n, c = x_pad.shape[:2]
     rows = c * kernel_size[0] * kernel_size[1]
     positions = out_size[0] * out_size[1]
     windows = sliding_windows(x_pad, kernel_size, dilation, stride, out_size)  # (N, C, k_h, k_w, H_out, W_out)
+    shape = (n, rows, positions)
     if batch_last:
-        # (C, k_h, k_w, N, H_out, W_out) -> (C*k_h*k_w, N*H_out*W_out)
-        return windows.permute(1, 2, 3, 0, 4, 5).reshape(rows, n * positions)
-    # (N, C, k_h, k_w, H_out, W_out) -> (N, C*k_h*k_w, H_out*W_out): the copy that is im2col
-    return windows.reshape(n, rows, positions)
+        windows = windows.permute(1, 2, 3, 0, 4, 5)  # (C, k_h, k_w, N, H_out, W_out)
+        shape = (rows, n * positions)
+    if buffer is None:
+        # (N, C, k_h, k_w, H_out, W_out) -> (N, C*k_h*k_w, H_out*W_out): the copy that is im2col
+        return windows.reshape(shape)
+    return buffer.view(windows.shape).copy_(windows).view(shape)
 
 
 def col2im(

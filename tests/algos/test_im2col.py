@@ -72,3 +72,32 @@ def test_workspace_limit_setting() -> None:
         convlens.set_workspace_limit(before)
     with pytest.raises(ValueError, match="workspace_limit must be positive"):
         convlens.conv2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3), workspace_limit=-5)
+
+
+def test_columns_that_are_the_input_go_in_one_piece() -> None:
+    """A 1x1 stride-1 kernel without padding: the columns are a view, so no workspace limit cuts them."""
+    spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(128, 64, 1, 1))
+    assert im2col.columns_are_input(spec)
+    assert plan_pieces(spec, 1) == (8, 56)
+    for other in ({"stride": 2}, {"padding": 1}):
+        spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(128, 64, 1, 1), **other)
+        assert not im2col.columns_are_input(spec)
+        assert plan_pieces(spec, 1) == (1, 1)
+
+
+@pytest.mark.parametrize("workspace", [10**9, 3000])  # whole images, and bands of rows through the products buffer
+@pytest.mark.parametrize("fold", [False, True])
+def test_kept_buffers_never_leak_between_calls(workspace: int, fold: bool) -> None:
+    """Columns and products live in buffers kept between calls: whatever a buffer held before, each
+    call's answer is its own and complete."""
+    w, b = torch.randn(6, 4, 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    first_x, second_x = torch.randn(2, 4, 9, 9, dtype=torch.float64), torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    with mock.patch.object(im2col, "folds_batch", lambda spec: fold):
+        for buffer in im2col.SCRATCH.buffers.values():
+            buffer.fill_(float("nan"))
+        first = convlens.conv2d(first_x, w, b, stride=2, algorithm="im2col", workspace_limit=workspace)
+        kept = {name: buffer.data_ptr() for name, buffer in im2col.SCRATCH.buffers.items()}
+        second = convlens.conv2d(second_x, w, b, stride=2, algorithm="im2col", workspace_limit=workspace)
+    assert {name: buffer.data_ptr() for name, buffer in im2col.SCRATCH.buffers.items()} == kept  # reused
+    torch.testing.assert_close(first, reference_conv2d(first_x, w, b, stride=2), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(second, reference_conv2d(second_x, w, b, stride=2), rtol=1e-12, atol=1e-12)

@@ -42,3 +42,11 @@ class Scratch(threading.local):
 
     def clear(self) -> None:
         self.buffers.clear()
+
+
+class FreshScratch(Scratch):
+    """Hands out a new tensor on every take: what an algorithm would cost without kept buffers
+    (the benchmarks swap it in to measure that)."""
+
+    def take(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype, device=device)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
+from convlens.algos.im2col import columns_are_input
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
 
@@ -66,9 +67,12 @@ def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
     h_pad, w_pad = spec.padded_size
     itemsize = spec.dtype.itemsize
     padded_input = batch * spec.in_channels * h_pad * w_pad * itemsize
-    if name in ("im2col", SEED):
-        columns = spec.cols_bytes()
-        return padded_input + (min(columns, convlens.get_workspace_limit()) if name == "im2col" else columns)
+    if name == SEED:
+        return padded_input + spec.cols_bytes()
+    if name == "im2col":
+        if columns_are_input(spec):
+            return 0  # the columns are a view of the input
+        return (padded_input if any(spec.padding) else 0) + min(spec.cols_bytes(), convlens.get_workspace_limit())
     if name == "winograd":
         from convlens.algos.winograd import tile_count, tile_size
 
