@@ -2,6 +2,7 @@
 
     python benchmarks/backward.py                   # batch 8, all 23 unique ResNet-50 layers
     python benchmarks/backward.py --batch 2 --rounds 2 --limit 5
+    python benchmarks/backward.py --fresh           # im2col's columns in fresh tensors, not its kept buffer
 
 Times one backward (grad of input, weight and bias for a fixed grad_output), convlens's shared
 backward (convlens/autograd.py) against PyTorch's, interleaved in one process; ratio = convlens
@@ -19,6 +20,8 @@ from rich.progress import track
 from rich.table import Table
 
 import convlens
+from convlens.algos import im2col
+from convlens.algos.scratch import FreshScratch
 from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import geomean, interleaved_medians
 
@@ -36,7 +39,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-run-time", type=float, default=0.2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N layers")
+    parser.add_argument("--fresh", action="store_true", help="im2col's columns in fresh tensors on every call")
     args = parser.parse_args()
+    if args.fresh:
+        im2col.SCRATCH = FreshScratch()
 
     layers = suite("resnet50")[: args.limit]
     table = Table(title=f"ResNet-50 conv layers, backward, batch {args.batch}, fp32, {torch.get_num_threads()} threads")

@@ -58,7 +58,7 @@ import torch
 
 from convlens import algos
 from convlens.algos import Algorithm
-from convlens.algos.im2col import plan_pieces
+from convlens.algos import im2col as im2col_algorithm
 from convlens.algos.winograd import tile_count
 from convlens.spec import ConvSpec
 from convlens.unfold import col2im, im2col, unpad, zero_pad
@@ -137,7 +137,10 @@ def conv2d_backward(
     needs_input = needs_input and grad_x is None  # what is left for the product and col2im below
 
     w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
-    images = plan_pieces(spec, workspace)[0]
+    images = im2col_algorithm.plan_pieces(spec, workspace)[0]
+    # The columns go into im2col's kept buffer, unless this backward is itself being recorded
+    # (create_graph): a recorded graph must not hold a buffer that later calls overwrite.
+    kept = im2col_algorithm.SCRATCH if not torch.is_grad_enabled() else None
     grad_weight_rows = None
     grad_input_pieces = []
     # An empty batch is one empty piece, so the (zero) gradients stay in the graph for double backward.
@@ -148,9 +151,10 @@ def conv2d_backward(
         grad_rows = grad_output[n0 : n0 + count].transpose(0, 1).reshape(groups, out_per_group, positions)
         if needs_weight:
             x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
-            cols = im2col(x_pad, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out), batch_last=True).view(
-                groups, rows_per_group, positions
-            )
+            size = spec.in_channels * spec.taps * positions
+            buffer = None if kept is None else kept.take("cols", (size,), x.dtype, x.device)
+            cols = im2col(x_pad, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out), True, buffer)
+            cols = cols.view(groups, rows_per_group, positions)
             # out_rows = w_rows @ cols  =>  dLoss/d w_rows = grad_rows @ cols^T, one product over all positions
             piece = grad_rows @ cols.transpose(-1, -2)
             grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
