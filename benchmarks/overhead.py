@@ -1,0 +1,50 @@
+"""What one convlens call costs beyond its arithmetic: microseconds per step on a tiny input.
+
+    python benchmarks/overhead.py                  # 1x4x8x8 input, 4 filters 3x3, padding 1
+
+On an input this small the arithmetic is negligible, so the times are the fixed cost of each
+step of ``convlens.conv2d``: checking the arguments into a ConvSpec, resolving the algorithm,
+the autograd Function around the algorithm, and the algorithm's own torch calls. PyTorch's
+F.conv2d on the same input is printed for scale. This fixed cost is what makes small layers
+(MobileNetV2's at batch 1 take 0.05-0.3 ms) slower relative to PyTorch than large ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
+
+import convlens
+from convlens import algos
+from convlens.autograd import Conv2dFunction
+from convlens.spec import ConvSpec
+
+
+def microseconds(function) -> float:
+    return (
+        benchmark.Timer("function()", globals={"function": function}).blocked_autorange(min_run_time=0.3).median * 1e6
+    )
+
+
+def main() -> None:
+    x, w, b = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), torch.randn(4)
+    spec = ConvSpec.from_args(x, w, b, padding=1)
+    im2col = algos.get("im2col")
+    workspace = convlens.get_workspace_limit()
+    steps = {
+        "F.conv2d (PyTorch)": lambda: F.conv2d(x, w, b, padding=1),
+        "convlens.conv2d, auto": lambda: convlens.conv2d(x, w, b, padding=1),
+        "convlens.conv2d, im2col": lambda: convlens.conv2d(x, w, b, padding=1, algorithm="im2col"),
+        "  ConvSpec.from_args": lambda: ConvSpec.from_args(x, w, b, padding=1),
+        "  algos.resolve('auto')": lambda: algos.resolve("auto", spec),
+        "  Conv2dFunction.apply": lambda: Conv2dFunction.apply(x, w, b, spec, im2col, workspace),
+        "    im2col.forward alone": lambda: im2col.forward(x, w, b, spec, workspace),
+    }
+    with torch.no_grad():
+        for name, function in steps.items():
+            print(f"{name:<28} {microseconds(function):7.1f} us", flush=True)
+
+
+if __name__ == "__main__":
+    main()
