@@ -1,14 +1,16 @@
 """Peak memory growth of one convolution, measured in a fresh process.
 
     python benchmarks/memory.py                       # the issue's case: 64x64x112x112, 64 filters 3x3
-    python benchmarks/memory.py --compare             # default and 2 MiB workspace vs direct vs PyTorch, as a table
+    python benchmarks/memory.py --compare             # im2col (default, 2 MiB workspace), winograd, direct, PyTorch
     python benchmarks/memory.py --workspace-mib 64 --json out.json
 
 Growth is the process's peak resident memory during the call (VmHWM, reset just before it through
 /proc/self/clear_refs) minus its resident memory before it (VmRSS), with the input and weight
 already allocated, so it counts everything the call itself allocated: padded input, columns,
 products and the output. (ru_maxrss would not do: Linux carries it over from the parent process.)
-The predicted im2col buffer (ConvSpec.cols_bytes) is printed beside it.
+The predicted one-shot im2col buffer (ConvSpec.cols_bytes) is printed beside it, and for im2col
+and winograd the algorithm's own prediction of its buffers (``buffer_bytes``, the figure ``convlens
+bench`` reports as extra memory) plus the output, which the growth should match.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import convlens
+from convlens.algos import im2col, winograd
 from convlens.spec import ConvSpec
 
 MIB = 1024**2
@@ -41,6 +44,15 @@ def reset_peak() -> None:
     """Make VmHWM start again from the current resident size (Linux >= 4.0)."""
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")
+
+
+def predicted_buffer_bytes(algorithm: str, spec: ConvSpec, workspace: int | None) -> int | None:
+    """The algorithm's own prediction of its buffers beyond input, weight and output (where it makes one)."""
+    if algorithm == "im2col":
+        return sum(im2col.buffer_bytes(spec, workspace or convlens.get_workspace_limit()).values())
+    if algorithm == "winograd":
+        return sum(winograd.buffer_bytes(spec).values())
+    return None
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -65,6 +77,7 @@ def measure(args: argparse.Namespace) -> dict:
         "algorithm": args.algorithm,
         "workspace_bytes": workspace if workspace is not None else convlens.get_workspace_limit(),
         "predicted_cols_bytes": spec.cols_bytes(),
+        "predicted_buffer_bytes": predicted_buffer_bytes(args.algorithm, spec, workspace),
         "output_bytes": out.numel() * out.element_size(),
         "peak_growth_bytes": growth,
         "seconds": seconds,
@@ -79,6 +92,7 @@ def compare(args: argparse.Namespace) -> None:
     runs = [
         ("im2col, default workspace", ["--algorithm", "im2col"]),
         ("im2col, 2 MiB workspace", ["--algorithm", "im2col", "--workspace-mib", "2"]),
+        ("winograd", ["--algorithm", "winograd"]),
         ("direct", ["--algorithm", "direct"]),
         ("PyTorch F.conv2d", ["--algorithm", "pytorch"]),
     ]
@@ -95,7 +109,7 @@ def compare(args: argparse.Namespace) -> None:
         str(args.kernel),
     ]
     table = Table(title="Peak memory growth of one convolution (fresh process each)")
-    for column in ("run", "predicted cols", "peak growth", "output", "time", "max err"):
+    for column in ("run", "predicted cols", "predicted buffers + output", "peak growth", "output", "time", "max err"):
         table.add_column(column, justify="right" if column != "run" else "left")
     console = Console()
     for label, extra in runs:
@@ -107,6 +121,9 @@ def compare(args: argparse.Namespace) -> None:
         table.add_row(
             label,
             f"{result['predicted_cols_bytes'] / MIB:,.0f} MiB",
+            "-"
+            if result["predicted_buffer_bytes"] is None
+            else f"{(result['predicted_buffer_bytes'] + result['output_bytes']) / MIB:,.0f} MiB",
             f"{result['peak_growth_bytes'] / MIB:,.0f} MiB",
             f"{result['output_bytes'] / MIB:,.0f} MiB",
             f"{result['seconds']:.2f} s",

@@ -195,6 +195,12 @@ def test_bench_times_against_pytorch_and_writes_a_report(tmp_path: Path) -> None
     report = (tmp_path / "report" / "bench.md").read_text()
     assert "| 3->1 5x5 @32x32 | 1 |" in report  # the seed's CIFAR-10 layer, one image
     assert "im2col (x, GFLOP/s)" in report and "same-size GEMM" in report
+    # % of the GEMM roofline and predicted extra memory: im2col's columns are 3*25 rows x 28*28 positions
+    lines = report.splitlines()
+    header = next(index for index, line in enumerate(lines) if "im2col (% of GEMM, extra MiB)" in line)
+    column = [cell.strip() for cell in lines[header].split("|")].index("im2col (% of GEMM, extra MiB)")
+    im2col_cell = lines[header + 2].split("|")[column].strip()  # the first (only) layer's row
+    assert im2col_cell.endswith(f"%, {3 * 25 * 28 * 28 * 4 / 2**20:.1f}")
     # depthwise cannot run this layer, so it has no column and no geomean (not a "nan")
     assert "depthwise" not in report and "nan" not in report
     geomean_line = next(line for line in report.splitlines() if line.startswith("Geometric-mean speedup:"))

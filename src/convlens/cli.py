@@ -276,6 +276,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "Speedup over PyTorch F.conv2d (higher is faster) and effective GFLOP/s:",
         runner.markdown_table(rows, shown),
         "Geometric-mean speedup: " + ", ".join(f"{n} {v:.2f}x" for n, v in geomeans.items()),
+        "Rate as a % of the same-size GEMM's (its practical roofline) and predicted extra memory beyond "
+        "input, weight and output (buffers kept between calls included), in MiB:",
+        runner.resources_table(rows, [*names, runner.SEED]),
         "Max |error| against float64 (PyTorch's own in the first column):",
         runner.error_table(rows, [runner.REFERENCE, *names]),
     ]) + "\n"  # fmt: skip

@@ -101,3 +101,26 @@ def test_kept_buffers_never_leak_between_calls(workspace: int, fold: bool) -> No
     assert {name: buffer.data_ptr() for name, buffer in im2col.SCRATCH.buffers.items()} == kept  # reused
     torch.testing.assert_close(first, reference_conv2d(first_x, w, b, stride=2), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(second, reference_conv2d(second_x, w, b, stride=2), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "options", "workspace"),
+    [
+        ((3, 4, 9, 9), 3, {"padding": 1}, 12000),  # one image per piece
+        ((2, 4, 9, 9), 3, {"stride": 2}, 600),  # bands of rows: the products go through their buffer
+        ((8, 6, 5, 5), 1, {}, 10**9),  # 25 positions: the batch is folded, the columns copied
+        ((2, 6, 12, 12), 1, {}, 1),  # 1x1 stride 1: the columns are the input, nothing is taken
+    ],
+)
+def test_predicted_buffers_are_the_ones_the_forward_takes(shape, kernel: int, options: dict, workspace: int) -> None:
+    """The bench's extra-memory figure for im2col is ``buffer_bytes``: it must be what a call really holds."""
+    x, w = torch.randn(shape), torch.randn(5, shape[1], kernel, kernel)
+    spec = ConvSpec.from_args(x, w, **options)
+    with mock.patch.object(im2col, "SCRATCH", im2col.Scratch()):
+        convlens.conv2d(x, w, **options, algorithm="im2col", workspace_limit=workspace)
+        taken = {
+            name: buffer.numel() * buffer.element_size() for (name, _, _), buffer in im2col.SCRATCH.buffers.items()
+        }
+    predicted = im2col.buffer_bytes(spec, workspace)
+    assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
+    assert predicted["padded input"] == (shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options else 0)

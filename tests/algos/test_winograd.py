@@ -202,3 +202,27 @@ def test_a_large_image_goes_in_bands_of_tile_rows() -> None:
     assert images == 1 and rows == winograd.BAND_BYTES // (36 * 56 * 64 * 4) < 56
     small = ConvSpec.from_args(torch.empty(8, 128, 28, 28), torch.empty(128, 128, 3, 3), padding=1)
     assert winograd.pieces(small, 4, (7, 7), u_bytes=36 * 128 * 128 * 4) == (8, 7)
+
+
+@pytest.mark.parametrize(
+    ("batch", "channels", "size", "bands"),
+    [(3, 16, 13, False), (8, 8, 28, False), (1, 8, 30, True)],  # several pieces of images; bands of tile rows
+)
+def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: int, size: int, bands: bool) -> None:
+    """The bench's extra-memory figure for Winograd is ``buffer_bytes``: it must be what a call really holds."""
+    x, w = torch.randn(batch, channels, size, size), torch.randn(channels * 2, channels, 3, 3)
+    spec = ConvSpec.from_args(x, w, padding=1)
+    limits = {"PIECE_BYTES": 64 * 1024, "LARGE_IMAGE_BYTES": 32 * 1024 if bands else 1 << 30, "BAND_BYTES": 8 * 1024}
+    with precision_set("high"), mock.patch.multiple(winograd, SCRATCH=winograd.Scratch(), **limits):
+        convlens.conv2d(x, w, padding=1, algorithm="winograd")
+        predicted = winograd.buffer_bytes(spec)
+        taken = {
+            name: buffer.numel() * buffer.element_size() for (name, _, _), buffer in winograd.SCRATCH.buffers.items()
+        }
+        m = winograd.tile_size(spec)
+        u = winograd.cached_weight_transform(w, m, 1, torch.float32)
+    assert taken == {name: predicted[name] for name in ("x", "tiles", "v", "products", "y")}
+    assert u.numel() * u.element_size() == predicted["transformed weight"]
+    assert predicted["saved weight"] == w.numel() * 4
+    tiles_h, tiles_w = winograd.tile_grid(spec, m)
+    assert predicted["overhang"] == batch * 2 * channels * (tiles_h * tiles_w * m * m - size * size) * 4

@@ -36,7 +36,7 @@ import torch
 
 from convlens.algos import Algorithm, accumulation_dtype, register
 from convlens.algos.phases import stride_phases
-from convlens.spec import ConvSpec
+from convlens.spec import ConvSpec, ceil_div
 
 
 def supports(spec: ConvSpec) -> str | None:
@@ -46,6 +46,31 @@ def supports(spec: ConvSpec) -> str | None:
 
 
 PIECE_BYTES = 1024**2  # output planes per piece of channels; see the module docstring
+
+
+def piece_channels(spec: ConvSpec) -> int:
+    """Channels per piece: as many as keep the piece's output planes within PIECE_BYTES."""
+    plane_bytes = spec.batch * spec.out_size[0] * spec.out_size[1] * accumulation_dtype(spec.dtype).itemsize
+    return max(1, PIECE_BYTES // max(1, plane_bytes))
+
+
+def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
+    """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
+    shapes: the input ``repeated`` for a channel multiplier, and one piece's ``phases`` and
+    ``products`` (fresh tensors, freed piece by piece)."""
+    (s_h, s_w), (d_h, d_w), (k_h, k_w) = spec.stride, spec.dilation, spec.kernel_size
+    h_pad, w_pad = spec.padded_size
+    h_q, w_q = ceil_div(h_pad, s_h), ceil_div(w_pad, s_w)
+    positions = spec.batch * h_q * w_q
+    tail = ((d_h * (k_h - 1)) // s_h) * w_q + (d_w * (k_w - 1)) // s_w
+    channels = min(piece_channels(spec), spec.out_channels)
+    itemsize = accumulation_dtype(spec.dtype).itemsize
+    repeated = spec.batch * spec.out_channels * spec.in_size[0] * spec.in_size[1] if spec.out_per_group > 1 else 0
+    return {
+        "repeated": repeated * spec.dtype.itemsize,
+        "phases": s_h * s_w * channels * (positions + tail) * itemsize,
+        "products": channels * positions * itemsize,
+    }
 
 
 def forward(
@@ -58,8 +83,7 @@ def forward(
     bias_column = None if bias is None else bias.to(compute).view(-1, 1)  # (C, 1)
     taps = [(i, j) for i in range(spec.kernel_size[0]) for j in range(spec.kernel_size[1])]
     out = x.new_empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=compute)
-    plane_bytes = x.shape[0] * spec.out_size[0] * spec.out_size[1] * compute.itemsize  # one channel's output
-    channels = max(1, PIECE_BYTES // max(1, plane_bytes))
+    channels = piece_channels(spec)
     for c0 in range(0, spec.out_channels, channels):
         block = slice(c0, c0 + channels)  # channels are independent: each piece is a whole depthwise conv
         phases = stride_phases(x[:, block], spec, compute)

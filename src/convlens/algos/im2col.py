@@ -82,6 +82,26 @@ def folds_batch(spec: ConvSpec) -> bool:
     return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= 64
 
 
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
+    """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
+    from the shapes: the zero-``padded input`` (a fresh tensor), and the scratch buffers kept
+    between calls: the largest piece's ``cols`` and, when the batch is folded or the output is cut
+    into bands of rows, its ``products``."""
+    images, rows = plan_pieces(spec, workspace)
+    images = min(images, spec.batch)
+    h_out, w_out = spec.out_size
+    h_pad, w_pad = spec.padded_size
+    itemsize = spec.dtype.itemsize
+    folds = folds_batch(spec)
+    cols = 0 if columns_are_input(spec) and not folds else images * spec.in_channels * spec.taps * rows * w_out
+    products = images * spec.out_channels * rows * w_out if folds or rows < h_out else 0
+    return {
+        "padded input": spec.batch * spec.in_channels * h_pad * w_pad * itemsize if any(spec.padding) else 0,
+        "cols": cols * itemsize,
+        "products": products * itemsize,
+    }
+
+
 def columns(x_band: torch.Tensor, spec: ConvSpec, out_rows: int, batch_last: bool) -> torch.Tensor:
     """The columns of a padded input band: a view when they are the input itself, else gathered
     into a scratch buffer kept between calls (see the module docstring)."""

@@ -224,6 +224,34 @@ def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tupl
     return 1, max(1, min(tiles_h, max(BAND_BYTES, u_bytes) // row_bytes))
 
 
+def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
+    """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
+    from the shapes: the scratch buffers (``x``, ``tiles``, ``v``, ``products``, ``y``; kept
+    between calls), the cached ``transformed weight`` U with its ``saved weight`` copy, and the
+    output's ``overhang`` (rows and columns of the last tiles beyond the output, cropped away).
+    ``x`` assumes the input is copied (it is not when it is already channels-last in the compute
+    dtype, with no padding and a size that is a multiple of m). With groups > 1 the products are
+    fresh tensors instead (a matmul result and its rearranged copy), counted twice."""
+    m = tile_size(spec)
+    t = m + R - 1
+    itemsize = accumulation_dtype(spec.dtype).itemsize
+    tiles_h, tiles_w = tile_grid(spec, m)
+    u_elements = t * t * spec.in_per_group * spec.out_channels
+    images, band = pieces(spec, m, (tiles_h, tiles_w), u_elements * itemsize)
+    tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
+    h_out, w_out = spec.out_size
+    return {
+        "x": spec.batch * (tiles_h * m + 2) * (tiles_w * m + 2) * spec.in_channels * itemsize,
+        "tiles": t * t * tiles * spec.in_channels * itemsize,
+        "v": t * t * tiles * spec.in_channels * itemsize,
+        "products": t * t * tiles * spec.out_channels * itemsize * (1 if spec.groups == 1 else 2),
+        "y": m * m * tiles * spec.out_channels * itemsize,
+        "transformed weight": u_elements * itemsize,
+        "saved weight": spec.out_channels * spec.in_per_group * R * R * spec.dtype.itemsize,
+        "overhang": spec.batch * spec.out_channels * (tiles_h * m * tiles_w * m - h_out * w_out) * spec.dtype.itemsize,
+    }
+
+
 def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
     """M = V @ U at every tile position xi: (t*t, P, C_in) and (G, t*t, C_in/G, C_out/G) -> (t*t, P*C_out)."""
     tt, p, c_in = v.shape

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
-from convlens.algos.im2col import columns_are_input
+from convlens.algos import depthwise, im2col, winograd
+from convlens.algos.auto import choose
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
 
@@ -70,14 +71,11 @@ def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
     if name == SEED:
         return padded_input + spec.cols_bytes()
     if name == "im2col":
-        if columns_are_input(spec):
-            return 0  # the columns are a view of the input
-        return (padded_input if any(spec.padding) else 0) + min(spec.cols_bytes(), convlens.get_workspace_limit())
+        return sum(im2col.buffer_bytes(spec, convlens.get_workspace_limit()).values())
     if name == "winograd":
-        from convlens.algos.winograd import tile_count, tile_size
-
-        t = tile_size(spec) + 2
-        return padded_input + 2 * t * t * tile_count(spec) * max(spec.in_channels, spec.out_channels) * itemsize
+        return sum(winograd.buffer_bytes(spec).values())
+    if name == "depthwise":
+        return sum(depthwise.buffer_bytes(spec).values())
     if name == "fft":
         frequencies = h_pad * (w_pad // 2 + 1)
         return (
@@ -113,12 +111,11 @@ def benchmark_layer(layer: Layer, batch: int, algorithm_names: Iterable[str], ro
             if name == GEMM:
                 continue
             row.errors[name] = (function().double() - truth).abs().max().item()
-            row.extra_bytes[name] = predicted_extra_bytes(name, layer, batch)
+            chosen = choose(spec).algorithm.name if name == "auto" else name
+            row.extra_bytes[name] = predicted_extra_bytes(chosen, layer, batch)
         medians = interleaved_medians(candidates, rounds=rounds, min_run_time=min_run_time)
     row.milliseconds = {name: seconds * 1e3 for name, seconds in medians.items()}
     if "auto" in candidates:
-        from convlens.algos.auto import choose
-
         row.auto_choice = choose(spec).algorithm.name
     return row
 
@@ -144,6 +141,19 @@ def markdown_table(rows: list[Row], names: list[str]) -> str:
             + " | ".join(cells)
             + f" | {row.auto_choice} |"
         )
+    return "\n".join(lines)
+
+
+def resources_table(rows: list[Row], names: list[str]) -> str:
+    """Per candidate: its rate as a % of the same-size GEMM's, and its predicted extra memory."""
+    header = "| layer | N | " + " | ".join(f"{n} (% of GEMM, extra MiB)" for n in names) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 2)]
+    for row in rows:
+        cells = [
+            f"{row.gemm_percent(n):.0f}%, {row.extra_bytes[n] / 2**20:.1f}" if n in row.milliseconds else "-"
+            for n in names
+        ]
+        lines.append(f"| {row.layer.label} | {row.batch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
