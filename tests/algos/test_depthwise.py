@@ -28,3 +28,24 @@ def test_every_piece_size_matches_pytorch(pieces: int, case: Case) -> None:
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="depthwise")
     theirs = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
+
+
+@pytest.mark.parametrize("options", [{"padding": 1}, {"stride": 2, "padding": 1}, {"dilation": 2}])
+def test_predicted_phases_are_the_ones_the_forward_makes(options: dict) -> None:
+    """The bench's extra-memory figure for depthwise comes from ``buffer_bytes``: its phases must be
+    the largest piece's phases the forward really makes."""
+    x, w = torch.randn(2, 12, 15, 15), torch.randn(12, 1, 3, 3)
+    spec = ConvSpec.from_args(x, w, groups=12, **options)
+    made = []
+    original = depthwise.stride_phases
+
+    def recording(*args):
+        phases = original(*args)
+        made.append(phases.values.numel() * phases.values.element_size())
+        return phases
+
+    with mock.patch.object(depthwise, "PIECE_BYTES", 2000), mock.patch.object(depthwise, "stride_phases", recording):
+        convlens.conv2d(x, w, groups=12, **options, algorithm="depthwise")
+        predicted = depthwise.buffer_bytes(spec)
+    assert len(made) > 1  # several pieces of channels
+    assert max(made) == predicted["phases"]
