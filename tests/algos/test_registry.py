@@ -39,6 +39,17 @@ def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
     assert choose(strided).algorithm.name == "im2col"
 
 
+@pytest.mark.parametrize(
+    ("channels", "precision", "expected"),
+    [(64, "high", "winograd"), (64, "highest", "im2col"), (128, "highest", "winograd")],
+)
+def test_auto_rule_wants_more_channels_for_the_smaller_tiles(channels: int, precision: str, expected: str) -> None:
+    """F(2x2) (precision "highest") saves less than F(4x4): it pays from 128 channels, not 64."""
+    spec = ConvSpec.from_args(torch.empty(8, channels, 56, 56), torch.empty(channels, channels, 3, 3), padding=1)
+    with precision_set(precision):
+        assert choose(spec).algorithm.name == expected
+
+
 @pytest.mark.parametrize(("batch", "expected"), [(1, "im2col"), (8, "winograd")])
 def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
     """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at batch 1."""

@@ -3,18 +3,21 @@
 Without autotuning, a cost rule measured on this project's CPU benchmark (``convlens bench``),
 first match wins:
 
-1. 3x3, stride 1, dilation 1, at least 64 input and output channels per group and at least
+1. 3x3, stride 1, dilation 1, enough input and output channels per group and at least
    MIN_TILES = 32 tiles over the batch: ``winograd`` — 2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3),
    precision "high") fewer multiplications, which pays once the channel products dominate its
-   transforms (ResNet-50, batch 8: 0.71x PyTorch at 64 channels against im2col's 0.52x,
-   1.05-1.23x from 128 channels up). Each of its t*t products reads all of the transformed
-   weight U for as many rows as there are tiles, so with few tiles the products only stream U
-   (ResNet-50 at batch 1: 512 channels at 7x7, 4 tiles, Winograd 0.51x against im2col's 0.81x;
-   256 at 14x14, 16 tiles, 0.62x against 0.70x; at batch 8, 32 tiles, 1.05x against 0.75x);
-2. depthwise (groups == C_in > 1): ``depthwise`` — 0.27x PyTorch's depthwise kernel on
+   transforms. Enough channels (MIN_CHANNELS) is 64 for F(4x4) (ResNet-50, batch 8: 0.73x PyTorch
+   at 64 channels against im2col's 0.62x, 1.2-1.3x from 128 channels up) and 128 for F(2x2),
+   whose transforms save less (``convlens bench --kernel 3 --precision highest``, batch 8: 0.48x
+   against im2col's 0.60x at 64 channels on 56x56, 0.97x against 0.81x at 128 on 28x28). Each
+   of its t*t products reads all of the transformed weight U for as many rows as there are
+   tiles, so with few tiles the products only stream U (ResNet-50 at batch 1: 512 channels at
+   7x7, 4 tiles, Winograd 0.51x against im2col's 0.81x; 256 at 14x14, 16 tiles, 0.62x against
+   0.70x; at batch 8, 32 tiles, 1.05x against 0.75x);
+2. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
    MobileNetV2 (geomean over batch 1 and 8), level with or ahead of im2col on every depthwise
-   layer but the smallest stride-2 ones, without im2col's k_h*k_w copy of the input; no convlens
-   algorithm comes near PyTorch's depthwise kernel;
+   layer but the smallest stride-2 ones, without im2col's k_h*k_w copy of the input; no
+   convlens algorithm comes near PyTorch's depthwise kernel;
 3. otherwise ``im2col`` — one large matrix multiply (per group).
 
 The figures are from ``convlens bench`` (benchmarks/RESULTS.md).
@@ -33,11 +36,12 @@ from dataclasses import dataclass, fields
 import torch
 
 from convlens.algos import Algorithm, concrete, get
-from convlens.algos.winograd import tile_count
+from convlens.algos.winograd import tile_count, tile_size
 from convlens.settings import get_autotune, get_precision
 from convlens.spec import ConvSpec
 
 MIN_TILES = 32  # Winograd's products need this many rows to reuse U; see rule 1 above
+MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def rule(spec: ConvSpec) -> Choice:
     winograd = get("winograd")
     if (
         winograd.supports(spec) is None
-        and min(spec.in_per_group, spec.out_per_group) >= 64
+        and min(spec.in_per_group, spec.out_per_group) >= MIN_CHANNELS[tile_size(spec)]
         and spec.dtype in (torch.float32, torch.float64)
         and tile_count(spec) >= MIN_TILES
     ):
