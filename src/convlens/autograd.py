@@ -19,7 +19,9 @@ grad_weight; zero padding's adjoint is the crop, ``grad_x = unpad(grad_x_pad)``.
 reflect / replicate / circular modes pad with ``torch.nn.functional.pad`` before this function,
 which then sees no padding; F.pad's own backward routes their gradient.) The backward is built
 from differentiable tensor ops, so double backward works too. The batch is processed in pieces
-so the columns stay inside the workspace limit.
+of whole images, as many as keep the columns inside the workspace limit (at least one image,
+whatever its size). The columns go into im2col's kept scratch buffer, except while the backward
+is itself recorded for double backward.
 
 For stride 1, grad_x is itself a convolution, and where Winograd's fewer multiplications pay
 it is computed as one (instead of the product and col2im's scatter-add). With

@@ -3,9 +3,9 @@
 An entry is reused only if the weight tensor still holds exactly the bits it was computed from
 (compared with a saved copy, one read of the weight), so in-place updates of any kind, ``.data``
 writes included, can never serve a stale transform. The version counter that autograd keeps is
-not enough: a write through ``.data`` or through NumPy does not bump it. An entry lives no longer than its
-weight (a weak reference drops it when the weight is freed: the backward's turned weights are
-new tensors on every call). Bounded (least recently used out), thread-safe.
+not enough: a write through ``.data`` or through NumPy does not bump it. An entry lives no
+longer than its weight (a weak reference drops it when the weight is freed: the backward's
+turned weights are new tensors on every call). Bounded (least recently used out), thread-safe.
 """
 
 from __future__ import annotations
