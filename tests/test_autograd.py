@@ -135,7 +135,8 @@ def test_backward_keeps_the_input_not_a_padded_copy(algorithm) -> None:
 @pytest.mark.parametrize(
     ("channels", "size", "stride", "uses_col2im"),
     [
-        (128, 16, 1, False),  # Winograd (64 channels per group), 128 F(2x2) tiles for 128 channels
+        (256, 24, 1, False),  # Winograd F(2x2) (128 channels per group), 288 tiles for 256 channels
+        (128, 16, 1, True),  # 64 per group: auto's im2col under F(2x2); padding 16x16 to 18x18 is 1.27x
         (6, 24, 1, False),  # im2col: padding grows 24x24 to 26x26, 1.17x
         (6, 9, 1, True),  # 9x9 to 11x11, 1.49x: the scatter-add is cheaper
         (6, 24, 2, True),  # stride 2: no such convolution
