@@ -56,7 +56,7 @@ def plan_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
     """(images per piece, output rows per piece) so one piece's columns fit in ``workspace`` bytes
     (and in PIECE_BYTES, for speed). One piece when the columns are the input itself: pieces of a
     view bound no memory and cost a copy of the output (ResNet-50's 256->128 1x1 layer at 56x56,
-    batch 8, went from 0.89x to ... PyTorch, ``convlens bench``)."""
+    batch 8, went from 0.85x to 1.17x PyTorch in ``convlens bench``, benchmarks/RESULTS.md)."""
     h_out, w_out = spec.out_size
     if columns_are_input(spec):
         return max(1, spec.batch), h_out
