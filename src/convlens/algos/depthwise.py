@@ -35,8 +35,8 @@ from __future__ import annotations
 import torch
 
 from convlens.algos import Algorithm, accumulation_dtype, register
-from convlens.algos.phases import stride_phases
-from convlens.spec import ConvSpec, ceil_div
+from convlens.algos.phases import phase_grid, stride_phases
+from convlens.spec import ConvSpec
 
 
 def supports(spec: ConvSpec) -> str | None:
@@ -58,11 +58,9 @@ def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
     """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
     shapes: the input ``repeated`` for a channel multiplier, and one piece's ``phases`` and
     ``products`` (fresh tensors, freed piece by piece)."""
-    (s_h, s_w), (d_h, d_w), (k_h, k_w) = spec.stride, spec.dilation, spec.kernel_size
-    h_pad, w_pad = spec.padded_size
-    h_q, w_q = ceil_div(h_pad, s_h), ceil_div(w_pad, s_w)
+    s_h, s_w = spec.stride
+    h_q, w_q, tail = phase_grid(spec)
     positions = spec.batch * h_q * w_q
-    tail = ((d_h * (k_h - 1)) // s_h) * w_q + (d_w * (k_w - 1)) // s_w
     channels = min(piece_channels(spec), spec.out_channels)
     itemsize = accumulation_dtype(spec.dtype).itemsize
     repeated = spec.batch * spec.out_channels * spec.in_size[0] * spec.in_size[1] if spec.out_per_group > 1 else 0

@@ -42,16 +42,23 @@ class Phases:
         return out_flat.view(out_flat.shape[0], n, self.h_q, self.w_q)[:, :, :h_out, :w_out].transpose(0, 1)
 
 
+def phase_grid(spec: ConvSpec) -> tuple[int, int, int]:
+    """(H_q, W_q, tail): each phase's rows and columns, and the largest tap shift, which is how
+    far past its P = N * H_q * W_q positions a flattened phase extends."""
+    h_pad, w_pad = spec.padded_size
+    (s_h, s_w), (d_h, d_w), (k_h, k_w) = spec.stride, spec.dilation, spec.kernel_size
+    h_q, w_q = ceil_div(h_pad, s_h), ceil_div(w_pad, s_w)
+    return h_q, w_q, ((d_h * (k_h - 1)) // s_h) * w_q + (d_w * (k_w - 1)) // s_w
+
+
 def stride_phases(x: torch.Tensor, spec: ConvSpec, dtype: torch.dtype) -> Phases:
     """Split the input (N, C, H, W), zero-padded by ``spec.padding``, into its flattened stride
     phases: one copy, which writes the padding's zeros too (no padded tensor is made first)."""
     n, channels = x.shape[:2]
-    h_pad, w_pad = spec.padded_size
     top, _, left, _ = spec.padding
-    (s_h, s_w), (d_h, d_w), (k_h, k_w) = spec.stride, spec.dilation, spec.kernel_size
-    h_q, w_q = ceil_div(h_pad, s_h), ceil_div(w_pad, s_w)
+    s_h, s_w = spec.stride
+    h_q, w_q, tail = phase_grid(spec)
     positions = n * h_q * w_q
-    tail = ((d_h * (k_h - 1)) // s_h) * w_q + (d_w * (k_w - 1)) // s_w  # the largest shift
     values = x.new_zeros((s_h, s_w, channels, positions + tail), dtype=dtype)
     grid = values[:, :, :, :positions].view(s_h, s_w, channels, n, h_q, w_q)
     for a in range(s_h):

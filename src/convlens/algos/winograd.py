@@ -49,6 +49,7 @@ Supports 3x3 kernels, stride 1, dilation 1, any padding and groups.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import torch
@@ -110,6 +111,13 @@ def tile_grid(spec: ConvSpec, m: int) -> tuple[int, int]:
     """Tiles per image, (ceil(H_out/m), ceil(W_out/m)): the m x m output tiles that cover the output."""
     h_out, w_out = spec.out_size
     return ceil_div(h_out, m), ceil_div(w_out, m)
+
+
+def tiled_input_size(spec: ConvSpec, m: int) -> tuple[int, int]:
+    """(H, W) of the padded input the tiles read: tiles * m + 2 rows and columns (t x t tiles
+    every m pixels overlap by 2), the padded input zero-extended at the bottom and right."""
+    tiles_h, tiles_w = tile_grid(spec, m)
+    return tiles_h * m + R - 1, tiles_w * m + R - 1
 
 
 def tile_count(spec: ConvSpec) -> int:
@@ -241,7 +249,7 @@ def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
     tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
     h_out, w_out = spec.out_size
     return {
-        "x": spec.batch * (tiles_h * m + 2) * (tiles_w * m + 2) * spec.in_channels * itemsize,
+        "x": spec.batch * math.prod(tiled_input_size(spec, m)) * spec.in_channels * itemsize,
         "tiles": t * t * tiles * spec.in_channels * itemsize,
         "v": t * t * tiles * spec.in_channels * itemsize,
         "products": t * t * tiles * spec.out_channels * itemsize * (1 if spec.groups == 1 else 2),
@@ -275,7 +283,7 @@ def forward(
     kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
 
     # Channels last, zero-padded, and zero-extended at the bottom/right so the tiles cover the output exactly.
-    x_pad = channels_last_tiled(x, spec.padding, (tiles_h * m + 2, tiles_w * m + 2), compute)  # (N, H, W, C_in)
+    x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
     u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_in/G, C_out/G)
 
     # The output, in the layout of the input, seen as tiles: out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b].
