@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,3 +125,25 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(shape, kernel: int, op
     predicted = im2col.buffer_bytes(spec, workspace)
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
     assert predicted["padded input"] == (shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options else 0)
+
+
+@pytest.mark.parametrize(("groups", "kernel"), [(1, 1), (1, 3), (2, 3)])
+def test_predicted_buffers_for_a_channels_last_input(groups: int, kernel: int) -> None:
+    """Channels-last: no buffer for a 1x1 kernel (the input is the columns), columns for a 3x3 one,
+    and products as well when there are groups."""
+    x = torch.randn(2, 4, 9, 9).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(6, 4 // groups, kernel, kernel)
+    options = {"padding": kernel // 2, "groups": groups}
+    spec = ConvSpec.from_args(x, w, **options)
+    with mock.patch.object(im2col, "SCRATCH", im2col.Scratch()):
+        out = convlens.conv2d(x, w, **options, algorithm="im2col")
+        taken = {
+            name: buffer.numel() * buffer.element_size() for (name, _, _), buffer in im2col.SCRATCH.buffers.items()
+        }
+    predicted = im2col.buffer_bytes(spec, convlens.get_workspace_limit(), channels_last=True)
+    assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
+    torch.testing.assert_close(out, F.conv2d(x, w, **options))
+    # the algorithm itself writes a channels-last output (no transposing copy afterwards)
+    assert im2col.forward(x, w, None, spec, convlens.get_workspace_limit()).is_contiguous(
+        memory_format=torch.channels_last
+    )

@@ -22,6 +22,18 @@ split so that one piece's columns never exceed the workspace limit (256 MiB by d
 into chunks of images, and when a single image is too large, into bands of output rows (a band
 of rows y0..y1 needs only input rows y0*s_h .. (y1-1)*s_h + d_h*(k_h-1)).
 
+A channels-last input (N, H, W, C_in in memory) gets the same products transposed, with the
+window positions as rows, so that neither the input nor the output is transposed::
+
+    cols   = windows of x_pad, channels innermost        (G, N*L, k_h*k_w*C_in/G)
+    w_cols = weight -> (G, k_h*k_w*C_in/G, C_out/G)       rows in the windows' (k_h, k_w, C) order
+    out    = cols @ w_cols                                 (N*L, C_out): the output, channels-last
+
+For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a view. Through
+the NCHW path a channels-last input cost a transposing copy in and out: ResNet-50's 256->128
+1x1 layer at 56x56, batch 8, ran at 0.14x PyTorch's channels-last kernel (``python
+benchmarks/channels_last.py``).
+
 Speed: pieces are also kept to at most 16 MiB of columns even when more would fit. Columns that
 stay cache-sized are written and read back far faster than one huge buffer: on the ResNet-50
 layer 64->64 3x3 at 56x56, batch 8 (55 MiB of columns), 1-16 MiB pieces took 11-12 ms and one
@@ -39,8 +51,8 @@ import torch
 
 from convlens.algos import Algorithm, always, register
 from convlens.algos.scratch import Scratch
-from convlens.spec import ConvSpec
-from convlens.unfold import im2col, zero_pad
+from convlens.spec import ConvSpec, prefers_channels_last
+from convlens.unfold import im2col, sliding_windows, zero_pad
 
 PIECE_BYTES = 16 * 1024**2  # cache-friendly piece size, see the module docstring
 SCRATCH = Scratch()  # one piece's columns (and products that cannot go straight into the output)
@@ -82,19 +94,22 @@ def folds_batch(spec: ConvSpec) -> bool:
     return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= 64
 
 
-def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
+def buffer_bytes(spec: ConvSpec, workspace: int, channels_last: bool = False) -> dict[str, int]:
     """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
     from the shapes: the zero-``padded input`` (a fresh tensor), and the scratch buffers kept
     between calls: the largest piece's ``cols`` and, when the batch is folded or the output is cut
-    into bands of rows, its ``products``."""
+    into bands of rows (for a ``channels_last`` input: when there are groups), its ``products``."""
     images, rows = plan_pieces(spec, workspace)
     images = min(images, spec.batch)
     h_out, w_out = spec.out_size
     h_pad, w_pad = spec.padded_size
     itemsize = spec.dtype.itemsize
-    folds = folds_batch(spec)
-    cols = 0 if columns_are_input(spec) and not folds else images * spec.in_channels * spec.taps * rows * w_out
-    products = images * spec.out_channels * rows * w_out if folds or rows < h_out else 0
+    if channels_last:
+        view, through_buffer = spec.groups == 1, spec.groups > 1
+    else:
+        view, through_buffer = not folds_batch(spec), folds_batch(spec) or rows < h_out
+    cols = 0 if columns_are_input(spec) and view else images * spec.in_channels * spec.taps * rows * w_out
+    products = images * spec.out_channels * rows * w_out if through_buffer else 0
     return {
         "padded input": spec.batch * spec.in_channels * h_pad * w_pad * itemsize if any(spec.padding) else 0,
         "cols": cols * itemsize,
@@ -137,17 +152,48 @@ def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_pie
         out_piece.copy_(torch.matmul(w_rows, cols, out=products).view(out_piece.shape))
 
 
+def weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """(C_out, C_in/G, k_h, k_w) -> w_cols (G, k_h*k_w*C_in/G, C_out/G), rows in (k_h, k_w, C) order."""
+    blocks = weight.unflatten(0, (spec.groups, spec.out_per_group))  # (G, C_out/G, C_in/G, k_h, k_w)
+    return blocks.permute(0, 3, 4, 2, 1).reshape(spec.groups, -1, spec.out_per_group)
+
+
+def multiply_channels_last(x_band: torch.Tensor, w_cols: torch.Tensor, spec: ConvSpec, out_piece: torch.Tensor) -> None:
+    """Output rows of a channels-last padded input band, written into ``out_piece`` (N, C_out,
+    out_rows, W_out), itself channels-last: positions as rows, one product per group."""
+    n, _, out_rows, w_out = out_piece.shape
+    positions = n * out_rows * w_out
+    rows_per_group = spec.in_per_group * spec.taps
+    x_hwc = x_band.permute(0, 2, 3, 1)  # (N, H, W, C_in), a view
+    out_rows_hwc = out_piece.permute(0, 2, 3, 1).view(positions, spec.groups, spec.out_per_group)  # a view
+    if spec.groups == 1 and columns_are_input(spec) and x_hwc.is_contiguous():
+        cols = x_hwc.reshape(1, positions, spec.in_channels)  # the input itself, a view
+    else:
+        windows = sliding_windows(x_band, spec.kernel_size, spec.dilation, spec.stride, (out_rows, w_out))
+        # (N, C, k_h, k_w, rows, W_out) -> (G, N, rows, W_out, k_h, k_w, C/G): channels innermost
+        windows = windows.unflatten(1, (spec.groups, spec.in_per_group)).permute(1, 0, 5, 6, 3, 4, 2)
+        cols = SCRATCH.take("cols", windows.shape, x_band.dtype, x_band.device)
+        cols = cols.copy_(windows).view(spec.groups, positions, rows_per_group)
+    if spec.groups == 1:
+        torch.mm(cols[0], w_cols[0], out=out_rows_hwc.view(positions, spec.out_channels))
+    else:
+        products = SCRATCH.take("products", (spec.groups, positions, spec.out_per_group), cols.dtype, cols.device)
+        out_rows_hwc.copy_(torch.bmm(cols, w_cols, out=products).transpose(0, 1))
+
+
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad)
+    x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad), in x's layout
     n = x_pad.shape[0]
     h_out, w_out = spec.out_size
-    w_rows = weight.reshape(
-        spec.groups, spec.out_per_group, spec.in_per_group * spec.taps
-    )  # (G, C_out/G, C_in/G*k_h*k_w)
     images, rows = plan_pieces(spec, workspace)
-    out = x_pad.new_empty((n, spec.out_channels, h_out, w_out))
+    if prefers_channels_last(x_pad):  # positions as rows, and the output channels-last too
+        out = x_pad.new_empty((n, h_out, w_out, spec.out_channels)).permute(0, 3, 1, 2)
+        weights, multiply_piece = weight_columns(weight, spec), multiply_channels_last  # (G, k_h*k_w*C_in/G, C_out/G)
+    else:
+        out = x_pad.new_empty((n, spec.out_channels, h_out, w_out))
+        weights, multiply_piece = weight.reshape(spec.groups, spec.out_per_group, -1), multiply  # (G, C_out/G, K/G)
     bias_view = None if bias is None else bias.view(1, -1, 1, 1)
     span_h = spec.dilation[0] * (spec.kernel_size[0] - 1) + 1
     for n0 in range(0, n, images):
@@ -155,7 +201,7 @@ def forward(
             y1 = min(y0 + rows, h_out)
             x_band = x_pad[n0 : n0 + images, :, y0 * spec.stride[0] : (y1 - 1) * spec.stride[0] + span_h]
             out_piece = out[n0 : n0 + images, :, y0:y1]
-            multiply(x_band, w_rows, spec, out_piece)
+            multiply_piece(x_band, weights, spec, out_piece)
             if bias_view is not None:
                 out_piece += bias_view  # while the piece is still in cache
     return out
