@@ -3,6 +3,7 @@
     python benchmarks/backward.py                   # batch 8, all 23 unique ResNet-50 layers
     python benchmarks/backward.py --batch 2 --rounds 2 --limit 5
     python benchmarks/backward.py --fresh           # im2col's columns in fresh tensors, not its kept buffer
+    python benchmarks/backward.py --channels-last   # input and weight channels-last
 
 Times one backward (grad of input, weight and bias for a fixed grad_output), convlens's shared
 backward (convlens/autograd.py) against PyTorch's, interleaved in one process; ratio = convlens
@@ -40,17 +41,23 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=0.2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N layers")
     parser.add_argument("--fresh", action="store_true", help="im2col's columns in fresh tensors on every call")
+    parser.add_argument("--channels-last", action="store_true", help="input, weight (and so gradients) channels-last")
     args = parser.parse_args()
     if args.fresh:
         im2col.SCRATCH = FreshScratch()
 
     layers = suite("resnet50")[: args.limit]
-    table = Table(title=f"ResNet-50 conv layers, backward, batch {args.batch}, fp32, {torch.get_num_threads()} threads")
+    layout = ", channels-last" if args.channels_last else ""
+    table = Table(
+        title=f"ResNet-50 conv layers, backward, batch {args.batch}{layout}, fp32, {torch.get_num_threads()} threads"
+    )
     for column in ("layer", "count", "PyTorch ms", "convlens ms", "ratio"):
         table.add_column(column, justify="left" if column == "layer" else "right")
     ratios = []
     for layer in track(layers, description="timing backward"):
         x, w, b = layer.tensors(args.batch)
+        if args.channels_last:
+            x, w = (t.contiguous(memory_format=torch.channels_last) for t in (x, w))
         options = layer.options
         candidates = {
             "torch": backward_call(lambda x, w, b, o=options: F.conv2d(x, w, b, **o), x, w, b),

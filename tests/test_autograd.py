@@ -62,6 +62,11 @@ FIXED = {
         2, 4, 6, (7, 8), (2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}
     ),
     "stride 1, padding past the kernel's reach": Case(1, 2, 3, (4, 5), (2, 2), {"padding": 3}),
+    # channels-last: the backward's positions-as-rows products and channels-last col2im
+    "channels-last, strided, grouped, padded": Case(
+        2, 4, 6, (7, 8), (3, 3), {"stride": 2, "padding": 1, "groups": 2}, layout="channels_last"
+    ),
+    "channels-last 1x1": Case(2, 3, 4, (5, 5), (1, 1), {}, layout="channels_last"),
 }
 
 

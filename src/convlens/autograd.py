@@ -62,8 +62,8 @@ from convlens import algos
 from convlens.algos import Algorithm
 from convlens.algos import im2col as im2col_algorithm
 from convlens.algos.winograd import tile_count
-from convlens.spec import ConvSpec
-from convlens.unfold import col2im, im2col, unpad, zero_pad
+from convlens.spec import ConvSpec, prefers_channels_last
+from convlens.unfold import col2im, im2col, sum_windows, unpad, zero_pad
 
 MAX_PADDED_GROWTH = 1.2  # see the module docstring
 
@@ -138,6 +138,11 @@ def conv2d_backward(
     grad_x = grad_input_by_convolution(grad_output, weight, spec, workspace) if needs_input else None
     needs_input = needs_input and grad_x is None  # what is left for the product and col2im below
 
+    if prefers_channels_last(x):  # the same products with positions as rows, nothing transposed
+        needs_left = (needs_input, needs_weight)
+        grad_weight, grad_x_by_col2im = grads_channels_last(grad_output, x, weight, spec, workspace, needs_left)
+        return (grad_x if grad_x_by_col2im is None else grad_x_by_col2im), grad_weight, grad_bias
+
     w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
     images = im2col_algorithm.plan_pieces(spec, workspace)[0]
     # The columns go into im2col's kept buffer, unless this backward is itself being recorded
@@ -183,6 +188,63 @@ def conv2d_backward(
         grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
         grad_x = unpad(grad_x_pad, spec.padding)  # x_pad = zero_pad(x)  =>  dLoss/d x = crop of dLoss/d x_pad
     return grad_x, grad_weight, grad_bias
+
+
+def grads_channels_last(
+    grad_output: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    spec: ConvSpec,
+    workspace: int,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(grad_weight, grad_x by col2im), as ``needs`` (input, weight) asks, for a channels-last
+    input, with the window positions as rows as in im2col's channels-last forward, so nothing is
+    transposed (P positions, K/G = k_h*k_w*C_in/G, rows in (k_h, k_w, C) order)::
+
+        cols          (G, P, K/G)         grad_out_rows = grad_output as (G, P, C_out/G), a view
+        grad_w_cols = cols^T @ grad_out_rows                (G, K/G, C_out/G)
+        grad_cols   = grad_out_rows @ w_cols^T               (G, P, K/G)  -> col2im, channels-last
+    """
+    needs_input, needs_weight = needs
+    n = grad_output.shape[0]
+    h_out, w_out = spec.out_size
+    k_h, k_w = spec.kernel_size
+    groups, in_per_group, out_per_group = spec.groups, spec.in_per_group, spec.out_per_group
+    w_cols = im2col_algorithm.weight_columns(weight, spec)  # (G, K/G, C_out/G)
+    images = im2col_algorithm.plan_pieces(spec, workspace)[0]
+    kept = im2col_algorithm.SCRATCH if not torch.is_grad_enabled() else None  # as in conv2d_backward
+    grad_w_cols = None
+    grad_input_pieces = []
+    for n0 in range(0, n, images) or [0]:
+        count = min(images, n - n0)
+        positions = count * h_out * w_out
+        grad_out_rows = grad_output[n0 : n0 + count].permute(0, 2, 3, 1).reshape(positions, groups, out_per_group)
+        grad_out_rows = grad_out_rows.transpose(0, 1)  # (G, P, C_out/G)
+        if needs_weight:
+            x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
+            size = spec.in_channels * spec.taps * positions
+            buffer = None if kept is None else kept.take("cols", (size,), x.dtype, x.device)
+            cols = im2col_algorithm.columns_channels_last(x_pad, spec, h_out, buffer)  # (G, P, K/G)
+            piece = cols.transpose(1, 2) @ grad_out_rows  # (G, K/G, C_out/G)
+            grad_w_cols = piece if grad_w_cols is None else grad_w_cols + piece
+        if needs_input:
+            grad_cols = grad_out_rows @ w_cols.transpose(1, 2)  # (G, P, K/G)
+            # (G, N, H_out, W_out, k_h, k_w, C/G) -> blocks (N, C, k_h, k_w, H_out, W_out), channels innermost
+            blocks = grad_cols.view(groups, count, h_out, w_out, k_h, k_w, in_per_group).permute(1, 0, 6, 4, 5, 2, 3)
+            blocks = blocks.flatten(1, 2)  # a view for one group; a copy otherwise
+            grad_input_pieces.append(
+                sum_windows(blocks, spec.padded_size, spec.dilation, spec.stride, torch.channels_last)
+            )
+    grad_weight = None
+    if needs_weight:  # (G, k_h, k_w, C_in/G, C_out/G) -> (C_out, C_in/G, k_h, k_w)
+        grad_weight = grad_w_cols.view(groups, k_h, k_w, in_per_group, out_per_group).permute(0, 4, 3, 1, 2)
+        grad_weight = grad_weight.reshape(weight.shape)
+    grad_x = None
+    if needs_input:
+        grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
+        grad_x = unpad(grad_x_pad, spec.padding)
+    return grad_weight, grad_x
 
 
 class Conv2dFunction(torch.autograd.Function):

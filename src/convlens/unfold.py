@@ -154,7 +154,21 @@ def col2im(
         n = cols.shape[0]
         channels = cols.shape[1] // (k_h * k_w)
         blocks = cols.reshape(n, channels, k_h, k_w, h_out, w_out)
-    x_pad = cols.new_zeros((n, channels, *padded_size))
+    return sum_windows(blocks, padded_size, dilation, stride)
+
+
+def sum_windows(
+    blocks: torch.Tensor,
+    padded_size: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """col2im's sum: every window's values (N, C, k_h, k_w, H_out, W_out), any strides, added back
+    into a zero padded image (N, C, H_pad, W_pad) in ``memory_format``."""
+    n, channels, k_h, k_w, h_out, w_out = blocks.shape
+    shape = (n, channels, *padded_size)
+    x_pad = torch.empty(shape, dtype=blocks.dtype, device=blocks.device, memory_format=memory_format).zero_()
     for i in range(k_h):
         rows = tap_slice(i, dilation[0], stride[0], h_out)
         for j in range(k_w):

@@ -158,22 +158,33 @@ def weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     return blocks.permute(0, 3, 4, 2, 1).reshape(spec.groups, -1, spec.out_per_group)
 
 
+def columns_channels_last(
+    x_band: torch.Tensor, spec: ConvSpec, out_rows: int, buffer: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The columns of a padded input band with positions as rows and channels innermost,
+    (G, N*out_rows*W_out, k_h*k_w*C_in/G): copied into ``buffer`` when given, else a fresh tensor."""
+    n, w_out = x_band.shape[0], spec.out_size[1]
+    shape = (spec.groups, n * out_rows * w_out, spec.in_per_group * spec.taps)
+    windows = sliding_windows(x_band, spec.kernel_size, spec.dilation, spec.stride, (out_rows, w_out))
+    # (N, C, k_h, k_w, rows, W_out) -> (G, N, rows, W_out, k_h, k_w, C/G): channels innermost
+    windows = windows.unflatten(1, (spec.groups, spec.in_per_group)).permute(1, 0, 5, 6, 3, 4, 2)
+    if buffer is None:
+        return windows.reshape(shape)
+    return buffer.view(windows.shape).copy_(windows).view(shape)
+
+
 def multiply_channels_last(x_band: torch.Tensor, w_cols: torch.Tensor, spec: ConvSpec, out_piece: torch.Tensor) -> None:
     """Output rows of a channels-last padded input band, written into ``out_piece`` (N, C_out,
     out_rows, W_out), itself channels-last: positions as rows, one product per group."""
     n, _, out_rows, w_out = out_piece.shape
     positions = n * out_rows * w_out
-    rows_per_group = spec.in_per_group * spec.taps
     x_hwc = x_band.permute(0, 2, 3, 1)  # (N, H, W, C_in), a view
     out_rows_hwc = out_piece.permute(0, 2, 3, 1).view(positions, spec.groups, spec.out_per_group)  # a view
     if spec.groups == 1 and columns_are_input(spec) and x_hwc.is_contiguous():
         cols = x_hwc.reshape(1, positions, spec.in_channels)  # the input itself, a view
     else:
-        windows = sliding_windows(x_band, spec.kernel_size, spec.dilation, spec.stride, (out_rows, w_out))
-        # (N, C, k_h, k_w, rows, W_out) -> (G, N, rows, W_out, k_h, k_w, C/G): channels innermost
-        windows = windows.unflatten(1, (spec.groups, spec.in_per_group)).permute(1, 0, 5, 6, 3, 4, 2)
-        cols = SCRATCH.take("cols", windows.shape, x_band.dtype, x_band.device)
-        cols = cols.copy_(windows).view(spec.groups, positions, rows_per_group)
+        buffer = SCRATCH.take("cols", (positions * spec.in_channels * spec.taps,), x_band.dtype, x_band.device)
+        cols = columns_channels_last(x_band, spec, out_rows, buffer)
     if spec.groups == 1:
         torch.mm(cols[0], w_cols[0], out=out_rows_hwc.view(positions, spec.out_channels))
     else:
