@@ -21,7 +21,8 @@ which then sees no padding; F.pad's own backward routes their gradient.) The bac
 from differentiable tensor ops, so double backward works too. The batch is processed in pieces
 of whole images, as many as keep the columns inside the workspace limit (at least one image,
 whatever its size). The columns go into im2col's kept scratch buffer, except while the backward
-is itself recorded for double backward.
+is itself recorded for double backward. For a channels-last input the same products are taken
+with the window positions as rows (``grads_channels_last``), as im2col's forward does.
 
 For stride 1, grad_x is itself a convolution, and where Winograd's fewer multiplications pay
 it is computed as one (instead of the product and col2im's scatter-add). With
