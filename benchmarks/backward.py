@@ -1,9 +1,10 @@
-"""Backward time of convlens against PyTorch on every ResNet-50 conv layer (CPU, fp32).
+"""Backward time of convlens against PyTorch on every conv layer of a suite (CPU, fp32).
 
     python benchmarks/backward.py                   # batch 8, all 23 unique ResNet-50 layers
     python benchmarks/backward.py --batch 2 --rounds 2 --limit 5
     python benchmarks/backward.py --fresh           # im2col's columns in fresh tensors, not its kept buffer
     python benchmarks/backward.py --channels-last   # input and weight channels-last
+    python benchmarks/backward.py --suite mobilenet_v2
 
 Times one backward (grad of input, weight and bias for a fixed grad_output), convlens's shared
 backward (convlens/autograd.py) against PyTorch's, interleaved in one process; ratio = convlens
@@ -36,6 +37,7 @@ def backward_call(forward, x, w, b):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="resnet50")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-run-time", type=float, default=0.2)
@@ -46,10 +48,10 @@ def main() -> None:
     if args.fresh:
         im2col.SCRATCH = FreshScratch()
 
-    layers = suite("resnet50")[: args.limit]
+    layers = suite(args.suite)[: args.limit]
     layout = ", channels-last" if args.channels_last else ""
     table = Table(
-        title=f"ResNet-50 conv layers, backward, batch {args.batch}{layout}, fp32, {torch.get_num_threads()} threads"
+        title=f"{args.suite} conv layers, backward, batch {args.batch}{layout}, fp32, {torch.get_num_threads()} threads"
     )
     for column in ("layer", "count", "PyTorch ms", "convlens ms", "ratio"):
         table.add_column(column, justify="left" if column == "layer" else "right")

@@ -164,3 +164,27 @@ def test_which_way_the_input_gradient_goes(monkeypatch, channels, size, stride, 
                                       grad_output)  # fmt: skip
     torch.testing.assert_close(grad_x, expected)
     assert bool(calls) == uses_col2im
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("piece_bytes", [1, 1 << 30], ids=["one channel per piece", "one piece"])
+def test_depthwise_gradients_tap_by_tap(layout: str, piece_bytes: int) -> None:
+    """Depthwise (one filter per channel) takes its own backward, one scaled add per tap, in pieces
+    of channels: PyTorch's gradients whatever the pieces and the layout."""
+    from unittest import mock
+
+    from convlens.algos import depthwise
+
+    case = Case(2, 5, 5, (9, 8), (3, 3), {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2), "groups": 5})
+    case.layout = layout
+    ours_in, theirs_in = (
+        case.tensors(torch.float64, requires_grad=True),
+        case.tensors(torch.float64, requires_grad=True),
+    )
+    with mock.patch.object(depthwise, "PIECE_BYTES", piece_bytes):
+        ours = convlens.conv2d(*ours_in, **case.options)
+        grad_output = torch.randn_like(ours)
+        ours_grads = torch.autograd.grad(ours, ours_in, grad_output)
+    theirs_grads = torch.autograd.grad(F.conv2d(*theirs_in, **case.options), theirs_in, grad_output)
+    for mine, expected in zip(ours_grads, theirs_grads, strict=True):
+        torch.testing.assert_close(mine, expected)

@@ -61,10 +61,11 @@ import torch
 
 from convlens import algos
 from convlens.algos import Algorithm
+from convlens.algos import depthwise as depthwise_algorithm
 from convlens.algos import im2col as im2col_algorithm
 from convlens.algos.winograd import tile_count
 from convlens.spec import ConvSpec, prefers_channels_last
-from convlens.unfold import col2im, im2col, sum_windows, unpad, zero_pad
+from convlens.unfold import col2im, im2col, sum_windows, tap_slice, unpad, zero_pad
 
 MAX_PADDED_GROWTH = 1.2  # see the module docstring
 
@@ -136,6 +137,10 @@ def conv2d_backward(
     # out = out_rows + bias  =>  dLoss/d bias = sum of grad_output over every axis but C_out
     grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None
 
+    if spec.is_depthwise and spec.out_per_group == 1:  # one filter per channel: scaled adds, tap by tap
+        grad_x, grad_weight = depthwise_grads(grad_output, x, weight, spec, (needs_input, needs_weight))
+        return grad_x, grad_weight, grad_bias
+
     grad_x = grad_input_by_convolution(grad_output, weight, spec, workspace) if needs_input else None
     needs_input = needs_input and grad_x is None  # what is left for the product and col2im below
 
@@ -189,6 +194,42 @@ def conv2d_backward(
         grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
         grad_x = unpad(grad_x_pad, spec.padding)  # x_pad = zero_pad(x)  =>  dLoss/d x = crop of dLoss/d x_pad
     return grad_x, grad_weight, grad_bias
+
+
+def depthwise_grads(
+    grad_output: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, needs: tuple[bool, bool]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(grad_x, grad_weight), as ``needs`` (input, weight) asks, for a depthwise convolution with
+    one filter per channel. Its taps are scaled adds (as in the depthwise algorithm), so their
+    gradients are too, one pass per tap each; as im2col products they are C products of one row::
+
+        out[n, c, y, x]      = sum_ij w[c, i, j] * x_pad[n, c, y*s_h + i*d_h, x*s_w + j*d_w]
+        dLoss/d w[c, i, j]   = sum_nyx grad_output[n, c, y, x] * x_pad[n, c, y*s_h + i*d_h, x*s_w + j*d_w]
+        dLoss/d x_pad[n, c, y*s_h + i*d_h, x*s_w + j*d_w] += w[c, i, j] * grad_output[n, c, y, x]
+    """
+    needs_input, needs_weight = needs
+    (k_h, k_w), (d_h, d_w), (s_h, s_w) = spec.kernel_size, spec.dilation, spec.stride
+    h_out, w_out = spec.out_size
+    x_pad = zero_pad(x, spec.padding)  # (N, C, H_pad, W_pad), in x's layout
+    grad_x_pad = torch.zeros_like(x_pad) if needs_input else None
+    taps = [(tap_slice(i, d_h, s_h, h_out), tap_slice(j, d_w, s_w, w_out)) for i in range(k_h) for j in range(k_w)]
+    w_taps = weight.reshape(spec.out_channels, k_h * k_w)  # (C, k_h*k_w)
+    weight_pieces = []
+    # Cache-sized pieces of channels, as the forward's; channels-last input in one piece (a slice of its
+    # channels is strided along the innermost axis, which made every pass several times slower).
+    channels = spec.out_channels if prefers_channels_last(x) else depthwise_algorithm.piece_channels(spec)
+    for c0 in range(0, spec.out_channels, channels):
+        block = slice(c0, c0 + channels)
+        grad_block = grad_output[:, block]
+        if needs_weight:
+            tap_sums = [(grad_block * x_pad[:, block, rows, columns]).sum(dim=(0, 2, 3)) for rows, columns in taps]
+            weight_pieces.append(torch.stack(tap_sums, dim=1))  # (C_piece, k_h*k_w)
+        if grad_x_pad is not None:
+            for tap, (rows, columns) in enumerate(taps):
+                grad_x_pad[:, block, rows, columns].addcmul_(grad_block, w_taps[block, tap].view(1, -1, 1, 1))
+    grad_weight = torch.cat(weight_pieces).view(weight.shape) if needs_weight else None
+    grad_x = unpad(grad_x_pad, spec.padding) if grad_x_pad is not None else None
+    return grad_x, grad_weight
 
 
 def grads_channels_last(
