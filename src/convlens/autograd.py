@@ -22,7 +22,9 @@ from differentiable tensor ops, so double backward works too. The batch is proce
 of whole images, as many as keep the columns inside the workspace limit (at least one image,
 whatever its size). The columns go into im2col's kept scratch buffer, except while the backward
 is itself recorded for double backward. For a channels-last input the same products are taken
-with the window positions as rows (``grads_channels_last``), as im2col's forward does.
+with the window positions as rows (``grads_channels_last``), as im2col's forward does. A
+depthwise convolution with one filter per channel, whose products would be C products of one
+row each, takes its gradients tap by tap instead (``depthwise_grads``).
 
 For stride 1, grad_x is itself a convolution, and where Winograd's fewer multiplications pay
 it is computed as one (instead of the product and col2im's scatter-add). With
