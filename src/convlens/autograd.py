@@ -148,7 +148,7 @@ def conv2d_backward(
 
     if prefers_channels_last(x):  # the same products with positions as rows, nothing transposed
         needs_left = (needs_input, needs_weight)
-        grad_weight, grad_x_by_col2im = grads_channels_last(grad_output, x, weight, spec, workspace, needs_left)
+        grad_x_by_col2im, grad_weight = grads_channels_last(grad_output, x, weight, spec, workspace, needs_left)
         return (grad_x if grad_x_by_col2im is None else grad_x_by_col2im), grad_weight, grad_bias
 
     w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
@@ -242,7 +242,7 @@ def grads_channels_last(
     workspace: int,
     needs: tuple[bool, bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(grad_weight, grad_x by col2im), as ``needs`` (input, weight) asks, for a channels-last
+    """(grad_x by col2im, grad_weight), as ``needs`` (input, weight) asks, for a channels-last
     input, with the window positions as rows as in im2col's channels-last forward, so nothing is
     transposed (P positions, K/G = k_h*k_w*C_in/G, rows in (k_h, k_w, C) order)::
 
@@ -288,7 +288,7 @@ def grads_channels_last(
     if needs_input:
         grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
         grad_x = unpad(grad_x_pad, spec.padding)
-    return grad_weight, grad_x
+    return grad_x, grad_weight
 
 
 class Conv2dFunction(torch.autograd.Function):
