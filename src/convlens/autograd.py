@@ -153,9 +153,6 @@ def conv2d_backward(
 
     w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
     images = im2col_algorithm.plan_pieces(spec, workspace)[0]
-    # The columns go into im2col's kept buffer, unless this backward is itself being recorded
-    # (create_graph): a recorded graph must not hold a buffer that later calls overwrite.
-    kept = im2col_algorithm.SCRATCH if not torch.is_grad_enabled() else None
     grad_weight_rows = None
     grad_input_pieces = []
     # An empty batch is one empty piece, so the (zero) gradients stay in the graph for double backward.
@@ -166,8 +163,7 @@ def conv2d_backward(
         grad_rows = grad_output[n0 : n0 + count].transpose(0, 1).reshape(groups, out_per_group, positions)
         if needs_weight:
             x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
-            size = spec.in_channels * spec.taps * positions
-            buffer = None if kept is None else kept.take("cols", (size,), x.dtype, x.device)
+            buffer = im2col_algorithm.column_buffer(spec, count, h_out, x)  # kept, unless this backward is recorded
             cols = im2col(x_pad, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out), True, buffer)
             cols = cols.view(groups, rows_per_group, positions)
             # out_rows = w_rows @ cols  =>  dLoss/d w_rows = grad_rows @ cols^T, one product over all positions
@@ -192,10 +188,15 @@ def conv2d_backward(
 
     grad_weight = grad_weight_rows.reshape(weight.shape) if needs_weight else None
     if needs_input:
-        # one piece (everything fit) needs no concatenation copy
-        grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
-        grad_x = unpad(grad_x_pad, spec.padding)  # x_pad = zero_pad(x)  =>  dLoss/d x = crop of dLoss/d x_pad
+        grad_x = input_grad_from_pieces(grad_input_pieces, spec)
     return grad_x, grad_weight, grad_bias
+
+
+def input_grad_from_pieces(pieces: list[torch.Tensor], spec: ConvSpec) -> torch.Tensor:
+    """dLoss/d x from the batch pieces of dLoss/d x_pad: joined (no copy for one piece), then
+    cropped, since x_pad = zero_pad(x)  =>  dLoss/d x = crop of dLoss/d x_pad."""
+    grad_x_pad = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    return unpad(grad_x_pad, spec.padding)
 
 
 def depthwise_grads(
@@ -257,7 +258,6 @@ def grads_channels_last(
     groups, in_per_group, out_per_group = spec.groups, spec.in_per_group, spec.out_per_group
     w_cols = im2col_algorithm.weight_columns(weight, spec)  # (G, K/G, C_out/G)
     images = im2col_algorithm.plan_pieces(spec, workspace)[0]
-    kept = im2col_algorithm.SCRATCH if not torch.is_grad_enabled() else None  # as in conv2d_backward
     grad_w_cols = None
     grad_input_pieces = []
     for n0 in range(0, n, images) or [0]:
@@ -267,8 +267,7 @@ def grads_channels_last(
         grad_out_rows = grad_out_rows.transpose(0, 1)  # (G, P, C_out/G)
         if needs_weight:
             x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
-            size = spec.in_channels * spec.taps * positions
-            buffer = None if kept is None else kept.take("cols", (size,), x.dtype, x.device)
+            buffer = im2col_algorithm.column_buffer(spec, count, h_out, x)
             cols = im2col_algorithm.columns_channels_last(x_pad, spec, h_out, buffer)  # (G, P, K/G)
             piece = cols.transpose(1, 2) @ grad_out_rows  # (G, K/G, C_out/G)
             grad_w_cols = piece if grad_w_cols is None else grad_w_cols + piece
@@ -286,8 +285,7 @@ def grads_channels_last(
         grad_weight = grad_weight.reshape(weight.shape)
     grad_x = None
     if needs_input:
-        grad_x_pad = grad_input_pieces[0] if len(grad_input_pieces) == 1 else torch.cat(grad_input_pieces)
-        grad_x = unpad(grad_x_pad, spec.padding)
+        grad_x = input_grad_from_pieces(grad_input_pieces, spec)
     return grad_x, grad_weight
 
 

@@ -117,16 +117,24 @@ def buffer_bytes(spec: ConvSpec, workspace: int, channels_last: bool = False) ->
     }
 
 
+def column_buffer(spec: ConvSpec, images: int, out_rows: int, like: torch.Tensor) -> torch.Tensor | None:
+    """The kept scratch buffer for the columns of ``images`` images by ``out_rows`` output rows, or
+    None (fresh columns) while autograd records, as in a backward with create_graph: a recorded
+    graph must not hold a buffer that later calls overwrite. (An algorithm's forward runs inside
+    the autograd Function, which records nothing.)"""
+    if torch.is_grad_enabled():
+        return None
+    numel = images * spec.in_channels * spec.taps * out_rows * spec.out_size[1]
+    return SCRATCH.take("cols", (numel,), like.dtype, like.device)
+
+
 def columns(x_band: torch.Tensor, spec: ConvSpec, out_rows: int, batch_last: bool) -> torch.Tensor:
     """The columns of a padded input band: a view when they are the input itself, else gathered
     into a scratch buffer kept between calls (see the module docstring)."""
     out_size = (out_rows, spec.out_size[1])
     if columns_are_input(spec) and not batch_last and x_band.is_contiguous():
         return im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, out_size)  # a view
-    n = x_band.shape[0]
-    buffer = SCRATCH.take(
-        "cols", (n * spec.in_channels * spec.taps * out_rows * out_size[1],), x_band.dtype, x_band.device
-    )
+    buffer = column_buffer(spec, x_band.shape[0], out_rows, x_band)
     return im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, out_size, batch_last, buffer)
 
 
@@ -183,8 +191,7 @@ def multiply_channels_last(x_band: torch.Tensor, w_cols: torch.Tensor, spec: Con
     if spec.groups == 1 and columns_are_input(spec) and x_hwc.is_contiguous():
         cols = x_hwc.reshape(1, positions, spec.in_channels)  # the input itself, a view
     else:
-        buffer = SCRATCH.take("cols", (positions * spec.in_channels * spec.taps,), x_band.dtype, x_band.device)
-        cols = columns_channels_last(x_band, spec, out_rows, buffer)
+        cols = columns_channels_last(x_band, spec, out_rows, column_buffer(spec, n, out_rows, x_band))
     if spec.groups == 1:
         torch.mm(cols[0], w_cols[0], out=out_rows_hwc.view(positions, spec.out_channels))
     else:
