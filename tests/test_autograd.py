@@ -181,10 +181,14 @@ def test_depthwise_gradients_tap_by_tap(layout: str, piece_bytes: int) -> None:
         case.tensors(torch.float64, requires_grad=True),
         case.tensors(torch.float64, requires_grad=True),
     )
-    with mock.patch.object(depthwise, "PIECE_BYTES", piece_bytes):
+    import convlens.autograd
+
+    spy = mock.patch.object(convlens.autograd, "depthwise_grads", wraps=convlens.autograd.depthwise_grads)
+    with mock.patch.object(depthwise, "PIECE_BYTES", piece_bytes), spy as depthwise_grads:
         ours = convlens.conv2d(*ours_in, **case.options)
         grad_output = torch.randn_like(ours)
         ours_grads = torch.autograd.grad(ours, ours_in, grad_output)
+    depthwise_grads.assert_called_once()  # its own backward, not the im2col products
     theirs_grads = torch.autograd.grad(F.conv2d(*theirs_in, **case.options), theirs_in, grad_output)
     for mine, expected in zip(ours_grads, theirs_grads, strict=True):
         torch.testing.assert_close(mine, expected)

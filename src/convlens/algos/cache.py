@@ -41,7 +41,8 @@ def same_bits(saved: torch.Tensor, weight: torch.Tensor) -> bool:
 
     Why words: ``torch.equal`` on the float32 values ran at about half the memory speed. The cache
     check stage of ``python benchmarks/winograd_profile.py`` on the 512x512 layer at 7x7, batch 8
-    (a 9 MiB weight), went from 1.75 to 0.64 ms per call, of 4.5 ms in all."""
+    (a 9 MiB weight), went from 1.75 ms per call with ``torch.equal`` to 0.64 ms with words (run
+    before and after the change), of 4.5 ms in all."""
     if saved.stride() == weight.stride():
         saved_words, weight_words = memory_words(saved), memory_words(weight.detach())
         if saved_words is not None and weight_words is not None:

@@ -30,9 +30,10 @@ window positions as rows, so that neither the input nor the output is transposed
     out    = cols @ w_cols                                 (N*L, C_out): the output, channels-last
 
 For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a view. Through
-the NCHW path a channels-last input cost a transposing copy in and out: ResNet-50's 256->128
-1x1 layer at 56x56, batch 8, ran at 0.14x PyTorch's channels-last kernel (``python
-benchmarks/channels_last.py``).
+the NCHW path a channels-last input cost a transposing copy in and out: ``python
+benchmarks/channels_last.py`` (ResNet-50, batch 8), run on the commit before this path and on
+it, went from 0.48x to 0.81x PyTorch's channels-last kernel in geomean, and from 0.09x to 0.74x
+on the 256->64 1x1 layer at 56x56.
 
 Speed: pieces are also kept to at most 16 MiB of columns even when more would fit. Columns that
 stay cache-sized are written and read back far faster than one huge buffer: on the ResNet-50
