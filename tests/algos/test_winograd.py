@@ -194,6 +194,27 @@ def test_pieces_of_images_and_tile_rows_match_pytorch(piece_bytes: int, precisio
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
+@pytest.mark.parametrize("width", [7, 14, 17, 28], ids=lambda w: f"width {w}")
+def test_the_output_is_its_own_contiguous_tensor_in_the_input_layout(width: int, channels_last: bool) -> None:
+    """Narrow NCHW outputs (at most NARROW_TILES tiles across) go through channels-last scratch
+    and are copied out cropped; wider ones are written in place. Either way the caller gets a
+    tensor of its own, equal to PyTorch's: a second call, which reuses the scratch, leaves the
+    first result as it was."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 6, 9, width, dtype=torch.float64).contiguous(memory_format=layout)
+    w, b = torch.randn(5, 6, 3, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    with precision_set("high"), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
+        first = convlens.conv2d(x, w, b, padding=1, algorithm="winograd")
+        kept = first.clone()
+        convlens.conv2d(torch.randn_like(x), w, b, padding=1, algorithm="winograd")
+        through_scratch = any(name == "out" for name, _, _ in winograd.SCRATCH.buffers)
+    assert first.is_contiguous(memory_format=layout)
+    assert torch.equal(first, kept)
+    torch.testing.assert_close(first, F.conv2d(x, w, b, padding=1), **tolerances(torch.float64))
+    assert through_scratch == (width <= 4 * winograd.NARROW_TILES and not channels_last)  # F(4x4): 4 columns a tile
+
+
 def test_a_large_image_goes_in_bands_of_tile_rows() -> None:
     """VGG-16's 64-channel layer at 224x224: one image's F(4x4) tiles are 29 MiB, so a piece is a band;
     ResNet-50's 128-channel layer at 28x28 (0.9 MiB per image) goes in whole images."""
@@ -206,7 +227,8 @@ def test_a_large_image_goes_in_bands_of_tile_rows() -> None:
 
 @pytest.mark.parametrize(
     ("batch", "channels", "size", "bands"),
-    [(3, 16, 13, False), (8, 8, 28, False), (1, 8, 30, True)],  # several pieces of images; bands of tile rows
+    # several pieces of images (4 tiles across: the output through channels-last scratch, or 7: not); bands of tile rows
+    [(3, 16, 13, False), (8, 8, 28, False), (1, 8, 30, True)],
 )
 def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: int, size: int, bands: bool) -> None:
     """The bench's extra-memory figure for Winograd is ``buffer_bytes``: it must be what a call really holds."""
@@ -221,8 +243,13 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: 
         }
         m = winograd.tile_size(spec)
         u = winograd.cached_weight_transform(w, m, 1, torch.float32)
-    assert taken == {name: predicted[name] for name in ("x", "tiles", "v", "products", "y")}
+    tiles_h, tiles_w = winograd.tile_grid(spec, m)
+    via_hwc = tiles_w <= winograd.NARROW_TILES
+    scratch_names = ("x", "tiles", "v", "products", "y") + (("out",) if via_hwc else ())
+    assert taken == {name: predicted[name] for name in scratch_names}
     assert u.numel() * u.element_size() == predicted["transformed weight"]
     assert predicted["saved weight"] == w.numel() * 4
-    tiles_h, tiles_w = winograd.tile_grid(spec, m)
-    assert predicted["overhang"] == batch * 2 * channels * (tiles_h * tiles_w * m * m - size * size) * 4
+    overhang = batch * 2 * channels * (tiles_h * tiles_w * m * m - size * size) * 4
+    assert (predicted["out"], predicted["overhang"]) == (
+        (overhang + x.numel() * 2 * 4, 0) if via_hwc else (0, overhang)
+    )
