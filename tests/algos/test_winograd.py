@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from unittest import mock
 
 import pytest
@@ -20,6 +22,14 @@ WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st
 
 
 PRECISIONS = pytest.mark.parametrize("precision", ["highest", "high"])
+
+
+@contextmanager
+def tiles_of(precision: str) -> Iterator[None]:
+    """``precision`` set, and at "high" F(4x4) used whatever the tile count (the rule in
+    tile_size would give the small test inputs F(2x2), leaving F(4x4) untested)."""
+    with precision_set(precision), mock.patch.object(winograd, "F4_MIN_TILES", 0):
+        yield
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -51,7 +61,7 @@ def test_f2_transforms_are_the_textbook_ones() -> None:
 @given(case=WINOGRAD_CASES)
 def test_float64_equals_pytorch(precision: str, case: Case) -> None:
     x, w, b = case.tensors(torch.float64)
-    with precision_set(precision):
+    with tiles_of(precision):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     torch.testing.assert_close(ours, reference_conv2d(x, w, b, **case.options), **tolerances(torch.float64))
 
@@ -64,7 +74,7 @@ def test_float32_error_within_documented_bound(precision: str, case: Case) -> No
     F(4x4,3x3), allowed only at precision "high": within 30x."""
     x, w, b = case.tensors(torch.float32)
     truth = reference_conv2d(*(t.double() if t is not None else None for t in (x, w, b)), **case.options)
-    with precision_set(precision):
+    with tiles_of(precision):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     theirs = reference_conv2d(x, w, b, **case.options)
     floor = 4 * torch.finfo(torch.float32).eps * max(1.0, truth.abs().max().item() if truth.numel() else 0.0)
@@ -154,6 +164,24 @@ def test_unsupported_configurations_say_what_is_supported() -> None:
         convlens.conv2d(torch.randn(1, 1, 8, 8), torch.randn(1, 1, 3, 3), stride=2, algorithm="winograd")
 
 
+@pytest.mark.parametrize(
+    ("batch", "size", "precision", "m"),
+    [
+        (1, 7, "high", 2),  # 4 F(4x4) tiles: the products would only stream U
+        (4, 7, "high", 2),  # 16
+        (8, 7, "high", 4),  # 32 = F4_MIN_TILES
+        (1, 28, "high", 4),  # 49
+        (8, 5, "high", 2),  # no room for 4x4 tiles
+        (8, 28, "highest", 2),  # F(4x4) only where precision "high" allows it
+    ],
+)
+def test_tile_size_follows_precision_and_tile_count(batch: int, size: int, precision: str, m: int) -> None:
+    spec = ConvSpec.from_args(torch.empty(batch, 8, size, size), torch.empty(8, 8, 3, 3), padding=1)
+    with precision_set(precision):
+        assert winograd.tile_size(spec) == m
+        assert winograd.error_bound(spec) == (50.0 if m == 4 else 2.0)
+
+
 def test_precision_setting() -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         convlens.set_precision("medium")
@@ -188,7 +216,7 @@ def test_the_channels_last_copy_writes_the_padding_zeros(padding, size, extensio
 def test_pieces_of_images_and_tile_rows_match_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
     x, w, b = case.tensors(torch.float64)
     sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
-    with mock.patch.multiple(winograd, **sizes), precision_set(precision):
+    with mock.patch.multiple(winograd, **sizes), tiles_of(precision):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     theirs = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
@@ -204,7 +232,7 @@ def test_the_output_is_its_own_contiguous_tensor_in_the_input_layout(width: int,
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(2, 6, 9, width, dtype=torch.float64).contiguous(memory_format=layout)
     w, b = torch.randn(5, 6, 3, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
-    with precision_set("high"), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
+    with tiles_of("high"), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
         first = convlens.conv2d(x, w, b, padding=1, algorithm="winograd")
         kept = first.clone()
         convlens.conv2d(torch.randn_like(x), w, b, padding=1, algorithm="winograd")
@@ -235,7 +263,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: 
     x, w = torch.randn(batch, channels, size, size), torch.randn(channels * 2, channels, 3, 3)
     spec = ConvSpec.from_args(x, w, padding=1)
     limits = {"PIECE_BYTES": 64 * 1024, "LARGE_IMAGE_BYTES": 32 * 1024 if bands else 1 << 30, "BAND_BYTES": 8 * 1024}
-    with precision_set("high"), mock.patch.multiple(winograd, SCRATCH=winograd.Scratch(), **limits):
+    with tiles_of("high"), mock.patch.multiple(winograd, SCRATCH=winograd.Scratch(), **limits):
         convlens.conv2d(x, w, padding=1, algorithm="winograd")
         predicted = winograd.buffer_bytes(spec)
         taken = {

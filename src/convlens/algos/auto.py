@@ -11,9 +11,12 @@ first match wins:
    whose transforms save less (``convlens bench --kernel 3 --precision highest``, batch 8: 0.48x
    against im2col's 0.60x at 64 channels on 56x56, 0.97x against 0.81x at 128 on 28x28). Each
    of its t*t products reads all of the transformed weight U for as many rows as there are
-   tiles, so with few tiles the products only stream U (ResNet-50 at batch 1: 512 channels at
-   7x7, 4 tiles, Winograd 0.51x against im2col's 0.81x; 256 at 14x14, 16 tiles, 0.62x against
-   0.70x; at batch 8, 32 tiles, 1.05x against 0.75x);
+   tiles, so with few tiles the products only stream U. Below 32 F(4x4) tiles Winograd uses
+   F(2x2) even at precision "high" (``winograd.tile_size``); the tiles counted here are those
+   of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4 F(4x4) tiles, 16 F(2x2)
+   tiles, Winograd 0.51x / 0.84x PyTorch against im2col's 0.98x; 256 at 14x14, batch 1: 49
+   F(2x2) tiles, 1.04x against im2col's 0.84x; 512 at 7x7, batch 8: 32 F(4x4) tiles, 1.15x
+   against 0.77x);
 2. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
    MobileNetV2 (geomean over batch 1 and 8), level with or ahead of im2col on every depthwise
    layer but the smallest stride-2 ones, without im2col's k_h*k_w copy of the input; no
