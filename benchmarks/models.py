@@ -1,0 +1,91 @@
+"""Whole models: a torchvision model's forward with every Conv2d computed by convlens, against PyTorch.
+
+    python benchmarks/models.py                                # resnet50, mobilenet_v2; batch 1 and 8; auto
+    python benchmarks/models.py --models resnet18 --batch 8 --algorithm im2col
+    python benchmarks/models.py --channels-last                # model and input channels-last
+    python benchmarks/models.py --train                        # forward + backward, train mode
+
+What a user who swaps convlens layers into a real model (``convlens.nn.convert``) sees: the
+per-layer ratios of ``convlens bench`` weighted by where the model spends its time, with the
+layers convlens does not touch (batch norm, ReLU, pooling, the classifier) the same on both
+sides. Random weights (nothing is downloaded), a 224x224 random input, eval mode and no
+autograd unless ``--train``; PyTorch's model and its converted copy share nothing and are timed
+interleaved in one process (median of repeats, ``torch.utils.benchmark``). Also printed, as "rel.
+output diff": the largest difference of the two models' outputs over the largest output (for
+--train, of the loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torchvision
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+import convlens
+from convlens.benchmark.timing import interleaved_medians
+
+
+def forward_call(model: torch.nn.Module, x: torch.Tensor, train: bool):
+    """One call of the timed work: the forward under no_grad, or forward + backward of a loss."""
+    if not train:
+        return lambda: model(x)
+
+    def step() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet50,mobilenet_v2", help="comma-separated torchvision model names")
+    parser.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--algorithm", default="auto")
+    parser.add_argument("--precision", choices=["highest", "high"], default="high")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--train", action="store_true", help="time forward + backward in train mode")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-run-time", type=float, default=1.0)
+    args = parser.parse_args()
+    convlens.set_precision(args.precision)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    mode = "forward + backward, train mode" if args.train else "forward, eval mode"
+    table = Table(
+        title=f"Whole models, {mode}, algorithm {args.algorithm!r}, precision {args.precision!r}"
+        f"{', channels-last' if args.channels_last else ''}, fp32, {torch.get_num_threads()} threads"
+    )
+    for column in ("model", "batch", "PyTorch ms", "convlens ms", "speedup", "rel. output diff"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    runs = [(name, int(batch)) for name in args.models.split(",") for batch in args.batch.split(",")]
+    for name, batch in track(runs, description="timing models"):
+        torch.manual_seed(0)
+        theirs = torchvision.models.get_model(name, weights=None).train(args.train).to(memory_format=layout)
+        ours = convlens.nn.convert(copy.deepcopy(theirs), args.algorithm)
+        x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=layout)
+        calls = {"pytorch": forward_call(theirs, x, args.train), "convlens": forward_call(ours, x, args.train)}
+        with torch.set_grad_enabled(args.train):
+            expected, got = (call().detach() for call in calls.values())  # also warms up (transform caches)
+            seconds = interleaved_medians(calls, rounds=args.rounds, min_run_time=args.min_run_time)
+        difference = ((got - expected).abs().max() / expected.abs().max()).item()
+        table.add_row(
+            name,
+            str(batch),
+            f"{seconds['pytorch'] * 1e3:.1f}",
+            f"{seconds['convlens'] * 1e3:.1f}",
+            f"{seconds['pytorch'] / seconds['convlens']:.2f}x",
+            f"{difference:.1e}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
