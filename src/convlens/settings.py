@@ -50,8 +50,10 @@ def set_precision(precision: str) -> None:
     """How much extra float32 error fast algorithms may add.
 
     "highest" (the default): only algorithms whose error stays at PyTorch's own level (within
-    about 2x of its error against float64). "high": also Winograd F(4x4, 3x3), about 10-30x
-    PyTorch's error, for its 4x fewer multiplications. Like ``torch.set_float32_matmul_precision``.
+    about 2x of its error against float64). "high": also Winograd F(4x4, 3x3), up to 50x
+    PyTorch's error, for its 4x fewer multiplications, where it is the faster tile size (at
+    least 32 tiles over the batch; see ``convlens.algos.winograd.tile_size``). Like
+    ``torch.set_float32_matmul_precision``.
     """
     global _precision
     if precision not in PRECISIONS:
