@@ -204,20 +204,24 @@ SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of 
 
 
 def channels_last_tiled(
-    x: torch.Tensor, padding: tuple[int, int, int, int], size: tuple[int, int], dtype: torch.dtype
+    x: torch.Tensor,
+    padding: tuple[int, int, int, int],
+    size: tuple[int, int],
+    dtype: torch.dtype,
+    name: str = "x",
 ) -> torch.Tensor:
     """x zero-padded by ``padding``, then zero-extended at the bottom / right to ``size``, as
     (N, H, W, C_in), contiguous.
 
-    One copy into a scratch buffer, which writes the zeros of the padding and the extension as it
-    goes (only those strips are zeroed); no copy at all when x is already channels-last in
-    ``dtype`` and needs neither."""
+    One copy into the scratch buffer ``name``, which writes the zeros of the padding and the
+    extension as it goes (only those strips are zeroed); no copy at all when x is already
+    channels-last in ``dtype`` and needs neither."""
     n, c_in, h, w = x.shape
     top, _, left, _ = padding
     x_hwc = x.permute(0, 2, 3, 1)  # (N, H, W, C_in), a view
     if not any(padding) and (h, w) == size and x_hwc.is_contiguous() and x.dtype == dtype:
         return x_hwc
-    padded = SCRATCH.take("x", (n, *size, c_in), dtype, x.device)
+    padded = SCRATCH.take(name, (n, *size, c_in), dtype, x.device)
     bottom, right = top + h, left + w  # the input's region is rows top..bottom, columns left..right
     padded[:, :top] = 0
     padded[:, bottom:] = 0

@@ -1,0 +1,120 @@
+"""The weight gradient of a 3x3 stride-1 convolution by Winograd's transforms.
+
+Winograd's forward (:mod:`convlens.algos.winograd`) computes, tile by tile and for every pair of
+input and output channels, ``Y = A^T [U * V] A`` with ``U = G g G^T`` (the transformed filter)
+and ``V = B^T d B`` (the transformed input tile). Y is linear in U, elementwise, so the chain
+rule runs back through the same transforms::
+
+    dLoss/dU = sum over tiles of  V * Z,        Z = A dY A^T   (dY: dLoss/dY, one m x m output tile)
+    dLoss/dg = G^T (dLoss/dU) G
+
+and the sum over tiles, for every position xi of the t x t transformed tile, is a matrix
+product that contracts over the tiles: t*t products of (C_in, P) @ (P, C_out) instead of
+im2col's one product of (C_out, P) @ (P, 9*C_in) over P = N*H_out*W_out window positions,
+2.25x (F(2x2)) or 4x (F(4x4)) fewer multiplications. Over a whole layer, P = N * tiles_h *
+tiles_w tiles::
+
+    x_pad   = x zero-padded and extended, channels last     (N, H_pad', W_pad', C_in)   as the forward
+    V       = kron(B^T, B^T) @ tiles of x_pad                 (t*t, P, C_in)              as the forward
+    dY      = grad_output, zero-extended to whole tiles, as m x m tiles   (m*m, P, C_out)
+    Z       = kron(A^T, A^T)^T @ dY                           (t*t, P, C_out)
+    grad_U  = Z^T @ V, one product per xi, summed over pieces (t*t, C_out, C_in)
+    grad_w  = grad_U^T @ kron(G, G), over xi                  (C_out*C_in, 9) = (C_out, C_in, 3, 3)
+
+For ResNet-50's 128->128 layer at 28x28, batch 8, F(4x4): P = 392; V (36, 392, 128), dY
+(16, 392, 128), Z (36, 392, 128), grad_U (36, 128, 128), grad_w (128, 128, 3, 3).
+grad_U is laid out (C_out, C_in) per xi so that the last product writes the weight's own layout:
+with (C_in, C_out), the transposing copy into (C_out, C_in, 3, 3) took 8.7 of 15 ms at 512
+channels (a copy whose innermost runs are 9 values).
+The extension rows and columns of dY are zeros, so the overhang of the last tiles adds nothing.
+The batch goes through in the forward's pieces (``winograd.pieces``), each adding its
+products into grad_U, in scratch buffers kept between calls.
+
+Only for groups == 1, and only where the backward is not itself recorded (the scratch buffers
+and in-place sums are not differentiable): :mod:`convlens.autograd` decides.
+
+Tile size: each product writes all of grad_U, t*t*C_in*C_out values, after summing over the
+tiles of a piece; with few tiles it mostly writes grad_U. F(4x4) is used where precision "high"
+allows it and there are at least GRAD_F4_MIN_TILES of its tiles over the batch, else F(2x2)
+(ResNet-50's 512->512 layer at 7x7, batch 8: 32 F(4x4) tiles, 128 F(2x2) tiles; ad hoc, in ms,
+F(4x4) 24.5, F(2x2) 10.0, im2col 12.5).
+
+Error: like the forward's, F(2x2) stays at PyTorch's level and F(4x4) adds more (measured on
+ResNet-50's 3x3 layers at batch 8: F(2x2) within 1x PyTorch's own float32 error against
+float64, F(4x4) 3-6x). The tests hold them to the forward's bounds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens.algos import accumulation_dtype
+from convlens.algos.winograd import (
+    KRON,
+    MATRICES,
+    SCRATCH,
+    R,
+    channels_last_tiled,
+    pieces,
+    tile_grid,
+    tiled_input_size,
+)
+from convlens.settings import get_precision
+from convlens.spec import ConvSpec
+
+GRAD_F4_MIN_TILES = 128  # F(4x4) tiles over the batch below which the weight gradient uses F(2x2)
+
+
+def grad_tile_size(spec: ConvSpec) -> int:
+    """F(4x4) where precision "high" allows it, the output has room for 4x4 tiles and they number
+    at least GRAD_F4_MIN_TILES over the batch; else F(2x2)."""
+    h_out, w_out = spec.out_size
+    if get_precision() != "high" or min(h_out, w_out) < 6:
+        return 2
+    tiles_h, tiles_w = tile_grid(spec, 4)
+    return 4 if spec.batch * tiles_h * tiles_w >= GRAD_F4_MIN_TILES else 2
+
+
+def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """dLoss/d weight (C_out, C_in, 3, 3) of a 3x3 stride-1 dilation-1 convolution with one group,
+    from grad_output (N, C_out, H_out, W_out) and the unpadded input x (N, C_in, H, W)."""
+    m = grad_tile_size(spec)
+    t = m + R - 1
+    compute = accumulation_dtype(x.dtype)
+    n, c_in, c_out = x.shape[0], spec.in_channels, spec.out_channels
+    tiles_h, tiles_w = tile_grid(spec, m)
+    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
+    _, g, _ = MATRICES[m]
+    kron_g = torch.kron(g, g).to(dtype=compute, device=x.device)  # (t*t, 9)
+
+    x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
+    # grad_output channels last, zero-extended to whole tiles: the overhang's gradient is zero
+    grad_pad = channels_last_tiled(grad_output, (0, 0, 0, 0), (tiles_h * m, tiles_w * m), compute, name="dy_pad")
+    grad_u = SCRATCH.take("grad_u", (t * t, c_out, c_in), compute, x.device)
+    images, band = pieces(spec, m, (tiles_h, tiles_w), grad_u.numel() * grad_u.element_size())
+    first = True
+    for n0 in range(0, n, images):
+        for i0 in range(0, tiles_h, band):
+            k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
+            p = k * rows * tiles_w
+            # t x t input tiles every m pixels, as the forward gathers them: (t, t, k, rows, tiles_w, C_in)
+            windows = x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2].unfold(1, t, m).unfold(2, t, m)
+            tiles = SCRATCH.take("tiles", (t, t, k, rows, tiles_w, c_in), compute, x.device)
+            tiles.copy_(windows.permute(4, 5, 0, 1, 2, 3))
+            v = SCRATCH.take("v", (t * t, p, c_in), compute, x.device)
+            torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B        (t*t, P, C_in)
+            # m x m output tiles of the gradient, which do not overlap: (m, m, k, rows, tiles_w, C_out)
+            grad_windows = grad_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m].unfold(1, m, m).unfold(2, m, m)
+            grad_tiles = SCRATCH.take("dy", (m, m, k, rows, tiles_w, c_out), compute, x.device)
+            grad_tiles.copy_(grad_windows.permute(4, 5, 0, 1, 2, 3))
+            z = SCRATCH.take("z", (t * t, p, c_out), compute, x.device)
+            torch.mm(kron_a.T, grad_tiles.view(m * m, -1), out=z.view(t * t, -1))  # Z = A dY A^T  (t*t, P, C_out)
+            if first:  # grad_U = sum over tiles of V * Z: Z^T @ V at every xi   (t*t, C_out, C_in)
+                torch.bmm(z.transpose(1, 2), v, out=grad_u)
+                first = False
+            else:
+                grad_u.baddbmm_(z.transpose(1, 2), v)
+    if first:  # no tiles at all (an empty batch): nothing was summed
+        grad_u.zero_()
+    grad_taps = grad_u.view(t * t, -1).T @ kron_g  # dLoss/dg = G^T (dLoss/dU) G       (C_out*C_in, 9)
+    return grad_taps.view(c_out, c_in, R, R).to(x.dtype)

@@ -1,0 +1,120 @@
+"""The weight gradient by Winograd's transforms: PyTorch's in float64, within the forward's error
+bounds in float32, and used by the backward exactly where its rule says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convlens
+from convlens.algos import winograd, winograd_grad
+from convlens.spec import ConvSpec
+from helpers import Case, conv_cases, precision_set, tolerances
+
+# 3x3, stride 1, dilation 1, one group, zero padding: what the backward routes here
+DENSE_3X3_CASES = conv_cases(
+    kernels=st.just(3),
+    strides=st.just(1),
+    dilations=st.just(1),
+    max_groups=1,
+    modes=st.just("zeros"),
+    max_batch=3,
+    extra_size=12,
+)
+
+
+@contextmanager
+def grad_tiles_of(precision: str) -> Iterator[None]:
+    """``precision`` set, and at "high" F(4x4) whatever the tile count (small test inputs would get F(2x2))."""
+    with precision_set(precision), mock.patch.object(winograd_grad, "GRAD_F4_MIN_TILES", 0):
+        yield
+
+
+def batched_tensors(case: Case, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, ConvSpec, torch.Tensor]:
+    x, w, _ = case.tensors(dtype)
+    x = x if case.batched else x.unsqueeze(0)
+    spec = ConvSpec.from_args(x, w, None, **case.options)
+    grad_output = torch.randn((x.shape[0], w.shape[0], *spec.out_size), dtype=torch.float64).to(dtype)
+    return x, w, spec, grad_output
+
+
+def pytorch_weight_grad(x: torch.Tensor, w: torch.Tensor, grad_output: torch.Tensor, options: dict) -> torch.Tensor:
+    w = w.detach().requires_grad_()
+    zero_padding_options = {name: value for name, value in options.items() if name != "padding_mode"}
+    return torch.autograd.grad(F.conv2d(x, w, **zero_padding_options), w, grad_output)[0]
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 1 << 30], ids=["one tile row per piece", "whole batch"])
+@pytest.mark.parametrize("precision", ["highest", "high"])
+@settings(max_examples=40, deadline=None)
+@given(case=DENSE_3X3_CASES)
+def test_float64_equals_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
+    x, w, spec, grad_output = batched_tensors(case, torch.float64)
+    sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
+    with grad_tiles_of(precision), mock.patch.multiple(winograd, **sizes):
+        ours = winograd_grad.weight_grad(grad_output, x, spec)
+    theirs = pytorch_weight_grad(x, w, grad_output, case.options)
+    assert ours.shape == w.shape and ours.dtype == w.dtype
+    torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+@settings(max_examples=40, deadline=None)
+@given(case=DENSE_3X3_CASES)
+def test_float32_error_within_the_forward_bounds(precision: str, case: Case) -> None:
+    """Against float64: F(2x2) within 2x PyTorch's own float32 error, F(4x4) within 50x (the
+    forward's documented bounds), both above a floor of 4 float32 ulps of the gradient's scale."""
+    x, w, spec, grad_output = batched_tensors(case, torch.float32)
+    truth = pytorch_weight_grad(x.double(), w.double(), grad_output.double(), case.options)
+    with grad_tiles_of(precision):
+        ours = winograd_grad.weight_grad(grad_output, x, spec)
+    theirs = pytorch_weight_grad(x, w, grad_output, case.options)
+    floor = 4 * torch.finfo(torch.float32).eps * max(1.0, truth.abs().max().item() if truth.numel() else 0.0)
+    our_error = (ours.double() - truth).abs().max().item() if truth.numel() else 0.0
+    their_error = (theirs.double() - truth).abs().max().item() if truth.numel() else 0.0
+    assert our_error <= (2 if precision == "highest" else 50) * max(their_error, floor), (case, our_error, their_error)
+
+
+@pytest.mark.parametrize(
+    ("batch", "size", "precision", "m"),
+    [(8, 7, "high", 2), (8, 14, "high", 4), (1, 28, "high", 2), (4, 28, "high", 4), (8, 28, "highest", 2)],
+)
+def test_grad_tile_size(batch: int, size: int, precision: str, m: int) -> None:
+    """F(4x4) from GRAD_F4_MIN_TILES = 128 of its tiles (8 images of 7x7 have 32, of 14x14 128)."""
+    spec = ConvSpec.from_args(torch.empty(batch, 8, size, size), torch.empty(8, 8, 3, 3), padding=1)
+    with precision_set(precision):
+        assert winograd_grad.grad_tile_size(spec) == m
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
+@pytest.mark.parametrize(
+    ("channels", "groups", "create_graph", "by_winograd"),
+    [(64, 1, False, True), (16, 1, False, False), (128, 2, False, False), (64, 1, True, False)],
+    ids=["64 channels", "16 channels (auto: im2col)", "2 groups of 64", "recorded backward"],
+)
+def test_the_backward_takes_it_where_auto_picks_winograd(
+    channels: int, groups: int, create_graph: bool, by_winograd: bool, channels_last: bool
+) -> None:
+    """The backward's weight gradient goes through Winograd where auto picks Winograd for the forward,
+    with one group, and not while the backward is itself recorded; PyTorch's gradient either way."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, channels, 24, 24, dtype=torch.float64).contiguous(memory_format=layout)
+    w = torch.randn(channels, channels // groups, 3, 3, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(), w.requires_grad_()
+    with precision_set("high"), mock.patch.object(winograd_grad, "weight_grad", wraps=winograd_grad.weight_grad) as spy:
+        out = convlens.conv2d(x, w, padding=1, groups=groups, algorithm="im2col")
+        grad_output = torch.randn_like(out)
+        ours = torch.autograd.grad(out, (x, w), grad_output, create_graph=create_graph)
+    theirs = torch.autograd.grad(F.conv2d(x, w, padding=1, groups=groups), (x, w), grad_output)
+    assert spy.called == by_winograd
+    # The input gradient goes by Winograd F(4x4) here: its transforms' rounding in float64 reaches
+    # about 1e-12 on these gradients of magnitude ~30 (seen: 1.35e-12), over the usual 1e-12.
+    for mine, expected in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-10)
