@@ -5,6 +5,7 @@
     python benchmarks/backward.py --fresh           # im2col's columns in fresh tensors, not its kept buffer
     python benchmarks/backward.py --channels-last   # input and weight channels-last
     python benchmarks/backward.py --suite mobilenet_v2
+    python benchmarks/backward.py --precision high  # Winograd F(4x4) allowed (forward and gradients)
 
 Times one backward (grad of input, weight and bias for a fixed grad_output), convlens's shared
 backward (convlens/autograd.py) against PyTorch's, interleaved in one process; ratio = convlens
@@ -44,14 +45,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N layers")
     parser.add_argument("--fresh", action="store_true", help="im2col's columns in fresh tensors on every call")
     parser.add_argument("--channels-last", action="store_true", help="input, weight (and so gradients) channels-last")
+    parser.add_argument("--precision", choices=["highest", "high"], default="highest")
     args = parser.parse_args()
+    convlens.set_precision(args.precision)
     if args.fresh:
         im2col.SCRATCH = FreshScratch()
 
     layers = suite(args.suite)[: args.limit]
     layout = ", channels-last" if args.channels_last else ""
     table = Table(
-        title=f"{args.suite} conv layers, backward, batch {args.batch}{layout}, fp32, {torch.get_num_threads()} threads"
+        title=f"{args.suite} conv layers, backward, batch {args.batch}{layout}, precision {args.precision!r}, fp32, "
+        f"{torch.get_num_threads()} threads"
     )
     for column in ("layer", "count", "PyTorch ms", "convlens ms", "ratio"):
         table.add_column(column, justify="left" if column == "layer" else "right")
