@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -222,3 +223,13 @@ def precision_set(precision: str) -> Iterator[None]:
         yield
     finally:
         convlens.set_precision(before)
+
+
+@contextmanager
+def winograd_tiles_of(precision: str) -> Iterator[None]:
+    """``precision`` set, and at "high" Winograd F(4x4) used whatever the tile count (the rule in
+    ``winograd.tile_size`` would give the small test inputs F(2x2), leaving F(4x4) untested)."""
+    from convlens.algos import winograd
+
+    with precision_set(precision), mock.patch.object(winograd, "F4_MIN_TILES", 0):
+        yield

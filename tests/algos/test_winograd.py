@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from unittest import mock
 
 import pytest
@@ -16,20 +14,12 @@ import convlens
 from convlens.algos import winograd
 from convlens.algos.winograd import SCRATCH, WEIGHT_CACHE, channels_last_tiled, transforms
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, precision_set, reference_conv2d, tolerances
+from helpers import Case, conv_cases, precision_set, reference_conv2d, tolerances, winograd_tiles_of
 
 WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12)
 
 
 PRECISIONS = pytest.mark.parametrize("precision", ["highest", "high"])
-
-
-@contextmanager
-def tiles_of(precision: str) -> Iterator[None]:
-    """``precision`` set, and at "high" F(4x4) used whatever the tile count (the rule in
-    tile_size would give the small test inputs F(2x2), leaving F(4x4) untested)."""
-    with precision_set(precision), mock.patch.object(winograd, "F4_MIN_TILES", 0):
-        yield
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -61,7 +51,7 @@ def test_f2_transforms_are_the_textbook_ones() -> None:
 @given(case=WINOGRAD_CASES)
 def test_float64_equals_pytorch(precision: str, case: Case) -> None:
     x, w, b = case.tensors(torch.float64)
-    with tiles_of(precision):
+    with winograd_tiles_of(precision):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     torch.testing.assert_close(ours, reference_conv2d(x, w, b, **case.options), **tolerances(torch.float64))
 
@@ -74,7 +64,7 @@ def test_float32_error_within_documented_bound(precision: str, case: Case) -> No
     F(4x4,3x3), allowed only at precision "high": within 30x."""
     x, w, b = case.tensors(torch.float32)
     truth = reference_conv2d(*(t.double() if t is not None else None for t in (x, w, b)), **case.options)
-    with tiles_of(precision):
+    with winograd_tiles_of(precision):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     theirs = reference_conv2d(x, w, b, **case.options)
     floor = 4 * torch.finfo(torch.float32).eps * max(1.0, truth.abs().max().item() if truth.numel() else 0.0)
@@ -216,7 +206,7 @@ def test_the_channels_last_copy_writes_the_padding_zeros(padding, size, extensio
 def test_pieces_of_images_and_tile_rows_match_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
     x, w, b = case.tensors(torch.float64)
     sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
-    with mock.patch.multiple(winograd, **sizes), tiles_of(precision):
+    with mock.patch.multiple(winograd, **sizes), winograd_tiles_of(precision):
         ours = convlens.conv2d(x, w, b, **case.options, algorithm="winograd")
     theirs = reference_conv2d(x, w, b, **case.options)
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
@@ -232,7 +222,7 @@ def test_the_output_is_its_own_contiguous_tensor_in_the_input_layout(width: int,
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(2, 6, 9, width, dtype=torch.float64).contiguous(memory_format=layout)
     w, b = torch.randn(5, 6, 3, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
-    with tiles_of("high"), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
+    with winograd_tiles_of("high"), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
         first = convlens.conv2d(x, w, b, padding=1, algorithm="winograd")
         kept = first.clone()
         convlens.conv2d(torch.randn_like(x), w, b, padding=1, algorithm="winograd")
@@ -263,7 +253,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: 
     x, w = torch.randn(batch, channels, size, size), torch.randn(channels * 2, channels, 3, 3)
     spec = ConvSpec.from_args(x, w, padding=1)
     limits = {"PIECE_BYTES": 64 * 1024, "LARGE_IMAGE_BYTES": 32 * 1024 if bands else 1 << 30, "BAND_BYTES": 8 * 1024}
-    with tiles_of("high"), mock.patch.multiple(winograd, SCRATCH=winograd.Scratch(), **limits):
+    with winograd_tiles_of("high"), mock.patch.multiple(winograd, SCRATCH=winograd.Scratch(), **limits):
         convlens.conv2d(x, w, padding=1, algorithm="winograd")
         predicted = winograd.buffer_bytes(spec)
         taken = {

@@ -3,8 +3,6 @@ bounds in float32, and used by the backward exactly where its rule says."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from unittest import mock
 
 import pytest
@@ -16,7 +14,7 @@ from hypothesis import strategies as st
 import convlens
 from convlens.algos import winograd, winograd_grad
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, precision_set, tolerances
+from helpers import Case, conv_cases, precision_set, tolerances, winograd_tiles_of
 
 # 3x3, stride 1, dilation 1, one group, zero padding: what the backward routes here
 DENSE_3X3_CASES = conv_cases(
@@ -28,13 +26,6 @@ DENSE_3X3_CASES = conv_cases(
     max_batch=3,
     extra_size=12,
 )
-
-
-@contextmanager
-def grad_tiles_of(precision: str) -> Iterator[None]:
-    """``precision`` set, and at "high" F(4x4) whatever the tile count (small test inputs would get F(2x2))."""
-    with precision_set(precision), mock.patch.object(winograd_grad, "GRAD_F4_MIN_TILES", 0):
-        yield
 
 
 def batched_tensors(case: Case, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, ConvSpec, torch.Tensor]:
@@ -58,7 +49,7 @@ def pytorch_weight_grad(x: torch.Tensor, w: torch.Tensor, grad_output: torch.Ten
 def test_float64_equals_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
     x, w, spec, grad_output = batched_tensors(case, torch.float64)
     sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
-    with grad_tiles_of(precision), mock.patch.multiple(winograd, **sizes):
+    with winograd_tiles_of(precision), mock.patch.multiple(winograd, **sizes):
         ours = winograd_grad.weight_grad(grad_output, x, spec)
     theirs = pytorch_weight_grad(x, w, grad_output, case.options)
     assert ours.shape == w.shape and ours.dtype == w.dtype
@@ -73,24 +64,13 @@ def test_float32_error_within_the_forward_bounds(precision: str, case: Case) -> 
     forward's documented bounds), both above a floor of 4 float32 ulps of the gradient's scale."""
     x, w, spec, grad_output = batched_tensors(case, torch.float32)
     truth = pytorch_weight_grad(x.double(), w.double(), grad_output.double(), case.options)
-    with grad_tiles_of(precision):
+    with winograd_tiles_of(precision):
         ours = winograd_grad.weight_grad(grad_output, x, spec)
     theirs = pytorch_weight_grad(x, w, grad_output, case.options)
     floor = 4 * torch.finfo(torch.float32).eps * max(1.0, truth.abs().max().item() if truth.numel() else 0.0)
     our_error = (ours.double() - truth).abs().max().item() if truth.numel() else 0.0
     their_error = (theirs.double() - truth).abs().max().item() if truth.numel() else 0.0
     assert our_error <= (2 if precision == "highest" else 50) * max(their_error, floor), (case, our_error, their_error)
-
-
-@pytest.mark.parametrize(
-    ("batch", "size", "precision", "m"),
-    [(8, 7, "high", 2), (8, 14, "high", 4), (1, 28, "high", 2), (4, 28, "high", 4), (8, 28, "highest", 2)],
-)
-def test_grad_tile_size(batch: int, size: int, precision: str, m: int) -> None:
-    """F(4x4) from GRAD_F4_MIN_TILES = 128 of its tiles (8 images of 7x7 have 32, of 14x14 128)."""
-    spec = ConvSpec.from_args(torch.empty(batch, 8, size, size), torch.empty(8, 8, 3, 3), padding=1)
-    with precision_set(precision):
-        assert winograd_grad.grad_tile_size(spec) == m
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])

@@ -33,11 +33,11 @@ products into grad_U, in scratch buffers kept between calls.
 Only for groups == 1, and only where the backward is not itself recorded (the scratch buffers
 and in-place sums are not differentiable): :mod:`convlens.autograd` decides.
 
-Tile size: each product writes all of grad_U, t*t*C_in*C_out values, after summing over the
-tiles of a piece; with few tiles it mostly writes grad_U. F(4x4) is used where precision "high"
-allows it and there are at least GRAD_F4_MIN_TILES of its tiles over the batch, else F(2x2)
-(ResNet-50's 512->512 layer at 7x7, batch 8: 32 F(4x4) tiles, 128 F(2x2) tiles; ad hoc, in ms,
-F(4x4) 24.5, F(2x2) 10.0, im2col 12.5).
+Tile size: the forward's (``winograd.tile_size``): F(4x4) where precision "high" allows it and
+there are at least 32 of its tiles, else F(2x2). Ad hoc, weight gradient alone, in ms, F(4x4) /
+F(2x2) / im2col: 512->512 at 7x7, batch 8 (32 F(4x4) tiles) 10.9 / 11.7 / 13.1; 256 at 14x14,
+batch 4 (64 tiles) 4.2 / 4.3 / 6.5; 128 at 28x28, batch 2 (98 tiles) 2.0 / 2.6 / 3.5, batch 8
+(392 tiles) 7.9 / 12.5 / 15.4.
 
 Error: like the forward's, F(2x2) stays at PyTorch's level and F(4x4) adds more (measured on
 ResNet-50's 3x3 layers at batch 8: F(2x2) within 1x PyTorch's own float32 error against
@@ -57,28 +57,16 @@ from convlens.algos.winograd import (
     channels_last_tiled,
     pieces,
     tile_grid,
+    tile_size,
     tiled_input_size,
 )
-from convlens.settings import get_precision
 from convlens.spec import ConvSpec
-
-GRAD_F4_MIN_TILES = 128  # F(4x4) tiles over the batch below which the weight gradient uses F(2x2)
-
-
-def grad_tile_size(spec: ConvSpec) -> int:
-    """F(4x4) where precision "high" allows it, the output has room for 4x4 tiles and they number
-    at least GRAD_F4_MIN_TILES over the batch; else F(2x2)."""
-    h_out, w_out = spec.out_size
-    if get_precision() != "high" or min(h_out, w_out) < 6:
-        return 2
-    tiles_h, tiles_w = tile_grid(spec, 4)
-    return 4 if spec.batch * tiles_h * tiles_w >= GRAD_F4_MIN_TILES else 2
 
 
 def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """dLoss/d weight (C_out, C_in, 3, 3) of a 3x3 stride-1 dilation-1 convolution with one group,
     from grad_output (N, C_out, H_out, W_out) and the unpadded input x (N, C_in, H, W)."""
-    m = grad_tile_size(spec)
+    m = tile_size(spec)
     t = m + R - 1
     compute = accumulation_dtype(x.dtype)
     n, c_in, c_out = x.shape[0], spec.in_channels, spec.out_channels
