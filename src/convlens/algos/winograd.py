@@ -99,6 +99,7 @@ def transforms(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 MATRICES = {m: transforms(m) for m in POINTS}
 # The 2-D transforms as single matrices: kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t).
 KRON = {m: (torch.kron(b_t, b_t), torch.kron(a_t, a_t)) for m, (a_t, _, b_t) in MATRICES.items()}
+KRON_G = {m: torch.kron(g, g) for m, (_, g, _) in MATRICES.items()}  # kron(G, G) (t*t, 9): the weight transform
 
 
 F4_MIN_TILES = 32  # F(4x4) tiles over the batch below which F(2x2) is faster; see tile_size
@@ -174,11 +175,10 @@ def transform_weight(
     call (1.90 -> 2.64 ms on that layer at batch 8), so convlens pays the copy once per weight
     change instead (``python benchmarks/winograd_transform.py``). ``out``: a buffer of U's shape
     to write into."""
-    _, g, _ = MATRICES[m]
     t = m + R - 1
     c_out, c_in_g = weight.shape[:2]
     c_out_g = c_out // groups
-    kron_g = torch.kron(g, g).to(dtype=dtype, device=weight.device)  # (t*t, 9)
+    kron_g = KRON_G[m].to(dtype=dtype, device=weight.device)  # (t*t, 9)
     taps = weight.to(dtype).reshape(groups, c_out_g, c_in_g, R * R)  # (G, C_out/G, C_in/G, 9)
     shape = (groups, t * t, c_in_g, c_out_g)
     if out is None or out.shape != shape:
@@ -329,10 +329,11 @@ def forward(
 
     # The output seen as tiles, out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b]: in the
     # layout of the input, or, for a narrow NCHW output, channels-last scratch first (see output_via_hwc).
-    via_hwc = output_via_hwc(prefers_channels_last(x), tiles_w)
+    channels_last = prefers_channels_last(x)
+    via_hwc = output_via_hwc(channels_last, tiles_w)
     if via_hwc:
         full = SCRATCH.take("out", (n, tiles_h * m, tiles_w * m, c_out), compute, x.device).permute(0, 3, 1, 2)
-    elif prefers_channels_last(x):
+    elif channels_last:
         full = x.new_empty((n, tiles_h * m, tiles_w * m, c_out)).permute(0, 3, 1, 2)
     else:
         full = x.new_empty((n, c_out, tiles_h * m, tiles_w * m))

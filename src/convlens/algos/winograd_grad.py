@@ -51,7 +51,7 @@ import torch
 from convlens.algos import accumulation_dtype
 from convlens.algos.winograd import (
     KRON,
-    MATRICES,
+    KRON_G,
     SCRATCH,
     R,
     channels_last_tiled,
@@ -72,8 +72,7 @@ def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> t
     n, c_in, c_out = x.shape[0], spec.in_channels, spec.out_channels
     tiles_h, tiles_w = tile_grid(spec, m)
     kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
-    _, g, _ = MATRICES[m]
-    kron_g = torch.kron(g, g).to(dtype=compute, device=x.device)  # (t*t, 9)
+    kron_g = KRON_G[m].to(dtype=compute, device=x.device)  # (t*t, 9)
 
     x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
     # grad_output channels last, zero-extended to whole tiles: the overhang's gradient is zero
