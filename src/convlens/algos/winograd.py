@@ -111,11 +111,11 @@ def tile_size(spec: ConvSpec) -> int:
 
     Each of the t*t products reads all of U, t*t*C_in*C_out values, for as many rows as there are
     tiles: with few tiles the products mostly stream U, and F(4x4)'s U is 36/16 times F(2x2)'s.
-    Measured at 512 channels (precision "high", 2 threads, F(4x4) against F(2x2) in PyTorch's
-    time): 7x7 at batch 1 (4 tiles) 0.51x against 0.84x, at batch 4 (16 tiles) 0.81x against
-    0.98x, at batch 8 (32 tiles) 1.15x against 1.05x; 14x14 at batch 1 (16 tiles) 0.81x against
-    1.25x; at 256 channels, 14x14, batch 2 (32 tiles) 1.34x against 1.20x; 128 channels at
-    28x28, batch 1 (49 tiles) 1.23x against 0.97x."""
+    Timed ad hoc at 512 channels (precision "high", 2 threads, F(4x4) against F(2x2) in
+    PyTorch's time; ``convlens bench`` times only the rule's choice): 7x7 at batch 1 (4 tiles)
+    0.51x against 0.84x, at batch 4 (16 tiles) 0.81x against 0.98x, at batch 8 (32 tiles) 1.15x
+    against 1.05x; 14x14 at batch 1 (16 tiles) 0.81x against 1.25x; at 256 channels, 14x14,
+    batch 2 (32 tiles) 1.34x against 1.20x; 128 channels at 28x28, batch 1 (49 tiles) 1.23x against 0.97x."""
     h_out, w_out = spec.out_size
     if get_precision() != "high" or min(h_out, w_out) < 6:
         return 2
@@ -292,8 +292,8 @@ def output_via_hwc(channels_last: bool, tiles_w: int) -> bool:
 
     Y's rows hold channels innermost. Copied straight into NCHW, each tile row becomes runs of
     m values, from a source m*m*P*C_out values apart, and the narrower the output, the shorter
-    the copy's loops: on ResNet-50's 512-channel 7x7 layer (2 tiles across) at batch 8 that copy
-    took 0.58 ms, against 0.21 ms for a channels-last copy (runs of C_out values) followed by one
+    the copy's loops: timed ad hoc on ResNet-50's 512-channel 7x7 layer (2 tiles across) at
+    batch 8, that copy took 0.58 ms, against 0.21 ms for a channels-last copy (runs of C_out values) followed by one
     NHWC -> NCHW transpose of the output. The second copy also crops the overhang the tiles leave
     (8x8 computed for 7x7), which would otherwise cost a copy to make the output contiguous. At 4
     tiles across (14x14) both ways took the same, from 7 (28x28) up the channels-last detour
