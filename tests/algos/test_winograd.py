@@ -212,17 +212,20 @@ def test_pieces_of_images_and_tile_rows_match_pytorch(piece_bytes: int, precisio
     torch.testing.assert_close(ours, theirs, **tolerances(torch.float64), msg=lambda m: f"{case}\n{m}")
 
 
+@pytest.mark.parametrize(("precision", "m"), [("highest", 2), ("high", 4)], ids=["F(2x2)", "F(4x4)"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
 @pytest.mark.parametrize("width", [7, 14, 17, 28], ids=lambda w: f"width {w}")
-def test_the_output_is_its_own_contiguous_tensor_in_the_input_layout(width: int, channels_last: bool) -> None:
-    """Narrow NCHW outputs (at most NARROW_TILES tiles across) go through channels-last scratch
+def test_the_output_is_its_own_contiguous_tensor_in_the_input_layout(
+    width: int, channels_last: bool, precision: str, m: int
+) -> None:
+    """Narrow NCHW outputs (tiles spanning at most NARROW_WIDTH columns) go through channels-last scratch
     and are copied out cropped; wider ones are written in place. Either way the caller gets a
     tensor of its own, equal to PyTorch's: a second call, which reuses the scratch, leaves the
     first result as it was."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(2, 6, 9, width, dtype=torch.float64).contiguous(memory_format=layout)
     w, b = torch.randn(5, 6, 3, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
-    with winograd_tiles_of("high"), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
+    with winograd_tiles_of(precision), mock.patch.object(winograd, "SCRATCH", winograd.Scratch()):
         first = convlens.conv2d(x, w, b, padding=1, algorithm="winograd")
         kept = first.clone()
         convlens.conv2d(torch.randn_like(x), w, b, padding=1, algorithm="winograd")
@@ -230,7 +233,8 @@ def test_the_output_is_its_own_contiguous_tensor_in_the_input_layout(width: int,
     assert first.is_contiguous(memory_format=layout)
     assert torch.equal(first, kept)
     torch.testing.assert_close(first, F.conv2d(x, w, b, padding=1), **tolerances(torch.float64))
-    assert through_scratch == (width <= 4 * winograd.NARROW_TILES and not channels_last)  # F(4x4): 4 columns a tile
+    tiled_width = -(-width // m) * m  # whole tiles of m columns
+    assert through_scratch == (tiled_width <= winograd.NARROW_WIDTH and not channels_last)
 
 
 def test_a_large_image_goes_in_bands_of_tile_rows() -> None:
@@ -262,7 +266,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: 
         m = winograd.tile_size(spec)
         u = winograd.cached_weight_transform(w, m, 1, torch.float32)
     tiles_h, tiles_w = winograd.tile_grid(spec, m)
-    via_hwc = tiles_w <= winograd.NARROW_TILES
+    via_hwc = tiles_w * m <= winograd.NARROW_WIDTH
     scratch_names = ("x", "tiles", "v", "products", "y") + (("out",) if via_hwc else ())
     assert taken == {name: predicted[name] for name in scratch_names}
     assert u.numel() * u.element_size() == predicted["transformed weight"]

@@ -269,7 +269,7 @@ def buffer_bytes(spec: ConvSpec, channels_last: bool = False) -> dict[str, int]:
     tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
     h_out, w_out = spec.out_size
     full = spec.batch * spec.out_channels * tiles_h * m * tiles_w * m  # the output with its overhang
-    via_hwc = output_via_hwc(channels_last, tiles_w)
+    via_hwc = output_via_hwc(channels_last, tiles_w * m)
     return {
         "x": spec.batch * math.prod(tiled_input_size(spec, m)) * spec.in_channels * itemsize,
         "tiles": t * t * tiles * spec.in_channels * itemsize,
@@ -283,22 +283,23 @@ def buffer_bytes(spec: ConvSpec, channels_last: bool = False) -> dict[str, int]:
     }
 
 
-NARROW_TILES = 4  # output_via_hwc: at most this many tiles across
+NARROW_WIDTH = 16  # output_via_hwc: at most this many columns of tiles (tiles_w * m)
 
 
-def output_via_hwc(channels_last: bool, tiles_w: int) -> bool:
+def output_via_hwc(channels_last: bool, width: int) -> bool:
     """Whether the output, when NCHW (not ``channels_last``), goes through channels-last scratch:
-    for outputs at most NARROW_TILES tiles wide.
+    for outputs whose tiles span at most NARROW_WIDTH columns (``width`` = tiles_w * m).
 
     Y's rows hold channels innermost. Copied straight into NCHW, each tile row becomes runs of
     m values, from a source m*m*P*C_out values apart, and the narrower the output, the shorter
-    the copy's loops: timed ad hoc on ResNet-50's 512-channel 7x7 layer (2 tiles across) at
-    batch 8, that copy took 0.58 ms, against 0.21 ms for a channels-last copy (runs of C_out values) followed by one
-    NHWC -> NCHW transpose of the output. The second copy also crops the overhang the tiles leave
-    (8x8 computed for 7x7), which would otherwise cost a copy to make the output contiguous. At 4
-    tiles across (14x14) both ways took the same, from 7 (28x28) up the channels-last detour
-    lost (0.98 -> 1.21 ms at 128 channels, 28x28, batch 8)."""
-    return not channels_last and tiles_w <= NARROW_TILES
+    the copy's loops. The detour is a channels-last copy (runs of C_out values) followed by one
+    NHWC -> NCHW transpose of the output, which also crops the overhang the tiles leave (8x8
+    computed for 7x7) that would otherwise cost a copy to make the output contiguous. Timed ad
+    hoc, batch 8, straight against detour, in ms: F(4x4) on ResNet-50's 512-channel 7x7 layer
+    (8 columns) 0.58 / 0.21, 256 at 14x14 (16 columns) 0.80 / 0.77, 128 at 28x28 (28 columns)
+    0.98 / 1.21; F(2x2): 512 at 7x7 (8 columns) 0.73 / 0.25, 256 at 14x14 (14) 0.78 / 0.65,
+    128 at 28x28 (28) 1.15 / 1.29."""
+    return not channels_last and width <= NARROW_WIDTH
 
 
 def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
@@ -330,7 +331,7 @@ def forward(
     # The output seen as tiles, out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b]: in the
     # layout of the input, or, for a narrow NCHW output, channels-last scratch first (see output_via_hwc).
     channels_last = prefers_channels_last(x)
-    via_hwc = output_via_hwc(channels_last, tiles_w)
+    via_hwc = output_via_hwc(channels_last, tiles_w * m)
     if via_hwc:
         full = SCRATCH.take("out", (n, tiles_h * m, tiles_w * m, c_out), compute, x.device).permute(0, 3, 1, 2)
     elif channels_last:
