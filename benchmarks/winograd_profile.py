@@ -1,8 +1,9 @@
 """Where Winograd's time goes: milliseconds per call by stage, next to PyTorch's whole conv.
 
     python benchmarks/winograd_profile.py               # ResNet-50's 3x3 stride-1 layers, batch 8
+    python benchmarks/winograd_profile.py --precision highest   # F(2x2, 3x3)
 
-Profiles ``convlens.conv2d(..., algorithm="winograd")`` (F(4x4, 3x3)) with ``torch.profiler`` and
+Profiles ``convlens.conv2d(..., algorithm="winograd")`` (F(4x4, 3x3) by default) with ``torch.profiler`` and
 groups the operations it runs into the algorithm's stages: copies (the channels-last input with
 its zero padding written in, the tile gather, the output), transforms (``mm``/``addmm``: input and
 output transforms), products (``bmm``) and the weight-cache check (``equal``); "other" is
@@ -63,8 +64,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument(
+        "--precision", choices=["highest", "high"], default="high", help='"highest" profiles F(2x2) (default: F(4x4))'
+    )
     args = parser.parse_args()
-    convlens.set_precision("high")
+    convlens.set_precision(args.precision)
     order = ["copies", "transforms", "products", "cache check", "other"]
     header = "  ".join(f"{name:>11}" for name in order)
     print(f"{'layer':>20} {'PyTorch':>8} {'ours':>6}  {header}   (ms per call)")
