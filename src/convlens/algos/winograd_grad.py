@@ -9,7 +9,7 @@ rule runs back through the same transforms::
     dLoss/dg = G^T (dLoss/dU) G
 
 and the sum over tiles, for every position xi of the t x t transformed tile, is a matrix
-product that contracts over the tiles: t*t products of (C_in, P) @ (P, C_out) instead of
+product that contracts over the tiles: t*t products of (C_out, P) @ (P, C_in) instead of
 im2col's one product of (C_out, P) @ (P, 9*C_in) over P = N*H_out*W_out window positions,
 2.25x (F(2x2)) or 4x (F(4x4)) fewer multiplications. Over a whole layer, P = N * tiles_h *
 tiles_w tiles::
@@ -25,7 +25,7 @@ For ResNet-50's 128->128 layer at 28x28, batch 8, F(4x4): P = 392; V (36, 392, 1
 (16, 392, 128), Z (36, 392, 128), grad_U (36, 128, 128), grad_w (128, 128, 3, 3).
 grad_U is laid out (C_out, C_in) per xi so that the last product writes the weight's own layout:
 with (C_in, C_out), the transposing copy into (C_out, C_in, 3, 3) took 8.7 of 15 ms at 512
-channels (a copy whose innermost runs are 9 values).
+channels (a copy whose innermost runs are 9 values; profiled ad hoc).
 The extension rows and columns of dY are zeros, so the overhang of the last tiles adds nothing.
 The batch goes through in the forward's pieces (``winograd.pieces``), each adding its
 products into grad_U, in scratch buffers kept between calls.
@@ -39,8 +39,8 @@ F(2x2) / im2col: 512->512 at 7x7, batch 8 (32 F(4x4) tiles) 10.9 / 11.7 / 13.1; 
 batch 4 (64 tiles) 4.2 / 4.3 / 6.5; 128 at 28x28, batch 2 (98 tiles) 2.0 / 2.6 / 3.5, batch 8
 (392 tiles) 7.9 / 12.5 / 15.4.
 
-Error: like the forward's, F(2x2) stays at PyTorch's level and F(4x4) adds more (measured on
-ResNet-50's 3x3 layers at batch 8: F(2x2) within 1x PyTorch's own float32 error against
+Error: like the forward's, F(2x2) stays at PyTorch's level and F(4x4) adds more (measured ad
+hoc on ResNet-50's 3x3 layers at batch 8: F(2x2) within 1x PyTorch's own float32 error against
 float64, F(4x4) 3-6x). The tests hold them to the forward's bounds.
 """
 
