@@ -111,8 +111,8 @@ def tile_size(spec: ConvSpec) -> int:
 
     Each of the t*t products reads all of U, t*t*C_in*C_out values, for as many rows as there are
     tiles: with few tiles the products mostly stream U, and F(4x4)'s U is 36/16 times F(2x2)'s.
-    Timed ad hoc at 512 channels (precision "high", 2 threads, F(4x4) against F(2x2) in
-    PyTorch's time; ``convlens bench`` times only the rule's choice): 7x7 at batch 1 (4 tiles)
+    ``python benchmarks/winograd_rules.py`` times the rule against either tile size forced; in a
+    first, ad hoc timing at 512 channels (F(4x4) against F(2x2), in PyTorch's time): 7x7 at batch 1 (4 tiles)
     0.51x against 0.84x, at batch 4 (16 tiles) 0.81x against 0.98x, at batch 8 (32 tiles) 1.15x
     against 1.05x; 14x14 at batch 1 (16 tiles) 0.81x against 1.25x; at 256 channels, 14x14,
     batch 2 (32 tiles) 1.34x against 1.20x; 128 channels at 28x28, batch 1 (49 tiles) 1.23x against 0.97x."""
@@ -294,8 +294,9 @@ def output_via_hwc(channels_last: bool, width: int) -> bool:
     m values, from a source m*m*P*C_out values apart, and the narrower the output, the shorter
     the copy's loops. The detour is a channels-last copy (runs of C_out values) followed by one
     NHWC -> NCHW transpose of the output, which also crops the overhang the tiles leave (8x8
-    computed for 7x7) that would otherwise cost a copy to make the output contiguous. Timed ad
-    hoc, batch 8, straight against detour, in ms: F(4x4) on ResNet-50's 512-channel 7x7 layer
+    computed for 7x7) that would otherwise cost a copy to make the output contiguous.
+    ``python benchmarks/winograd_rules.py`` times the whole call with and without the detour;
+    the copies alone, timed ad hoc, batch 8, straight against detour, in ms: F(4x4) on ResNet-50's 512-channel 7x7 layer
     (8 columns) 0.58 / 0.21, 256 at 14x14 (16 columns) 0.80 / 0.77, 128 at 28x28 (28 columns)
     0.98 / 1.21; F(2x2): 512 at 7x7 (8 columns) 0.73 / 0.25, 256 at 14x14 (14) 0.78 / 0.65,
     128 at 28x28 (28) 1.15 / 1.29."""
