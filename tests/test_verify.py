@@ -76,3 +76,47 @@ def test_outcome_bound_uses_a_floor_when_pytorch_is_exact() -> None:
     assert exact.passed  # PyTorch exactly right is not a reason to fail a 1-ulp error
     assert exact.allowed == 2.0 * 4 * torch.finfo(torch.float32).eps  # bound x the 4-ulp floor at scale 1
     assert not verify.Outcome(config, "im2col", 1e-4, 1e-7, 1.0, 2.0).passed
+
+
+def test_verify_backward_checks_every_gradient(tmp_path: Path) -> None:
+    """--backward adds one row per gradient, run through the CLI as a user would."""
+    out = tmp_path / "verify.json"
+    code = main(["verify", "--cases", "12", "--seed", "1", "--models", "none", "--algorithms", "im2col",
+                 "--backward", "--json", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert code == 0
+    assert set(report["algorithms"]) == {"im2col", *verify.GRADIENTS}
+    assert report["settings"]["backward"] is True
+    for name in verify.GRADIENTS:
+        assert report["algorithms"][name]["cases"] == 12 and report["algorithms"][name]["failures"] == []
+        assert 0 < report["algorithms"][name]["max_abs_error"] < 1e-3
+
+
+def test_a_broken_gradient_fails_verify(monkeypatch) -> None:
+    from convlens import autograd
+
+    backward = autograd.conv2d_backward
+
+    def weight_gradient_off_by_a_little(*args, **kwargs):
+        grad_x, grad_weight, grad_bias = backward(*args, **kwargs)
+        if grad_weight is not None:
+            grad_weight = grad_weight + 1e-3 * grad_weight.abs().max()
+        return grad_x, grad_weight, grad_bias
+
+    monkeypatch.setattr(autograd, "conv2d_backward", weight_gradient_off_by_a_little)
+    summaries = verify.run(verify.random_configs(4, seed=2), ["im2col"], backward=True)
+    assert summaries["grad_weight"].failures
+    assert not summaries["grad_input"].failures and not summaries["grad_bias"].failures
+
+
+def test_backward_bound_is_winograds_where_it_may_run() -> None:
+    from convlens.spec import ConvSpec
+    from helpers import precision_set
+
+    dense = ConvSpec.from_args(torch.empty(8, 64, 28, 28), torch.empty(64, 64, 3, 3), padding=1)
+    strided = ConvSpec.from_args(torch.empty(8, 64, 28, 28), torch.empty(64, 64, 3, 3), stride=2, padding=1)
+    with precision_set("high"):
+        assert verify.backward_bound(dense) == 50.0  # F(4x4): the input gradient may be a Winograd convolution
+        assert verify.backward_bound(strided) == algos.EXACT_BOUND
+    with precision_set("highest"):
+        assert verify.backward_bound(dense) == 2.0

@@ -183,7 +183,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json == Path("-"), width=None if sys.stdout.isatty() else 160)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("verifying", total=len(configs))
-        summaries = verify.run(configs, names, progress=lambda config: progress.advance(task))
+        summaries = verify.run(configs, names, progress=lambda config: progress.advance(task), backward=args.backward)
 
     sources = f"{args.cases} random, seed {args.seed}; layers of {', '.join(models) or 'no models'}"
     table = Table(title=f"{len(configs)} configurations ({sources}), float32 vs float64, precision {args.precision}")
@@ -200,7 +200,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"({failure.config.describe()})"
         )
     if args.json is not None:
-        settings = {"cases": args.cases, "seed": args.seed, "models": models, "precision": args.precision}
+        settings = {"cases": args.cases, "seed": args.seed, "models": models, "precision": args.precision,
+                    "backward": args.backward}  # fmt: skip
         text = json.dumps(verify.to_json(summaries, settings), indent=2)
         if args.json == Path("-"):
             print(text)
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--models", type=comma_list, default=["resnet18", "resnet50", "mobilenet_v2", "vgg16"],
                        help="conv layers of these models, at batch 1 (default all four; 'none' for none)")  # fmt: skip
     check.add_argument("--precision", default="highest", choices=("highest", "high"))
+    check.add_argument(
+        "--backward", action="store_true", help="also check the gradients of input, weight and bias (through auto)"
+    )
     check.add_argument("--json", type=Path, default=None, help="also write the results as JSON ('-' for stdout)")
     check.set_defaults(run=cmd_verify)
 

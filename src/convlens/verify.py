@@ -12,6 +12,13 @@ configuration when ``algorithm <= bound * max(pytorch, floor)``, where ``bound``
 algorithm's documented ``error_bound`` (2x for the exact methods) and ``floor`` is 4 float32
 ulps of the output's scale (so a case PyTorch happens to get exactly right is not a failure).
 The relative error reported is ``max |error| / max |truth|``.
+
+With ``backward``, the gradients too: for a seeded grad_output, dLoss/d input, weight and bias
+from ``convlens.conv2d`` (auto; the backward is shared by every algorithm) against the same
+float64 truth and PyTorch's float32 gradients, each a row of its own. Their bound is the largest
+of the algorithms the backward may use: Winograd's where it supports the layer (the input
+gradient may be a Winograd convolution and the weight gradient go through its transforms),
+else the exact methods' 2x.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
+from convlens.autograd import grad_input_spec
 from convlens.benchmark.suites import Layer, layers_of
 from convlens.spec import ConvSpec, same_padding
 
 MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16")
+GRADIENTS = ("grad_input", "grad_weight", "grad_bias")  # the rows of a backward check
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,39 @@ def check_config(config: Config, names: Iterable[str]) -> list[Outcome]:
     return outcomes
 
 
+def backward_bound(spec: ConvSpec) -> float:
+    """The error bound of the backward for ``spec`` (module docstring)."""
+    winograd = algos.get("winograd")
+    if winograd.supports(spec) is not None:
+        return algos.EXACT_BOUND
+    grad_spec = grad_input_spec(spec)
+    return max(winograd.error_bound(spec), winograd.error_bound(grad_spec) if grad_spec else 0.0)
+
+
+def check_backward(config: Config) -> list[Outcome]:
+    """convlens's gradients of input, weight and bias, against float64 and PyTorch's float32 ones."""
+    x, w, b = config.tensors()
+    spec = ConvSpec.from_args(x, w, b, **config.options)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    grad_output = torch.randn((spec.batch, spec.out_channels, *spec.out_size), generator=generator)
+
+    def gradients(conv: Callable, tensors: tuple[torch.Tensor, ...], grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        leaves = tuple(t.detach().requires_grad_() for t in tensors)
+        return torch.autograd.grad(conv(*leaves), leaves, grad)
+
+    reference = lambda x, w, b: _reference(x, w, b, config)  # noqa: E731
+    truth = gradients(reference, (x.double(), w.double(), b.double()), grad_output.double())
+    theirs = gradients(reference, (x, w, b), grad_output)
+    ours = gradients(lambda x, w, b: convlens.conv2d(x, w, b, **config.options), (x, w, b), grad_output)
+    outcomes = []
+    for name, true, pytorch, mine in zip(GRADIENTS, truth, theirs, ours, strict=True):
+        pytorch_error = (pytorch.double() - true).abs().max().item() if true.numel() else 0.0
+        error = (mine.double() - true).abs().max().item() if true.numel() else 0.0
+        scale = true.abs().max().item() if true.numel() else 0.0
+        outcomes.append(Outcome(config, name, error, pytorch_error, scale, backward_bound(spec)))
+    return outcomes
+
+
 def _reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, config: Config) -> torch.Tensor:
     """PyTorch's answer the way nn.Conv2d computes it (F.pad first for the non-zero modes)."""
     layer = config.layer
@@ -172,11 +214,16 @@ def _reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, config: Config
 
 
 def run(
-    configs: list[Config], names: list[str], progress: Callable[[Config], None] | None = None
+    configs: list[Config],
+    names: list[str],
+    progress: Callable[[Config], None] | None = None,
+    backward: bool = False,
 ) -> dict[str, Summary]:
-    summaries = {name: Summary(name) for name in names}
+    """Summaries by algorithm (and by gradient, with ``backward``) over every configuration."""
+    summaries = {name: Summary(name) for name in (*names, *(GRADIENTS if backward else ()))}
     for config in configs:
-        for outcome in check_config(config, names):
+        outcomes = check_config(config, names) + (check_backward(config) if backward else [])
+        for outcome in outcomes:
             summary = summaries[outcome.algorithm]
             summary.cases += 1
             summary.max_error = max(summary.max_error, outcome.error)
