@@ -128,3 +128,21 @@ def test_seed_shapes_and_difference() -> None:
         out = convlens.conv2d(x, layer.weight, layer.bias, algorithm=algorithm)
         assert out.shape == (1, 1, 28, 28)
         assert (out - layer(x)).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_configuration_that_crashes_pytorchs_fused_bias(algorithm: str) -> None:
+    """A channels-last configuration on which PyTorch 2.14.1's CPU kernel crashes the process when
+    it adds the bias itself (helpers.conv2d_bias_after): convlens computes it, and the reference,
+    with the bias added after the product, survives it."""
+    layout = torch.channels_last
+    x = torch.randn(3, 6, 7, 1).contiguous(memory_format=layout)
+    w, b = torch.randn(6, 2, 2, 1).contiguous(memory_format=layout), torch.randn(6)
+    options = {"stride": (2, 3), "padding": (0, 2), "dilation": 3, "groups": 3}
+    spec = ConvSpec.from_args(x, w, b, **options)
+    if algorithm != "auto" and algos.get(algorithm).supports(spec) is not None:
+        pytest.skip(f"{algorithm} does not support this configuration")
+    ours = convlens.conv2d(x, w, b, **options, algorithm=algorithm)
+    theirs = reference_conv2d(x, w, b, **options)
+    torch.testing.assert_close(ours, theirs, **tolerances(torch.float32))
+    assert_same_layout(ours, theirs)
