@@ -3,6 +3,7 @@ process on the whole batch."""
 
 from __future__ import annotations
 
+import faulthandler
 from pathlib import Path
 
 import torch
@@ -36,6 +37,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def worker(rank: int, rendezvous: str, out_dir: str) -> None:
+    # Once in a CI run both workers aborted ("terminate called without an active exception"); should it
+    # happen again, this prints where each was (Python's stack on SIGABRT / SIGSEGV) into the test's stderr.
+    faulthandler.enable()
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
     try:
         torch.set_num_threads(1)
