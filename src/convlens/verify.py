@@ -184,7 +184,9 @@ def check_backward(config: Config) -> list[Outcome]:
         leaves = tuple(t.detach().requires_grad_() for t in tensors)
         return torch.autograd.grad(conv(*leaves), leaves, grad)
 
-    reference = lambda x, w, b: _reference(x, w, b, config)  # noqa: E731
+    def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return _reference(x, w, b, config)
+
     truth = gradients(reference, (x.double(), w.double(), b.double()), grad_output.double())
     theirs = gradients(reference, (x, w, b), grad_output)
     ours = gradients(lambda x, w, b: convlens.conv2d(x, w, b, **config.options), (x, w, b), grad_output)

@@ -303,6 +303,22 @@ def output_via_hwc(channels_last: bool, width: int) -> bool:
     return not channels_last and width <= NARROW_WIDTH
 
 
+def transformed_tiles(rows_in: torch.Tensor, m: int, kron_b: torch.Tensor) -> torch.Tensor:
+    """V = B^T d B for every t x t tile of one piece: ``rows_in`` (k, rows*m + 2, W, C_in), the
+    channels-last input rows the piece's tiles cover, -> V (t*t, P, C_in), P = k * rows * tiles_w,
+    in scratch (shared by the forward and the weight gradient)."""
+    t = m + R - 1
+    # t x t tiles every m pixels, (k, rows, tiles_w, C_in, t, t), as a view; tiles overlap by 2
+    windows = rows_in.unfold(1, t, m).unfold(2, t, m)
+    windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
+    tiles = SCRATCH.take("tiles", windows.shape, kron_b.dtype, rows_in.device)
+    tiles.copy_(windows)  # the gather: one copy, channels contiguous                         (t*t, P*C_in)
+    positions = windows.shape[2] * windows.shape[3] * windows.shape[4]
+    v = SCRATCH.take("v", (t * t, positions, rows_in.shape[-1]), kron_b.dtype, rows_in.device)
+    torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B               (t*t, P, C_in)
+    return v
+
+
 def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
     """M = V @ U at every tile position xi: (t*t, P, C_in) and (G, t*t, C_in/G, C_out/G) -> (t*t, P*C_out)."""
     tt, p, c_in = v.shape
@@ -317,10 +333,9 @@ def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
     m = tile_size(spec)
-    t = m + R - 1
     compute = accumulation_dtype(x.dtype)
     n = x.shape[0]
-    c_in, c_out = spec.in_channels, spec.out_channels
+    c_out = spec.out_channels
     h_out, w_out = spec.out_size
     tiles_h, tiles_w = tile_grid(spec, m)
     kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
@@ -346,14 +361,7 @@ def forward(
     for n0 in range(0, n, images):
         for i0 in range(0, tiles_h, band):
             k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
-            rows_in = x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2]  # the input rows its tiles cover
-            # t x t tiles every m pixels, (k, rows, tiles_w, C_in, t, t), as a view; tiles overlap by 2
-            windows = rows_in.unfold(1, t, m).unfold(2, t, m)
-            windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
-            tiles = SCRATCH.take("tiles", windows.shape, compute, x.device)
-            tiles.copy_(windows)  # the gather: one copy, channels contiguous                 (t*t, P*C_in)
-            v = SCRATCH.take("v", (t * t, k * rows * tiles_w, c_in), compute, x.device)
-            torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B       (t*t, P, C_in)
+            v = transformed_tiles(x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2], m, kron_b)  # (t*t, P, C_in)
             products = products_of(v, u, spec.groups)  # M = V @ U                             (t*t, P*C_out)
             y = SCRATCH.take("y", (m, m, k, rows, tiles_w, c_out), compute, x.device)
             if bias_row is None:

@@ -59,6 +59,7 @@ from convlens.algos.winograd import (
     tile_grid,
     tile_size,
     tiled_input_size,
+    transformed_tiles,
 )
 from convlens.spec import ConvSpec
 
@@ -84,12 +85,7 @@ def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> t
         for i0 in range(0, tiles_h, band):
             k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
             p = k * rows * tiles_w
-            # t x t input tiles every m pixels, as the forward gathers them: (t, t, k, rows, tiles_w, C_in)
-            windows = x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2].unfold(1, t, m).unfold(2, t, m)
-            tiles = SCRATCH.take("tiles", (t, t, k, rows, tiles_w, c_in), compute, x.device)
-            tiles.copy_(windows.permute(4, 5, 0, 1, 2, 3))
-            v = SCRATCH.take("v", (t * t, p, c_in), compute, x.device)
-            torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B        (t*t, P, C_in)
+            v = transformed_tiles(x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2], m, kron_b)  # as the forward's
             # m x m output tiles of the gradient, which do not overlap: (m, m, k, rows, tiles_w, C_out)
             grad_windows = grad_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m].unfold(1, m, m).unfold(2, m, m)
             grad_tiles = SCRATCH.take("dy", (m, m, k, rows, tiles_w, c_out), compute, x.device)
