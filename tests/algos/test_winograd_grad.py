@@ -98,3 +98,11 @@ def test_the_backward_takes_it_where_auto_picks_winograd(
     # about 1e-12 on these gradients of magnitude ~30 (seen: 1.35e-12), over the usual 1e-12.
     for mine, expected in zip(ours, theirs, strict=True):
         torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-10)
+
+
+def test_an_empty_batch_has_a_zero_weight_gradient() -> None:
+    """No tiles to sum over: zeros, not whatever the kept grad_U buffer held."""
+    x, grad_output = torch.randn(0, 4, 6, 6), torch.randn(0, 5, 6, 6)
+    spec = ConvSpec.from_args(x, torch.empty(5, 4, 3, 3), padding=1)
+    winograd.SCRATCH.take("grad_u", (16, 5, 4), torch.float32, x.device).fill_(float("nan"))
+    assert torch.equal(winograd_grad.weight_grad(grad_output, x, spec), torch.zeros(5, 4, 3, 3))
