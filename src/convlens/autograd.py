@@ -323,8 +323,8 @@ class Conv2dFunction(torch.autograd.Function):
     with ``setup_context`` defined, ``Function.apply`` binds its arguments through
     ``inspect.signature`` on every call, which made each call about 30 us slower (70 against
     40 us for ``apply`` on a 4-channel 8x8 input), as much as the whole of a small layer's work.
-    (The other form is needed only for ``torch.func`` transforms, which convlens does not
-    support either way: it defines no vmap rule.)"""
+    The other form is needed only by ``torch.func`` transforms; ``conv2d`` switches to
+    ``func.FuncConv2dFunction``, written in it with vmap and jvp rules, while one is active."""
 
     @staticmethod
     def forward(

@@ -9,6 +9,7 @@ import torch
 
 from convlens import algos
 from convlens.autograd import Conv2dFunction
+from convlens.func import FuncConv2dFunction, transforms_active
 from convlens.padding import pad_input
 from convlens.settings import resolve_workspace
 from convlens.spec import ConvSpec, IntOrPair, Padding, prefers_channels_last
@@ -73,6 +74,10 @@ def conv2d(
         seen, run_spec = x, spec  # zero padding is the algorithm's to apply, in its first copy of the input
     else:
         seen, run_spec = pad_input(x, spec), spec.prepadded()  # F.pad, whose backward routes the gradient
+    if transforms_active():  # torch.func's grad, vmap, jvp, ...: the Function written for them (func.py);
+        # the output keeps the algorithm's layout (vmap cannot query a channels-last layout)
+        out = FuncConv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
+        return out if spec.batched else out.squeeze(0)
     out = Conv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
     # PyTorch's output is channels-last when the tensor its kernel sees (the input, or for the
     # non-zero padding modes the padded input) or the weight is laid out channels-last, else
