@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
-from convlens.algos import depthwise, im2col, winograd
+from convlens.algos import depthwise, fft, im2col, winograd
 from convlens.algos.auto import choose
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
@@ -77,13 +77,7 @@ def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
     if name == "depthwise":
         return sum(depthwise.buffer_bytes(spec).values())
     if name == "fft":
-        frequencies = h_pad * (w_pad // 2 + 1)
-        return (
-            2
-            * itemsize
-            * frequencies
-            * (batch * (spec.in_channels + 2 * spec.out_channels) + spec.in_channels * spec.out_per_group)
-        )
+        return sum(fft.buffer_bytes(spec).values())
     if name in ("gemm", "direct"):
         return 2 * padded_input
     return 0
