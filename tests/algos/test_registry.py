@@ -58,6 +58,33 @@ def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
         assert choose(spec).algorithm.name == expected
 
 
+@pytest.mark.parametrize(
+    ("channels", "kernel", "batch", "options", "expected"),
+    [
+        (64, 7, 8, "dense", "fft"),
+        (64, 5, 8, "dense", "fft"),  # 25 taps x 64 channels = 1600 >= 1500
+        (32, 5, 8, "dense", "im2col"),  # 800: the two FFTs are not paid for
+        (32, 7, 8, "dense", "fft"),  # 1568
+        (16, 11, 8, "dense", "fft"),  # 1936
+        (3, 11, 8, "dense", "im2col"),  # a stem: 3 channels
+        (64, 3, 8, "dense", "winograd"),  # 3x3 stays Winograd's
+        (64, 7, 1, "dense", "im2col"),  # one image streams the kernel spectra
+        (64, 7, 8, "stride 2", "im2col"),  # FFT would compute every position and keep a quarter
+        (96, 7, 1, "depthwise", "fft"),  # ConvNeXt's 7x7 depthwise layers
+        (96, 5, 8, "depthwise", "depthwise"),
+        (96, 3, 8, "depthwise", "depthwise"),
+    ],
+)
+def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options, expected) -> None:
+    groups = channels if options == "depthwise" else 1
+    stride = 2 if options == "stride 2" else 1
+    x = torch.empty(batch, channels, 28, 28)
+    w = torch.empty(channels, channels // groups, kernel, kernel)
+    spec = ConvSpec.from_args(x, w, padding=kernel // 2, stride=stride, groups=groups)
+    with precision_set("high"):
+        assert choose(spec).algorithm.name == expected
+
+
 def test_autotune_times_once_and_keeps_its_choice() -> None:
     from convlens.algos import auto
 

@@ -17,11 +17,22 @@ first match wins:
    tiles, Winograd 0.51x / 0.84x PyTorch against im2col's 0.98x; 256 at 14x14, batch 1: 49
    F(2x2) tiles, 1.04x against im2col's 0.84x; 512 at 7x7, batch 8: 32 F(4x4) tiles, 1.15x
    against 0.77x);
-2. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
+2. stride 1 and a large kernel: ``fft``, whose work does not grow with the kernel while
+   im2col's grows with its k_h*k_w taps. Dense layers (several channels per group) need at
+   least FFT_MIN_TAPS = 25 taps (5x5), taps x channels per group >= FFT_MIN_TAP_CHANNELS = 1500
+   (the two FFTs cost about the same per channel whatever the kernel, so few channels or few
+   taps leave them unpaid: 5x5 needs 60 channels, 7x7 31, 11x11 14) and a batch of at least
+   FFT_MIN_BATCH = 4 (its per-frequency products read all of the cached kernel spectra once per
+   call, as Winograd's read U, so a single image streams them). Depthwise layers, whose products
+   are one multiply per frequency, need FFT_MIN_TAPS_DEPTHWISE = 49 taps (7x7). Measured with
+   ``python benchmarks/fft_rule.py``, which sweeps kernels 3-11, channels 3-128, sizes 14-112 and
+   batch 1 and 8 and prints the rule's pick against the faster of the two; the figures are in
+   benchmarks/RESULTS.md;
+3. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
    MobileNetV2 (geomean over batch 1 and 8), level with or ahead of im2col on every depthwise
    layer but the smallest stride-2 ones, without im2col's k_h*k_w copy of the input; no
    convlens algorithm comes near PyTorch's depthwise kernel;
-3. otherwise ``im2col`` — one large matrix multiply (per group).
+4. otherwise ``im2col`` — one large matrix multiply (per group).
 
 The figures are from ``convlens bench`` (benchmarks/RESULTS.md).
 
@@ -43,6 +54,10 @@ from convlens.algos.winograd import tile_count, tile_size
 from convlens.settings import get_autotune, get_precision
 from convlens.spec import ConvSpec
 
+FFT_MIN_TAPS = 25  # kernel taps k_h*k_w for FFT on a dense layer; see rule 2 above
+FFT_MIN_TAP_CHANNELS = 1500  # taps x channels per group (the smaller of in and out), dense layers
+FFT_MIN_BATCH = 4  # images per call, dense layers
+FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
 MIN_TILES = 32  # Winograd's products need this many rows to reuse U; see rule 1 above
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 
@@ -63,9 +78,20 @@ def rule(spec: ConvSpec) -> Choice:
         and tile_count(spec) >= MIN_TILES
     ):
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
+    if spec.stride == (1, 1) and spec.dtype in (torch.float32, torch.float64) and fft_pays(spec):
+        return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, im2col's speed without its copy")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
+
+
+def fft_pays(spec: ConvSpec) -> bool:
+    """Rule 2's kernel, channel and batch thresholds (stride and dtype are checked by ``rule``)."""
+    taps = spec.kernel_size[0] * spec.kernel_size[1]
+    if spec.is_depthwise:  # one input channel per group: a multiply per frequency, no channel sum
+        return taps >= FFT_MIN_TAPS_DEPTHWISE
+    channels = min(spec.in_per_group, spec.out_per_group)
+    return taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
 
 
 _lock = threading.Lock()
