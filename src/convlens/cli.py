@@ -294,6 +294,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ---- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from convlens.benchmark.suites import SUITES as bench_suites
+    from convlens.verify import MODEL_SUITES as verify_models
+
     parser = argparse.ArgumentParser(prog="convlens", description="PyTorch's Conv2d, rebuilt and explained.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -336,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--cases", type=int, default=200, help="random configurations (default 200)")
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
-    check.add_argument("--models", type=comma_list, default=["resnet18", "resnet50", "mobilenet_v2", "vgg16"],
-                       help="conv layers of these models, at batch 1 (default all four; 'none' for none)")  # fmt: skip
+    models_help = f"conv layers of these models, at batch 1 (default {','.join(verify_models)}; 'none' for none)"
+    check.add_argument("--models", type=comma_list, default=list(verify_models), help=models_help)
     check.add_argument("--precision", default="highest", choices=("highest", "high"))
     check.add_argument(
         "--backward", action="store_true", help="also check the gradients of input, weight and bias (through auto)"
@@ -345,9 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, default=None, help="also write the results as JSON ('-' for stdout)")
     check.set_defaults(run=cmd_verify)
 
-    bench = commands.add_parser("bench", help="speed against PyTorch on real layers (ResNet-50, VGG-16, MobileNetV2)")
+    bench = commands.add_parser("bench", help="speed against PyTorch on real layers (ResNet-50, VGG-16, ...)")
     bench.add_argument("--suite", type=comma_list, default=["resnet50"],
-                       help="comma-separated: resnet50, vgg16, mobilenet_v2, seed (default resnet50)")  # fmt: skip
+                       help=f"comma-separated: {', '.join(bench_suites)} (default resnet50)")  # fmt: skip
     bench.add_argument("--batch", type=lambda text: [int(v) for v in text.split(",")], default=[8],
                        help="comma-separated batch sizes (default 8)")  # fmt: skip
     bench.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")

@@ -36,7 +36,7 @@ from convlens.autograd import grad_input_spec
 from convlens.benchmark.suites import Layer, layers_of
 from convlens.spec import ConvSpec, same_padding
 
-MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16")
+MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16", "convnext_tiny", "alexnet")
 GRADIENTS = ("grad_input", "grad_weight", "grad_bias")  # the rows of a backward check
 
 

@@ -111,7 +111,9 @@ def seed_layer() -> Layer:
     return Layer("seed", "conv", 3, 1, (32, 32), (5, 5), (1, 1), (0, 0), (1, 1), 1)
 
 
-SUITES = ("resnet50", "vgg16", "mobilenet_v2", "seed")
+SUITES = ("resnet50", "vgg16", "mobilenet_v2", "convnext_tiny", "alexnet", "seed")
+# convnext_tiny: 7x7 depthwise layers at stride 1; alexnet: a 5x5 stride-1 layer (64 -> 192 at
+# 27x27), the large kernels of torchvision's models, which auto gives to FFT (auto.py, rule 2)
 
 
 def suite(name: str) -> list[Layer]:
