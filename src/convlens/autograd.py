@@ -119,7 +119,7 @@ def grad_input_by_convolution(
     grad_spec = grad_input_spec(spec)
     if grad_spec is None:
         return None
-    chosen = algos.resolve(algorithm, grad_spec)
+    chosen = algos.resolve(algorithm, grad_spec, workspace)
     if algorithm == "auto" and not (chosen.name == "winograd" and tile_count(grad_spec) >= grad_spec.out_channels):
         (h, w), (h_pad, w_pad) = grad_spec.in_size, grad_spec.padded_size
         if h_pad * w_pad > MAX_PADDED_GROWTH * h * w:

@@ -55,16 +55,17 @@ def conv2d(
         groups: C_in and C_out must both be divisible by it; groups == C_in is depthwise.
         padding_mode: "zeros", "reflect", "replicate" or "circular", as ``nn.Conv2d`` applies it.
         algorithm: one of ``convlens.algorithms()``; "auto" picks one.
-        workspace_limit: largest im2col buffer in bytes for this call (default: the
-            process-wide limit, 256 MiB unless ``set_workspace_limit`` changed it).
+        workspace_limit: largest im2col buffer in bytes for this call, and the most FFT's
+            buffers may take for auto to pick it (default: the process-wide limit, 256 MiB
+            unless ``set_workspace_limit`` changed it).
 
     Returns:
         (N, C_out, H_out, W_out) or (C_out, H_out, W_out), channels-last when the input or the
         weight is, as PyTorch's is.
     """
     spec = ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode)
-    chosen = algos.resolve(algorithm, spec)
     workspace = resolve_workspace(workspace_limit)
+    chosen = algos.resolve(algorithm, spec, workspace)
 
     x = input if spec.batched else input.unsqueeze(0)
     if spec.in_channels == 0:

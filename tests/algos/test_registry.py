@@ -1,3 +1,6 @@
+import dataclasses
+from unittest import mock
+
 import pytest
 import torch
 
@@ -83,6 +86,27 @@ def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options,
     spec = ConvSpec.from_args(x, w, padding=kernel // 2, stride=stride, groups=groups)
     with precision_set("high"):
         assert choose(spec).algorithm.name == expected
+
+
+def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:
+    """FFT does not work in pieces: where its buffers would pass the limit, im2col (which does) runs."""
+    from convlens.algos import fft
+
+    spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 7, 7), padding=3)
+    needed = sum(fft.buffer_bytes(spec).values())
+    assert choose(spec, workspace=needed).algorithm.name == "fft"
+    assert choose(spec, workspace=needed - 1).algorithm.name == "im2col"
+    large = ConvSpec.from_args(torch.empty(8, 64, 224, 224), torch.empty(64, 64, 11, 11), padding=5)
+    assert choose(large).algorithm.name == "im2col"  # 905 MB of kernel spectra alone, past the default 256 MiB
+    x, w = torch.randn(4, 64, 12, 12), torch.randn(64, 64, 7, 7)
+    small = ConvSpec.from_args(x, w, padding=3)
+    assert choose(small).algorithm.name == "fft"
+    refusing = dataclasses.replace(fft.ALGORITHM, forward=mock.Mock(side_effect=AssertionError("FFT ran")))
+    with mock.patch.dict(algos._REGISTRY, {"fft": refusing}):
+        with pytest.raises(AssertionError, match="FFT ran"):  # the check sees the registry
+            convlens.conv2d(x, w, padding=3)
+        limit = sum(fft.buffer_bytes(small).values()) - 1
+        convlens.conv2d(x, w, padding=3, workspace_limit=limit)  # conv2d hands its limit to auto
 
 
 def test_autotune_times_once_and_keeps_its_choice() -> None:

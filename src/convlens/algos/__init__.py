@@ -85,14 +85,15 @@ def concrete() -> tuple[Algorithm, ...]:
     return tuple(_REGISTRY[name] for name in sorted(_REGISTRY))
 
 
-def resolve(name: object, spec: ConvSpec) -> Algorithm:
-    """The algorithm that will run ``spec``: the named one (if it supports it) or auto's choice."""
+def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algorithm:
+    """The algorithm that will run ``spec``: the named one (if it supports it) or auto's choice
+    (within ``workspace`` bytes, default the process-wide workspace limit)."""
     if not isinstance(name, str):
         raise TypeError(f"algorithm must be a str, one of {names()}, got algorithm={name!r}")
     if name == "auto":
         from convlens.algos.auto import choose
 
-        return choose(spec).algorithm
+        return choose(spec, workspace).algorithm
     algorithm = get(name)
     reason = algorithm.supports(spec)
     if reason is not None:

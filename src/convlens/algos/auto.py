@@ -49,9 +49,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from convlens.algos import Algorithm, concrete, get
+from convlens.algos import Algorithm, concrete, fft, get
 from convlens.algos.winograd import tile_count, tile_size
-from convlens.settings import get_autotune, get_precision
+from convlens.settings import get_autotune, get_precision, get_workspace_limit
 from convlens.spec import ConvSpec
 
 FFT_MIN_TAPS = 25  # kernel taps k_h*k_w for FFT on a dense layer; see rule 2 above
@@ -68,8 +68,9 @@ class Choice:
     reason: str
 
 
-def rule(spec: ConvSpec) -> Choice:
-    """The cost rule (no timing)."""
+def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
+    """The cost rule (no timing). ``workspace``: the call's workspace limit in bytes, which FFT's
+    buffers must fit (default: the process-wide limit)."""
     winograd = get("winograd")
     if (
         winograd.supports(spec) is None
@@ -78,20 +79,26 @@ def rule(spec: ConvSpec) -> Choice:
         and tile_count(spec) >= MIN_TILES
     ):
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
-    if spec.stride == (1, 1) and spec.dtype in (torch.float32, torch.float64) and fft_pays(spec):
+    if spec.stride == (1, 1) and spec.dtype in (torch.float32, torch.float64) and fft_pays(spec, workspace):
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, im2col's speed without its copy")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
 
 
-def fft_pays(spec: ConvSpec) -> bool:
-    """Rule 2's kernel, channel and batch thresholds (stride and dtype are checked by ``rule``)."""
+def fft_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
+    """Rule 2's kernel, channel and batch thresholds, and FFT's buffers (``fft.buffer_bytes``, the
+    kept kernel spectra included) within the workspace limit: FFT does not work in pieces, and its
+    spectra grow with the image (64 channels at 224x224 with an 11x11 kernel: 905 MB of kernel
+    spectra), so a large image goes to im2col, which does. Stride and dtype are checked by ``rule``."""
     taps = spec.kernel_size[0] * spec.kernel_size[1]
     if spec.is_depthwise:  # one input channel per group: a multiply per frequency, no channel sum
-        return taps >= FFT_MIN_TAPS_DEPTHWISE
-    channels = min(spec.in_per_group, spec.out_per_group)
-    return taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
+        pays = taps >= FFT_MIN_TAPS_DEPTHWISE
+    else:
+        channels = min(spec.in_per_group, spec.out_per_group)
+        pays = taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
+    limit = get_workspace_limit() if workspace is None else workspace
+    return pays and sum(fft.buffer_bytes(spec).values()) <= limit
 
 
 _lock = threading.Lock()
@@ -128,9 +135,9 @@ def time_candidates(spec: ConvSpec) -> Choice:
     return Choice(get(best), f"timed once: {summary}")
 
 
-def choose(spec: ConvSpec) -> Choice:
+def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
     if not get_autotune() or torch.compiler.is_compiling():
-        return rule(spec)
+        return rule(spec, workspace)
     key = cache_key(spec)
     with _lock:
         if key in _timed:
