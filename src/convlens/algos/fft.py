@@ -19,14 +19,14 @@ matrix product per frequency::
 The FFT size is the padded size rounded up to an even length with no prime factor above 13
 (``fft_length``): the FFT library takes such lengths several times faster than one with a large
 prime factor (62 = 2*31, the padded 56 of a 7x7 layer, against 64; ``python
-benchmarks/fft_sizes.py``). The
-extra rows and columns are zeros, like the padding's bottom and right edges, which the
-zero extension of ``rfft2(..., s=...)`` writes too: only the top and left padding are copied.
+benchmarks/fft_sizes.py``). The extra rows and columns are zeros, like the padding's bottom and
+right edges, which the zero extension of ``rfft2(..., s=...)`` writes too: only the top and left
+padding are copied.
 
 Cost: the two FFTs grow with N * (C_in + C_out) * H_f W_f log(H_f W_f); the products read the
 cached K, C_in * C_out complex values per frequency, once per call for all N images, so at small
 batches they run at memory speed. Neither grows with the kernel, while im2col's work grows with
-k_h * k_w: FFT wins for large kernels (7x7 and up) at stride 1 (``auto``'s rule 3). With stride
+k_h * k_w: FFT wins for large kernels at stride 1 (``auto``'s rule 2 says where). With stride
 s it computes all outputs and keeps one in s_h*s_w.
 
 Error bound: float32 FFTs add rounding that grows with log(H_f * W_f) and with the sum of
