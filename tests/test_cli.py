@@ -161,6 +161,13 @@ def test_explain_a_model_layer_with_user_weights(tmp_path: Path) -> None:
         ),
         (["demo", "--out", "{tmp}/a-file"], "exists and is not a folder"),
         (["demo", "--out", "{tmp}/a-file/below"], "cannot create --out folder"),
+        (["bench", "--suite", "seed", "--device", "tpu"], "--device: 'tpu' is not a device name"),
+        (["bench", "--suite", "seed", "--device", "meta"], "--device must be cpu or cuda[:index], got --device meta"),
+        pytest.param(
+            ["bench", "--suite", "seed", "--device", "cuda"],
+            "--device cuda: no CUDA device is available here",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available"),
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -213,6 +213,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # ---- bench --------------------------------------------------------------------------------
+def bench_device(name: str):
+    """--device: "cpu", or a CUDA device ("cuda", "cuda:1") where one is available."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UsageError(f"--device: {name!r} is not a device name ({error})") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda[:index], got --device {name}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available here")
+    return device
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import platform
     from datetime import date
@@ -223,7 +238,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     import convlens
-    from convlens.benchmark import runner
     from convlens.benchmark.suites import SUITES, suite
     from convlens.files import atomic_write_bytes, prepare_out_dir, save_figure
 
@@ -231,7 +245,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in args.suite:
         if name not in SUITES:
             raise UsageError(f"--suite: unknown suite {name!r}; choose from {', '.join(SUITES)}")
+    device = bench_device(args.device)
     out = prepare_out_dir(args.out)
+    from convlens.benchmark import runner  # after the checks: torch.utils.benchmark logs a line on import
     if args.threads:
         torch.set_num_threads(args.threads)
     convlens.set_precision(args.precision)
@@ -245,7 +261,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         task = progress.add_task("benchmarking", total=len(jobs))
         for layer, batch in jobs:
             progress.update(task, description=f"{layer.suite} {layer.label} N={batch}")
-            rows.append(runner.benchmark_layer(layer, batch, names, args.rounds, args.min_run_time))
+            rows.append(runner.benchmark_layer(layer, batch, names, args.rounds, args.min_run_time, device))
             progress.advance(task)
 
     # Only candidates that ran on some layer (depthwise on a suite without depthwise layers has no column).
@@ -270,6 +286,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
+    if device.type == "cuda":
+        tf32 = "on" if torch.backends.cudnn.allow_tf32 else "off"
+        machine += f"; {torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()} (TF32 {tf32})"
     report = "\n\n".join([
         f"# convlens bench, {date.today().isoformat()}",
         f"Machine: {machine}. Suites: {', '.join(args.suite)}; batch {', '.join(map(str, args.batch))}; "
@@ -360,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=2)
     bench.add_argument("--min-run-time", type=float, default=0.1, help="seconds per measurement block")
     bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--device", default="cpu", help="cpu (default) or cuda[:index]: on CUDA, against cuDNN")
     bench.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for bench.md and bench.png")
     bench.set_defaults(run=cmd_bench)
     return parser

@@ -83,8 +83,17 @@ def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
     return 0
 
 
-def benchmark_layer(layer: Layer, batch: int, algorithm_names: Iterable[str], rounds: int, min_run_time: float) -> Row:
-    x, w, b = layer.tensors(batch)
+def benchmark_layer(
+    layer: Layer,
+    batch: int,
+    algorithm_names: Iterable[str],
+    rounds: int,
+    min_run_time: float,
+    device: torch.device | str = "cpu",
+) -> Row:
+    """One layer at one batch size on ``device`` (on CUDA, PyTorch's reference is cuDNN's kernel;
+    ``torch.utils.benchmark`` synchronizes the device around each timed block)."""
+    x, w, b = (tensor.to(device) for tensor in layer.tensors(batch))
     spec = layer.spec(batch)
     options = layer.options
     candidates: dict[str, Callable[[], object]] = {REFERENCE: lambda: F.conv2d(x, w, b, **options)}
@@ -94,8 +103,8 @@ def benchmark_layer(layer: Layer, batch: int, algorithm_names: Iterable[str], ro
     if layer.groups == 1 and isinstance(layer.padding, tuple):
         candidates[SEED] = lambda: seed_unfold(x, w, b, layer)
     h_out, w_out = spec.out_size
-    gemm_a = torch.randn(layer.out_channels // layer.groups, spec.in_per_group * spec.taps)
-    gemm_b = torch.randn(spec.in_per_group * spec.taps, batch * h_out * w_out * layer.groups)
+    gemm_a = torch.randn(layer.out_channels // layer.groups, spec.in_per_group * spec.taps, device=device)
+    gemm_b = torch.randn(spec.in_per_group * spec.taps, batch * h_out * w_out * layer.groups, device=device)
     candidates[GEMM] = lambda: gemm_a @ gemm_b
 
     row = Row(layer, batch, spec.flops)
