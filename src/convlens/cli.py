@@ -13,8 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convlens.files import DEFAULT_OUT
+
+if TYPE_CHECKING:  # torch is imported by the commands that need it, not at startup
+    import torch
 
 
 class UsageError(ValueError):
@@ -213,7 +217,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # ---- bench --------------------------------------------------------------------------------
-def bench_device(name: str):
+def bench_device(name: str) -> torch.device:
     """--device: "cpu", or a CUDA device ("cuda", "cuda:1") where one is available."""
     import torch
 
