@@ -22,7 +22,7 @@ def test_verify_passes_and_reports_every_algorithm(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
-    assert set(report["algorithms"]) == {"depthwise", "direct", "fft", "gemm", "im2col", "winograd", "auto"}
+    assert set(report["algorithms"]) == {"banded", "depthwise", "direct", "fft", "gemm", "im2col", "winograd", "auto"}
     for name, summary in report["algorithms"].items():
         assert summary["failures"] == [], name
         assert summary["cases"] > 0, name

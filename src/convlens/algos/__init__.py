@@ -102,7 +102,7 @@ def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algor
 
 
 def _load_builtin() -> None:
-    from convlens.algos import depthwise, direct, fft, gemm, im2col, winograd  # noqa: F401  (modules register themselves)
+    from convlens.algos import banded, depthwise, direct, fft, gemm, im2col, winograd  # noqa: F401  (modules register themselves)
 
 
 _load_builtin()

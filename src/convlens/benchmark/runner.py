@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
-from convlens.algos import depthwise, fft, im2col, winograd
+from convlens.algos import banded, depthwise, fft, im2col, winograd
 from convlens.algos.auto import choose
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
@@ -78,6 +78,8 @@ def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
         return sum(depthwise.buffer_bytes(spec).values())
     if name == "fft":
         return sum(fft.buffer_bytes(spec).values())
+    if name == "banded":
+        return sum(banded.buffer_bytes(spec).values())
     if name in ("gemm", "direct"):
         return 2 * padded_input
     return 0
