@@ -1,13 +1,14 @@
 """auto's FFT rule against measurement: for a sweep of stride-1 layers, FFT and the algorithm
-auto would use otherwise (im2col for a dense layer, depthwise for a depthwise one), interleaved.
+auto used before the rule (im2col for a dense layer, depthwise for a depthwise one), and for a
+depthwise layer also banded (rule 2 gives narrow depthwise outputs to it), interleaved.
 
     python benchmarks/fft_rule.py                      # kernels 3-11, channels 3-128, sizes 14-112, batch 1 and 8
     python benchmarks/fft_rule.py --kernels 5,7 --batch 8
 
-Each row prints both times, PyTorch's, which of the two auto picks (``auto.rule``), and the
-regret: the time of auto's pick over the faster one's (1.00 = auto picked the faster). The summary
-gives the geometric mean and worst regret, dense and depthwise apart, for auto's rule and for
-"never FFT" (auto before rule 2). Layers of more than ``--max-macs`` multiply-adds are skipped
+Each row prints the times, PyTorch's, which one auto picks (``auto.rule``), and the regret: the
+time of auto's pick over the fastest one's (1.00 = auto picked the fastest). The summary gives
+the geometric mean and worst regret, dense and depthwise apart, for auto's rule and for "before"
+(auto without rule 2: im2col or depthwise). Layers of more than ``--max-macs`` multiply-adds are skipped
 to keep the sweep to minutes; padding k // 2 ("same" for odd kernels).
 """
 
@@ -63,26 +64,23 @@ def cases(kernels: list[int], channels: list[int], sizes: list[int], batches: li
     return found
 
 
-def measure(case: Case, rounds: int, seconds: float) -> dict[str, float]:
-    """Median seconds of FFT, the other algorithm and PyTorch, interleaved."""
+def measure(case: Case, rounds: int, seconds: float) -> tuple[dict[str, float], str]:
+    """Median seconds of each candidate and PyTorch, interleaved, and auto's pick."""
     generator = torch.Generator().manual_seed(0)
     groups = case.channels if case.depthwise else 1
     x = torch.randn(case.batch, case.channels, case.size, case.size, generator=generator)
     w = torch.randn(case.out_channels, case.channels // groups, case.kernel, case.kernel, generator=generator)
     options = {"padding": case.kernel // 2, "groups": groups}
-    other = "depthwise" if case.depthwise else "im2col"
-    calls = {
-        "fft": lambda: convlens.conv2d(x, w, **options, algorithm="fft"),
-        other: lambda: convlens.conv2d(x, w, **options, algorithm=other),
-        "pytorch": lambda: F.conv2d(x, w, **options),
-    }
+    spec = ConvSpec.from_args(x, w, None, **options)
+    picked = auto.rule(spec).algorithm.name  # timed too where it is none of these (Winograd on 3x3)
+    names = {"fft", *(["depthwise", "banded"] if case.depthwise else ["im2col"]), picked}
+    calls = {name: (lambda name=name: convlens.conv2d(x, w, **options, algorithm=name)) for name in sorted(names)}
+    calls["pytorch"] = lambda: F.conv2d(x, w, **options)
     with torch.no_grad():
         for call in calls.values():
             call()  # warm up: spectra cache, scratch buffers
         medians = interleaved_medians(calls, rounds=rounds, min_run_time=seconds)
-    spec = ConvSpec.from_args(x, w, None, **options)
-    medians["auto picks fft"] = float(auto.rule(spec).algorithm.name == "fft")
-    return medians
+    return medians, picked
 
 
 def main() -> None:
@@ -102,23 +100,24 @@ def main() -> None:
     grid = (numbers(text) for text in (args.kernels, args.channels, args.sizes, args.batch))
     sweep = cases(*grid, args.max_macs)
     table = Table(title=f"auto's FFT rule, stride 1, fp32, {torch.get_num_threads()} threads (ms)")
-    for column in ("layer", "N", "PyTorch", "other", "fft", "auto picks", "regret"):
+    for column in ("layer", "N", "PyTorch", "before", "fft", "banded", "auto picks", "regret"):
         table.add_column(column, justify="left" if column == "layer" else "right", no_wrap=column == "layer")
     regrets: dict[tuple[str, str], list[float]] = {}
     for case in track(sweep, description="timing layers"):
-        medians = measure(case, args.rounds, args.min_run_time)
-        other = "depthwise" if case.depthwise else "im2col"
-        best = min(medians["fft"], medians[other])
-        picked = "fft" if medians["auto picks fft"] else other
+        medians, picked = measure(case, args.rounds, args.min_run_time)
+        # auto before rule 2: the same pick, except where rule 2 now gives the layer to FFT or banded
+        before = picked if picked not in ("fft", "banded") else ("depthwise" if case.depthwise else "im2col")
+        best = min(seconds for name, seconds in medians.items() if name != "pytorch")
         kind = "depthwise" if case.depthwise else "dense"
         regrets.setdefault((kind, "auto"), []).append(medians[picked] / best)
-        regrets.setdefault((kind, "never FFT"), []).append(medians[other] / best)
+        regrets.setdefault((kind, "before"), []).append(medians[before] / best)
         table.add_row(
             case.label,
             str(case.batch),
             f"{medians['pytorch'] * 1e3:.2f}",
-            f"{other} {medians[other] * 1e3:.2f}",
+            f"{before} {medians[before] * 1e3:.2f}",
             f"{medians['fft'] * 1e3:.2f}",
+            f"{medians['banded'] * 1e3:.2f}" if "banded" in medians else "-",
             picked,
             f"{medians[picked] / best:.2f}",
         )

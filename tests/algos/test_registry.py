@@ -73,7 +73,7 @@ def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
         (64, 3, 8, "dense", "winograd"),  # 3x3 stays Winograd's
         (64, 7, 1, "dense", "im2col"),  # one image streams the kernel spectra
         (64, 7, 8, "stride 2", "im2col"),  # FFT would compute every position and keep a quarter
-        (96, 7, 1, "depthwise", "fft"),  # ConvNeXt's 7x7 depthwise layers
+        (96, 7, 1, "depthwise", "banded"),  # ConvNeXt's 7x7 depthwise layers: 28 columns, narrow
         (96, 5, 8, "depthwise", "depthwise"),
         (96, 3, 8, "depthwise", "depthwise"),
     ],
@@ -86,6 +86,13 @@ def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options,
     spec = ConvSpec.from_args(x, w, padding=kernel // 2, stride=stride, groups=groups)
     with precision_set("high"):
         assert choose(spec).algorithm.name == expected
+
+
+@pytest.mark.parametrize(("width", "expected"), [(32, "banded"), (33, "fft")])
+def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(width: int, expected: str) -> None:
+    """Each banded product does W_pad / k_w times the band's work: wide outputs stay with FFT."""
+    spec = ConvSpec.from_args(torch.empty(8, 96, 20, width), torch.empty(96, 1, 7, 7), padding=3, groups=96)
+    assert choose(spec).algorithm.name == expected
 
 
 def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:

@@ -24,7 +24,11 @@ first match wins:
    taps leave them unpaid: 5x5 needs 60 channels, 7x7 31, 11x11 14) and a batch of at least
    FFT_MIN_BATCH = 4 (its per-frequency products read all of the cached kernel spectra once per
    call, as Winograd's read U, so a single image streams them). Depthwise layers, whose products
-   are one multiply per frequency, need FFT_MIN_TAPS_DEPTHWISE = 49 taps (7x7). Measured with
+   are one multiply per frequency, need FFT_MIN_TAPS_DEPTHWISE = 49 taps (7x7); on outputs at
+   most BANDED_MAX_WIDTH = 32 columns wide they go to ``banded`` instead, one product per kernel
+   row with banded matrices (ConvNeXt-T's 7x7 depthwise layers at 28x28 and below, NCHW:
+   1.3-2.9x FFT's speed; each product does W_pad / k_w times the band's work, so wide outputs
+   stay with FFT; ``convlens bench --suite convnext_tiny``). Measured with
    ``python benchmarks/fft_rule.py``, which sweeps kernels 3-11, channels 3-128, sizes 14-112 and
    batch 1 and 8 and prints the rule's pick against the faster of the two; the figures are in
    benchmarks/RESULTS.md;
@@ -49,7 +53,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from convlens.algos import Algorithm, concrete, fft, get
+from convlens.algos import Algorithm, banded, concrete, fft, get
 from convlens.algos.winograd import tile_count, tile_size
 from convlens.settings import get_autotune, get_precision, get_workspace_limit
 from convlens.spec import ConvSpec
@@ -58,6 +62,7 @@ FFT_MIN_TAPS = 25  # kernel taps k_h*k_w for FFT on a dense layer; see rule 2 ab
 FFT_MIN_TAP_CHANNELS = 1500  # taps x channels per group (the smaller of in and out), dense layers
 FFT_MIN_BATCH = 4  # images per call, dense layers
 FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
+BANDED_MAX_WIDTH = 32  # output columns up to which banded takes rule 2's depthwise layers
 MIN_TILES = 32  # Winograd's products need this many rows to reuse U; see rule 1 above
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 
@@ -80,6 +85,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     ):
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
     if spec.stride == (1, 1) and spec.dtype in (torch.float32, torch.float64) and fft_pays(spec, workspace):
+        if banded_pays(spec, workspace):
+            return Choice(get("banded"), "depthwise, large kernel, narrow output: one product per kernel row")
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, im2col's speed without its copy")
@@ -99,6 +106,17 @@ def fft_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
         pays = taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
     limit = get_workspace_limit() if workspace is None else workspace
     return pays and sum(fft.buffer_bytes(spec).values()) <= limit
+
+
+def banded_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
+    """Where rule 2 gives a depthwise layer to FFT: banded instead for outputs at most
+    BANDED_MAX_WIDTH wide, within the workspace limit."""
+    limit = get_workspace_limit() if workspace is None else workspace
+    return (
+        get("banded").supports(spec) is None
+        and spec.out_size[1] <= BANDED_MAX_WIDTH
+        and sum(banded.buffer_bytes(spec).values()) <= limit
+    )
 
 
 _lock = threading.Lock()
