@@ -27,7 +27,7 @@ first match wins:
    are one multiply per frequency, need FFT_MIN_TAPS_DEPTHWISE = 49 taps (7x7); on outputs at
    most BANDED_MAX_WIDTH = 32 columns wide they go to ``banded`` instead, one product per kernel
    row with banded matrices (ConvNeXt-T's 7x7 depthwise layers at 28x28 and below, NCHW:
-   1.3-2.9x FFT's speed; each product does W_pad / k_w times the band's work, so wide outputs
+   1.1-2.1x FFT's speed; each product does W_pad / k_w times the band's work, so wide outputs
    stay with FFT; ``convlens bench --suite convnext_tiny``). Measured with
    ``python benchmarks/fft_rule.py``, which sweeps kernels 3-11, channels 3-128, sizes 14-112 and
    batch 1 and 8 and prints the rule's pick against the faster of the two; the figures are in
