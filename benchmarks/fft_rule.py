@@ -1,15 +1,16 @@
-"""auto's FFT rule against measurement: for a sweep of stride-1 layers, FFT and the algorithm
-auto used before the rule (im2col for a dense layer, depthwise for a depthwise one), and for a
-depthwise layer also banded (rule 2 gives narrow depthwise outputs to it), interleaved.
+"""auto's rules for large kernels against measurement (rule 2, banded; rule 3, FFT): for a sweep
+of stride-1 layers, FFT, banded (depthwise layers only) and the algorithm auto used before
+these rules (im2col for a dense layer, depthwise for a depthwise one), interleaved.
 
     python benchmarks/fft_rule.py                      # kernels 3-11, channels 3-128, sizes 14-112, batch 1 and 8
     python benchmarks/fft_rule.py --kernels 5,7 --batch 8
 
-Each row prints the times, PyTorch's, which one auto picks (``auto.rule``), and the regret: the
-time of auto's pick over the fastest one's (1.00 = auto picked the fastest). The summary gives
-the geometric mean and worst regret, dense and depthwise apart, for auto's rule and for "before"
-(auto without rule 2: im2col or depthwise). Layers of more than ``--max-macs`` multiply-adds are skipped
-to keep the sweep to minutes; padding k // 2 ("same" for odd kernels).
+Each row prints the times, PyTorch's, which one auto picks (``auto.rule``, timed too where it is
+none of these, as Winograd on 3x3), and the regret: the time of auto's pick over the fastest
+one's (1.00 = auto picked the fastest). The summary gives the geometric mean and worst regret,
+dense and depthwise apart, for auto's rules and for "before" (auto without rules 2 and 3).
+Layers of more than ``--max-macs`` multiply-adds are skipped to keep the sweep to minutes;
+padding k // 2 ("same" for odd kernels).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def main() -> None:
     regrets: dict[tuple[str, str], list[float]] = {}
     for case in track(sweep, description="timing layers"):
         medians, picked = measure(case, args.rounds, args.min_run_time)
-        # auto before rule 2: the same pick, except where rule 2 now gives the layer to FFT or banded
+        # auto before rules 2 and 3: the same pick, except where they give the layer to banded or FFT
         before = picked if picked not in ("fft", "banded") else ("depthwise" if case.depthwise else "im2col")
         best = min(seconds for name, seconds in medians.items() if name != "pytorch")
         kind = "depthwise" if case.depthwise else "dense"

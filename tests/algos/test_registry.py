@@ -74,7 +74,7 @@ def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
         (64, 7, 1, "dense", "im2col"),  # one image streams the kernel spectra
         (64, 7, 8, "stride 2", "im2col"),  # FFT would compute every position and keep a quarter
         (96, 7, 1, "depthwise", "banded"),  # ConvNeXt's 7x7 depthwise layers: 28 columns, narrow
-        (96, 5, 8, "depthwise", "depthwise"),
+        (96, 5, 8, "depthwise", "banded"),  # 5x5 on 28 columns: narrow
         (96, 3, 8, "depthwise", "depthwise"),
     ],
 )
@@ -88,10 +88,15 @@ def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options,
         assert choose(spec).algorithm.name == expected
 
 
-@pytest.mark.parametrize(("width", "expected"), [(32, "banded"), (33, "fft")])
-def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(width: int, expected: str) -> None:
-    """Each banded product does W_pad / k_w times the band's work: wide outputs stay with FFT."""
-    spec = ConvSpec.from_args(torch.empty(8, 96, 20, width), torch.empty(96, 1, 7, 7), padding=3, groups=96)
+@pytest.mark.parametrize(
+    ("kernel", "width", "expected"),
+    [(7, 32, "banded"), (7, 33, "fft"), (5, 32, "banded"), (5, 33, "depthwise"), (3, 14, "depthwise")],
+)
+def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(kernel: int, width: int, expected: str) -> None:
+    """Each banded product does W_pad / k_w times the band's work: wide outputs stay with FFT (7x7)
+    or the depthwise path (5x5), and 3x3 kernels with the depthwise path."""
+    x, w = torch.empty(8, 96, 20, width), torch.empty(96, 1, kernel, kernel)
+    spec = ConvSpec.from_args(x, w, padding=kernel // 2, groups=96)
     assert choose(spec).algorithm.name == expected
 
 

@@ -17,26 +17,31 @@ first match wins:
    tiles, Winograd 0.51x / 0.84x PyTorch against im2col's 0.98x; 256 at 14x14, batch 1: 49
    F(2x2) tiles, 1.04x against im2col's 0.84x; 512 at 7x7, batch 8: 32 F(4x4) tiles, 1.15x
    against 0.77x);
-2. stride 1 and a large kernel: ``fft``, whose work does not grow with the kernel while
+2. depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
+   taps (5x5) and an output at most BANDED_MAX_WIDTH = 32 columns wide: ``banded``, one
+   product per kernel row with banded matrices, where the depthwise path makes k_h*k_w passes.
+   Each product does W_pad / k_w times the band's work, so wide outputs and small kernels stay
+   with the others: ConvNeXt-T's 7x7 depthwise layers at 28x28 and below (NCHW, ``convlens
+   bench --suite convnext_tiny``) 1.1-2.1x FFT's speed and 1.7-2.7x the depthwise path's; on
+   MobileNetV2's 3x3 ones level with or behind the depthwise path (``convlens bench --suite
+   mobilenet_v2 --algorithms depthwise,banded``);
+3. stride 1 and a large kernel: ``fft``, whose work does not grow with the kernel while
    im2col's grows with its k_h*k_w taps. Dense layers (several channels per group) need at
    least FFT_MIN_TAPS = 25 taps (5x5), taps x channels per group >= FFT_MIN_TAP_CHANNELS = 1500
    (the two FFTs cost about the same per channel whatever the kernel, so few channels or few
    taps leave them unpaid: 5x5 needs 60 channels, 7x7 31, 11x11 14) and a batch of at least
    FFT_MIN_BATCH = 4 (its per-frequency products read all of the cached kernel spectra once per
-   call, as Winograd's read U, so a single image streams them). Depthwise layers, whose products
-   are one multiply per frequency, need FFT_MIN_TAPS_DEPTHWISE = 49 taps (7x7); on outputs at
-   most BANDED_MAX_WIDTH = 32 columns wide they go to ``banded`` instead, one product per kernel
-   row with banded matrices (ConvNeXt-T's 7x7 depthwise layers at 28x28 and below, NCHW:
-   1.1-2.1x FFT's speed; each product does W_pad / k_w times the band's work, so wide outputs
-   stay with FFT; ``convlens bench --suite convnext_tiny``). Measured with
-   ``python benchmarks/fft_rule.py``, which sweeps kernels 3-11, channels 3-128, sizes 14-112 and
-   batch 1 and 8 and prints the rule's pick against the faster of the two; the figures are in
-   benchmarks/RESULTS.md;
-3. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
+   call, as Winograd's read U, so a single image streams them). Depthwise layers (wider than
+   banded takes), whose products are one multiply per frequency, need FFT_MIN_TAPS_DEPTHWISE =
+   49 taps (7x7). Both rules 2 and 3 measured with ``python benchmarks/fft_rule.py``, which
+   sweeps kernels 3-11, channels 3-128, sizes 14-112 and batch 1 and 8 and prints auto's pick
+   against the fastest candidate; the figures are in benchmarks/RESULTS.md. Neither is taken
+   where its buffers, kept transforms included, would pass the workspace limit;
+4. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
    MobileNetV2 (geomean over batch 1 and 8), level with or ahead of im2col on every depthwise
    layer but the smallest stride-2 ones, without im2col's k_h*k_w copy of the input; no
    convlens algorithm comes near PyTorch's depthwise kernel;
-4. otherwise ``im2col`` — one large matrix multiply (per group).
+5. otherwise ``im2col`` — one large matrix multiply (per group).
 
 The figures are from ``convlens bench`` (benchmarks/RESULTS.md).
 
@@ -58,11 +63,12 @@ from convlens.algos.winograd import tile_count, tile_size
 from convlens.settings import get_autotune, get_precision, get_workspace_limit
 from convlens.spec import ConvSpec
 
-FFT_MIN_TAPS = 25  # kernel taps k_h*k_w for FFT on a dense layer; see rule 2 above
+FFT_MIN_TAPS = 25  # kernel taps k_h*k_w for FFT on a dense layer; see rule 3 above
 FFT_MIN_TAP_CHANNELS = 1500  # taps x channels per group (the smaller of in and out), dense layers
 FFT_MIN_BATCH = 4  # images per call, dense layers
 FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
-BANDED_MAX_WIDTH = 32  # output columns up to which banded takes rule 2's depthwise layers
+BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise layer; see rule 2 above
+BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_TILES = 32  # Winograd's products need this many rows to reuse U; see rule 1 above
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 
@@ -84,9 +90,10 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         and tile_count(spec) >= MIN_TILES
     ):
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
-    if spec.stride == (1, 1) and spec.dtype in (torch.float32, torch.float64) and fft_pays(spec, workspace):
-        if banded_pays(spec, workspace):
-            return Choice(get("banded"), "depthwise, large kernel, narrow output: one product per kernel row")
+    floating = spec.dtype in (torch.float32, torch.float64)
+    if floating and banded_pays(spec, workspace):
+        return Choice(get("banded"), "depthwise, 5x5 or larger kernel, narrow output: one product per kernel row")
+    if spec.stride == (1, 1) and floating and fft_pays(spec, workspace):
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, im2col's speed without its copy")
@@ -94,7 +101,7 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
 
 
 def fft_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
-    """Rule 2's kernel, channel and batch thresholds, and FFT's buffers (``fft.buffer_bytes``, the
+    """Rule 3's kernel, channel and batch thresholds, and FFT's buffers (``fft.buffer_bytes``, the
     kept kernel spectra included) within the workspace limit: FFT does not work in pieces, and its
     spectra grow with the image (64 channels at 224x224 with an 11x11 kernel: 905 MB of kernel
     spectra), so a large image goes to im2col, which does. Stride and dtype are checked by ``rule``."""
@@ -109,11 +116,12 @@ def fft_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
 
 
 def banded_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
-    """Where rule 2 gives a depthwise layer to FFT: banded instead for outputs at most
-    BANDED_MAX_WIDTH wide, within the workspace limit."""
+    """Rule 2: a depthwise layer banded runs (one filter per channel, stride 1) with at least
+    BANDED_MIN_TAPS taps and at most BANDED_MAX_WIDTH output columns, within the workspace limit."""
     limit = get_workspace_limit() if workspace is None else workspace
     return (
         get("banded").supports(spec) is None
+        and spec.kernel_size[0] * spec.kernel_size[1] >= BANDED_MIN_TAPS
         and spec.out_size[1] <= BANDED_MAX_WIDTH
         and sum(banded.buffer_bytes(spec).values()) <= limit
     )

@@ -22,7 +22,7 @@ times the work the band needs (the zeros off it): worth it for large kernels on 
 images. ConvNeXt-T's 7x7 depthwise layers (``convlens bench --suite convnext_tiny``, batch 1
 and 8, NCHW): 1.1-2.1x FFT's speed from 28x28 down and 1.7-2.7x the depthwise path's, behind FFT
 at 56x56; for 3x3 kernels level with the depthwise path (timed ad hoc), so auto uses it for
-7x7 and larger kernels on narrow outputs only (``auto.py``, rule 2). Runs depthwise layers
+5x5 and larger kernels on narrow outputs only (``auto.py``, rule 2). Runs depthwise layers
 with one filter per channel at stride 1; any dilation and padding.
 """
 

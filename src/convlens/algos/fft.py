@@ -26,7 +26,7 @@ padding are copied.
 Cost: the two FFTs grow with N * (C_in + C_out) * H_f W_f log(H_f W_f); the products read the
 cached K, C_in * C_out complex values per frequency, once per call for all N images, so at small
 batches they run at memory speed. Neither grows with the kernel, while im2col's work grows with
-k_h * k_w: FFT wins for large kernels at stride 1 (``auto``'s rule 2 says where). With stride
+k_h * k_w: FFT wins for large kernels at stride 1 (``auto``'s rule 3 says where). With stride
 s it computes all outputs and keeps one in s_h*s_w.
 
 Error bound: float32 FFTs add rounding that grows with log(H_f * W_f) and with the sum of

@@ -113,7 +113,7 @@ def seed_layer() -> Layer:
 
 SUITES = ("resnet50", "vgg16", "mobilenet_v2", "convnext_tiny", "alexnet", "seed")
 # convnext_tiny: 7x7 depthwise layers at stride 1; alexnet: a 5x5 stride-1 layer (64 -> 192 at
-# 27x27), the large kernels of torchvision's models, which auto gives to FFT (auto.py, rule 2)
+# 27x27), the large kernels of torchvision's models, which auto gives to banded or FFT (auto.py, rules 2 and 3)
 
 
 def suite(name: str) -> list[Layer]:
