@@ -53,8 +53,9 @@ def test_nan_and_inf_spread_no_less_than_in_pytorch(algorithm: str) -> None:
 @pytest.mark.parametrize("algorithm", convlens.algorithms())
 def test_repeated_calls_are_bitwise_identical(algorithm: str) -> None:
     torch.manual_seed(0)
-    groups = 16 if algorithm == "depthwise" else 1
-    x, w, b = torch.randn(4, 16, 20, 20), torch.randn(32, 16 // groups, 3, 3), torch.randn(32)
+    groups = 16 if algorithm in ("depthwise", "banded") else 1
+    filters = 16 if algorithm == "banded" else 32  # banded: one filter per channel
+    x, w, b = torch.randn(4, 16, 20, 20), torch.randn(filters, 16 // groups, 3, 3), torch.randn(filters)
     first = convlens.conv2d(x, w, b, padding=1, groups=groups, algorithm=algorithm)
     for _ in range(4):
         assert torch.equal(convlens.conv2d(x, w, b, padding=1, groups=groups, algorithm=algorithm), first)

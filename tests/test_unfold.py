@@ -95,9 +95,10 @@ def test_unfold_does_not_call_pytorch_unfold(monkeypatch) -> None:
     x = torch.randn(2, 3, 9, 9)
     cols = convlens.unfold(x, 3, padding=1, stride=2)
     convlens.fold(cols, (9, 9), 3, padding=1, stride=2)
-    convlens.conv2d(x, torch.randn(3, 1, 3, 3), padding=1, groups=3, algorithm="depthwise")
+    for algorithm in ("depthwise", "banded"):  # the depthwise-only algorithms
+        convlens.conv2d(x, torch.randn(3, 1, 3, 3), padding=1, groups=3, algorithm=algorithm)
     for algorithm in convlens.algorithms():
-        if algorithm != "depthwise":
+        if algorithm not in ("depthwise", "banded"):
             convlens.conv2d(x, torch.randn(4, 3, 3, 3), padding=1, algorithm=algorithm)
 
 
