@@ -22,7 +22,7 @@ first match wins:
    product per kernel row with banded matrices, where the depthwise path makes k_h*k_w passes.
    Each product does W_pad / k_w times the band's work, so wide outputs and small kernels stay
    with the others: ConvNeXt-T's 7x7 depthwise layers at 28x28 and below (NCHW, ``convlens
-   bench --suite convnext_tiny``) 1.1-2.1x FFT's speed and 1.7-2.7x the depthwise path's; on
+   bench --suite convnext_tiny``, two runs) 1.0-2.1x FFT's speed and 1.6-3.2x the depthwise path's; on
    MobileNetV2's 3x3 ones level with or behind the depthwise path (``convlens bench --suite
    mobilenet_v2 --algorithms depthwise,banded``);
 3. stride 1 and a large kernel: ``fft``, whose work does not grow with the kernel while
@@ -91,6 +91,7 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     ):
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
     floating = spec.dtype in (torch.float32, torch.float64)
+    workspace = get_workspace_limit() if workspace is None else workspace
     if floating and banded_pays(spec, workspace):
         return Choice(get("banded"), "depthwise, 5x5 or larger kernel, narrow output: one product per kernel row")
     if spec.stride == (1, 1) and floating and fft_pays(spec, workspace):
@@ -100,9 +101,9 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
 
 
-def fft_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
+def fft_pays(spec: ConvSpec, workspace: int) -> bool:
     """Rule 3's kernel, channel and batch thresholds, and FFT's buffers (``fft.buffer_bytes``, the
-    kept kernel spectra included) within the workspace limit: FFT does not work in pieces, and its
+    kept kernel spectra included) within ``workspace`` bytes: FFT does not work in pieces, and its
     spectra grow with the image (64 channels at 224x224 with an 11x11 kernel: 905 MB of kernel
     spectra), so a large image goes to im2col, which does. Stride and dtype are checked by ``rule``."""
     taps = spec.kernel_size[0] * spec.kernel_size[1]
@@ -111,19 +112,18 @@ def fft_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
     else:
         channels = min(spec.in_per_group, spec.out_per_group)
         pays = taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
-    limit = get_workspace_limit() if workspace is None else workspace
-    return pays and sum(fft.buffer_bytes(spec).values()) <= limit
+    return pays and sum(fft.buffer_bytes(spec).values()) <= workspace
 
 
-def banded_pays(spec: ConvSpec, workspace: int | None = None) -> bool:
+def banded_pays(spec: ConvSpec, workspace: int) -> bool:
     """Rule 2: a depthwise layer banded runs (one filter per channel, stride 1) with at least
-    BANDED_MIN_TAPS taps and at most BANDED_MAX_WIDTH output columns, within the workspace limit."""
-    limit = get_workspace_limit() if workspace is None else workspace
+    BANDED_MIN_TAPS taps and at most BANDED_MAX_WIDTH output columns, its buffers within
+    ``workspace`` bytes."""
     return (
         get("banded").supports(spec) is None
         and spec.kernel_size[0] * spec.kernel_size[1] >= BANDED_MIN_TAPS
         and spec.out_size[1] <= BANDED_MAX_WIDTH
-        and sum(banded.buffer_bytes(spec).values()) <= limit
+        and sum(banded.buffer_bytes(spec).values()) <= workspace
     )
 
 

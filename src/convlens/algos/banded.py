@@ -20,9 +20,10 @@ with tail = d_h*(k_h - 1) zero rows, so the last kernel row's view stays inside.
 k_h products instead of the depthwise path's k_h*k_w passes, but each product does W_pad / k_w
 times the work the band needs (the zeros off it): worth it for large kernels on narrow
 images. ConvNeXt-T's 7x7 depthwise layers (``convlens bench --suite convnext_tiny``, batch 1
-and 8, NCHW): 1.1-2.1x FFT's speed from 28x28 down and 1.7-2.7x the depthwise path's, behind FFT
-at 56x56; for 3x3 kernels level with the depthwise path (timed ad hoc), so auto uses it for
-5x5 and larger kernels on narrow outputs only (``auto.py``, rule 2). Runs depthwise layers
+and 8, NCHW, two runs): 1.0-2.1x FFT's speed from 28x28 down and 1.6-3.2x the depthwise path's, behind FFT
+at 56x56; for 3x3 kernels level with or behind the depthwise path (``convlens bench --suite
+mobilenet_v2 --kernel 3 --algorithms depthwise,banded``), so auto uses it for 5x5 and larger
+kernels on narrow outputs only (``auto.py``, rule 2). Runs depthwise layers
 with one filter per channel at stride 1; any dilation and padding.
 """
 
