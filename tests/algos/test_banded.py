@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -58,18 +60,27 @@ def test_a_weight_changed_in_place_gets_new_bands() -> None:
     torch.testing.assert_close(after, 2 * before)
 
 
-def test_predicted_bands_are_the_cached_ones() -> None:
+def test_predicted_buffers_are_the_ones_the_forward_takes() -> None:
     """The bench's extra-memory figure comes from ``buffer_bytes``: its bands must be the size of
-    what the cache keeps."""
+    what the cache keeps, its phases the copy of the input the forward makes."""
     x, w = torch.randn(2, 5, 10, 12), torch.randn(5, 1, 7, 3)
     spec = ConvSpec.from_args(x, w, None, padding=(3, 1), groups=5)
+    made = []
+    original = banded.stride_phases
+
+    def recording(*args):
+        phases = original(*args)
+        made.append(phases.values.numel() * phases.values.element_size())
+        return phases
+
     banded.BAND_CACHE.clear()
-    convlens.conv2d(x, w, padding=(3, 1), groups=5, algorithm="banded")
+    with mock.patch.object(banded, "stride_phases", recording):
+        convlens.conv2d(x, w, padding=(3, 1), groups=5, algorithm="banded")
     [(_, _, bands)] = banded.BAND_CACHE._entries.values()  # (weight ref, saved copy, bands)
     predicted = banded.buffer_bytes(spec)
     assert bands.shape == (7, 5, 14, 12)  # (k_h, C, W_pad, W_out)
     assert bands.numel() * bands.element_size() == predicted["bands"]
-    assert predicted["rows"] == 5 * (2 * 16 + 6) * 14 * 4
+    assert made == [predicted["phases"]]
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ def banded_pays(spec: ConvSpec, workspace: int) -> bool:
     BANDED_MIN_TAPS taps and at most BANDED_MAX_WIDTH output columns, its buffers within
     ``workspace`` bytes."""
     return (
-        get("banded").supports(spec) is None
+        banded.supports(spec) is None
         and spec.kernel_size[0] * spec.kernel_size[1] >= BANDED_MIN_TAPS
         and spec.out_size[1] <= BANDED_MAX_WIDTH
         and sum(banded.buffer_bytes(spec).values()) <= workspace

@@ -10,7 +10,8 @@ matrix that holds the kernel row on a band::
 so each kernel row is one batched product over the channels, every image row at once: the
 padded input's rows laid end to end, each kernel row a shifted view of them::
 
-    rows  (C, N*H_pad + tail, W_pad)      one copy of the input, channels first, zero padding written in it
+    rows  (C, N*H_pad + tail, W_pad)      one copy of the input, channels first, zero padding written
+                                          in it: the stride-1 "phase" of phases.py, seen as rows
     bands (k_h, C, W_pad, W_out)          cached per weight (transform cache)
     out   (C, N*H_pad, W_out)             out += rows[:, i*d_h : i*d_h + N*H_pad] @ bands[i]   one baddbmm per i
     out   -> (N, C, H_out, W_out)         rows y >= H_out of each image read across its edge: cropped
@@ -33,6 +34,7 @@ import torch
 
 from convlens.algos import Algorithm, accumulation_dtype, register
 from convlens.algos.cache import TransformCache
+from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
 
 BAND_CACHE = TransformCache()
@@ -61,15 +63,15 @@ def band_matrices(weight: torch.Tensor, spec: ConvSpec, dtype: torch.dtype) -> t
 
 
 def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
-    """Bytes beyond input, weight and output: the ``rows`` copy (with its tail), the uncropped
+    """Bytes beyond input, weight and output: the input's ``phases`` copy (phases.py), the uncropped
     ``products`` and the ``bands`` kept in BAND_CACHE."""
     itemsize = accumulation_dtype(spec.dtype).itemsize
-    (h_pad, w_pad), w_out = spec.padded_size, spec.out_size[1]
-    rows, tail = spec.batch * h_pad, spec.dilation[0] * (spec.kernel_size[0] - 1)
+    h_q, w_q, tail = phase_grid(spec)  # stride 1: the padded size, and the largest tap shift
+    w_out = spec.out_size[1]
     return {
-        "rows": spec.in_channels * (rows + tail) * w_pad * itemsize,
-        "products": spec.in_channels * rows * w_out * itemsize,
-        "bands": spec.kernel_size[0] * spec.in_channels * w_pad * w_out * itemsize,
+        "phases": spec.in_channels * (spec.batch * h_q * w_q + tail) * itemsize,
+        "products": spec.in_channels * spec.batch * h_q * w_out * itemsize,
+        "bands": spec.kernel_size[0] * spec.in_channels * w_q * w_out * itemsize,
     }
 
 
@@ -77,14 +79,12 @@ def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
     compute = accumulation_dtype(x.dtype)
-    n, channels, h, w = x.shape
+    n, channels = x.shape[:2]
     (h_pad, w_pad), (h_out, w_out) = spec.padded_size, spec.out_size
-    top, _, left, _ = spec.padding
     k_h, d_h = spec.kernel_size[0], spec.dilation[0]
-    positions, tail = n * h_pad, d_h * (k_h - 1)  # output rows computed; how far the last kernel row reads past them
-    rows = x.new_zeros((channels, positions + tail, w_pad), dtype=compute)
-    images = rows[:, :positions].view(channels, n, h_pad, w_pad)
-    images[:, :, top : top + h, left : left + w] = x.transpose(0, 1)  # channels first, the padding's zeros around
+    positions = n * h_pad  # output rows computed, H_pad per image
+    flat = stride_phases(x, spec, compute).values[0, 0]  # (C, N*H_pad*W_pad + tail): one phase at stride 1
+    rows = flat[:, : (positions + d_h * (k_h - 1)) * w_pad].view(channels, -1, w_pad)  # the last kernel row's reach
     key = (spec.padded_size, spec.dilation, compute)
     bands = BAND_CACHE.get(weight, key, lambda _buffer: band_matrices(weight, spec, compute))
     out_rows = torch.bmm(rows[:, :positions], bands[0])  # (C, N*H_pad, W_pad) @ (C, W_pad, W_out)
