@@ -31,7 +31,7 @@ from convlens import autograd
 from convlens.algos import im2col
 from convlens.algos.scratch import FreshScratch
 from convlens.benchmark.suites import suite
-from convlens.benchmark.timing import geomean, interleaved_medians
+from convlens.benchmark.timing import geomean, interleaved_medians, with_attributes
 
 
 def backward_call(forward, x, w, b):
@@ -43,16 +43,7 @@ def backward_call(forward, x, w, b):
 
 def with_im2col_weight_grad(call):
     """``call`` with the backward's Winograd weight gradient switched off (grad_weight by im2col)."""
-
-    def run():
-        winograd_weight_grad = autograd.grad_weight_by_winograd
-        autograd.grad_weight_by_winograd = lambda *args: None
-        try:
-            return call()
-        finally:
-            autograd.grad_weight_by_winograd = winograd_weight_grad
-
-    return run
+    return with_attributes(call, autograd, grad_weight_by_winograd=lambda *args: None)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ candidate's; "unrounded" sets ``fft.fft_length`` to the identity for its calls.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ from rich.table import Table
 
 import convlens
 from convlens.algos import fft
-from convlens.benchmark.timing import interleaved_medians
+from convlens.benchmark.timing import interleaved_medians, with_attributes
 from convlens.spec import ConvSpec
 
 LAYERS = (  # (in, out, size, kernel, groups)
@@ -35,20 +34,6 @@ LAYERS = (  # (in, out, size, kernel, groups)
     (96, 96, 56, 7, 96),  # ConvNeXt-T's depthwise layers
     (192, 192, 28, 7, 192),
 )
-
-
-def unrounded(call: Callable[[], object]) -> Callable[[], object]:
-    """``call`` with FFTs of the padded size itself."""
-
-    def run() -> object:
-        saved = fft.fft_length
-        fft.fft_length = lambda n: n
-        try:
-            return call()
-        finally:
-            fft.fft_length = saved
-
-    return run
 
 
 def main() -> None:
@@ -70,7 +55,7 @@ def main() -> None:
             return convlens.conv2d(x, w, **options, algorithm="fft")
 
         calls = {"pytorch": lambda x=x, w=w, options=options: F.conv2d(x, w, **options), "rounded": ours}
-        calls["unrounded"] = unrounded(ours)
+        calls["unrounded"] = with_attributes(ours, fft, fft_length=lambda n: n)  # FFTs of the padded size itself
         with torch.no_grad():
             for call in calls.values():
                 call()  # warm up: both sizes' kernel spectra cached

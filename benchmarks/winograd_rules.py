@@ -28,24 +28,18 @@ from rich.table import Table
 
 import convlens
 from convlens.algos import winograd
-from convlens.benchmark.timing import interleaved_medians
+from convlens.benchmark.timing import interleaved_medians, with_attributes
 
 LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7), (512, 14))  # (channels, size); the last is VGG-16's
 
 
 def patched(call: Callable[[], object], precision: str, **constants: int) -> Callable[[], object]:
     """``call`` at ``precision`` with winograd's module constants set to ``constants``."""
+    with_constants = with_attributes(call, winograd, **constants)
 
     def run() -> object:
         convlens.set_precision(precision)
-        saved = {name: getattr(winograd, name) for name in constants}
-        for name, value in constants.items():
-            setattr(winograd, name, value)
-        try:
-            return call()
-        finally:
-            for name, value in saved.items():
-                setattr(winograd, name, value)
+        return with_constants()
 
     return run
 

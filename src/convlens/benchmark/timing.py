@@ -39,5 +39,22 @@ def speedups_over(
     return seconds * 1e3, {name: seconds / other for name, other in medians.items()}
 
 
+def with_attributes(call: Callable[[], object], owner: object, **values: object) -> Callable[[], object]:
+    """``call``, run with ``owner``'s attributes set to ``values`` and restored afterwards (on an
+    error too): the switch of an in-process A/B, one rule or constant changed, the rest as shipped."""
+
+    def run() -> object:
+        saved = {name: getattr(owner, name) for name in values}
+        for name, value in values.items():
+            setattr(owner, name, value)
+        try:
+            return call()
+        finally:
+            for name, value in saved.items():
+                setattr(owner, name, value)
+
+    return run
+
+
 def geomean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
