@@ -247,3 +247,19 @@ def winograd_tiles_of(precision: str) -> Iterator[None]:
 
     with precision_set(precision), mock.patch.object(winograd, "F4_MIN_TILES", 0):
         yield
+
+
+@contextmanager
+def phases_made(module: object) -> Iterator[list[int]]:
+    """The bytes of every stride-phases copy (phases.stride_phases) that ``module`` makes inside the
+    block, in order: what a forward really takes, for the tests of its ``buffer_bytes``."""
+    made: list[int] = []
+    original = module.stride_phases
+
+    def recording(*args):
+        phases = original(*args)
+        made.append(phases.values.numel() * phases.values.element_size())
+        return phases
+
+    with mock.patch.object(module, "stride_phases", recording):
+        yield made

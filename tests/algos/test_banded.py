@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 import convlens
 from convlens.algos import banded
 from convlens.spec import ConvSpec
-from helpers import Case, assert_same_layout, conv_cases, reference_conv2d, tolerances
+from helpers import Case, assert_same_layout, conv_cases, phases_made, reference_conv2d, tolerances
 
 
 def runs_banded(case: Case) -> bool:
@@ -65,16 +63,8 @@ def test_predicted_buffers_are_the_ones_the_forward_takes() -> None:
     what the cache keeps, its phases the copy of the input the forward makes."""
     x, w = torch.randn(2, 5, 10, 12), torch.randn(5, 1, 7, 3)
     spec = ConvSpec.from_args(x, w, None, padding=(3, 1), groups=5)
-    made = []
-    original = banded.stride_phases
-
-    def recording(*args):
-        phases = original(*args)
-        made.append(phases.values.numel() * phases.values.element_size())
-        return phases
-
     banded.BAND_CACHE.clear()
-    with mock.patch.object(banded, "stride_phases", recording):
+    with phases_made(banded) as made:
         convlens.conv2d(x, w, padding=(3, 1), groups=5, algorithm="banded")
     [(_, _, bands)] = banded.BAND_CACHE._entries.values()  # (weight ref, saved copy, bands)
     predicted = banded.buffer_bytes(spec)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 import convlens
 from convlens.algos import depthwise
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, reference_conv2d, tolerances
+from helpers import Case, conv_cases, phases_made, reference_conv2d, tolerances
 
 
 def is_depthwise(case: Case) -> bool:
@@ -36,15 +36,7 @@ def test_predicted_phases_are_the_ones_the_forward_makes(options: dict) -> None:
     the largest piece's phases the forward really makes."""
     x, w = torch.randn(2, 12, 15, 15), torch.randn(12, 1, 3, 3)
     spec = ConvSpec.from_args(x, w, groups=12, **options)
-    made = []
-    original = depthwise.stride_phases
-
-    def recording(*args):
-        phases = original(*args)
-        made.append(phases.values.numel() * phases.values.element_size())
-        return phases
-
-    with mock.patch.object(depthwise, "PIECE_BYTES", 2000), mock.patch.object(depthwise, "stride_phases", recording):
+    with mock.patch.object(depthwise, "PIECE_BYTES", 2000), phases_made(depthwise) as made:
         convlens.conv2d(x, w, groups=12, **options, algorithm="depthwise")
         predicted = depthwise.buffer_bytes(spec)
     assert len(made) > 1  # several pieces of channels
