@@ -9,7 +9,7 @@
     python benchmarks/backward.py --compare-weight-grad   # also: grad_weight by the im2col product everywhere
 
 Times one backward (grad of input, weight and bias for a fixed grad_output), convlens's shared
-backward (convlens/autograd.py) against PyTorch's, interleaved in one process; ratio = convlens
+backward (convlens/autograd/) against PyTorch's, interleaved in one process; ratio = convlens
 time / PyTorch time (below 1 is faster). Prints a table and the geometric mean. With
 --compare-weight-grad, a third candidate in the same rounds: the same backward with grad_weight
 by the im2col product on every layer, as before ``algos/winograd_grad.py`` (which the backward
@@ -27,9 +27,9 @@ from rich.progress import track
 from rich.table import Table
 
 import convlens
-from convlens import autograd
 from convlens.algos import im2col
 from convlens.algos.scratch import FreshScratch
+from convlens.autograd import function
 from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import geomean, interleaved_medians, with_attributes
 
@@ -43,7 +43,7 @@ def backward_call(forward, x, w, b):
 
 def with_im2col_weight_grad(call):
     """``call`` with the backward's Winograd weight gradient switched off (grad_weight by im2col)."""
-    return with_attributes(call, autograd, grad_weight_by_winograd=lambda *args: None)
+    return with_attributes(call, function, grad_weight_by_winograd=lambda *args: None)
 
 
 def main() -> None:

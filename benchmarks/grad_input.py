@@ -1,5 +1,5 @@
 """How the backward computes dLoss/d x for stride 1: col2im's scatter-add, or a convolution of
-grad_output (the reason for ``autograd.grad_input_by_convolution``'s rule).
+grad_output (the reason for ``autograd.by_convolution.grad_input_by_convolution``'s rule).
 
     python benchmarks/grad_input.py                  # ResNet-50's 3x3 stride-1 layers, batch 8
 
@@ -16,8 +16,8 @@ from unittest import mock
 import torch
 
 import convlens
-from convlens import autograd
-from convlens.algos.winograd import tile_count
+from convlens.algos.winograd.plan import tile_count
+from convlens.autograd import by_convolution, function
 from convlens.benchmark.timing import interleaved_medians
 from convlens.spec import ConvSpec
 
@@ -35,17 +35,17 @@ def grad_input_times(channels: int, size: int, batch: int) -> tuple[dict[str, fl
     needs = (True, False, False)
 
     def col2im_path() -> object:
-        with mock.patch.object(autograd, "grad_input_by_convolution", lambda *args: None):
-            return autograd.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs)
+        with mock.patch.object(function, "grad_input_by_convolution", lambda *args: None):
+            return function.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs)
 
     def convolution_by(name: str) -> object:
-        return autograd.grad_input_by_convolution(grad_output, weight, spec, WORKSPACE, algorithm=name)
+        return by_convolution.grad_input_by_convolution(grad_output, weight, spec, WORKSPACE, algorithm=name)
 
     candidates = {
         "col2im": col2im_path,
         "winograd": lambda: convolution_by("winograd"),
         "im2col": lambda: convolution_by("im2col"),
-        "default": lambda: autograd.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs),
+        "default": lambda: function.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs),
     }
     with torch.no_grad():
         ms = {name: seconds * 1e3 for name, seconds in interleaved_medians(candidates, 3, 0.2).items()}

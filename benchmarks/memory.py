@@ -51,7 +51,7 @@ def predicted_buffer_bytes(algorithm: str, spec: ConvSpec, workspace: int | None
     if algorithm == "im2col":
         return sum(im2col.buffer_bytes(spec, workspace or convlens.get_workspace_limit()).values())
     if algorithm == "winograd":
-        return sum(winograd.buffer_bytes(spec).values())
+        return sum(winograd.buffer_bytes(spec, workspace or convlens.get_workspace_limit()).values())
     return None
 
 

@@ -1,4 +1,4 @@
-"""How the size of Winograd's pieces changes its speed (the reason for ``winograd.pieces``).
+"""How the size of Winograd's pieces changes its speed (the reason for ``winograd.plan.pieces``).
 
     python benchmarks/winograd_pieces.py                # ResNet-50's 3x3 stride-1 layers at batch 8,
                                                         # VGG-16's 224x224 and 112x112 ones at batch 1
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 import convlens
-from convlens.algos import winograd
 from convlens.algos.scratch import FreshScratch
+from convlens.algos.winograd import forward, plan
 from convlens.benchmark.timing import speedups_over
 
 MIB = 1024**2
@@ -50,7 +50,7 @@ def speedups(layer: tuple[int, int, int, int], pieces_mib: list[int]) -> tuple[f
     def run(piece_bytes: int) -> torch.Tensor:
         # one size for all: whole images when one fits in it, else bands of that size
         sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
-        with mock.patch.multiple(winograd, **sizes):
+        with mock.patch.multiple(plan, **sizes):
             return convlens.conv2d(x, w, padding=1, algorithm="winograd")
 
     candidates = {"pytorch": lambda: F.conv2d(x, w, padding=1)}
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="allocate the intermediates on every call")
     args = parser.parse_args()
     if args.fresh:
-        winograd.SCRATCH = FreshScratch()
+        forward.SCRATCH = FreshScratch()
     convlens.set_precision("high")
     print("speedup over PyTorch, Winograd F(4x4, 3x3), by piece size")
     for layer in LAYERS:

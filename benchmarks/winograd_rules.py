@@ -2,10 +2,10 @@
 
     python benchmarks/winograd_rules.py                 # ResNet-50's 3x3 stride-1 layers, batch 1 and 8
 
-- Tile size (``winograd.tile_size``): F(2x2) below F4_MIN_TILES = 32 F(4x4) tiles over the
+- Tile size (``winograd.plan.tile_size``): F(2x2) below MIN_TILES = 32 F(4x4) tiles over the
   batch, at precision "high". Timed: the rule's choice, F(4x4) forced, and F(2x2) (precision
   "highest", which always uses it).
-- Output detour (``winograd.output_via_hwc``): an NCHW output whose tiles span at most
+- Output detour (``winograd.plan.output_via_hwc``): an NCHW output whose tiles span at most
   NARROW_WIDTH = 16 columns goes through channels-last scratch and one cropping copy. Timed: the
   rule, and the straight copy everywhere (NARROW_WIDTH = 0), for each tile size.
 
@@ -27,15 +27,15 @@ from rich.progress import track
 from rich.table import Table
 
 import convlens
-from convlens.algos import winograd
+from convlens.algos.winograd import plan
 from convlens.benchmark.timing import interleaved_medians, with_attributes
 
 LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7), (512, 14))  # (channels, size); the last is VGG-16's
 
 
 def patched(call: Callable[[], object], precision: str, **constants: int) -> Callable[[], object]:
-    """``call`` at ``precision`` with winograd's module constants set to ``constants``."""
-    with_constants = with_attributes(call, winograd, **constants)
+    """``call`` at ``precision`` with the Winograd plan's constants set to ``constants``."""
+    with_constants = with_attributes(call, plan, **constants)
 
     def run() -> object:
         convlens.set_precision(precision)
@@ -73,8 +73,8 @@ def main() -> None:
     always = 0
     candidates = {  # name: (precision, constants)
         "rule": ("high", {}),
-        "F4": ("high", {"F4_MIN_TILES": always}),
-        "F4 straight": ("high", {"F4_MIN_TILES": always, "NARROW_WIDTH": 0}),
+        "F4": ("high", {"MIN_TILES": always}),
+        "F4 straight": ("high", {"MIN_TILES": always, "NARROW_WIDTH": 0}),
         "F2": ("highest", {}),
         "F2 straight": ("highest", {"NARROW_WIDTH": 0}),
     }

@@ -3,7 +3,7 @@ last call, as after every optimizer step), and why U is laid out as it is.
 
     python benchmarks/winograd_transform.py             # ResNet-50's 3x3 stride-1 layers, batch 8
 
-Per layer and tile size, in milliseconds: convlens's transform (``winograd.transform_weight``, in
+Per layer and tile size, in milliseconds: convlens's transform (``winograd.transforms.transform_weight``, in
 chunks of filters, into a fresh buffer); the same U made by one product and one transposing copy
 of the whole of it; U made by one product in the (t*t, C_out, C_in) layout, which needs no copy;
 then the products M = V @ U of one call with U as convlens keeps it and with that no-copy layout
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens.algos import winograd
+from convlens.algos.winograd import transforms
 from convlens.benchmark.timing import interleaved_medians
 from convlens.spec import ConvSpec
 
@@ -56,7 +57,7 @@ def layer_row(channels: int, size: int, precision: str, m: int) -> dict[str, flo
 
     candidates = {
         "pytorch": lambda: F.conv2d(x, weight, padding=1),
-        "u": lambda: winograd.transform_weight(weight, m, 1, torch.float32),
+        "u": lambda: transforms.transform_weight(weight, m, 1, torch.float32),
         "u one shot": lambda: one_shot(weight, m),
         "u no copy": lambda: no_copy(weight, m),
         "products": lambda: torch.bmm(v, u, out=products),

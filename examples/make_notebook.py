@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 import convlens
 from convlens.data import demo_image
-from convlens.explain.byhand import cs231n_example, explain_value, format_explanation
+from convlens.explain.byhand import explain_value, format_explanation
+from convlens.explain.examples import cs231n_example
 from convlens.explain.figures import demo_figure, explain_figure, im2col_figure
 from convlens.explain.walkthrough import run_walkthrough
 

@@ -11,6 +11,8 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 import convlens
 from convlens.spec import same_padding
@@ -149,11 +151,17 @@ def conv_cases(
     max_groups: int = 3,
     max_batch: int = 3,
     extra_size: int = 7,
+    groups=None,
+    in_per_group=None,
+    out_per_group=None,
 ) -> Case:
-    """A random valid configuration over every conv2d option."""
-    groups = draw(st.integers(1, max_groups))
-    in_channels = groups * draw(st.integers(1, max_channels_per_group))
-    out_channels = groups * draw(st.integers(1, max_channels_per_group))
+    """A random valid configuration over every conv2d option. ``groups``, ``in_per_group`` and
+    ``out_per_group`` (strategies) replace the default draws of 1..max_groups groups and
+    1..max_channels_per_group channels per group."""
+    channels_per_group = st.integers(1, max_channels_per_group)
+    groups = draw(st.integers(1, max_groups) if groups is None else groups)
+    in_channels = groups * draw(channels_per_group if in_per_group is None else in_per_group)
+    out_channels = groups * draw(channels_per_group if out_per_group is None else out_per_group)
     kernel = (draw(kernels), draw(kernels))
     stride = (draw(strides), draw(strides))
     dilation = (draw(dilations), draw(dilations))
@@ -195,6 +203,27 @@ def conv_cases(
     )
 
 
+def cases_for(algorithm: str, max_channels_per_group: int = 3, max_groups: int = 3) -> st.SearchStrategy[Case]:
+    """Random configurations that ``algorithm`` supports (``algos.get(algorithm).supports``), every
+    other option as random as in ``conv_cases``: padding (int, pair, 'valid', 'same') and its mode,
+    layout, batch (empty and unbatched too), bias, sizes.
+
+    winograd   3x3 kernels, stride 1, dilation 1; any groups and channels
+    banded     depthwise with one filter per channel (groups == C_in == C_out >= 2), stride 1
+    depthwise  groups == C_in >= 2, 1..max_channels_per_group filters per channel
+    the rest   every configuration (``conv_cases``)
+    """
+    options = {"max_channels_per_group": max_channels_per_group, "max_groups": max_groups}
+    if algorithm == "winograd":
+        return conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), **options)
+    one = st.just(1)
+    if algorithm == "banded":
+        return conv_cases(strides=one, groups=st.integers(2, max(2, max_groups)), in_per_group=one, out_per_group=one)
+    if algorithm == "depthwise":
+        return conv_cases(groups=st.integers(2, max(2, max_groups)), in_per_group=one, **options)
+    return conv_cases(**options)
+
+
 def tolerances(dtype: torch.dtype) -> dict:
     """float64: tight; float32: torch.testing's defaults; half types: loose, as PyTorch's own tests."""
     return {
@@ -229,23 +258,12 @@ def outcome(function, *args, **kwargs):
 
 
 @contextmanager
-def precision_set(precision: str) -> Iterator[None]:
-    """``convlens.set_precision(precision)`` for the length of a block, the previous setting restored after."""
-    before = convlens.get_precision()
-    convlens.set_precision(precision)
-    try:
-        yield
-    finally:
-        convlens.set_precision(before)
-
-
-@contextmanager
 def winograd_tiles_of(precision: str) -> Iterator[None]:
     """``precision`` set, and at "high" Winograd F(4x4) used whatever the tile count (the rule in
     ``winograd.tile_size`` would give the small test inputs F(2x2), leaving F(4x4) untested)."""
-    from convlens.algos import winograd
+    from convlens.algos.winograd import plan
 
-    with precision_set(precision), mock.patch.object(winograd, "F4_MIN_TILES", 0):
+    with convlens.settings(precision=precision), mock.patch.object(plan, "MIN_TILES", 0):
         yield
 
 
@@ -263,3 +281,46 @@ def phases_made(module: object) -> Iterator[list[int]]:
 
     with mock.patch.object(module, "stride_phases", recording):
         yield made
+
+
+@dataclass
+class Allocation:
+    """A tensor a call created (new storage, not a view): the op that made it, its shape and bytes,
+    which earlier allocations (indices into the list) the op read, and the storage's address."""
+
+    op: str
+    shape: tuple[int, ...]
+    nbytes: int
+    reads: tuple[int, ...]
+    address: int
+
+
+class _AllocationRecorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[Allocation] = []
+        self.owner: dict[int, int] = {}  # storage address -> index in made, for ``reads``
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        inputs = {t.untyped_storage().data_ptr() for t in tensors}
+        reads = tuple(sorted(self.owner[address] for address in inputs if address in self.owner))
+        for t in tree_flatten(result)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            address, nbytes = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+            if nbytes == 0 or address in inputs:
+                continue  # a view, an in-place or out= result: no new memory
+            self.owner[address] = len(self.made)  # (an address freed and reused belongs to the new tensor)
+            self.made.append(Allocation(func.overloadpacket.__name__, tuple(t.shape), nbytes, reads, address))
+        return result
+
+
+@contextmanager
+def allocations() -> Iterator[list[Allocation]]:
+    """Every tensor the PyTorch operations inside the block allocate, in order: the bytes of the
+    storage each really got, measured, not predicted. Views, in-place and ``out=`` results share
+    an input's storage and are not counted; temporaries freed inside the block are."""
+    with _AllocationRecorder() as recorder:
+        yield recorder.made

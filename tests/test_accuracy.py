@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+import convlens
 from convlens import verify
-from helpers import precision_set
 
 EXACT = ["direct", "im2col", "gemm"]
 
@@ -32,7 +32,7 @@ def test_high_precision_winograd_within_its_documented_50x() -> None:
     configs = [
         c for c in verify.model_configs(["resnet18"]) if c.layer.kernel_size == (3, 3) and c.layer.stride == (1, 1)
     ]
-    with precision_set("high"):
+    with convlens.settings(precision="high"):
         summary = verify.run(configs, ["winograd"])["winograd"]
     assert summary.cases == len(configs) > 0
     assert summary.failures == []

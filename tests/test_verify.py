@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+import convlens
 from convlens import algos, verify
 from convlens.cli import main
 
@@ -61,7 +62,9 @@ def test_a_broken_algorithm_fails_verify_and_names_the_configuration(monkeypatch
         out = im2col.forward(x, weight, bias, spec, workspace)
         return out + 1e-3 * out.abs().max()
 
-    broken = algos.Algorithm("broken", "im2col plus a small error", off_by_a_little, algos.always)
+    broken = algos.Algorithm(
+        "broken", "im2col plus a small error", off_by_a_little, algos.always, im2col.buffer_bytes, algos.exact
+    )
     monkeypatch.setitem(algos._REGISTRY, "broken", broken)
     code = main(["verify", "--cases", "5", "--models", "none", "--algorithms", "broken,im2col"])
     text = capsys.readouterr().out
@@ -93,9 +96,9 @@ def test_verify_backward_checks_every_gradient(tmp_path: Path) -> None:
 
 
 def test_a_broken_gradient_fails_verify(monkeypatch) -> None:
-    from convlens import autograd
+    from convlens.autograd import function
 
-    backward = autograd.conv2d_backward
+    backward = function.conv2d_backward
 
     def weight_gradient_off_by_a_little(*args, **kwargs):
         grad_x, grad_weight, grad_bias = backward(*args, **kwargs)
@@ -103,7 +106,7 @@ def test_a_broken_gradient_fails_verify(monkeypatch) -> None:
             grad_weight = grad_weight + 1e-3 * grad_weight.abs().max()
         return grad_x, grad_weight, grad_bias
 
-    monkeypatch.setattr(autograd, "conv2d_backward", weight_gradient_off_by_a_little)
+    monkeypatch.setattr(function, "conv2d_backward", weight_gradient_off_by_a_little)
     summaries = verify.run(verify.random_configs(4, seed=2), ["im2col"], backward=True)
     assert summaries["grad_weight"].failures
     assert not summaries["grad_input"].failures and not summaries["grad_bias"].failures
@@ -111,12 +114,11 @@ def test_a_broken_gradient_fails_verify(monkeypatch) -> None:
 
 def test_backward_bound_is_winograds_where_it_may_run() -> None:
     from convlens.spec import ConvSpec
-    from helpers import precision_set
 
     dense = ConvSpec.from_args(torch.empty(8, 64, 28, 28), torch.empty(64, 64, 3, 3), padding=1)
     strided = ConvSpec.from_args(torch.empty(8, 64, 28, 28), torch.empty(64, 64, 3, 3), stride=2, padding=1)
-    with precision_set("high"):
+    with convlens.settings(precision="high"):
         assert verify.backward_bound(dense) == 50.0  # F(4x4): the input gradient may be a Winograd convolution
         assert verify.backward_bound(strided) == algos.EXACT_BOUND
-    with precision_set("highest"):
+    with convlens.settings(precision="highest"):
         assert verify.backward_bound(dense) == 2.0

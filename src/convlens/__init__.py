@@ -5,22 +5,26 @@ Public API::
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv2d, nn.convert                  the layer, and swapping it into a model
+    settings(precision=, workspace_limit=, autotune=)   the settings for a ``with`` block
     set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune
+    ConvlensError, ArgumentError, ArgumentTypeError     what a caller's mistake raises (also RuntimeError)
 """
 
 from __future__ import annotations
 
 from convlens import algos as _algos
 from convlens import nn
-from convlens.functional import conv2d
-from convlens.settings import (
+from convlens.config import (
     get_autotune,
     get_precision,
     get_workspace_limit,
     set_autotune,
     set_precision,
     set_workspace_limit,
+    settings,
 )
+from convlens.errors import ArgumentError, ArgumentTypeError, ConvlensError
+from convlens.functional import conv2d
 from convlens.spec import ConvSpec, output_size
 from convlens.unfold import fold, unfold
 
@@ -33,7 +37,10 @@ def algorithms() -> tuple[str, ...]:
 
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
     "ConvSpec",
+    "ConvlensError",
     "algorithms",
     "conv2d",
     "fold",
@@ -45,5 +52,6 @@ __all__ = [
     "set_autotune",
     "set_precision",
     "set_workspace_limit",
+    "settings",
     "unfold",
 ]

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import torch
 import torch.nn.functional as F
+
+from convlens.errors import ArgumentError
 
 CIFAR10_CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_FOLDER = "cifar-10-batches-py"
 
 
-class DataError(ValueError):
+class DataError(ArgumentError):
     """The data a user pointed at cannot be used (missing, unreadable, index out of range)."""
 
 
@@ -40,7 +43,8 @@ def bundled_image(size: int = 32) -> DemoImage:
     import matplotlib.cbook
     import matplotlib.image
 
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+    # a .jpg comes back as an open binary file (the stubs also allow an array, for .npy files)
+    with cast(BinaryIO, matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as handle:
         pixels = matplotlib.image.imread(handle, format="jpg")  # (H, W, 3) uint8
     image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0  # (3, H, W)
     height, width = image.shape[1:]

@@ -10,25 +10,45 @@ import os
 import tempfile
 from pathlib import Path
 
+from convlens.errors import ArgumentError
+
 DEFAULT_OUT = Path("convlens-out")
 
 
-class OutputError(ValueError):
+class OutputError(ArgumentError):
     """The output folder cannot be created or written."""
 
 
-def prepare_out_dir(out: Path) -> Path:
-    """Create ``out`` if needed and check it is a writable folder."""
+def prepare_out_dir(out: Path, option: str = "--out") -> Path:
+    """Create ``out`` if needed and check it is a writable folder; errors name the ``option`` it came from."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} exists and is not a folder")
+        raise OutputError(f"{option} {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"cannot create --out folder {out}: {error.strerror or error}") from error
+        raise OutputError(f"cannot create {option} folder {out}: {error.strerror or error}") from error
     if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"--out folder {out} is not writable")
+        raise OutputError(f"{option} folder {out} is not writable")
     return out
+
+
+def prepare_out_file(path: Path, option: str) -> Path:
+    """Check, before any work, that ``path`` can be written as a file: not a folder, in a folder that
+    exists (or can be made) and is writable. Errors name the ``option`` it came from."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file name, e.g. {option} {path / 'results.json'}")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} {path}: {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{option} {path}: cannot create its folder {folder}: {error.strerror or error}") from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: its folder {folder} is not writable")
+    return path
 
 
 def current_umask() -> int:

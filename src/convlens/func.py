@@ -43,7 +43,9 @@ import torch.nn.functional as F
 
 from convlens import algos
 from convlens.algos import Algorithm
+from convlens.autograd import turned_weight
 from convlens.spec import ConvSpec
+from convlens.unfold import zero_pad
 
 
 def transforms_active() -> bool:
@@ -60,16 +62,16 @@ def convolve(
     groups: int = 1,
     *,
     workspace: int,
+    bound: float,
 ) -> torch.Tensor:
-    """An unpadded convolution of (N, C, H, W) tensors through FuncConv2dFunction, by auto's choice:
-    the building block of every rule in this module."""
+    """An unpadded convolution of (N, C, H, W) tensors through FuncConv2dFunction, by auto's choice
+    where its error bound is within ``bound`` (the forward algorithm's), else im2col's: the building
+    block of every rule in this module."""
     spec = ConvSpec.from_args(x, weight, bias, stride, 0, dilation, groups)
-    return FuncConv2dFunction.apply(x, weight, bias, spec, algos.resolve("auto", spec), workspace)
-
-
-def zero_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
-    top, bottom, left, right = padding
-    return F.pad(x, (left, right, top, bottom)) if any(padding) else x
+    chosen = algos.resolve("auto", spec)
+    if chosen.error_bound(spec) > bound:
+        chosen = algos.get("im2col")
+    return FuncConv2dFunction.apply(x, weight, bias, spec, chosen, workspace)
 
 
 def spread(grad_output: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
@@ -84,19 +86,22 @@ def spread(grad_output: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
     return grad_output
 
 
-def turned(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """(C_out, C_in/G, k_h, k_w) -> (C_in, C_out/G, k_h, k_w): each group's block transposed, kernels flipped."""
-    blocks = weight.unflatten(0, (groups, weight.shape[0] // groups))  # (G, C_out/G, C_in/G, k_h, k_w)
-    return blocks.transpose(1, 2).flatten(0, 1).flip(-2, -1)
-
-
-def grad_input(grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, workspace: int) -> torch.Tensor:
+def grad_input(
+    grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, workspace: int, bound: float
+) -> torch.Tensor:
     """dLoss/d x (module docstring): a stride-1 convolution of the spread grad_output, cut to the input."""
     (k_h, k_w), (d_h, d_w) = spec.kernel_size, spec.dilation
     reach_h, reach_w = d_h * (k_h - 1), d_w * (k_w - 1)
     spread_out = zero_pad(spread(grad_output, spec.stride), (reach_h, reach_h, reach_w, reach_w))
     grad_x_pad = convolve(
-        spread_out, turned(weight, spec.groups), None, (1, 1), spec.dilation, spec.groups, workspace=workspace
+        spread_out,
+        turned_weight(weight, spec.groups),
+        None,
+        (1, 1),
+        spec.dilation,
+        spec.groups,
+        workspace=workspace,
+        bound=bound,
     )
     # grad_x_pad covers padded rows 0 .. (H_out-1)*s + d*(k-1); the input is padded rows top .. top + H.
     top, _, left, _ = spec.padding
@@ -104,7 +109,9 @@ def grad_input(grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec, 
     return F.pad(grad_x_pad, (-left, w + left - covered_w, -top, h + top - covered_h))  # negative: cut
 
 
-def grad_weight(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec, workspace: int) -> torch.Tensor:
+def grad_weight(
+    grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec, workspace: int, bound: float
+) -> torch.Tensor:
     """dLoss/d weight (module docstring): input channels as the batch, grad_output as the kernels."""
     groups = spec.groups
     x_pad = zero_pad(x, spec.padding)
@@ -112,7 +119,7 @@ def grad_weight(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec, work
     images = x_pad.unflatten(1, (groups, spec.in_per_group)).permute(2, 1, 0, 3, 4).flatten(1, 2)
     kernels = grad_output.transpose(0, 1)  # (C_out, N, H_out, W_out): group g reads channels g*N .. (g+1)*N
     sums = convolve(
-        images, kernels, None, spec.dilation, spec.stride, groups, workspace=workspace
+        images, kernels, None, spec.dilation, spec.stride, groups, workspace=workspace, bound=bound
     )  # (C_in/G, C_out, >=k_h, >=k_w)
     k_h, k_w = spec.kernel_size
     return sums[:, :, :k_h, :k_w].transpose(0, 1)
@@ -135,19 +142,20 @@ class FuncConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, weight, _, spec, _, workspace = inputs
+        x, weight, _, spec, algorithm, workspace = inputs
         ctx.save_for_backward(x, weight)
         ctx.save_for_forward(x, weight)
-        ctx.spec, ctx.workspace = spec, workspace
+        ctx.spec, ctx.workspace, ctx.algorithm = spec, workspace, algorithm
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         spec, workspace = ctx.spec, ctx.workspace
+        bound = ctx.algorithm.error_bound(spec)  # gradients within the forward algorithm's documented bound
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         return (
-            grad_input(grad_output, weight, spec, workspace) if needs_input else None,
-            grad_weight(grad_output, x, spec, workspace) if needs_weight else None,
+            grad_input(grad_output, weight, spec, workspace, bound) if needs_input else None,
+            grad_weight(grad_output, x, spec, workspace, bound) if needs_weight else None,
             grad_output.sum(dim=(0, 2, 3)) if needs_bias else None,
             None,
             None,
@@ -157,14 +165,10 @@ class FuncConv2dFunction(torch.autograd.Function):
     @staticmethod
     def jvp(ctx: Any, x_t: torch.Tensor | None, weight_t: torch.Tensor | None, bias_t: torch.Tensor | None, *_: Any):
         x, weight = ctx.saved_tensors
-        spec, workspace = ctx.spec, ctx.workspace
+        spec, workspace, algorithm = ctx.spec, ctx.workspace, ctx.algorithm  # the tangent by the forward's algorithm
         terms = [
-            FuncConv2dFunction.apply(x_t, weight, None, spec, algos.resolve("auto", spec), workspace)
-            if x_t is not None
-            else None,
-            FuncConv2dFunction.apply(x, weight_t, None, spec, algos.resolve("auto", spec), workspace)
-            if weight_t is not None
-            else None,
+            FuncConv2dFunction.apply(x_t, weight, None, spec, algorithm, workspace) if x_t is not None else None,
+            FuncConv2dFunction.apply(x, weight_t, None, spec, algorithm, workspace) if weight_t is not None else None,
         ]
         out_t = sum(term for term in terms if term is not None)
         if bias_t is not None:

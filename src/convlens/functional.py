@@ -9,9 +9,9 @@ import torch
 
 from convlens import algos
 from convlens.autograd import Conv2dFunction
+from convlens.config import resolve_workspace
 from convlens.func import FuncConv2dFunction, transforms_active
 from convlens.padding import pad_input
-from convlens.settings import resolve_workspace
 from convlens.spec import ConvSpec, IntOrPair, Padding, prefers_channels_last
 
 

@@ -8,7 +8,7 @@ forward differs: it calls :func:`convlens.conv2d` with the module's options and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -60,12 +60,33 @@ class Conv2d(torch.nn.Conv2d):
         *,
         algorithm: str = "auto",
     ) -> None:
-        check_algorithm_name(algorithm)
+        algos.check_name(algorithm)
         check_layer_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode)
+        # check_layer_args has accepted every argument; torch's stubs are narrower than torch itself
+        # (which takes any int sequence as a pair) and than what check_layer_args lets through
         super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+            in_channels,
+            out_channels,
+            cast("int | tuple[int, int]", kernel_size),
+            cast("int | tuple[int, int]", stride),
+            cast("str | int | tuple[int, int]", padding),
+            cast("int | tuple[int, int]", dilation),
+            groups,
+            bias,
+            cast("Literal['zeros', 'reflect', 'replicate', 'circular']", padding_mode),
+            device,
+            dtype,
         )
         self.algorithm = algorithm
+
+    @property
+    def algorithm(self) -> str:
+        """The convlens algorithm ``forward`` uses; a name ``algorithm=`` does not accept is refused here."""
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, name: str) -> None:
+        self._algorithm = algos.check_name(name)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
@@ -110,11 +131,6 @@ class Conv2d(torch.nn.Conv2d):
         return new
 
 
-def check_algorithm_name(algorithm: object) -> None:
-    if not isinstance(algorithm, str) or algorithm not in algos.names():
-        raise ValueError(f"algorithm must be one of {algos.names()}, got algorithm={algorithm!r}")
-
-
 def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module:
     """Replace every ``torch.nn.Conv2d`` inside ``module`` by a convlens ``Conv2d`` and return it.
 
@@ -124,7 +140,7 @@ def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module
     The model is changed in place; the return value is the same model (or the new layer, when
     ``module`` itself is a Conv2d).
     """
-    check_algorithm_name(algorithm)
+    algos.check_name(algorithm)
     if isinstance(module, Conv2d):
         module.algorithm = algorithm
         return module

@@ -13,15 +13,19 @@ Zero padding is not done here: each algorithm applies ``spec.padding`` itself, s
 that copy the input anyway (Winograd's channels-last tiles, the stride phases of the tap-wise
 methods) write the zeros in that same copy instead of a separate padded tensor first. The
 others call :func:`convlens.unfold.zero_pad` first. :func:`pad_input` pads in every mode, for
-callers that want to see the padded input (the by-hand explanation).
+callers that want to see the padded input (the by-hand explanation), and
+:func:`pytorch_conv2d` is PyTorch's own answer computed the way ``nn.Conv2d`` computes it, the
+reference that ``convlens verify`` and ``convlens explain`` check against.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
-from convlens.spec import ConvSpec
+from convlens.spec import ConvSpec, IntOrPair, Padding, positive_pair, resolve_padding
 from convlens.unfold import zero_pad
 
 
@@ -31,3 +35,27 @@ def pad_input(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
         return zero_pad(x, spec.padding)
     top, bottom, left, right = spec.padding
     return F.pad(x, (left, right, top, bottom), mode=spec.padding_mode)
+
+
+def pytorch_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntOrPair = 1,
+    padding: Padding = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """PyTorch's answer, as ``nn.Conv2d`` computes it: ``F.conv2d`` with the padding for zeros,
+    else ``F.pad`` in that mode by the explicit (top, bottom, left, right) padding, then ``F.conv2d``."""
+    if padding_mode == "zeros":
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    kernel, strides, dilations = (
+        cast("tuple[int, int]", tuple(weight.shape[-2:])),  # (k_h, k_w) of the 4-D weight
+        positive_pair("stride", stride),
+        positive_pair("dilation", dilation),
+    )
+    top, bottom, left, right = resolve_padding(padding, kernel, strides, dilations)
+    padded = F.pad(x, (left, right, top, bottom), mode=padding_mode)
+    return F.conv2d(padded, weight, bias, stride, 0, dilation, groups)

@@ -120,7 +120,7 @@ def im2col(
     rows = c * kernel_size[0] * kernel_size[1]
     positions = out_size[0] * out_size[1]
     windows = sliding_windows(x_pad, kernel_size, dilation, stride, out_size)  # (N, C, k_h, k_w, H_out, W_out)
-    shape = (n, rows, positions)
+    shape: tuple[int, ...] = (n, rows, positions)
     if batch_last:
         windows = windows.permute(1, 2, 3, 0, 4, 5)  # (C, k_h, k_w, N, H_out, W_out)
         shape = (rows, n * positions)

@@ -26,14 +26,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
-import torch.nn.functional as F
 
 import convlens
 from convlens import algos
 from convlens.autograd import grad_input_spec
 from convlens.benchmark.suites import Layer, layers_of
+from convlens.padding import pytorch_conv2d
 from convlens.spec import ConvSpec, same_padding
 
 MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16", "convnext_tiny", "alexnet")
@@ -68,7 +69,7 @@ class Config:
 def random_configs(count: int, seed: int) -> list[Config]:
     """``count`` random valid configurations over every option, reproducible from ``seed``."""
     rng = random.Random(seed)
-    configs = []
+    configs: list[Config] = []
     while len(configs) < count:
         groups = rng.choice([1, 1, 1, 2, 3, 4])
         depthwise = rng.random() < 0.15
@@ -88,8 +89,12 @@ def random_configs(count: int, seed: int) -> list[Config]:
             pair = (rng.randint(0, 3), rng.randint(0, 3))
             padding, pads = pair, (pair[0], pair[0], pair[1], pair[1])
         span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
-        size = tuple(
-            max(s - p0 - p1, max(p0, p1) + 1, 1) + rng.randint(0, 20) for s, p0, p1 in zip(span, pads[0::2], pads[1::2])
+        size = cast(
+            "tuple[int, int]",  # (height, width): span has one entry per axis
+            tuple(
+                max(s - p0 - p1, max(p0, p1) + 1, 1) + rng.randint(0, 20)
+                for s, p0, p1 in zip(span, pads[0::2], pads[1::2])
+            ),
         )
         batch = rng.randint(1, 4)
         layer = Layer("random", "", in_channels, out_channels, size, kernel, stride, padding,
@@ -148,8 +153,8 @@ def check_config(config: Config, names: Iterable[str]) -> list[Outcome]:
     """Every named algorithm that supports ``config``, against float64 and PyTorch."""
     x, w, b = config.tensors()
     options = config.options
-    truth = _reference(x.double(), w.double(), b.double(), config)
-    pytorch_error = (_reference(x, w, b, config).double() - truth).abs().max().item()
+    truth = pytorch_conv2d(x.double(), w.double(), b.double(), **config.options)
+    pytorch_error = (pytorch_conv2d(x, w, b, **config.options).double() - truth).abs().max().item()
     scale = truth.abs().max().item()
     spec = ConvSpec.from_args(x, w, b, **options)
     outcomes = []
@@ -185,7 +190,7 @@ def check_backward(config: Config) -> list[Outcome]:
         return torch.autograd.grad(conv(*leaves), leaves, grad)
 
     def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return _reference(x, w, b, config)
+        return pytorch_conv2d(x, w, b, **config.options)
 
     truth = gradients(reference, (x.double(), w.double(), b.double()), grad_output.double())
     theirs = gradients(reference, (x, w, b), grad_output)
@@ -197,22 +202,6 @@ def check_backward(config: Config) -> list[Outcome]:
         scale = true.abs().max().item() if true.numel() else 0.0
         outcomes.append(Outcome(config, name, error, pytorch_error, scale, backward_bound(spec)))
     return outcomes
-
-
-def _reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, config: Config) -> torch.Tensor:
-    """PyTorch's answer the way nn.Conv2d computes it (F.pad first for the non-zero modes)."""
-    layer = config.layer
-    if layer.padding_mode == "zeros":
-        return F.conv2d(x, w, b, **layer.options)
-    if layer.padding == "same":
-        top, bottom, left, right = same_padding(layer.kernel_size, layer.dilation)
-    elif layer.padding == "valid":
-        top = bottom = left = right = 0
-    else:
-        top = bottom = layer.padding[0]
-        left = right = layer.padding[1]
-    padded = F.pad(x, (left, right, top, bottom), mode=layer.padding_mode)
-    return F.conv2d(padded, w, b, layer.stride, 0, layer.dilation, layer.groups)
 
 
 def run(

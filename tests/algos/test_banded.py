@@ -67,7 +67,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes() -> None:
     with phases_made(banded) as made:
         convlens.conv2d(x, w, padding=(3, 1), groups=5, algorithm="banded")
     [(_, _, bands)] = banded.BAND_CACHE._entries.values()  # (weight ref, saved copy, bands)
-    predicted = banded.buffer_bytes(spec)
+    predicted = banded.buffer_bytes(spec, convlens.get_workspace_limit())
     assert bands.shape == (7, 5, 14, 12)  # (k_h, C, W_pad, W_out)
     assert bands.numel() * bands.element_size() == predicted["bands"]
     assert made == [predicted["phases"]]

@@ -38,6 +38,6 @@ def test_predicted_phases_are_the_ones_the_forward_makes(options: dict) -> None:
     spec = ConvSpec.from_args(x, w, groups=12, **options)
     with mock.patch.object(depthwise, "PIECE_BYTES", 2000), phases_made(depthwise) as made:
         convlens.conv2d(x, w, groups=12, **options, algorithm="depthwise")
-        predicted = depthwise.buffer_bytes(spec)
+        predicted = depthwise.buffer_bytes(spec, convlens.get_workspace_limit())
     assert len(made) > 1  # several pieces of channels
     assert max(made) == predicted["phases"]

@@ -8,7 +8,7 @@ import torch
 import convlens
 from convlens.algos import fft
 from convlens.spec import ConvSpec
-from helpers import reference_conv2d, tolerances
+from helpers import allocations, reference_conv2d, tolerances
 
 
 def is_fast(n: int) -> bool:
@@ -60,15 +60,28 @@ def test_rounded_transform_size_equals_pytorch(options: dict, groups: int) -> No
 
 def test_predicted_kernel_spectra_are_the_cached_ones() -> None:
     """The bench's extra-memory figure for FFT comes from ``buffer_bytes``: its kernel spectra
-    must be the size of what the cache keeps, at the rounded size."""
+    must be the size of what the cache keeps, at the rounded size, and its other buffers the
+    sizes of the tensors the forward really allocates (measured with helpers.allocations)."""
     x, w = torch.randn(4, 6, 13, 9), torch.randn(12, 3, 5, 5)
     spec = ConvSpec.from_args(x, w, None, padding=2, groups=2)
     fft.SPECTRUM_CACHE.clear()
-    convlens.conv2d(x, w, padding=2, groups=2, algorithm="fft")
+    with torch.no_grad(), allocations() as made:
+        convlens.conv2d(x, w, padding=2, groups=2, algorithm="fft")
     [(_, _, cached)] = fft.SPECTRUM_CACHE._entries.values()  # (weight ref, saved copy, spectra)
-    predicted = fft.buffer_bytes(spec)
+    predicted = fft.buffer_bytes(spec, convlens.get_workspace_limit())
     assert cached.numel() * cached.element_size() == predicted["kernel spectra"]
     h_f, w_f = fft.fft_size(spec)
     assert (h_f, w_f) == (18, 14)  # 13 + 4 = 17 -> 18, 9 + 4 = 13 -> 14
-    assert predicted["full output"] == 4 * 12 * h_f * w_f * 4
-    assert predicted["input spectra"] == 2 * 4 * 6 * h_f * (w_f // 2 + 1) * 8
+    # What the forward made: the product of spectra reads the cached kernel spectra and the input's
+    # spectra copied by frequency (a copy of the input's rfft2); irfft2 reads the product copied
+    # back by image and writes every window position (the full output).
+    [full] = [a for a in made if a.op == "_fft_c2r"]
+    [product] = [a for a in made if a.op in ("bmm", "mm", "mul")]
+    [kernel_read] = [made[i] for i in product.reads if made[i].address == cached.data_ptr()]
+    [input_copy] = [made[i] for i in product.reads if made[i] is not kernel_read]
+    [input_spectra] = [made[i] for i in input_copy.reads]
+    [output_copy] = [made[i] for i in full.reads]
+    assert input_spectra.op == "_fft_r2c" and input_spectra.shape[:2] == (4, 6)  # the input's transform
+    assert predicted["full output"] == full.nbytes
+    assert predicted["input spectra"] == input_spectra.nbytes + input_copy.nbytes
+    assert predicted["output spectra"] == product.nbytes + output_copy.nbytes

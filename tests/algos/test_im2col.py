@@ -140,7 +140,7 @@ def test_predicted_buffers_for_a_channels_last_input(groups: int, kernel: int) -
         taken = {
             name: buffer.numel() * buffer.element_size() for (name, _, _), buffer in im2col.SCRATCH.buffers.items()
         }
-    predicted = im2col.buffer_bytes(spec, convlens.get_workspace_limit(), channels_last=True)
+    predicted = im2col.buffer_bytes(spec, convlens.get_workspace_limit())
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
     torch.testing.assert_close(out, F.conv2d(x, w, **options))
     # the algorithm itself writes a channels-last output (no transposing copy afterwards)

@@ -39,6 +39,10 @@ def test_phases_hold_the_zero_padded_input(batch, size, kernel, stride, dilation
     phases = stride_phases(x, spec, torch.float32)
     top, bottom, left, right = spec.padding
     expected = phases_by_definition(
-        F.pad(x, (left, right, top, bottom)), stride, phases.h_q, phases.w_q, phases.values.shape[-1] - phases.positions
+        F.pad(x, (left, right, top, bottom)),
+        spec.stride,
+        phases.h_q,
+        phases.w_q,
+        phases.values.shape[-1] - phases.positions,
     )
     assert torch.equal(phases.values, expected)

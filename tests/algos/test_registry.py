@@ -8,7 +8,6 @@ import convlens
 from convlens import algos
 from convlens.algos.auto import choose
 from convlens.spec import ConvSpec
-from helpers import precision_set
 
 
 def test_algorithms_lists_auto_first_and_every_registered_one() -> None:
@@ -26,11 +25,29 @@ def test_unknown_algorithm_names_the_choices() -> None:
         convlens.conv2d(x, w, algorithm=None)
 
 
+# One layer auto gives each algorithm (as in the rule tests below), and what its reason must name:
+# the properties of the layer that made the choice.
+PICKS = {
+    "winograd": (((1, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}), ("3x3", "stride 1", "channels", "tiles")),
+    "banded": (((8, 96, 20, 32), (96, 1, 7, 7), {"padding": 3, "groups": 96}), ("depthwise", "5x5", "narrow output")),
+    "fft": (((8, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
+    "depthwise": (((8, 96, 28, 28), (96, 1, 3, 3), {"padding": 1, "groups": 96}), ("depthwise",)),
+    "im2col": (((1, 16, 14, 14), (16, 16, 3, 3), {"padding": 1}), ("general case",)),
+}
+
+
 def test_auto_gives_a_reason() -> None:
-    spec = ConvSpec.from_args(torch.randn(1, 4, 8, 8), torch.randn(4, 1, 3, 3), groups=4)
-    choice = choose(spec)
-    assert choice.algorithm.name in convlens.algorithms()
-    assert choice.reason
+    """Each rule's pick comes with its own reason, naming what made the choice."""
+    reasons = {}
+    for expected, ((x_shape, w_shape, options), phrases) in PICKS.items():
+        spec = ConvSpec.from_args(torch.empty(x_shape), torch.empty(w_shape), **options)
+        with convlens.settings(precision="high", autotune=False):
+            choice = choose(spec)
+        assert choice.algorithm.name == expected, (spec.describe(), choice)
+        missing = [phrase for phrase in phrases if phrase not in choice.reason]
+        assert not missing, f"{expected}: reason {choice.reason!r} does not name {missing}"
+        reasons[expected] = choice.reason
+    assert len(set(reasons.values())) == len(PICKS), reasons  # one reason per rule, not a shared one
 
 
 def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
@@ -49,7 +66,7 @@ def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
 def test_auto_rule_wants_more_channels_for_the_smaller_tiles(channels: int, precision: str, expected: str) -> None:
     """F(2x2) (precision "highest") saves less than F(4x4): it pays from 128 channels, not 64."""
     spec = ConvSpec.from_args(torch.empty(8, channels, 56, 56), torch.empty(channels, channels, 3, 3), padding=1)
-    with precision_set(precision):
+    with convlens.settings(precision=precision):
         assert choose(spec).algorithm.name == expected
 
 
@@ -57,7 +74,7 @@ def test_auto_rule_wants_more_channels_for_the_smaller_tiles(channels: int, prec
 def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
     """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at batch 1."""
     spec = ConvSpec.from_args(torch.empty(batch, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
-    with precision_set("high"):
+    with convlens.settings(precision="high"):
         assert choose(spec).algorithm.name == expected
 
 
@@ -84,7 +101,7 @@ def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options,
     x = torch.empty(batch, channels, 28, 28)
     w = torch.empty(channels, channels // groups, kernel, kernel)
     spec = ConvSpec.from_args(x, w, padding=kernel // 2, stride=stride, groups=groups)
-    with precision_set("high"):
+    with convlens.settings(precision="high"):
         assert choose(spec).algorithm.name == expected
 
 
@@ -105,7 +122,7 @@ def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:
     from convlens.algos import fft
 
     spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 7, 7), padding=3)
-    needed = sum(fft.buffer_bytes(spec).values())
+    needed = sum(fft.buffer_bytes(spec, convlens.get_workspace_limit()).values())
     assert choose(spec, workspace=needed).algorithm.name == "fft"
     assert choose(spec, workspace=needed - 1).algorithm.name == "im2col"
     large = ConvSpec.from_args(torch.empty(8, 64, 224, 224), torch.empty(64, 64, 11, 11), padding=5)
@@ -117,7 +134,7 @@ def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:
     with mock.patch.dict(algos._REGISTRY, {"fft": refusing}):
         with pytest.raises(AssertionError, match="FFT ran"):  # the check sees the registry
             convlens.conv2d(x, w, padding=3)
-        limit = sum(fft.buffer_bytes(small).values()) - 1
+        limit = sum(fft.buffer_bytes(small, convlens.get_workspace_limit()).values()) - 1
         convlens.conv2d(x, w, padding=3, workspace_limit=limit)  # conv2d hands its limit to auto
 
 

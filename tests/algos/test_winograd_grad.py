@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
-from convlens.algos import winograd, winograd_grad
+from convlens.algos import winograd
+from convlens.algos.winograd import grad as winograd_grad
+from convlens.algos.winograd import plan as winograd_plan
 from convlens.spec import ConvSpec
-from helpers import Case, conv_cases, precision_set, tolerances, winograd_tiles_of
+from helpers import Case, conv_cases, tolerances, winograd_tiles_of
 
 # 3x3, stride 1, dilation 1, one group, zero padding: what the backward routes here
 DENSE_3X3_CASES = conv_cases(
@@ -49,7 +51,7 @@ def pytorch_weight_grad(x: torch.Tensor, w: torch.Tensor, grad_output: torch.Ten
 def test_float64_equals_pytorch(piece_bytes: int, precision: str, case: Case) -> None:
     x, w, spec, grad_output = batched_tensors(case, torch.float64)
     sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
-    with winograd_tiles_of(precision), mock.patch.multiple(winograd, **sizes):
+    with winograd_tiles_of(precision), mock.patch.multiple(winograd_plan, **sizes):
         ours = winograd_grad.weight_grad(grad_output, x, spec)
     theirs = pytorch_weight_grad(x, w, grad_output, case.options)
     assert ours.shape == w.shape and ours.dtype == w.dtype
@@ -82,14 +84,19 @@ def test_float32_error_within_the_forward_bounds(precision: str, case: Case) -> 
 def test_the_backward_takes_it_where_auto_picks_winograd(
     channels: int, groups: int, create_graph: bool, by_winograd: bool, channels_last: bool
 ) -> None:
-    """The backward's weight gradient goes through Winograd where auto picks Winograd for the forward,
-    with one group, and not while the backward is itself recorded; PyTorch's gradient either way."""
+    """The backward's weight gradient goes through Winograd where auto's rule picks Winograd for the layer,
+    with one group, and not while the backward is itself recorded; PyTorch's gradient either way. The
+    forward runs Winograd too: at precision "high" its F(4x4) weight gradient (50x) serves only a
+    forward whose own bound allows it (``tests/test_backward_bounds.py``)."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(2, channels, 24, 24, dtype=torch.float64).contiguous(memory_format=layout)
     w = torch.randn(channels, channels // groups, 3, 3, dtype=torch.float64).contiguous(memory_format=layout)
     x.requires_grad_(), w.requires_grad_()
-    with precision_set("high"), mock.patch.object(winograd_grad, "weight_grad", wraps=winograd_grad.weight_grad) as spy:
-        out = convlens.conv2d(x, w, padding=1, groups=groups, algorithm="im2col")
+    with (
+        convlens.settings(precision="high"),
+        mock.patch.object(winograd_grad, "weight_grad", wraps=winograd_grad.weight_grad) as spy,
+    ):
+        out = convlens.conv2d(x, w, padding=1, groups=groups, algorithm="winograd")
         grad_output = torch.randn_like(out)
         ours = torch.autograd.grad(out, (x, w), grad_output, create_graph=create_graph)
     theirs = torch.autograd.grad(F.conv2d(x, w, padding=1, groups=groups), (x, w), grad_output)

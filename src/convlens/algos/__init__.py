@@ -7,12 +7,18 @@ Every algorithm computes the same thing, the cross-correlation of the input zero
 
 with c' = g(o) * C_in/G + c the c-th input channel of output channel o's group g(o).
 
-and differs only in how. Each exposes ``supports(spec) -> reason or None`` and
-``forward(x, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)``; the backward is
-shared by all of them (:mod:`convlens.autograd`). The zero padding is the algorithm's to apply:
-most call :func:`convlens.unfold.zero_pad` first, and those that copy the input anyway write the
-zeros in that copy (Winograd, and the stride phases of gemm and depthwise). The other padding
-modes are applied before, with ``spec.prepadded()`` (no padding left) handed on.
+and differs only in how. Every algorithm is an :class:`Algorithm` with the same members:
+
+    supports(spec)                          None, or the reason it cannot run this configuration
+    forward(x, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)
+    buffer_bytes(spec, workspace)           {name: bytes} of every buffer beyond input, weight and output
+    error_bound(spec)                       its float32 error against float64, as a multiple of PyTorch's own
+
+The backward is shared by all of them (:mod:`convlens.autograd`). The zero padding is the
+algorithm's to apply: most call :func:`convlens.unfold.zero_pad` first, and those that copy the
+input anyway write the zeros in that copy (Winograd, and the stride phases of gemm and
+depthwise). The other padding modes are applied before, with ``spec.prepadded()`` (no padding
+left) handed on.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from dataclasses import dataclass
 
 import torch
 
+from convlens.errors import ArgumentError, ArgumentTypeError
 from convlens.spec import ConvSpec
 
 Forward = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", ConvSpec, int], torch.Tensor]
 Supports = Callable[[ConvSpec], "str | None"]
+BufferBytes = Callable[[ConvSpec, int], dict[str, int]]
 ErrorBound = Callable[[ConvSpec], float]
 
 EXACT_BOUND = 2.0  # the accuracy rule for exact methods: float32 error at most 2x PyTorch's own
@@ -35,7 +43,9 @@ EXACT_BOUND = 2.0  # the accuracy rule for exact methods: float32 error at most 
 class Algorithm:
     """One way to compute a convolution: its name, a one-line summary, and its functions.
 
-    ``error_bound(spec)`` is the documented accuracy: the largest float32 error against float64
+    ``buffer_bytes(spec, workspace)`` predicts from the shapes alone every buffer a forward takes
+    beyond input, weight and output (kept caches and scratch included), within ``workspace``
+    bytes per piece of work. ``error_bound(spec)`` is the documented accuracy: the largest float32 error against float64
     it may have, as a multiple of PyTorch's own float32 error on the same inputs (``convlens
     verify`` and the tests enforce it).
     """
@@ -44,7 +54,13 @@ class Algorithm:
     summary: str
     forward: Forward
     supports: Supports
-    error_bound: ErrorBound = lambda spec: EXACT_BOUND
+    buffer_bytes: BufferBytes
+    error_bound: ErrorBound
+    mixes_values: bool = False  # one input value feeds outputs far from it (a tile, an image): NaN/Inf spread
+
+    def extra_bytes(self, spec: ConvSpec, workspace: int) -> int:
+        """All of ``buffer_bytes`` added up."""
+        return sum(self.buffer_bytes(spec, workspace).values())
 
     def __repr__(self) -> str:
         return f"Algorithm({self.name!r})"
@@ -54,6 +70,11 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float16 and bfloat16 are computed in float32 and rounded once at the end, as PyTorch's
     kernels do; other dtypes are computed as they are."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def exact(spec: ConvSpec) -> float:
+    """``error_bound`` of an exact algorithm: the same sums as PyTorch's, in another order."""
+    return EXACT_BOUND
 
 
 def always(spec: ConvSpec) -> str | None:
@@ -69,9 +90,19 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
+def check_name(name: object) -> str:
+    """``name`` if ``algorithm=`` accepts it ("auto" or a registered algorithm), else the error."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"algorithm must be a str, one of {names()}, got algorithm={name!r}")
+    if name != "auto" and name not in _REGISTRY:
+        raise ArgumentError(f"algorithm must be one of {names()}, got algorithm={name!r}")
+    return name
+
+
 def get(name: str) -> Algorithm:
-    if name not in _REGISTRY:
-        raise ValueError(f"algorithm must be one of {names()}, got algorithm={name!r}")
+    """The registered algorithm called ``name`` ("auto" is not one: it picks among them)."""
+    if check_name(name) == "auto":
+        raise ArgumentError(f"algorithm must be one of {names()[1:]} here, got algorithm='auto'")
     return _REGISTRY[name]
 
 
@@ -88,16 +119,15 @@ def concrete() -> tuple[Algorithm, ...]:
 def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algorithm:
     """The algorithm that will run ``spec``: the named one (if it supports it) or auto's choice
     (within ``workspace`` bytes, default the process-wide workspace limit)."""
-    if not isinstance(name, str):
-        raise TypeError(f"algorithm must be a str, one of {names()}, got algorithm={name!r}")
-    if name == "auto":
+    checked = check_name(name)
+    if checked == "auto":
         from convlens.algos.auto import choose
 
         return choose(spec, workspace).algorithm
-    algorithm = get(name)
+    algorithm = get(checked)
     reason = algorithm.supports(spec)
     if reason is not None:
-        raise ValueError(f"algorithm={name!r} cannot run this convolution ({spec.describe()}): {reason}")
+        raise ArgumentError(f"algorithm={name!r} cannot run this convolution ({spec.describe()}): {reason}")
     return algorithm
 
 

@@ -1,30 +1,26 @@
 """auto: pick an algorithm for a configuration, and say why.
 
-Without autotuning, a cost rule measured on this project's CPU benchmark (``convlens bench``),
+Without autotuning, a cost rule set from this project's CPU benchmarks (``convlens bench``),
 first match wins:
 
 1. 3x3, stride 1, dilation 1, enough input and output channels per group and at least
    MIN_TILES = 32 tiles over the batch: ``winograd`` — 2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3),
    precision "high") fewer multiplications, which pays once the channel products dominate its
-   transforms. Enough channels (MIN_CHANNELS) is 64 for F(4x4) (ResNet-50, batch 8: 0.73x PyTorch
-   at 64 channels against im2col's 0.62x, 1.2-1.3x from 128 channels up) and 128 for F(2x2),
-   whose transforms save less (``convlens bench --kernel 3 --precision highest``, batch 8: 0.48x
-   against im2col's 0.60x at 64 channels on 56x56, 0.97x against 0.81x at 128 on 28x28). Each
-   of its t*t products reads all of the transformed weight U for as many rows as there are
-   tiles, so with few tiles the products only stream U. Below 32 F(4x4) tiles Winograd uses
-   F(2x2) even at precision "high" (``winograd.tile_size``); the tiles counted here are those
-   of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4 F(4x4) tiles, 16 F(2x2)
-   tiles, Winograd 0.51x / 0.84x PyTorch against im2col's 0.98x; 256 at 14x14, batch 1: 49
-   F(2x2) tiles, 1.04x against im2col's 0.84x; 512 at 7x7, batch 8: 32 F(4x4) tiles, 1.15x
-   against 0.77x);
+   transforms. Enough channels (MIN_CHANNELS) is 64 for F(4x4) and 128 for F(2x2), whose
+   transforms save less. Each of its t*t products reads all of the transformed weight U for as
+   many rows as there are tiles, so with few tiles the products only stream U. Below 32 F(4x4)
+   tiles Winograd uses F(2x2) even at precision "high" (``winograd.tile_size``); the tiles
+   counted here are those of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4
+   F(4x4) tiles, 16 F(2x2) tiles). Why: from these channel and tile counts Winograd overtakes im2col;
+   evidence: ``convlens bench`` (ResNet-50, ``--kernel 3 --precision highest`` for F(2x2); benchmarks/RESULTS.md);
 2. depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
    taps (5x5) and an output at most BANDED_MAX_WIDTH = 32 columns wide: ``banded``, one
    product per kernel row with banded matrices, where the depthwise path makes k_h*k_w passes.
    Each product does W_pad / k_w times the band's work, so wide outputs and small kernels stay
-   with the others: ConvNeXt-T's 7x7 depthwise layers at 28x28 and below (NCHW, ``convlens
-   bench --suite convnext_tiny``, two runs) 1.0-2.1x FFT's speed and 1.6-3.2x the depthwise path's; on
-   MobileNetV2's 3x3 ones level with or behind the depthwise path (``convlens bench --suite
-   mobilenet_v2 --algorithms depthwise,banded``);
+   with the others. Why: banded leads FFT and the depthwise path on ConvNeXt-T's 7x7 depthwise
+   layers at 28x28 and below, not on MobileNetV2's 3x3 ones; evidence: ``convlens bench --suite
+   convnext_tiny`` and ``convlens bench --suite mobilenet_v2 --algorithms depthwise,banded``
+   (benchmarks/RESULTS.md);
 3. stride 1 and a large kernel: ``fft``, whose work does not grow with the kernel while
    im2col's grows with its k_h*k_w taps. Dense layers (several channels per group) need at
    least FFT_MIN_TAPS = 25 taps (5x5), taps x channels per group >= FFT_MIN_TAP_CHANNELS = 1500
@@ -37,13 +33,13 @@ first match wins:
    sweeps kernels 3-11, channels 3-128, sizes 14-112 and batch 1 and 8 and prints auto's pick
    against the fastest candidate; the figures are in benchmarks/RESULTS.md. Neither is taken
    where its buffers, kept transforms included, would pass the workspace limit;
-4. depthwise (groups == C_in > 1): ``depthwise`` — 0.27-0.30x PyTorch's depthwise kernel on
-   MobileNetV2 (geomean over batch 1 and 8), level with or ahead of im2col on every depthwise
-   layer but the smallest stride-2 ones, without im2col's k_h*k_w copy of the input; no
-   convlens algorithm comes near PyTorch's depthwise kernel;
+4. depthwise (groups == C_in > 1): ``depthwise`` — one scaled add per tap, without im2col's
+   k_h*k_w copy of the input; no convlens algorithm comes near PyTorch's depthwise kernel. Why:
+   level with or ahead of im2col on every MobileNetV2 depthwise layer but the smallest stride-2
+   ones; evidence: ``convlens bench --suite mobilenet_v2,seed --batch 1,8`` (benchmarks/RESULTS.md);
 5. otherwise ``im2col`` — one large matrix multiply (per group).
 
-The figures are from ``convlens bench`` (benchmarks/RESULTS.md).
+The figures behind every rule are in benchmarks/RESULTS.md.
 
 With ``convlens.set_autotune(True)``, the first call for each (sizes, options, dtype, device,
 precision) times every algorithm that supports it on random data of that shape and keeps the
@@ -54,14 +50,17 @@ stable once made, and the cache is safe to share between threads.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from functools import cache
 
 import torch
 
-from convlens.algos import Algorithm, banded, concrete, fft, get
-from convlens.algos.winograd import tile_count, tile_size
-from convlens.settings import get_autotune, get_precision, get_workspace_limit
+from convlens.algos import Algorithm, concrete, get
+from convlens.algos.winograd.plan import MIN_TILES, tile_count, tile_size
+from convlens.config import get_autotune, get_precision, get_workspace_limit
 from convlens.spec import ConvSpec
+from convlens.timing import interleaved_medians
 
 FFT_MIN_TAPS = 25  # kernel taps k_h*k_w for FFT on a dense layer; see rule 3 above
 FFT_MIN_TAP_CHANNELS = 1500  # taps x channels per group (the smaller of in and out), dense layers
@@ -69,7 +68,6 @@ FFT_MIN_BATCH = 4  # images per call, dense layers
 FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
 BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise layer; see rule 2 above
 BANDED_MAX_WIDTH = 32  # output columns up to which it does
-MIN_TILES = 32  # Winograd's products need this many rows to reuse U; see rule 1 above
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 
 
@@ -97,7 +95,7 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     if spec.stride == (1, 1) and floating and fft_pays(spec, workspace):
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
-        return Choice(get("depthwise"), "depthwise: one scaled add per tap, im2col's speed without its copy")
+        return Choice(get("depthwise"), "depthwise: one scaled add per tap, without im2col's k_h*k_w copy of the input")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
 
 
@@ -112,7 +110,7 @@ def fft_pays(spec: ConvSpec, workspace: int) -> bool:
     else:
         channels = min(spec.in_per_group, spec.out_per_group)
         pays = taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
-    return pays and sum(fft.buffer_bytes(spec).values()) <= workspace
+    return pays and get("fft").extra_bytes(spec, workspace) <= workspace
 
 
 def banded_pays(spec: ConvSpec, workspace: int) -> bool:
@@ -120,10 +118,10 @@ def banded_pays(spec: ConvSpec, workspace: int) -> bool:
     BANDED_MIN_TAPS taps and at most BANDED_MAX_WIDTH output columns, its buffers within
     ``workspace`` bytes."""
     return (
-        banded.supports(spec) is None
+        get("banded").supports(spec) is None
         and spec.kernel_size[0] * spec.kernel_size[1] >= BANDED_MIN_TAPS
         and spec.out_size[1] <= BANDED_MAX_WIDTH
-        and sum(banded.buffer_bytes(spec).values()) <= workspace
+        and get("banded").extra_bytes(spec, workspace) <= workspace
     )
 
 
@@ -139,38 +137,73 @@ def candidates(spec: ConvSpec) -> list[Algorithm]:
     return [algorithm for algorithm in concrete() if algorithm.supports(spec) is None]
 
 
-def time_candidates(spec: ConvSpec) -> Choice:
-    """Time every supporting algorithm once on random data of this shape; keep the fastest."""
-    from convlens.benchmark.timing import interleaved_medians
-    from convlens.settings import get_workspace_limit
-
+def time_candidates(spec: ConvSpec, workspace: int) -> Choice:
+    """Time every supporting algorithm whose buffers fit ``workspace`` bytes (im2col always: it works
+    in pieces within the limit) once on random data of this shape; keep the fastest."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((spec.batch, spec.in_channels, *spec.in_size), generator=generator).to(spec.dtype)
     weight = torch.randn((spec.out_channels, spec.in_per_group, *spec.kernel_size), generator=generator)
     x, weight = x.to(spec.device), weight.to(dtype=spec.dtype, device=spec.device)
-    runs = {
-        algorithm.name: (lambda algorithm=algorithm: algorithm.forward(x, weight, None, spec, get_workspace_limit()))
-        for algorithm in candidates(spec)
-    }
+
+    def timed_call(algorithm: Algorithm) -> Callable[[], torch.Tensor]:
+        return lambda: algorithm.forward(x, weight, None, spec, workspace)
+
+    within = [a for a in candidates(spec) if a.name == "im2col" or a.extra_bytes(spec, workspace) <= workspace]
+    runs = {algorithm.name: timed_call(algorithm) for algorithm in within}
     with torch.no_grad():
         for run in runs.values():
             run()  # warm up (transform caches, allocator)
         seconds = interleaved_medians(runs, rounds=1, min_run_time=0.05)
-    best = min(seconds, key=seconds.get)
+    best = min(seconds, key=seconds.__getitem__)
     summary = ", ".join(f"{name} {value * 1e3:.2f} ms" for name, value in sorted(seconds.items(), key=lambda kv: kv[1]))
     return Choice(get(best), f"timed once: {summary}")
 
 
 def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
+    """auto's choice for ``spec`` within ``workspace`` bytes (default: the process-wide limit), by the
+    cost rule or, with autotuning on, by one timing per configuration. An algorithm that mixes values
+    comes guarded (``finite_guarded``), so auto never changes where a NaN or an Inf lands."""
+    workspace = get_workspace_limit() if workspace is None else workspace
     if not get_autotune() or torch.compiler.is_compiling():
-        return rule(spec, workspace)
-    key = cache_key(spec)
-    with _lock:
-        if key in _timed:
-            return _timed[key]
-    choice = time_candidates(spec)
-    with _lock:
-        return _timed.setdefault(key, choice)  # the first choice made wins: stable for this shape
+        choice = rule(spec, workspace)
+    else:
+        key = (*cache_key(spec), workspace)
+        with _lock:
+            timed = _timed.get(key)
+        if timed is None:
+            timed = time_candidates(spec, workspace)
+            with _lock:
+                timed = _timed.setdefault(key, timed)  # the first choice made wins: stable for this shape
+        choice = timed
+    if choice.algorithm.mixes_values:
+        return Choice(finite_guarded(choice.algorithm), choice.reason)
+    return choice
+
+
+def exact_fallback(spec: ConvSpec) -> Algorithm:
+    """The exact algorithm auto would otherwise pick: depthwise for a depthwise layer, else im2col."""
+    return get("depthwise") if spec.is_depthwise else get("im2col")
+
+
+@cache
+def finite_guarded(algorithm: Algorithm) -> Algorithm:
+    """``algorithm`` whose output is checked for NaN and Inf: where it has any, the call is computed
+    again by the exact fallback, whose NaN and Inf land where PyTorch's do. Winograd, FFT and banded
+    mix the values of a tile, an image or a row, so one NaN spreads over many outputs and an Inf
+    output can come out as NaN (Inf - Inf in a transform). The check is one sum over the output (NaN
+    and Inf survive a sum; a finite sum means every output is finite); evidence that it costs a hot
+    layer little: ``python benchmarks/nonfinite_guard.py`` (benchmarks/RESULTS.md). Not while
+    torch.compile traces (data-dependent control flow), where the algorithm's own semantics hold."""
+
+    def forward(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+    ) -> torch.Tensor:
+        out = algorithm.forward(x, weight, bias, spec, workspace)
+        if torch.compiler.is_compiling() or out.numel() == 0 or bool(torch.isfinite(out.sum())):
+            return out
+        return exact_fallback(spec).forward(x, weight, bias, spec, workspace)
+
+    return replace(algorithm, forward=forward)
 
 
 def clear_cache() -> None:

@@ -19,20 +19,19 @@ padded input's rows laid end to end, each kernel row a shifted view of them::
 with tail = d_h*(k_h - 1) zero rows, so the last kernel row's view stays inside.
 
 k_h products instead of the depthwise path's k_h*k_w passes, but each product does W_pad / k_w
-times the work the band needs (the zeros off it): worth it for large kernels on narrow
-images. ConvNeXt-T's 7x7 depthwise layers (``convlens bench --suite convnext_tiny``, batch 1
-and 8, NCHW, two runs): 1.0-2.1x FFT's speed from 28x28 down and 1.6-3.2x the depthwise path's, behind FFT
-at 56x56; for 3x3 kernels level with or behind the depthwise path (``convlens bench --suite
-mobilenet_v2 --kernel 3 --algorithms depthwise,banded``), so auto uses it for 5x5 and larger
-kernels on narrow outputs only (``auto.py``, rule 2). Runs depthwise layers
-with one filter per channel at stride 1; any dilation and padding.
+times the work the band needs (the zeros off it): worth it for large kernels on narrow images,
+so auto uses it for 5x5 and larger kernels on narrow outputs only (``auto.py``, rule 2). Why: it
+leads FFT and the depthwise path on ConvNeXt-T's 7x7 depthwise layers from 28x28 down, not at
+56x56 nor on 3x3 kernels; evidence: ``convlens bench --suite convnext_tiny`` and ``convlens bench
+--suite mobilenet_v2 --kernel 3 --algorithms depthwise,banded`` (benchmarks/RESULTS.md). Runs
+depthwise layers with one filter per channel at stride 1; any dilation and padding.
 """
 
 from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, register
+from convlens.algos import Algorithm, accumulation_dtype, exact, register
 from convlens.algos.cache import TransformCache
 from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
@@ -62,7 +61,7 @@ def band_matrices(weight: torch.Tensor, spec: ConvSpec, dtype: torch.dtype) -> t
     return bands
 
 
-def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes beyond input, weight and output: the input's ``phases`` copy (phases.py), the uncropped
     ``products`` and the ``bands`` kept in BAND_CACHE."""
     itemsize = accumulation_dtype(spec.dtype).itemsize
@@ -102,5 +101,8 @@ ALGORITHM = register(
         summary="depthwise as one batched product per kernel row with banded (Toeplitz) matrices; stride 1",
         forward=forward,
         supports=supports,
+        buffer_bytes=buffer_bytes,
+        error_bound=exact,
+        mixes_values=True,
     )
 )

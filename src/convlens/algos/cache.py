@@ -21,7 +21,11 @@ import torch
 def memory_words(tensor: torch.Tensor) -> torch.Tensor | None:
     """The bytes of a dense tensor in memory order, seen as 64-bit words where their count and
     alignment allow (else narrower integers); None for a tensor with gaps or overlaps."""
-    order = sorted(range(tensor.dim()), key=lambda dim: -tensor.stride(dim))
+
+    def descending_stride(dim: int) -> int:
+        return -tensor.stride(dim)
+
+    order = sorted(range(tensor.dim()), key=descending_stride)
     in_memory_order = tensor.permute(order)
     if not in_memory_order.is_contiguous():
         return None
@@ -39,10 +43,8 @@ def same_bits(saved: torch.Tensor, weight: torch.Tensor) -> bool:
     transform of the same bits is the same). A weight with gaps or overlaps in memory (a strided
     slice, an expanded tensor) is compared by value with ``torch.equal``.
 
-    Why words: ``torch.equal`` on the float32 values ran at about half the memory speed. The cache
-    check stage of ``python benchmarks/winograd_profile.py`` on the 512x512 layer at 7x7, batch 8
-    (a 9 MiB weight), went from 1.75 ms per call with ``torch.equal`` to 0.64 ms with words (run
-    before and after the change), of 4.5 ms in all."""
+    Why words: ``torch.equal`` on the float32 values runs well below the memory speed; evidence:
+    the cache-check stage of ``python benchmarks/winograd_profile.py`` (benchmarks/RESULTS.md)."""
     if saved.stride() == weight.stride():
         saved_words, weight_words = memory_words(saved), memory_words(weight.detach())
         if saved_words is not None and weight_words is not None:
@@ -94,7 +96,11 @@ class TransformCache:
                     return entry[2]
                 stale = self._entries.pop(full_key)  # same weight, new values: reuse its buffers
         if stale is None:
-            alive = weakref.ref(weight, lambda _, full_key=full_key: self._forget(full_key))
+
+            def forget(_: weakref.ref[torch.Tensor], full_key: tuple = full_key) -> None:
+                self._forget(full_key)
+
+            alive = weakref.ref(weight, forget)
             saved = weight.detach().clone()
             value = compute(None)
         else:

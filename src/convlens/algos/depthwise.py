@@ -13,16 +13,15 @@ scalar broadcast along its contiguous row::
 
 Channels never mix, so the channels go through in pieces whose output planes hold about 1 MiB
 (PIECE_BYTES): a piece's out_flat and phases then stay in cache across its k_h*k_w passes,
-instead of every pass streaming the whole tensor through memory. On MobileNetV2's depthwise
-layers at batch 8 this took the geometric-mean speed from 0.23x PyTorch's CPU depthwise kernel
-(one piece) to 0.31x (256 KiB pieces 0.22x, 4 MiB 0.25x); at batch 1 most layers are one piece
-anyway (0.31x either way) (``python benchmarks/depthwise_pieces.py``). The pieces are sized by
-the output, not the padded input: a stride-2 layer's output is a quarter of its input, and its
-per-piece copy into four phases favours the larger pieces that gives (an observation from a
-first version of the rule; the script measures only the current sizing).
+instead of every pass streaming the whole tensor through memory. Why 1 MiB: on MobileNetV2's
+depthwise layers at batch 8 it beats one piece, 256 KiB and 4 MiB pieces; evidence: ``python
+benchmarks/depthwise_pieces.py`` (benchmarks/RESULTS.md). The pieces are sized by the output,
+not the padded input: a stride-2 layer's output is a quarter of its input, and its per-piece
+copy into four phases favours the larger pieces that gives (an observation from a first version
+of the rule; the script measures only the current sizing).
 
 PyTorch's kernel keeps each output in registers across the taps; here every tap is a pass over
-the piece, launched from Python, and convlens stays at about a third of its speed.
+the piece, launched from Python, and convlens stays far below its speed.
 Channels first matters: a per-channel weight is then a scalar along each contiguous row;
 broadcast along an innermost channel axis (channels last), the same multiply-add ran markedly
 slower.
@@ -34,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, register
+from convlens.algos import Algorithm, accumulation_dtype, exact, register
 from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
 
@@ -54,7 +53,7 @@ def piece_channels(spec: ConvSpec) -> int:
     return max(1, PIECE_BYTES // max(1, plane_bytes))
 
 
-def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
     shapes: the input ``repeated`` for a channel multiplier, and one piece's ``phases`` and
     ``products`` (fresh tensors, freed piece by piece)."""
@@ -101,5 +100,7 @@ ALGORITHM = register(
         summary="one broadcast multiply-add per tap over channels-last stride phases; groups == C_in only",
         forward=forward,
         supports=supports,
+        buffer_bytes=buffer_bytes,
+        error_bound=exact,
     )
 )

@@ -26,9 +26,27 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, always, register
+from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
 from convlens.spec import ConvSpec
 from convlens.unfold import tap_slice, zero_pad
+
+
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
+    """Bytes beyond input, weight and output, predicted from the shapes: the zero-``padded input``
+    (a fresh tensor), its float32 ``compute copy`` and the float32 ``accumulator`` for float16 and
+    bfloat16, and one tap's ``tap product`` (the einsum's result, a fresh tensor per tap)."""
+    h_pad, w_pad = spec.padded_size
+    h_out, w_out = spec.out_size
+    itemsize, compute = spec.dtype.itemsize, accumulation_dtype(spec.dtype).itemsize
+    padded = spec.batch * spec.in_channels * h_pad * w_pad
+    outputs = spec.batch * spec.out_channels * h_out * w_out
+    widened = compute != itemsize
+    return {
+        "padded input": padded * itemsize if any(spec.padding) else 0,
+        "compute copy": padded * compute if widened else 0,
+        "accumulator": outputs * compute if widened else 0,
+        "tap product": outputs * compute,
+    }
 
 
 def forward(
@@ -63,5 +81,7 @@ ALGORITHM = register(
         summary="sum over the k_h*k_w kernel taps of (shifted input slice) x (weight slice); no im2col",
         forward=forward,
         supports=always,
+        buffer_bytes=buffer_bytes,
+        error_bound=exact,
     )
 )

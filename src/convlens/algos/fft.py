@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, always, register
+from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
 from convlens.algos.cache import TransformCache
 from convlens.spec import ConvSpec
 from convlens.unfold import zero_pad
@@ -49,10 +49,9 @@ FAST_PRIMES = (2, 3, 5, 7, 11, 13)  # FFT lengths made of these alone, and even,
 def fft_length(n: int) -> int:
     """The smallest even number at least ``n`` whose prime factors are all in FAST_PRIMES.
 
-    On this project's CPU (MKL's FFT) a 2-D transform of a side with a prime factor of 17 or more
-    took 2.5-6x longer per value than one of 2, 3, 5, 7, 11 and 13 alone (62 = 2*31 against 64,
-    34 = 2*17 against 36), and an odd side about 1.5-2x longer than an even one near it (63 against
-    64), timed ad hoc over sides 30-80 for 4x64 images; whole layers: ``python benchmarks/fft_sizes.py``.
+    Why: MKL's FFT takes a side with a prime factor of 17 or more (62 = 2*31, 34 = 2*17), or an
+    odd side, markedly longer per value; evidence: ``python benchmarks/fft_sizes.py`` (whole
+    layers; benchmarks/RESULTS.md).
     """
     length = max(2, n + n % 2)
     while True:
@@ -77,7 +76,7 @@ def frequency_count(spec: ConvSpec) -> int:
     return h_f * (w_f // 2 + 1)
 
 
-def buffer_bytes(spec: ConvSpec) -> dict[str, int]:
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
     shapes: the input's spectra (and their copy by frequency that the product reads), the output's
     spectra (and their copy back by image), every window position before the stride's pick, and
@@ -142,5 +141,8 @@ ALGORITHM = register(
         summary="correlation theorem: rfft2, a product of spectra per frequency, irfft2; for large kernels",
         forward=forward,
         supports=always,
+        buffer_bytes=buffer_bytes,
+        error_bound=exact,
+        mixes_values=True,
     )
 )

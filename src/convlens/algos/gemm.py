@@ -22,9 +22,22 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, always, register
-from convlens.algos.phases import stride_phases
+from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
+from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
+
+
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
+    """Bytes beyond input, weight and output, predicted from the shapes: the input's ``phases``
+    copy (phases.py) and ``out_flat``, the products at every phase position before the crop."""
+    s_h, s_w = spec.stride
+    h_q, w_q, tail = phase_grid(spec)
+    positions = spec.batch * h_q * w_q
+    itemsize = accumulation_dtype(spec.dtype).itemsize
+    return {
+        "phases": s_h * s_w * spec.in_channels * (positions + tail) * itemsize,
+        "out_flat": spec.out_channels * positions * itemsize,
+    }
 
 
 def forward(
@@ -53,5 +66,7 @@ ALGORITHM = register(
         summary="tap-wise: k_h*k_w matrix products over shifted views of the input, no im2col copy",
         forward=forward,
         supports=always,
+        buffer_bytes=buffer_bytes,
+        error_bound=exact,
     )
 )

@@ -29,28 +29,27 @@ window positions as rows, so that neither the input nor the output is transposed
     w_cols = weight -> (G, k_h*k_w*C_in/G, C_out/G)       rows in the windows' (k_h, k_w, C) order
     out    = cols @ w_cols                                 (N*L, C_out): the output, channels-last
 
-For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a view. Through
-the NCHW path a channels-last input cost a transposing copy in and out: ``python
-benchmarks/channels_last.py`` (ResNet-50, batch 8), run on the commit before this path and on
-it, went from 0.48x to 0.81x PyTorch's channels-last kernel in geomean, and from 0.09x to 0.74x
-on the 256->64 1x1 layer at 56x56.
+For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a view. Why: through
+the NCHW path a channels-last input costs a transposing copy in and out; evidence: ``python
+benchmarks/channels_last.py`` (benchmarks/RESULTS.md).
 
-Speed: pieces are also kept to at most 16 MiB of columns even when more would fit. Columns that
-stay cache-sized are written and read back far faster than one huge buffer: on the ResNet-50
-layer 64->64 3x3 at 56x56, batch 8 (55 MiB of columns), 1-16 MiB pieces took 11-12 ms and one
-shot 21-23 ms (``python benchmarks/im2col_pieces.py``). The columns go into a scratch buffer
-kept between calls (:mod:`convlens.algos.scratch`), and each piece's product straight into its
-slice of the output, with the bias added while that slice is in cache. A fresh 16 MiB tensor
-per piece is faulted in page by page on every call: on ResNet-50's stem at batch 8 that cost
-1.09x -> 0.93x PyTorch, on its 128->128 3x3 stride-2 layer 0.75x -> 0.67x (``python
-benchmarks/im2col_scratch.py``).
+Speed: pieces are also kept to at most 16 MiB of columns even when more would fit (for the
+ResNet-50 layer 64->64 3x3 at 56x56, batch 8, one shot would be 55 MiB of columns). Why: columns
+that stay cache-sized are written and read back faster than one huge buffer; evidence: ``python
+benchmarks/im2col_pieces.py`` (benchmarks/RESULTS.md). The columns go into a scratch buffer kept
+between calls (:mod:`convlens.algos.scratch`), and each piece's product straight into its slice
+of the output, with the bias added while that slice is in cache. Why: a fresh 16 MiB tensor per
+piece is faulted in page by page on every call; evidence: ``python benchmarks/im2col_scratch.py``
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from convlens.algos import Algorithm, always, register
+from convlens.algos import Algorithm, always, exact, register
 from convlens.algos.scratch import Scratch
 from convlens.spec import ConvSpec, prefers_channels_last
 from convlens.unfold import im2col, sliding_windows, zero_pad
@@ -67,9 +66,9 @@ def columns_are_input(spec: ConvSpec) -> bool:
 
 def plan_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
     """(images per piece, output rows per piece) so one piece's columns fit in ``workspace`` bytes
-    (and in PIECE_BYTES, for speed). One piece when the columns are the input itself: pieces of a
-    view bound no memory and cost a copy of the output (ResNet-50's 256->128 1x1 layer at 56x56,
-    batch 8, went from 0.85x to 1.17x PyTorch in ``convlens bench``, benchmarks/RESULTS.md)."""
+    (and in PIECE_BYTES, for speed). One piece when the columns are the input itself. Why: pieces
+    of a view bound no memory and cost a copy of the output; evidence: ``convlens bench``
+    (ResNet-50's 256->128 1x1 layer at 56x56, batch 8; benchmarks/RESULTS.md)."""
     h_out, w_out = spec.out_size
     if columns_are_input(spec):
         return max(1, spec.batch), h_out
@@ -87,25 +86,25 @@ def folds_batch(spec: ConvSpec) -> bool:
 
     A product with few columns runs well below the GEMM peak, and folding costs a transposing copy
     of the output (and of the input for a 1x1 stride-1 kernel, whose columns are otherwise a view).
-    Measured on every ResNet-50 layer at batch 8 (``python benchmarks/im2col_fold.py``): folding wins
-    at L = 49 (0.60-0.83x PyTorch -> 0.79-1.08x), ties at L = 196 when the columns are copied anyway
-    and loses for 1x1 stride-1 kernels there, and loses at L >= 784. With one image there is nothing
-    to fold.
+    Why at most 64 positions: on ResNet-50's layers at batch 8 folding wins at L = 49, not from
+    L = 196 up; evidence: ``python benchmarks/im2col_fold.py`` (benchmarks/RESULTS.md). With one
+    image there is nothing to fold.
     """
     return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= 64
 
 
-def buffer_bytes(spec: ConvSpec, workspace: int, channels_last: bool = False) -> dict[str, int]:
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
     from the shapes: the zero-``padded input`` (a fresh tensor), and the scratch buffers kept
     between calls: the largest piece's ``cols`` and, when the batch is folded or the output is cut
-    into bands of rows (for a ``channels_last`` input: when there are groups), its ``products``."""
+    into bands of rows (for a channels-last input, ``spec.channels_last``: when there are groups), its
+    ``products``."""
     images, rows = plan_pieces(spec, workspace)
     images = min(images, spec.batch)
     h_out, w_out = spec.out_size
     h_pad, w_pad = spec.padded_size
     itemsize = spec.dtype.itemsize
-    if channels_last:
+    if spec.channels_last:
         view, through_buffer = spec.groups == 1, spec.groups > 1
     else:
         view, through_buffer = not folds_batch(spec), folds_batch(spec) or rows < h_out
@@ -207,6 +206,7 @@ def forward(
     n = x_pad.shape[0]
     h_out, w_out = spec.out_size
     images, rows = plan_pieces(spec, workspace)
+    multiply_piece: Callable[[torch.Tensor, torch.Tensor, ConvSpec, torch.Tensor], None]
     if prefers_channels_last(x_pad):  # positions as rows, and the output channels-last too
         out = x_pad.new_empty((n, h_out, w_out, spec.out_channels)).permute(0, 3, 1, 2)
         weights, multiply_piece = weight_columns(weight, spec), multiply_channels_last  # (G, k_h*k_w*C_in/G, C_out/G)
@@ -232,5 +232,7 @@ ALGORITHM = register(
         summary="the seed's unfold + matmul + view, in workspace-bounded pieces",
         forward=forward,
         supports=always,
+        buffer_bytes=buffer_bytes,
+        error_bound=exact,
     )
 )

@@ -1,11 +1,11 @@
 """Scratch buffers kept between calls: an algorithm's intermediates without fresh allocations.
 
 A large temporary freed at the end of every call is handed back to the operating system and
-faulted in again, page by page, on the next call. On this project's CPU that cost Winograd
-about 30% on ResNet-50's 64-channel 56x56 layer, batch 8 (0.49-0.50x PyTorch with fresh buffers,
-0.70-0.71x with kept ones; ``python benchmarks/winograd_pieces.py [--fresh]``). Libraries keep a workspace for
-this reason (cuDNN's workspace, oneDNN's scratchpad); here each thread keeps one buffer per
-(name, dtype, device), grown when a call needs more, reused by every later call.
+faulted in again, page by page, on the next call. Why keep them: that slowed Winograd markedly
+on ResNet-50's 64-channel 56x56 layer; evidence: ``python benchmarks/winograd_pieces.py
+[--fresh]`` (benchmarks/RESULTS.md). Libraries keep a workspace for this reason (cuDNN's
+workspace, oneDNN's scratchpad); here each thread keeps one buffer per (name, dtype, device),
+grown when a call needs more, reused by every later call.
 
 Only intermediates that never leave the call may live here: a result handed back to the caller
 must be its own tensor. Memory held: the largest piece seen, per buffer and thread; ``clear()``

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import algos
-from convlens.algos import banded, depthwise, fft, im2col, winograd
 from convlens.algos.auto import choose
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
@@ -63,26 +62,15 @@ def _pair_padding(layer: Layer) -> tuple[int, int]:
 
 
 def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
-    """Memory an algorithm allocates beyond input, weight and output, predicted from the shapes."""
+    """Memory a candidate allocates beyond input, weight and output, predicted from the shapes:
+    the algorithm's own ``buffer_bytes``; for the seed's method its padded input and columns."""
     spec = layer.spec(batch)
-    h_pad, w_pad = spec.padded_size
-    itemsize = spec.dtype.itemsize
-    padded_input = batch * spec.in_channels * h_pad * w_pad * itemsize
+    if name == REFERENCE:  # PyTorch's own workspace is not visible from here
+        return 0
     if name == SEED:
-        return padded_input + spec.cols_bytes()
-    if name == "im2col":
-        return sum(im2col.buffer_bytes(spec, convlens.get_workspace_limit()).values())
-    if name == "winograd":
-        return sum(winograd.buffer_bytes(spec).values())
-    if name == "depthwise":
-        return sum(depthwise.buffer_bytes(spec).values())
-    if name == "fft":
-        return sum(fft.buffer_bytes(spec).values())
-    if name == "banded":
-        return sum(banded.buffer_bytes(spec).values())
-    if name in ("gemm", "direct"):
-        return 2 * padded_input
-    return 0
+        h_pad, w_pad = spec.padded_size
+        return batch * spec.in_channels * h_pad * w_pad * spec.dtype.itemsize + spec.cols_bytes()
+    return algos.get(name).extra_bytes(spec, convlens.get_workspace_limit())
 
 
 def benchmark_layer(
@@ -98,10 +86,18 @@ def benchmark_layer(
     x, w, b = (tensor.to(device) for tensor in layer.tensors(batch))
     spec = layer.spec(batch)
     options = layer.options
-    candidates: dict[str, Callable[[], object]] = {REFERENCE: lambda: F.conv2d(x, w, b, **options)}
+
+    def convlens_call(name: str) -> Callable[[], torch.Tensor]:
+        return lambda: convlens.conv2d(x, w, b, **options, algorithm=name)
+
+    # torch's stubs split conv2d into an int-padding and a str-padding overload, which mypy does not
+    # match against a ** of both (here and below)
+    candidates: dict[str, Callable[[], torch.Tensor]] = {
+        REFERENCE: lambda: F.conv2d(x, w, b, **options)  # type: ignore[arg-type]
+    }
     for name in algorithm_names:
         if name == "auto" or algos.get(name).supports(spec) is None:
-            candidates[name] = lambda name=name: convlens.conv2d(x, w, b, **options, algorithm=name)
+            candidates[name] = convlens_call(name)
     if layer.groups == 1 and isinstance(layer.padding, tuple):
         candidates[SEED] = lambda: seed_unfold(x, w, b, layer)
     h_out, w_out = spec.out_size
@@ -111,7 +107,7 @@ def benchmark_layer(
 
     row = Row(layer, batch, spec.flops)
     with torch.no_grad():
-        truth = F.conv2d(x.double(), w.double(), b.double(), **options)
+        truth = F.conv2d(x.double(), w.double(), b.double(), **options)  # type: ignore[arg-type]
         for name, function in candidates.items():
             if name == GEMM:
                 continue
@@ -129,63 +125,3 @@ def summary(rows: list[Row], names: Iterable[str]) -> dict[str, float]:
     """Geometric-mean speedup over PyTorch of each candidate, over the rows it ran on (none: left out)."""
     speedups = {name: [r.speedup(name) for r in rows if name in r.milliseconds] for name in names}
     return {name: geomean(values) for name, values in speedups.items() if values}
-
-
-def markdown_table(rows: list[Row], names: list[str]) -> str:
-    header = "| layer | N | PyTorch ms | " + " | ".join(f"{n} (x, GFLOP/s)" for n in names) + " | auto picks |"
-    lines = [header, "|" + "---|" * (len(names) + 4)]
-    for row in rows:
-        cells = []
-        for name in names:
-            if name in row.milliseconds:
-                cells.append(f"{row.speedup(name):.2f}x, {row.gflops(name):.0f}")
-            else:
-                cells.append("-")
-        lines.append(
-            f"| {row.layer.label} | {row.batch} | {row.milliseconds[REFERENCE]:.2f} | "
-            + " | ".join(cells)
-            + f" | {row.auto_choice} |"
-        )
-    return "\n".join(lines)
-
-
-def resources_table(rows: list[Row], names: list[str]) -> str:
-    """Per candidate: its rate as a % of the same-size GEMM's, and its predicted extra memory."""
-    header = "| layer | N | " + " | ".join(f"{n} (% of GEMM, extra MiB)" for n in names) + " |"
-    lines = [header, "|" + "---|" * (len(names) + 2)]
-    for row in rows:
-        cells = [
-            f"{row.gemm_percent(n):.0f}%, {row.extra_bytes[n] / 2**20:.1f}" if n in row.milliseconds else "-"
-            for n in names
-        ]
-        lines.append(f"| {row.layer.label} | {row.batch} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def error_table(rows: list[Row], names: list[str]) -> str:
-    lines = ["| layer | N | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
-    for row in rows:
-        cells = [f"{row.errors[n]:.1e}" if n in row.errors else "-" for n in names]
-        lines.append(f"| {row.layer.label} | {row.batch} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def chart(rows: list[Row], names: list[str]):
-    """Speedup over PyTorch per layer (log scale), one bar per candidate; 1.0 is PyTorch."""
-    from matplotlib.figure import Figure
-
-    labels = [f"{r.layer.suite}: {r.layer.label} N={r.batch}" for r in rows]
-    figure = Figure(figsize=(12, 0.28 * len(rows) * len(names) / 3 + 2.5), layout="constrained")
-    axis = figure.subplots()
-    height = 0.8 / len(names)
-    for index, name in enumerate(names):
-        values = [r.speedup(name) if name in r.milliseconds else float("nan") for r in rows]
-        positions = [i + index * height for i in range(len(rows))]
-        axis.barh(positions, values, height=height, label=name)
-    axis.axvline(1.0, color="black", lw=1)
-    axis.set_xscale("log")
-    axis.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels, fontsize=7)
-    axis.invert_yaxis()
-    axis.set_xlabel("speedup over PyTorch F.conv2d (higher is faster; 1 = PyTorch)")
-    axis.legend(fontsize=8, loc="lower right")
-    return figure

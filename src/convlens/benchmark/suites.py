@@ -8,10 +8,21 @@ with the number of times it occurs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, cast
 
 import torch
 
-from convlens.spec import ConvSpec, IntOrPair
+from convlens.errors import ArgumentError
+from convlens.spec import ConvSpec
+
+
+class LayerOptions(TypedDict):
+    """A layer's conv2d options, to pass on with ``**`` (``Layer.options``)."""
+
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    dilation: tuple[int, int]
+    groups: int
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ class Layer:
         return x, w, b
 
     @property
-    def options(self) -> dict[str, IntOrPair | str | int]:
+    def options(self) -> LayerOptions:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
     def spec(self, batch: int, dtype: torch.dtype = torch.float32) -> ConvSpec:
@@ -76,10 +87,11 @@ def layers_of(model: torch.nn.Module, suite: str, image_size: int) -> list[Layer
                 in_channels=module.in_channels,
                 out_channels=module.out_channels,
                 size=tuple(args[0].shape[-2:]),
-                kernel_size=module.kernel_size,
-                stride=module.stride,
-                padding=module.padding,
-                dilation=module.dilation,
+                # nn.Conv2d's sizes are pairs; its stubs (shared by 1-D to 3-D) say tuple[int, ...]
+                kernel_size=cast("tuple[int, int]", module.kernel_size),
+                stride=cast("tuple[int, int]", module.stride),
+                padding=cast("tuple[int, int] | str", module.padding),
+                dilation=cast("tuple[int, int]", module.dilation),
                 groups=module.groups,
                 padding_mode=module.padding_mode,
             )
@@ -121,7 +133,7 @@ def suite(name: str) -> list[Layer]:
     if name == "seed":
         return [seed_layer()]
     if name not in SUITES:
-        raise ValueError(f"suite must be one of {SUITES}, got suite={name!r}")
+        raise ArgumentError(f"suite must be one of {SUITES}, got suite={name!r}")
     import torchvision
 
     with torch.device("meta"):  # shapes only: no memory for weights, nothing downloaded

@@ -1,31 +1,16 @@
-"""Timing against PyTorch in the same process: interleaved rounds, medians, ratios.
-
-Every candidate is measured with ``torch.utils.benchmark.Timer.blocked_autorange`` once per round,
-candidates alternating within each round, so slow spells of a shared machine hit all of them
-alike; the figure kept is the median over all measured blocks.
-"""
+"""Timing against PyTorch in the same process: ratios over interleaved medians
+(:func:`convlens.timing.interleaved_medians`), geometric means, and the A/B switch of one attribute."""
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.utils.benchmark as tbench
 
+from convlens.timing import interleaved_medians
 
-def interleaved_medians(
-    candidates: dict[str, Callable[[], object]], rounds: int = 3, min_run_time: float = 0.2
-) -> dict[str, float]:
-    """Median seconds per call of each candidate, measured in ``rounds`` interleaved rounds."""
-    blocks: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, function in candidates.items():
-            timer = tbench.Timer(stmt="function()", globals={"function": function}, num_threads=torch.get_num_threads())
-            measurement = timer.blocked_autorange(min_run_time=min_run_time)
-            blocks[name].extend(measurement.times)
-    return {name: statistics.median(times) for name, times in blocks.items()}
+__all__ = ["geomean", "interleaved_medians", "speedups_over", "with_attributes"]
 
 
 def speedups_over(

@@ -14,16 +14,26 @@ The CS231n demo this follows: a 5x5x3 input, two 3x3x3 filters, padding 1, strid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
-import torch.nn.functional as F
 
+from convlens.errors import ArgumentError
 from convlens.functional import conv2d
-from convlens.padding import pad_input
+from convlens.padding import pad_input, pytorch_conv2d
 from convlens.spec import ConvSpec, IntOrPair, Padding
 
 
-class PositionError(ValueError):
+class _Options(TypedDict):
+    """conv2d's options, passed on with ``**`` to the spec, convlens and PyTorch alike."""
+
+    stride: IntOrPair
+    padding: Padding
+    dilation: IntOrPair
+    groups: int
+
+
+class PositionError(ArgumentError):
     """An output position outside the output grid."""
 
 
@@ -70,7 +80,7 @@ def explain_value(
     padding_mode: str = "zeros",
 ) -> Explanation:
     """Compute output ``[filter_index, y, x]`` of an unbatched (C_in, H, W) input by hand."""
-    options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    options: _Options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     spec = ConvSpec.from_args(x, weight, bias, padding_mode=padding_mode, **options)
     h_out, w_out = spec.out_size
     y, x_pos = position
@@ -92,12 +102,7 @@ def explain_value(
         steps.append(ChannelStep(channel, window, kernel, window * kernel))
 
     output = conv2d(x, weight, bias, padding_mode=padding_mode, **options)
-    if padding_mode == "zeros":
-        reference = F.conv2d(x, weight, bias, **options)
-    else:  # as nn.Conv2d does it
-        top_pad, bottom_pad, left_pad, right_pad = spec.padding
-        padded = F.pad(x.unsqueeze(0), (left_pad, right_pad, top_pad, bottom_pad), mode=padding_mode)[0]
-        reference = F.conv2d(padded, weight, bias, stride=stride, dilation=dilation, groups=groups)
+    reference = pytorch_conv2d(x, weight, bias, padding_mode=padding_mode, **options)
     return Explanation(
         spec=spec,
         x_pad=x_pad,
@@ -157,12 +162,3 @@ def format_explanation(explanation: Explanation, max_channels: int = 8) -> str:
     lines.append(f"\nvalue = {' + '.join(shown)} + bias {_number(e.bias)} = {_number(e.value)}")
     lines.append(f"check: convlens.conv2d gives {_number(e.convlens_value)}, torch gives {_number(e.torch_value)}")
     return "\n".join(lines)
-
-
-def cs231n_example(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The CS231n demo's setup: 5x5x3 input of integers 0..2, two 3x3x3 filters of -1..1, biases 1 and 0."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 3, (3, 5, 5), generator=generator).float()
-    w = torch.randint(-1, 2, (2, 3, 3, 3), generator=generator).float()
-    b = torch.tensor([1.0, 0.0])
-    return x, w, b

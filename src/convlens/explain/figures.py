@@ -11,9 +11,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from convlens.explain.byhand import Explanation
+from convlens.explain.byhand import Explanation, PositionError
 from convlens.explain.walkthrough import Walkthrough
-from convlens.spec import output_size
+from convlens.padding import pad_input
+from convlens.spec import ConvSpec, IntOrPair, Padding
 
 HIGHLIGHT = "#e4572e"
 
@@ -111,20 +112,38 @@ def explain_figure(explanation: Explanation, max_channels: int = 4):
     return figure
 
 
-def im2col_figure(x: torch.Tensor, weight: torch.Tensor, position: tuple[int, int] = (0, 0), filter_index: int = 0):
+def im2col_figure(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    position: tuple[int, int] = (0, 0),
+    filter_index: int = 0,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding = 0,
+    dilation: IntOrPair = 1,
+    padding_mode: str = "zeros",
+):
     """X_col and W_row as heatmaps with their shapes, the product, and the reshaped output.
 
-    ``x`` is one (C, H, W) image, ``weight`` (C_out, C, k, k); stride 1, no padding, as in the seed.
-    The column of X_col and the row of W_row that make output[filter_index, y, x] are highlighted.
+    ``x`` is one (C, H, W) image, ``weight`` (C_out, C, k_h, k_w); by default stride 1, no padding, as
+    in the seed. The input is padded first (in ``padding_mode``), so X_col's columns are the windows
+    conv2d reads. The column of X_col and the row of W_row that make output[filter_index, y, x] are
+    highlighted.
     """
     from convlens.unfold import unfold
 
+    spec = ConvSpec.from_args(x, weight, None, stride, padding, dilation, 1, padding_mode)
     c_out = weight.shape[0]
-    h_out, w_out = output_size(tuple(x.shape[-2:]), tuple(weight.shape[-2:]))
-    x_col = unfold(x, tuple(weight.shape[-2:]))  # (C*k*k, L)
-    w_row = weight.reshape(c_out, -1)  # (C_out, C*k*k)
-    product = w_row @ x_col  # (C_out, L)
+    h_out, w_out = spec.out_size
     y, x_pos = position
+    if not 0 <= filter_index < c_out:
+        raise PositionError(f"filter must be in [0, {c_out - 1}], got {filter_index}")
+    if not (0 <= y < h_out and 0 <= x_pos < w_out):
+        raise PositionError(f"output position must be within the {h_out}x{w_out} output, got (y, x)={position}")
+    x_pad = pad_input(x.unsqueeze(0), spec)[0]
+    x_col = unfold(x_pad, spec.kernel_size, spec.dilation, 0, spec.stride)  # (C*k_h*k_w, L)
+    w_row = weight.reshape(c_out, -1)  # (C_out, C*k_h*k_w)
+    product = w_row @ x_col  # (C_out, L)
     column = y * w_out + x_pos
 
     figure = Figure(figsize=(13, 8.5), layout="constrained")
@@ -154,7 +173,12 @@ def im2col_figure(x: torch.Tensor, weight: torch.Tensor, position: tuple[int, in
         axis.axis("off")
     figure.suptitle(
         f"convolution as one matrix product: ({c_out}, {w_row.shape[1]}) @ ({x_col.shape[0]}, {x_col.shape[1]})"
-        f" -> ({c_out}, {x_col.shape[1]}) -> view ({c_out}, {h_out}, {w_out})",
+        f" -> ({c_out}, {x_col.shape[1]}) -> view ({c_out}, {h_out}, {w_out})"
+        + (
+            ""
+            if (spec.stride, spec.padding, spec.dilation) == ((1, 1), (0, 0, 0, 0), (1, 1))
+            else f"\nstride {spec.stride}, padding {spec.padding} {spec.padding_mode}, dilation {spec.dilation}"
+        ),
         fontsize=11,
     )
     return figure

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 from convlens.data import bundled_image
+from convlens.errors import ArgumentError
 from convlens.explain.byhand import Explanation, PositionError, explain_value
 
 
-class ModelError(ValueError):
+class ModelError(ArgumentError):
     """Unknown model or layer, or a weights file that cannot be used."""
 
 
@@ -45,13 +46,39 @@ def build_model(name: str, weights: Path | None, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = torchvision.models.get_model(name, weights=None)
     if weights is not None:
+        state = load_state_dict(weights, name)
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except Exception as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelError(f"cannot use --weights {weights} for {name}: {first_line[:200]}") from error
+        except (RuntimeError, ValueError, KeyError) as error:  # missing or unexpected keys, other shapes
+            reason = " ".join(str(error).split())
+            reason = reason if len(reason) <= 300 else reason[:297] + "..."
+            raise ModelError(f"cannot use --weights {weights} for {name}: {reason}") from error
     return model.eval()
+
+
+def load_state_dict(weights: Path, model_name: str) -> dict[str, torch.Tensor]:
+    """The state_dict saved in ``weights`` (read weights-only: no code in the file runs), or a ModelError
+    that says what the file is not; torch.load's own errors name pickle opcodes and zip internals."""
+    import warnings
+
+    failed = f"cannot use --weights {weights} for {model_name}"
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise ModelError(f"{failed}: {error.strerror or error}") from error
+    except Exception as error:
+        raise ModelError(
+            f"{failed}: it is not a PyTorch state_dict file (torch.load cannot read it as one; "
+            f"write one with torch.save(model.state_dict(), path))"
+        ) from error
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ModelError(
+            f"{failed}: it holds a {type(state).__name__}, not a state_dict (a dict of parameter names to tensors, "
+            f"as torch.save(model.state_dict(), path) writes)"
+        )
+    return state
 
 
 def find_conv(model: torch.nn.Module, layer: str) -> torch.nn.Conv2d:

@@ -47,6 +47,7 @@ def run_walkthrough(image: torch.Tensor, seed: int = 0, out_channels: int = 1, k
     )
     with torch.no_grad():
         torch_output = layer(batch)
+        assert layer.bias is not None  # Conv2d is built with its default bias=True
         weight, bias = layer.weight.detach(), layer.bias.detach()
         cols = unfold(batch, kernel)  # (1, C*k*k, L)
         w_rows = weight.view(out_channels, -1)  # (C_out, C*k*k)

@@ -1,7 +1,7 @@
 """The weight gradient of a 3x3 stride-1 convolution by Winograd's transforms.
 
-Winograd's forward (:mod:`convlens.algos.winograd`) computes, tile by tile and for every pair of
-input and output channels, ``Y = A^T [U * V] A`` with ``U = G g G^T`` (the transformed filter)
+Winograd's forward (:mod:`convlens.algos.winograd.forward`) computes, tile by tile and for every
+pair of input and output channels, ``Y = A^T [U * V] A`` with ``U = G g G^T`` (the transformed filter)
 and ``V = B^T d B`` (the transformed input tile). Y is linear in U, elementwise, so the chain
 rule runs back through the same transforms::
 
@@ -23,9 +23,9 @@ tiles_w tiles::
 
 For ResNet-50's 128->128 layer at 28x28, batch 8, F(4x4): P = 392; V (36, 392, 128), dY
 (16, 392, 128), Z (36, 392, 128), grad_U (36, 128, 128), grad_w (128, 128, 3, 3).
-grad_U is laid out (C_out, C_in) per xi so that the last product writes the weight's own layout:
-with (C_in, C_out), the transposing copy into (C_out, C_in, 3, 3) took 8.7 of 15 ms at 512
-channels (a copy whose innermost runs are 9 values; profiled ad hoc).
+grad_U is laid out (C_out, C_in) per xi so that the last product writes the weight's own layout.
+Why: with (C_in, C_out), the transposing copy into (C_out, C_in, 3, 3), whose innermost runs are 9
+values, took most of the weight gradient at 512 channels (profiled once, no script kept; benchmarks/RESULTS.md).
 The extension rows and columns of dY are zeros, so the overhang of the last tiles adds nothing.
 The batch goes through in the forward's pieces (``winograd.pieces``), each adding its
 products into grad_U, in scratch buffers kept between calls.
@@ -34,14 +34,12 @@ Only for groups == 1, and only where the backward is not itself recorded (the sc
 and in-place sums are not differentiable): :mod:`convlens.autograd` decides.
 
 Tile size: the forward's (``winograd.tile_size``): F(4x4) where precision "high" allows it and
-there are at least 32 of its tiles, else F(2x2). Ad hoc, weight gradient alone, in ms, F(4x4) /
-F(2x2) / im2col: 512->512 at 7x7, batch 8 (32 F(4x4) tiles) 10.9 / 11.7 / 13.1; 256 at 14x14,
-batch 4 (64 tiles) 4.2 / 4.3 / 6.5; 128 at 28x28, batch 2 (98 tiles) 2.0 / 2.6 / 3.5, batch 8
-(392 tiles) 7.9 / 12.5 / 15.4.
+there are at least 32 of its tiles, else F(2x2). Why: from 32 tiles F(4x4) is also the faster
+weight gradient, and both beat im2col's (timed once, no script kept; benchmarks/RESULTS.md).
 
-Error: like the forward's, F(2x2) stays at PyTorch's level and F(4x4) adds more (measured ad
-hoc on ResNet-50's 3x3 layers at batch 8: F(2x2) within 1x PyTorch's own float32 error against
-float64, F(4x4) 3-6x). The tests hold them to the forward's bounds.
+Error: like the forward's, F(2x2) stays at PyTorch's level and F(4x4) adds more (checked once on
+ResNet-50's 3x3 layers at batch 8, no script kept; benchmarks/RESULTS.md). The tests hold them to
+the forward's bounds.
 """
 
 from __future__ import annotations
@@ -49,18 +47,9 @@ from __future__ import annotations
 import torch
 
 from convlens.algos import accumulation_dtype
-from convlens.algos.winograd import (
-    KRON,
-    KRON_G,
-    SCRATCH,
-    R,
-    channels_last_tiled,
-    pieces,
-    tile_grid,
-    tile_size,
-    tiled_input_size,
-    transformed_tiles,
-)
+from convlens.algos.winograd.forward import SCRATCH, channels_last_tiled, transformed_tiles
+from convlens.algos.winograd.plan import pieces, tile_grid, tile_size, tiled_input_size
+from convlens.algos.winograd.transforms import KRON, KRON_G, R
 from convlens.spec import ConvSpec
 
 

@@ -1,0 +1,119 @@
+"""Winograd's forward over a whole layer: one copy in, the products on the BLAS matmul, one copy out.
+
+channels_last_tiled   x_pad, channels last, zero-padded and extended to whole tiles   one copy
+transformed_tiles     V = B^T d B for every tile of a piece                            gather + one product
+products_of           M = V @ U, one product per tile position xi
+forward               the pieces, then Y = A^T M A + bias into the output
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens.algos import accumulation_dtype
+from convlens.algos.scratch import Scratch
+from convlens.algos.winograd.plan import output_via_hwc, pieces, tile_grid, tile_size, tiled_input_size
+from convlens.algos.winograd.transforms import KRON, R, cached_weight_transform
+from convlens.spec import ConvSpec, prefers_channels_last
+
+SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of one piece, kept between calls
+
+
+def channels_last_tiled(
+    x: torch.Tensor,
+    padding: tuple[int, int, int, int],
+    size: tuple[int, int],
+    dtype: torch.dtype,
+    name: str = "x",
+) -> torch.Tensor:
+    """x zero-padded by ``padding``, then zero-extended at the bottom / right to ``size``, as
+    (N, H, W, C_in), contiguous.
+
+    One copy into the scratch buffer ``name``, which writes the zeros of the padding and the
+    extension as it goes (only those strips are zeroed); no copy at all when x is already
+    channels-last in ``dtype`` and needs neither."""
+    n, c_in, h, w = x.shape
+    top, _, left, _ = padding
+    x_hwc = x.permute(0, 2, 3, 1)  # (N, H, W, C_in), a view
+    if not any(padding) and (h, w) == size and x_hwc.is_contiguous() and x.dtype == dtype:
+        return x_hwc
+    padded = SCRATCH.take(name, (n, *size, c_in), dtype, x.device)
+    bottom, right = top + h, left + w  # the input's region is rows top..bottom, columns left..right
+    padded[:, :top] = 0
+    padded[:, bottom:] = 0
+    padded[:, top:bottom, :left] = 0
+    padded[:, top:bottom, right:] = 0
+    padded[:, top:bottom, left:right] = x_hwc
+    return padded
+
+
+def transformed_tiles(rows_in: torch.Tensor, m: int, kron_b: torch.Tensor) -> torch.Tensor:
+    """V = B^T d B for every t x t tile of one piece: ``rows_in`` (k, rows*m + 2, W, C_in), the
+    channels-last input rows the piece's tiles cover, -> V (t*t, P, C_in), P = k * rows * tiles_w,
+    in scratch (shared by the forward and the weight gradient)."""
+    t = m + R - 1
+    # t x t tiles every m pixels, (k, rows, tiles_w, C_in, t, t), as a view; tiles overlap by 2
+    windows = rows_in.unfold(1, t, m).unfold(2, t, m)
+    windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
+    tiles = SCRATCH.take("tiles", windows.shape, kron_b.dtype, rows_in.device)
+    tiles.copy_(windows)  # the gather: one copy, channels contiguous                         (t*t, P*C_in)
+    positions = windows.shape[2] * windows.shape[3] * windows.shape[4]
+    v = SCRATCH.take("v", (t * t, positions, rows_in.shape[-1]), kron_b.dtype, rows_in.device)
+    torch.mm(kron_b, tiles.view(t * t, -1), out=v.view(t * t, -1))  # V = B^T d B               (t*t, P, C_in)
+    return v
+
+
+def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
+    """M = V @ U at every tile position xi: (t*t, P, C_in) and (G, t*t, C_in/G, C_out/G) -> (t*t, P*C_out)."""
+    tt, p, c_in = v.shape
+    if groups == 1:
+        products = SCRATCH.take("products", (tt, p, u.shape[-1]), v.dtype, v.device)
+        return torch.bmm(v, u[0], out=products).view(tt, -1)
+    v_groups = v.view(tt, p, groups, c_in // groups).permute(2, 0, 1, 3)  # (G, t*t, P, C_in/G)
+    return torch.matmul(v_groups, u).permute(1, 2, 0, 3).reshape(tt, -1)  # (t*t, P, G, C_out/G) -> rows
+
+
+def forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> torch.Tensor:
+    m = tile_size(spec)
+    compute = accumulation_dtype(x.dtype)
+    n = x.shape[0]
+    c_out = spec.out_channels
+    h_out, w_out = spec.out_size
+    tiles_h, tiles_w = tile_grid(spec, m)
+    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
+
+    # Channels last, zero-padded, and zero-extended at the bottom/right so the tiles cover the output exactly.
+    x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
+    u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_in/G, C_out/G)
+
+    # The output seen as tiles, out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b]: in the
+    # layout of the input, or, for a narrow NCHW output, channels-last scratch first (see output_via_hwc).
+    channels_last = prefers_channels_last(x)
+    via_hwc = output_via_hwc(channels_last, tiles_w * m)
+    if via_hwc:
+        full = SCRATCH.take("out", (n, tiles_h * m, tiles_w * m, c_out), compute, x.device).permute(0, 3, 1, 2)
+    elif channels_last:
+        full = x.new_empty((n, tiles_h * m, tiles_w * m, c_out)).permute(0, 3, 1, 2)
+    else:
+        full = x.new_empty((n, c_out, tiles_h * m, tiles_w * m))
+    out_tiles = full.unflatten(3, (tiles_w, m)).unflatten(2, (tiles_h, m))  # (N, C_out, tiles_h, m, tiles_w, m)
+    images, band = pieces(spec, m, (tiles_h, tiles_w), u.numel() * u.element_size())
+    # The bias rides along in the output transform: Y = A^T M A + bias, one (P*C_out) row added to every row.
+    bias_row = None if bias is None else bias.to(compute).repeat(images * band * tiles_w)
+    for n0 in range(0, n, images):
+        for i0 in range(0, tiles_h, band):
+            k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
+            v = transformed_tiles(x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2], m, kron_b)  # (t*t, P, C_in)
+            products = products_of(v, u, spec.groups)  # M = V @ U                             (t*t, P*C_out)
+            y = SCRATCH.take("y", (m, m, k, rows, tiles_w, c_out), compute, x.device)
+            if bias_row is None:
+                torch.mm(kron_a, products, out=y.view(m * m, -1))  # Y = A^T M A               (m*m, P*C_out)
+            else:
+                torch.addmm(bias_row[: products.shape[1]], kron_a, products, out=y.view(m * m, -1))
+            # One copy into the output, rounded to its dtype: (k, C_out, rows, m, tiles_w, m)
+            out_tiles[n0 : n0 + k, :, i0 : i0 + rows] = y.permute(2, 5, 3, 0, 4, 1)
+    if via_hwc:  # one transposing copy into the output, NCHW, cropped, contiguous
+        return x.new_empty((n, c_out, h_out, w_out)).copy_(full[:, :, :h_out, :w_out])
+    return full[:, :, :h_out, :w_out]

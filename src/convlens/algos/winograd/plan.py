@@ -1,0 +1,139 @@
+"""Winograd's plan for a layer: which tile size, how many tiles, which pieces, which buffers.
+
+tile_size(spec)        m = 4 (F(4x4, 3x3)) where precision "high" allows it and it pays, else 2
+tile_grid(spec, m)     (tiles_h, tiles_w) = (ceil(H_out/m), ceil(W_out/m))
+pieces(...)            (images, tile rows) per piece of the batch
+output_via_hwc(...)    whether a narrow NCHW output goes through channels-last scratch
+buffer_bytes(spec, workspace)   every buffer the forward takes beyond input, weight and output
+"""
+
+from __future__ import annotations
+
+import math
+
+from convlens.algos import accumulation_dtype
+from convlens.algos.winograd.transforms import R
+from convlens.config import get_precision
+from convlens.spec import ConvSpec, ceil_div
+
+MIN_TILES = 32  # tiles over the batch below which the products mostly stream U: F(4x4) falls back to F(2x2), auto
+#               to im2col (each of the t*t products reads all of U once per piece of tiles)
+F4_MIN_OUTPUT = 6  # F(4x4) only for outputs at least this tall and wide: below, its tiles are mostly overhang
+
+
+def tile_size(spec: ConvSpec) -> int:
+    """F(4x4, 3x3) when precision "high" allows it, the output is at least F4_MIN_OUTPUT on each side
+    (a 5x5 output in 4x4 tiles computes 64 values for 25; in 2x2 tiles, 36) and its tiles
+    number at least MIN_TILES over the batch; else F(2x2, 3x3).
+
+    Each of the t*t products reads all of U, t*t*C_in*C_out values, for as many rows as there are
+    tiles, and F(4x4)'s U is 36/16 times F(2x2)'s. Why: with few tiles the products mostly stream
+    U; evidence: ``python benchmarks/winograd_rules.py`` (benchmarks/RESULTS.md)."""
+    h_out, w_out = spec.out_size
+    if get_precision() != "high" or min(h_out, w_out) < F4_MIN_OUTPUT:
+        return 2
+    tiles_h, tiles_w = tile_grid(spec, 4)
+    return 4 if spec.batch * tiles_h * tiles_w >= MIN_TILES else 2
+
+
+def tile_grid(spec: ConvSpec, m: int) -> tuple[int, int]:
+    """Tiles per image, (ceil(H_out/m), ceil(W_out/m)): the m x m output tiles that cover the output."""
+    h_out, w_out = spec.out_size
+    return ceil_div(h_out, m), ceil_div(w_out, m)
+
+
+def tiled_input_size(spec: ConvSpec, m: int) -> tuple[int, int]:
+    """(H, W) of the padded input the tiles read: tiles * m + 2 rows and columns (t x t tiles
+    every m pixels overlap by 2), the padded input zero-extended at the bottom and right."""
+    tiles_h, tiles_w = tile_grid(spec, m)
+    return tiles_h * m + R - 1, tiles_w * m + R - 1
+
+
+def tile_count(spec: ConvSpec) -> int:
+    """Tiles over the whole batch, N * tiles_h * tiles_w: the rows of every product V @ U."""
+    tiles_h, tiles_w = tile_grid(spec, tile_size(spec))
+    return spec.batch * tiles_h * tiles_w
+
+
+def error_bound(spec: ConvSpec) -> float:
+    """Multiple of PyTorch's own float32 error this configuration may reach (see the docstring)."""
+    return 50.0 if tile_size(spec) == 4 else 2.0
+
+
+def supports(spec: ConvSpec) -> str | None:
+    if spec.kernel_size != (3, 3) or spec.stride != (1, 1) or spec.dilation != (1, 1):
+        return f"only 3x3 kernels with stride 1 and dilation 1, got kernel {spec.kernel_size}, " \
+               f"stride {spec.stride}, dilation {spec.dilation}"  # fmt: skip
+    return None
+
+
+PIECE_BYTES = 16 * 1024**2  # tiles per piece of whole images; see pieces()
+LARGE_IMAGE_BYTES = 4 * 1024**2  # an image with more tiles than this goes in bands of tile rows
+BAND_BYTES = 2 * 1024**2  # tiles per band
+
+
+def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tuple[int, int]:
+    """(images, tile rows) per piece. An image whose tiles hold at most LARGE_IMAGE_BYTES goes
+    whole, with as many others as fill about max(PIECE_BYTES, U's size); a larger image goes in
+    bands of its tile rows holding about max(BAND_BYTES, U's size).
+
+    Each piece reads all of U, so its tiles should be at least as large as U. Why these sizes:
+    ResNet-50's 3x3 layers at batch 8 (0.3-1.8 MiB of tiles per image) run fastest in 8-16 MiB
+    pieces, VGG-16's 224x224 and 112x112 layers at batch 1 (7-29 MiB per image) in 1-2 MiB bands,
+    for reasons not pinned down; evidence: ``python benchmarks/winograd_pieces.py`` (benchmarks/RESULTS.md)."""
+    tiles_h, tiles_w = tiles
+    t = m + R - 1
+    row_bytes = max(1, t * t * tiles_w * spec.in_channels * spec.dtype.itemsize)  # one tile row of one image
+    image_bytes = row_bytes * tiles_h
+    if image_bytes <= LARGE_IMAGE_BYTES:
+        return max(1, min(spec.batch, max(PIECE_BYTES, u_bytes) // image_bytes)), tiles_h
+    return 1, max(1, min(tiles_h, max(BAND_BYTES, u_bytes) // row_bytes))
+
+
+def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
+    """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
+    from the shapes: the scratch buffers (``x``, ``tiles``, ``v``, ``products``, ``y``, and ``out``
+    when the output goes through channels-last scratch, see output_via_hwc; kept between calls),
+    the cached ``transformed weight`` U with its ``saved weight`` copy, and the output's
+    ``overhang`` (rows and columns of the last tiles beyond the output, cropped away) otherwise.
+    ``x`` assumes the input is copied (it is not when it is already channels-last in the compute
+    dtype, with no padding and a size that is a multiple of m). With groups > 1 the products are
+    fresh tensors instead (a matmul result and its rearranged copy), counted twice."""
+    m = tile_size(spec)
+    t = m + R - 1
+    itemsize = accumulation_dtype(spec.dtype).itemsize
+    tiles_h, tiles_w = tile_grid(spec, m)
+    u_elements = t * t * spec.in_per_group * spec.out_channels
+    images, band = pieces(spec, m, (tiles_h, tiles_w), u_elements * itemsize)
+    tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
+    h_out, w_out = spec.out_size
+    full = spec.batch * spec.out_channels * tiles_h * m * tiles_w * m  # the output with its overhang
+    via_hwc = output_via_hwc(spec.channels_last, tiles_w * m)
+    return {
+        "x": spec.batch * math.prod(tiled_input_size(spec, m)) * spec.in_channels * itemsize,
+        "tiles": t * t * tiles * spec.in_channels * itemsize,
+        "v": t * t * tiles * spec.in_channels * itemsize,
+        "products": t * t * tiles * spec.out_channels * itemsize * (1 if spec.groups == 1 else 2),
+        "y": m * m * tiles * spec.out_channels * itemsize,
+        "transformed weight": u_elements * itemsize,
+        "saved weight": spec.out_channels * spec.in_per_group * R * R * spec.dtype.itemsize,
+        "out": full * itemsize if via_hwc else 0,
+        "overhang": 0 if via_hwc else (full - spec.batch * spec.out_channels * h_out * w_out) * spec.dtype.itemsize,
+    }
+
+
+NARROW_WIDTH = 16  # output_via_hwc: at most this many columns of tiles (tiles_w * m)
+
+
+def output_via_hwc(channels_last: bool, width: int) -> bool:
+    """Whether the output, when NCHW (not ``channels_last``), goes through channels-last scratch:
+    for outputs whose tiles span at most NARROW_WIDTH columns (``width`` = tiles_w * m).
+
+    Y's rows hold channels innermost. Copied straight into NCHW, each tile row becomes runs of
+    m values, from a source m*m*P*C_out values apart, and the narrower the output, the shorter
+    the copy's loops. The detour is a channels-last copy (runs of C_out values) followed by one
+    NHWC -> NCHW transpose of the output, which also crops the overhang the tiles leave (8x8
+    computed for 7x7) that would otherwise cost a copy to make the output contiguous. Why
+    NARROW_WIDTH: the detour wins up to 16 columns, not at 28; evidence: ``python
+    benchmarks/winograd_rules.py`` (benchmarks/RESULTS.md)."""
+    return not channels_last and width <= NARROW_WIDTH

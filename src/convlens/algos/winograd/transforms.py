@@ -1,0 +1,110 @@
+"""Winograd's transforms F(m, 3): derived from interpolation points, pure math, shared by the
+forward and the weight gradient.
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2015). In one dimension, m
+outputs of a 3-tap correlation ``y_i = sum_k g_k d_{i+k}`` from a tile of t = m + 2 inputs are::
+
+    y = A^T [ (G g) * (B^T d) ]        (G g), (B^T d): t values; * is elementwise
+
+t multiplications instead of 3m. In two dimensions the transforms apply on both sides,
+``Y = A^T [ (G g G^T) * (B^T d B) ] A``, so an m x m output tile costs t^2 multiplications instead
+of 9 m^2: 16 vs 36 for F(2x2, 3x3) (2.25x fewer), 36 vs 144 for F(4x4, 3x3) (4x fewer).
+
+The matrices come from the interpolation points (Toom-Cook): A^T and G by the formulas below,
+B^T by solving the identity above exactly. Points: F(2, 3): 0, 1, -1; F(4, 3): 0, 1, -1, 1/2,
+-1/2 (half-integer points keep the entries small, which is what keeps F(4, 3) accurate), and the
+point at infinity for both.
+
+    transforms(m)      (A^T, G, B^T) in float64: (m, t), (t, 3), (t, t)
+    KRON[m]            kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t): the 2-D transforms as matrices
+    KRON_G[m]          kron(G, G) (t*t, 9): the weight transform
+    transform_weight   U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_in/G, C_out/G)
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+
+from convlens.algos.cache import TransformCache
+
+R = 3  # kernel size handled
+POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 0.5, -0.5)}  # finite points; infinity is implied
+
+
+@cache
+def transforms(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A^T, G, B^T) of F(m, 3) in float64: shapes (m, t), (t, 3), (t, t), t = m + 2."""
+    t = m + R - 1
+    points = torch.tensor(POINTS[m], dtype=torch.float64)
+    a_t = torch.zeros(m, t, dtype=torch.float64)
+    g = torch.zeros(t, R, dtype=torch.float64)
+    for j, point in enumerate(points):
+        others = torch.cat([points[:j], points[j + 1 :]])
+        a_t[:, j] = point ** torch.arange(m)  # evaluate the output polynomial at the point
+        g[j] = point ** torch.arange(R) / torch.prod(point - others)  # Lagrange weight of the point
+    a_t[m - 1, t - 1] = 1.0  # the point at infinity: leading coefficients
+    g[t - 1, R - 1] = 1.0
+    # B^T is what makes A^T [(G g) * (B^T d)] the correlation for every g and d:
+    #   sum_xi A^T[i, xi] G[xi, k] B^T[xi, l] = 1 if l == i + k else 0.
+    equations, targets = [], []
+    for i in range(m):
+        for k in range(R):
+            for lane in range(t):
+                row = torch.zeros(t, t, dtype=torch.float64)
+                row[:, lane] = a_t[i] * g[:, k]
+                equations.append(row.flatten())
+                targets.append(1.0 if lane == i + k else 0.0)
+    system = torch.stack(equations)
+    b_t = torch.linalg.lstsq(system, torch.tensor(targets, dtype=torch.float64).unsqueeze(1)).solution.view(t, t)
+    b_t = torch.round(b_t * 1024) / 1024  # the entries are small dyadic fractions: snap off solver noise
+    residual = (system @ b_t.flatten() - torch.tensor(targets, dtype=torch.float64)).abs().max()
+    assert residual < 1e-12, f"F({m}, 3) transforms do not reproduce correlation (residual {residual})"
+    return a_t, g, b_t
+
+
+# Derived once, at import: torch.compile then sees constants, not the solver.
+MATRICES = {m: transforms(m) for m in POINTS}
+# The 2-D transforms as single matrices: kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t).
+KRON = {m: (torch.kron(b_t, b_t), torch.kron(a_t, a_t)) for m, (a_t, _, b_t) in MATRICES.items()}
+KRON_G = {m: torch.kron(g, g) for m, (_, g, _) in MATRICES.items()}  # kron(G, G) (t*t, 9): the weight transform
+
+
+WEIGHT_CACHE = TransformCache()
+
+
+TRANSFORM_FILTERS = 64  # filters per chunk of the weight transform; see transform_weight
+
+
+def transform_weight(
+    weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_in/G, C_out/G).
+
+    For each chunk of TRANSFORM_FILTERS filters, one product kron(G, G) (t*t, 9) @ taps^T
+    (9, filters*C_in/G) gives (t*t, filters, C_in/G), copied transposed into U, whose (C_in/G,
+    C_out/G) blocks the products then read as they are. Paid whenever the weight changes (every
+    optimizer step). Why: chunks beat one product and one transposing copy of the whole U, and a U
+    laid out (t*t, C_out, C_in), which needs no copy, slows the products on every call; evidence:
+    ``python benchmarks/winograd_transform.py`` (benchmarks/RESULTS.md). ``out``: a buffer of U's
+    shape to write into."""
+    t = m + R - 1
+    c_out, c_in_g = weight.shape[:2]
+    c_out_g = c_out // groups
+    kron_g = KRON_G[m].to(dtype=dtype, device=weight.device)  # (t*t, 9)
+    taps = weight.to(dtype).reshape(groups, c_out_g, c_in_g, R * R)  # (G, C_out/G, C_in/G, 9)
+    shape = (groups, t * t, c_in_g, c_out_g)
+    if out is None or out.shape != shape:
+        out = torch.empty(shape, dtype=dtype, device=weight.device)
+    for o0 in range(0, c_out_g, TRANSFORM_FILTERS):
+        block = taps[:, o0 : o0 + TRANSFORM_FILTERS]  # (G, filters, C_in/G, 9)
+        u_block = torch.matmul(kron_g, block.reshape(groups, -1, R * R).transpose(1, 2))  # (G, t*t, filters*C_in/G)
+        out[..., o0 : o0 + block.shape[1]] = u_block.view(groups, t * t, -1, c_in_g).transpose(2, 3)
+    return out
+
+
+def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    return WEIGHT_CACHE.get(
+        weight, (m, groups, dtype), lambda buffer: transform_weight(weight, m, groups, dtype, buffer)
+    )

@@ -1,0 +1,116 @@
+"""Input and weight gradients computed as convolutions, where that is faster than the products.
+
+For stride 1, grad_x is itself a convolution, and where Winograd's fewer multiplications pay
+it is computed as one (instead of the product and col2im's scatter-add). With
+``out[y] = sum_i w[i] * x_pad[y + i*d]`` (one axis, one channel)::
+
+    dLoss/d x_pad[z] = sum_i w[i] * grad_output[z - i*d]
+                     = grad_output, zero-padded by d*(k-1) on both sides, correlated with the kernel turned 180 degrees
+
+and dLoss/d x is the part of it inside the input, so the padding is d*(k-1) minus the forward's on
+each side. Over channels, input and output channels swap (each group's block of the weight is
+transposed)::
+
+    w_turned = weight, per group (C_out/G, C_in/G) -> (C_in/G, C_out/G), kernels flipped   (C_in, C_out/G, k_h, k_w)
+    grad_x   = conv2d(grad_output, w_turned, padding=(d_h*(k_h-1) - top, ...), dilation=d, groups=G)   (N, C_in, H, W)
+
+(PyTorch computes its own input gradient the same way.) Which of the two ways is faster depends
+on the layer. Winograd's transform of the turned weight is made afresh on every call (the
+turned weight is a new tensor), which costs more than it saves when its tiles are fewer than its
+output channels (512 at 7x7: 128 tiles); im2col's columns of the zero-padded grad_output are
+larger than col2im's by the padding, which at 14x14 and below (1.31x the area and more) costs
+more than the scatter-add it saves. So the convolution is used when auto picks Winograd and it
+has at least as many tiles as output channels, or, by auto's other choice (im2col for Winograd),
+when the padding grows grad_output by at most 1.2x (MAX_PADDED_GROWTH); evidence: ``python
+benchmarks/grad_input.py`` (benchmarks/RESULTS.md).
+Elsewhere (stride > 1, padding beyond d*(k-1), small images) the col2im path is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from convlens import algos
+from convlens.algos import EXACT_BOUND
+from convlens.algos.auto import rule as auto_rule
+from convlens.algos.winograd import grad as winograd_grad
+from convlens.algos.winograd.plan import tile_count
+from convlens.spec import ConvSpec
+
+MAX_PADDED_GROWTH = 1.2  # see the module docstring
+
+
+def turned_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """(C_out, C_in/G, k_h, k_w) -> (C_in, C_out/G, k_h, k_w): each group's block of the weight
+    transposed, every kernel turned 180 degrees."""
+    c_out = weight.shape[0]
+    blocks = weight.unflatten(0, (groups, c_out // groups))  # (G, C_out/G, C_in/G, k_h, k_w)
+    return blocks.transpose(1, 2).flatten(0, 1).flip(-2, -1)
+
+
+def grad_input_spec(spec: ConvSpec) -> ConvSpec | None:
+    """The convolution of grad_output that gives dLoss/d x (module docstring), or None where there
+    is none: stride > 1, or more padding than the kernel reaches, d*(k-1)."""
+    (d_h, d_w), (k_h, k_w) = spec.dilation, spec.kernel_size
+    top, bottom, left, right = spec.padding
+    reach_h, reach_w = d_h * (k_h - 1), d_w * (k_w - 1)
+    padding = (reach_h - top, reach_h - bottom, reach_w - left, reach_w - right)
+    if spec.stride != (1, 1) or min(padding) < 0 or spec.out_channels == 0:
+        return None
+    return replace(
+        spec,
+        in_channels=spec.out_channels,
+        in_size=spec.out_size,
+        out_channels=spec.in_channels,
+        padding=padding,
+        padding_mode="zeros",
+        has_bias=False,
+    )
+
+
+def grad_input_by_convolution(
+    grad_output: torch.Tensor,
+    weight: torch.Tensor,
+    spec: ConvSpec,
+    workspace: int,
+    algorithm: str = "auto",
+    bound: float = EXACT_BOUND,
+) -> torch.Tensor | None:
+    """dLoss/d x as a convolution of grad_output, or None where the col2im path is used instead.
+
+    With ``algorithm="auto"`` (module docstring): Winograd where auto picks it, it has at least as
+    many tiles as output channels and its error bound is within ``bound`` (the forward algorithm's:
+    F(4x4)'s 50x serves only a forward that allows 50x); else auto's other choice, or im2col, where
+    zero-padding grad_output grows it by at most MAX_PADDED_GROWTH; else None. With a named
+    algorithm: that one, wherever the convolution exists."""
+    grad_spec = grad_input_spec(spec)
+    if grad_spec is None:
+        return None
+    chosen = algos.resolve(algorithm, grad_spec, workspace)
+    if algorithm == "auto" and chosen.error_bound(grad_spec) > bound:
+        chosen = algos.get("im2col")  # exact: no more error than the forward's algorithm allows
+    if algorithm == "auto" and not (chosen.name == "winograd" and tile_count(grad_spec) >= grad_spec.out_channels):
+        (h, w), (h_pad, w_pad) = grad_spec.in_size, grad_spec.padded_size
+        if h_pad * w_pad > MAX_PADDED_GROWTH * h * w:
+            return None
+        chosen = algos.get("im2col") if chosen.name == "winograd" else chosen
+    from convlens.autograd.function import Conv2dFunction  # the convolution that calls this backward
+
+    return Conv2dFunction.apply(grad_output, turned_weight(weight, spec.groups), None, grad_spec, chosen, workspace)
+
+
+def grad_weight_by_winograd(
+    grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec, bound: float = EXACT_BOUND
+) -> torch.Tensor | None:
+    """dLoss/d weight by Winograd's transforms (``algos/winograd/grad.py``) where auto's rule picks
+    Winograd for the layer, there is one group and Winograd's error bound at this tile size is
+    within ``bound`` (the forward algorithm's), or None: then the im2col product gives it. Not while
+    the backward is itself recorded (double backward), since that path keeps its intermediates in
+    scratch buffers."""
+    if torch.is_grad_enabled() or spec.groups != 1 or auto_rule(spec).algorithm.name != "winograd":
+        return None
+    if algos.get("winograd").error_bound(spec) > bound:
+        return None
+    return winograd_grad.weight_grad(grad_output, x, spec)

@@ -1,0 +1,156 @@
+"""The backward as the im2col product, written as the math; every algorithm's gradients come here
+unless a faster way applies (:mod:`convlens.autograd.function` routes).
+
+Whatever algorithm computed the forward, the convolution is the im2col product. With the batch
+folded into the window positions (P = N * H_out * W_out) it is one matrix product per group::
+
+    cols     = im2col(x_pad)                 (G, C_in/G*k_h*k_w, P)
+    out_rows = w_rows @ cols + bias          (G, C_out/G, P)
+
+so the chain rule gives, with ``grad_rows`` = dLoss/d out_rows (grad_output viewed as rows)::
+
+    grad_bias   = grad_output summed over N, H_out, W_out          (C_out,)
+    grad_weight = grad_rows @ cols^T                               (G, C_out/G, C_in/G*k_h*k_w)
+    grad_cols   = w_rows^T @ grad_rows                             (G, C_in/G*k_h*k_w, P)
+    grad_x_pad  = col2im(grad_cols)   (fold: overlapping windows add up)
+
+Folding the batch into P makes grad_weight one large product instead of N small ones summed.
+The function saves the unpadded input, as PyTorch does, and pads it again piece by piece for
+grad_weight; zero padding's adjoint is the crop, ``grad_x = unpad(grad_x_pad)``. (The
+reflect / replicate / circular modes pad with ``torch.nn.functional.pad`` before this function,
+which then sees no padding; F.pad's own backward routes their gradient.) The backward is built
+from differentiable tensor ops, so double backward works too. The batch is processed in pieces
+of whole images, as many as keep the columns inside the workspace limit (at least one image,
+whatever its size). The columns go into im2col's kept scratch buffer, except while the backward
+is itself recorded for double backward. For a channels-last input the same products are taken
+with the window positions as rows (``grads_channels_last``), as im2col's forward does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convlens.algos import im2col as im2col_algorithm
+from convlens.spec import ConvSpec
+from convlens.unfold import col2im, im2col, sum_windows, unpad, zero_pad
+
+
+def grads_by_products(
+    grad_output: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    spec: ConvSpec,
+    workspace: int,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(grad_x by col2im, grad_weight), as ``needs`` (input, weight) asks, for an NCHW input: the
+    products of the module docstring, over pieces of whole images; ``x`` is the input before
+    ``spec.padding``."""
+    needs_input, needs_weight = needs
+    n = grad_output.shape[0]
+    h_out, w_out = spec.out_size
+    groups, out_per_group, rows_per_group = spec.groups, spec.out_per_group, spec.in_per_group * spec.taps
+    grad_x = grad_weight = None
+    w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
+    images = im2col_algorithm.plan_pieces(spec, workspace)[0]
+    grad_weight_rows = None
+    grad_input_pieces = []
+    # An empty batch is one empty piece, so the (zero) gradients stay in the graph for double backward.
+    for n0 in range(0, n, images) or [0]:
+        count = min(images, n - n0)
+        positions = count * h_out * w_out
+        # grad_output (N, C_out, H_out, W_out) -> grad_rows (G, C_out/G, N*H_out*W_out)
+        grad_rows = grad_output[n0 : n0 + count].transpose(0, 1).reshape(groups, out_per_group, positions)
+        if needs_weight:
+            x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
+            buffer = im2col_algorithm.column_buffer(spec, count, h_out, x)  # kept, unless this backward is recorded
+            cols = im2col(x_pad, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out), True, buffer)
+            cols = cols.view(groups, rows_per_group, positions)
+            # out_rows = w_rows @ cols  =>  dLoss/d w_rows = grad_rows @ cols^T, one product over all positions
+            piece = grad_rows @ cols.transpose(-1, -2)
+            grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
+        if needs_input:
+            # out_rows = w_rows @ cols  =>  dLoss/d cols = w_rows^T @ grad_rows
+            grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (G, C_in/G*k_h*k_w, P)
+            grad_cols = grad_cols.reshape(spec.in_channels * spec.taps, positions)
+            # cols = im2col(x_pad)  =>  dLoss/d x_pad = col2im(dLoss/d cols)
+            grad_input_pieces.append(
+                col2im(
+                    grad_cols,
+                    spec.padded_size,
+                    spec.kernel_size,
+                    spec.dilation,
+                    spec.stride,
+                    (h_out, w_out),
+                    batch_last=True,
+                )
+            )
+
+    if needs_weight:
+        assert grad_weight_rows is not None  # the loop above runs at least once
+        grad_weight = grad_weight_rows.reshape(weight.shape)
+    if needs_input:
+        grad_x = input_grad_from_pieces(grad_input_pieces, spec)
+    return grad_x, grad_weight
+
+
+def input_grad_from_pieces(pieces: list[torch.Tensor], spec: ConvSpec) -> torch.Tensor:
+    """dLoss/d x from the batch pieces of dLoss/d x_pad: joined (no copy for one piece), then
+    cropped, since x_pad = zero_pad(x)  =>  dLoss/d x = crop of dLoss/d x_pad."""
+    grad_x_pad = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    return unpad(grad_x_pad, spec.padding)
+
+
+def grads_channels_last(
+    grad_output: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    spec: ConvSpec,
+    workspace: int,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(grad_x by col2im, grad_weight), as ``needs`` (input, weight) asks, for a channels-last
+    input, with the window positions as rows as in im2col's channels-last forward, so nothing is
+    transposed (P positions, K/G = k_h*k_w*C_in/G, rows in (k_h, k_w, C) order)::
+
+        cols          (G, P, K/G)         grad_out_rows = grad_output as (G, P, C_out/G), a view
+        grad_w_cols = cols^T @ grad_out_rows                (G, K/G, C_out/G)
+        grad_cols   = grad_out_rows @ w_cols^T               (G, P, K/G)  -> col2im, channels-last
+    """
+    needs_input, needs_weight = needs
+    n = grad_output.shape[0]
+    h_out, w_out = spec.out_size
+    k_h, k_w = spec.kernel_size
+    groups, in_per_group, out_per_group = spec.groups, spec.in_per_group, spec.out_per_group
+    w_cols = im2col_algorithm.weight_columns(weight, spec)  # (G, K/G, C_out/G)
+    images = im2col_algorithm.plan_pieces(spec, workspace)[0]
+    grad_w_cols = None
+    grad_input_pieces = []
+    for n0 in range(0, n, images) or [0]:
+        count = min(images, n - n0)
+        positions = count * h_out * w_out
+        grad_out_rows = grad_output[n0 : n0 + count].permute(0, 2, 3, 1).reshape(positions, groups, out_per_group)
+        grad_out_rows = grad_out_rows.transpose(0, 1)  # (G, P, C_out/G)
+        if needs_weight:
+            x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
+            buffer = im2col_algorithm.column_buffer(spec, count, h_out, x)
+            cols = im2col_algorithm.columns_channels_last(x_pad, spec, h_out, buffer)  # (G, P, K/G)
+            piece = cols.transpose(1, 2) @ grad_out_rows  # (G, K/G, C_out/G)
+            grad_w_cols = piece if grad_w_cols is None else grad_w_cols + piece
+        if needs_input:
+            grad_cols = grad_out_rows @ w_cols.transpose(1, 2)  # (G, P, K/G)
+            # (G, N, H_out, W_out, k_h, k_w, C/G) -> blocks (N, C, k_h, k_w, H_out, W_out), channels innermost
+            blocks = grad_cols.view(groups, count, h_out, w_out, k_h, k_w, in_per_group).permute(1, 0, 6, 4, 5, 2, 3)
+            blocks = blocks.flatten(1, 2)  # a view for one group; a copy otherwise
+            grad_input_pieces.append(
+                sum_windows(blocks, spec.padded_size, spec.dilation, spec.stride, torch.channels_last)
+            )
+    grad_weight = None
+    if needs_weight:  # (G, k_h, k_w, C_in/G, C_out/G) -> (C_out, C_in/G, k_h, k_w)
+        assert grad_w_cols is not None  # the loop above runs at least once
+        grad_weight = grad_w_cols.view(groups, k_h, k_w, in_per_group, out_per_group).permute(0, 4, 3, 1, 2)
+        grad_weight = grad_weight.reshape(weight.shape)
+    grad_x = None
+    if needs_input:
+        grad_x = input_grad_from_pieces(grad_input_pieces, spec)
+    return grad_x, grad_weight

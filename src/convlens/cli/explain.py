@@ -1,0 +1,232 @@
+"""``convlens explain``: one output value by hand, for any configuration or a layer of a real model.
+
+Every option is checked before anything is computed: the sizes by their argparse types, the
+configuration as conv2d would check it (on the meta device), the filter and position against it,
+and the memory it would take against :data:`convlens.explain.examples.MEMORY_LIMIT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from convlens.cli.options import UsageError, int_list, padding_arg, positive_int, seed
+from convlens.files import DEFAULT_OUT
+
+if TYPE_CHECKING:
+    from convlens.spec import ConvSpec, Padding
+
+# The options that describe a configuration of the user's own: a model layer has its own.
+CONFIGURATION = ("size", "channels", "filters", "kernel", "stride", "padding", "dilation", "groups", "padding_mode")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from convlens.spec import PADDING_MODES
+
+    explain = commands.add_parser(
+        "explain",
+        help="one output value by hand",
+        description="Compute one output value by hand. Default: the CS231n demo (5x5x3 input, two 3x3 filters, "
+        "padding 1, stride 2). With --model and --layer: a Conv2d inside a torchvision model. With --im2col: "
+        "the matrix picture.",
+    )
+    pair = {"repeat": True, "minimum": 1}
+    explain.add_argument("--size", type=int_list(2, "--size", **pair), help="input H,W (or one number)")
+    explain.add_argument("--channels", type=positive_int, help="input channels")
+    explain.add_argument("--filters", type=positive_int, help="number of filters (output channels)")
+    explain.add_argument("--kernel", type=int_list(2, "--kernel", **pair), help="kernel k_h,k_w (or one number)")
+    explain.add_argument("--stride", type=int_list(2, "--stride", **pair))
+    explain.add_argument("--padding", type=padding_arg, help="h,w or one number, or same / valid")
+    explain.add_argument("--dilation", type=int_list(2, "--dilation", **pair))
+    explain.add_argument("--groups", type=positive_int, help="default 1")
+    explain.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
+    explain.add_argument("--filter", type=int, help="which output channel (default 0)")
+    explain.add_argument("--at", dest="at_text", default=None, help="output position y,x; with --model: n,c,y,x")
+    explain.add_argument("--im2col", action="store_true", help="draw X_col, W_row and their product instead")
+    explain.add_argument("--model", help="a torchvision model name, e.g. resnet18 (random weights, seeded)")
+    explain.add_argument("--layer", help="with --model: the Conv2d's name, e.g. layer1.0.conv1")
+    explain.add_argument("--weights", type=Path, help="with --model: a state_dict file to load")
+    explain.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
+    explain.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for figures (default ./convlens-out)")
+    explain.set_defaults(run=run)
+
+
+def option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resolve_at(args: argparse.Namespace) -> None:
+    """--at is y,x for a configuration and n,c,y,x for a model layer."""
+    args.at, args.at_model = None, None
+    if args.at_text is None:
+        return
+    if args.model is not None:
+        args.at_model = int_list(4, "--at")(args.at_text)
+    else:
+        args.at = int_list(2, "--at")(args.at_text)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The configuration to explain, defaults filled in; ``cs231n`` when the user gave no sizes."""
+
+    cs231n: bool
+    size: tuple[int, int]
+    channels: int
+    filters: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: Padding
+    dilation: tuple[int, int]
+    groups: int
+    padding_mode: str
+
+    def spec(self) -> ConvSpec:
+        from convlens.explain.examples import example_spec
+
+        sizes = (self.size, self.channels, self.filters, self.kernel)
+        return example_spec(*sizes, self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+
+
+def configuration(args: argparse.Namespace) -> Configuration:
+    """The options with their defaults: the im2col picture's (32x32x3, four 5x5 filters), the CS231n demo's
+    (no size given: 5x5x3, two 3x3 filters, stride 2, padding 1), else small ones (5x5x3, two 3x3)."""
+    if args.im2col:
+        cs231n, defaults = False, ((32, 32), 3, 4, (5, 5), (1, 1), (0, 0))
+    else:
+        cs231n = args.size is None and args.channels is None and args.filters is None and args.kernel is None
+        defaults = ((5, 5), 3, 2, (3, 3), (2, 2), (1, 1)) if cs231n else ((5, 5), 3, 2, (3, 3), (1, 1), (0, 0))
+    given = (args.size, args.channels, args.filters, args.kernel, args.stride, args.padding)
+    size, channels, filters, kernel, stride, padding = (d if g is None else g for g, d in zip(given, defaults))
+    groups = 1 if args.groups is None else args.groups
+    if channels % groups or filters % groups:
+        if cs231n:
+            have = f"the CS231n default has {channels} channels and {filters} filters"
+        else:
+            defaulted = {
+                name: " (the default)" if getattr(args, name) is None else "" for name in ("channels", "filters")
+            }
+            have = f"got --channels {channels}{defaulted['channels']} and --filters {filters}{defaulted['filters']}"
+        raise UsageError(f"--groups {groups} needs --channels and --filters divisible by {groups}; {have}")
+    dilation = (1, 1) if args.dilation is None else args.dilation
+    mode = "zeros" if args.padding_mode is None else args.padding_mode
+    return Configuration(cs231n, size, channels, filters, kernel, stride, padding, dilation, groups, mode)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse an option that would be ignored."""
+    if args.model is not None:
+        unused = [option(name) for name in CONFIGURATION if getattr(args, name) is not None]
+        unused += ["--filter"] * (args.filter is not None) + ["--im2col"] * args.im2col
+        if args.layer is None:
+            raise UsageError("--model needs --layer NAME (a Conv2d inside it, e.g. layer1.0.conv1)")
+        if unused:
+            raise UsageError(
+                f"--model explains a layer with its own configuration: {', '.join(unused)} is not used "
+                "(the position, filter included, is --at n,c,y,x)"
+            )
+        return
+    if args.layer is not None or args.weights is not None:
+        raise UsageError("--layer and --weights go with --model")
+    if args.im2col and args.groups not in (None, 1):
+        raise UsageError(
+            f"--im2col draws one W_row @ X_col product, groups 1: --groups {args.groups} is not used "
+            "(drop --im2col to explain one value of a grouped convolution)"
+        )
+
+
+def check_position(spec: ConvSpec, filter_index: int, at: tuple[int, int]) -> None:
+    if not 0 <= filter_index < spec.out_channels:
+        raise UsageError(
+            f"--filter {filter_index} is out of range: filter must be in [0, {spec.out_channels - 1}] "
+            f"(the configuration has {spec.out_channels} filters)"
+        )
+    (h_out, w_out), (y, x) = spec.out_size, at
+    if not (0 <= y < h_out and 0 <= x < w_out):
+        raise UsageError(
+            f"--at {y},{x}: output position must be within the {h_out}x{w_out} output, "
+            f"y in [0, {h_out - 1}] and x in [0, {w_out - 1}]"
+        )
+
+
+def check_memory(args: argparse.Namespace, config: Configuration, spec: ConvSpec | None = None) -> None:
+    """Refuse a configuration over explain's memory limit. Without ``spec``: the input and weight alone,
+    checked first so that no size overflows the meta tensors the spec is checked on."""
+    from convlens.explain.examples import MEMORY_LIMIT, explain_bytes, im2col_bytes, im2col_shape
+
+    (h, w), (k_h, k_w), per_group = config.size, config.kernel, config.channels // config.groups
+    if spec is None:
+        needed = 4 * (config.channels * h * w + config.filters * per_group * k_h * k_w)
+        what = f"the {config.channels}x{h}x{w} input and the {config.filters}x{per_group}x{k_h}x{k_w} weight"
+    elif args.im2col:
+        needed, (rows, columns) = im2col_bytes(spec), im2col_shape(spec)
+        what = f"X_col of {rows:,} x {columns:,} values, W_row @ X_col and the figure of them"
+    else:
+        needed, (h_out, w_out) = explain_bytes(spec), spec.out_size
+        output = f"{config.filters}x{h_out}x{w_out}"
+        what = f"the {config.channels}x{h}x{w} input, its padded copy, the {output} output and the figure"
+    if needed > MEMORY_LIMIT:
+        raise UsageError(
+            f"{what} would need about {needed / 2**30:,.1f} GiB ({needed:,} bytes), more than the "
+            f"{MEMORY_LIMIT / 2**30:g} GiB ({MEMORY_LIMIT:,} bytes) explain allows; use a smaller --size, "
+            "--channels, --filters or --kernel"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from convlens.explain.byhand import explain_value, format_explanation
+    from convlens.explain.examples import cs231n_example, integer_example, random_example
+    from convlens.explain.figures import explain_figure, im2col_figure
+    from convlens.files import prepare_out_dir, save_figure
+
+    resolve_at(args)
+    check_options(args)
+    if args.model is not None:
+        return explain_model(args, prepare_out_dir(args.out))
+    config = configuration(args)
+    check_memory(args, config)
+    spec = config.spec()
+    filter_index, at = 0 if args.filter is None else args.filter, args.at or (0, 0)
+    check_position(spec, filter_index, at)
+    check_memory(args, config, spec)
+    out = prepare_out_dir(args.out)
+    options = {"stride": config.stride, "padding": config.padding, "dilation": config.dilation}
+
+    if args.im2col:
+        x, w = random_example(config.size, config.channels, config.filters, config.kernel, args.seed)
+        figure = im2col_figure(x, w, at, filter_index, **options, padding_mode=config.padding_mode)
+        print(f"wrote {save_figure(figure, out / 'im2col.png')}")
+        return 0
+    if config.cs231n:
+        x, w, b = cs231n_example(args.seed)
+    else:
+        sizes = (config.size, config.channels, config.filters, config.kernel)
+        x, w, b = integer_example(*sizes, config.groups, args.seed)
+    explanation = explain_value(
+        x, w, b, filter_index, at, **options, groups=config.groups, padding_mode=config.padding_mode
+    )
+    print(format_explanation(explanation))
+    path = save_figure(explain_figure(explanation), out / "explain.png")
+    print(f"wrote {path}")
+    return 0
+
+
+def explain_model(args: argparse.Namespace, out: Path) -> int:
+    from convlens.explain.byhand import format_explanation
+    from convlens.explain.figures import explain_figure
+    from convlens.explain.model_layer import explain_layer
+    from convlens.files import save_figure
+
+    at = args.at_model or (0, 0, 0, 0)
+    result = explain_layer(args.model, args.layer, at, args.weights, args.seed)
+    print(f"{args.model}.{args.layer}: {result.module_repr}")
+    print(f"input: the demo image at 224x224; weights: {args.weights or f'random, seed {args.seed}'}")
+    print(format_explanation(result.explanation, max_channels=3))
+    print(f"the module's own output at (n, c, y, x)={at}: {result.module_value:.7g}")
+    print(f"by hand: {result.explanation.value:.7g}  (|difference| {result.difference:.2g})")
+    name = f"explain-{args.model}-{args.layer.replace('.', '_')}.png"
+    path = save_figure(explain_figure(result.explanation, max_channels=3), out / name)
+    print(f"wrote {path}")
+    return 0

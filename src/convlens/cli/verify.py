@@ -1,0 +1,91 @@
+"""``convlens verify``: every algorithm against PyTorch and float64, on random and real layers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convlens.cli.options import UsageError, algorithm_names, comma_list, non_negative_int, seed
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from convlens.config import PRECISIONS
+    from convlens.verify import MODEL_SUITES
+
+    check = commands.add_parser("verify", help="every algorithm against PyTorch and float64, on random and real layers")
+    check.add_argument("--cases", type=non_negative_int, default=200, help="random configurations (default 200)")
+    check.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
+    check.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
+    models_help = f"conv layers of these models, at batch 1 (default {','.join(MODEL_SUITES)}; 'none' for none)"
+    check.add_argument("--models", type=comma_list, default=list(MODEL_SUITES), help=models_help)
+    check.add_argument("--precision", default=PRECISIONS[0], choices=PRECISIONS)
+    check.add_argument(
+        "--backward", action="store_true", help="also check the gradients of input, weight and bias (through auto)"
+    )
+    check.add_argument("--json", type=Path, default=None, help="also write the results as JSON ('-' for stdout)")
+    check.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    import convlens
+    from convlens import verify
+
+    names = algorithm_names(args.algorithms)
+    models = [] if args.models == ["none"] else args.models
+    for name in models:
+        if name not in verify.MODEL_SUITES:
+            raise UsageError(f"--models: unknown model {name!r}; choose from {', '.join(verify.MODEL_SUITES)} or none")
+    if args.json is not None and args.json != Path("-"):
+        from convlens.files import prepare_out_file
+
+        prepare_out_file(args.json, "--json")  # before the sweep, not after it
+    configs = verify.random_configs(args.cases, args.seed) + verify.model_configs(models)
+    console = Console(stderr=args.json == Path("-"), width=None if sys.stdout.isatty() else 160)
+    with convlens.settings(precision=args.precision), Progress(console=console, transient=True) as progress:
+        task = progress.add_task("verifying", total=len(configs))
+        summaries = verify.run(configs, names, progress=lambda config: progress.advance(task), backward=args.backward)
+
+    sources = f"{args.cases} random, seed {args.seed}; layers of {', '.join(models) or 'no models'}"
+    table = Table(title=f"{len(configs)} configurations ({sources}), float32 vs float64, precision {args.precision}")
+    for column in ("algorithm", "cases", "max |err|", "max rel", "PyTorch max |err|", "worst x PyTorch", "failures"):
+        table.add_column(column, justify="left" if column == "algorithm" else "right")
+    for name, s in summaries.items():
+        table.add_row(
+            name,
+            str(s.cases),
+            f"{s.max_error:.2e}",
+            f"{s.max_relative:.2e}",
+            f"{s.pytorch_max_error:.2e}",
+            f"{s.worst_ratio:.1f}",
+            str(len(s.failures)),
+        )
+    console.print(table)
+    failures = [f for s in summaries.values() for f in s.failures]
+    for failure in failures[:10]:
+        console.print(
+            f"FAIL {failure.algorithm}: error {failure.error:.3e} > allowed {failure.allowed:.3e} "
+            f"({failure.config.describe()})"
+        )
+    if args.json is not None:
+        options = {
+            "cases": args.cases,
+            "seed": args.seed,
+            "models": models,
+            "precision": args.precision,
+            "backward": args.backward,
+        }
+        text = json.dumps(verify.to_json(summaries, options), indent=2)
+        if args.json == Path("-"):
+            print(text)
+        else:
+            from convlens.files import atomic_write_bytes
+
+            console.print(f"wrote {atomic_write_bytes(args.json, text.encode())}")
+    return 1 if failures else 0

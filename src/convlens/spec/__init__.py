@@ -1,0 +1,79 @@
+"""Argument rules and shape math for a convolution, in one place.
+
+Every public entry point (``conv2d``, ``unfold``, ``fold``, ``output_size``, ``nn.Conv2d``)
+turns its arguments into normalised values here *before* anything is allocated. A mistake
+raises :class:`~convlens.errors.ArgumentTypeError` (wrong kind of value) or
+:class:`~convlens.errors.ArgumentError` (right kind, wrong value), which are also PyTorch's
+``RuntimeError`` and Python's ``TypeError`` / ``ValueError``, with a message that names the
+argument, the value and the rule.
+
+    args.py      one argument at a time: ints, (height, width) pairs, padding modes, tensors
+    shape.py     the output-size formula, "same" padding, a kernel too large shown with its numbers
+    conv.py      ConvSpec: a whole conv2d call validated; nn.Conv2d's constructor rules
+    window.py    WindowSpec: unfold's and fold's window arguments and inputs
+    layout.py    whether a tensor is channels-last, by PyTorch's rule
+
+What convlens accepts is what ``torch.nn.functional.conv2d`` accepts, with one deliberate
+exception: integer, bool and complex tensors are refused (PyTorch's CPU kernel runs integer
+and complex convolutions; convlens is a floating-point reference).
+"""
+
+from convlens.spec.args import (
+    FLOAT_DTYPES,
+    PADDING_MODES,
+    PADDING_STRINGS,
+    IntOrPair,
+    Padding,
+    check_padding_mode,
+    check_same_kind,
+    check_tensor,
+    non_negative_pair,
+    positive_int,
+    positive_pair,
+    to_int,
+    to_pair,
+)
+from convlens.spec.conv import ConvSpec, check_layer_args, check_memory, check_mode_padding, device_memory_bytes
+from convlens.spec.layout import prefers_channels_last
+from convlens.spec.shape import (
+    ceil_div,
+    check_window_fits,
+    formula_text,
+    output_length,
+    output_size,
+    resolve_padding,
+    same_padding,
+)
+from convlens.spec.window import WindowSpec, check_fold_input, check_unfold_input
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "PADDING_MODES",
+    "PADDING_STRINGS",
+    "ConvSpec",
+    "IntOrPair",
+    "Padding",
+    "WindowSpec",
+    "ceil_div",
+    "check_fold_input",
+    "check_layer_args",
+    "check_memory",
+    "check_mode_padding",
+    "check_padding_mode",
+    "check_same_kind",
+    "check_tensor",
+    "check_unfold_input",
+    "check_window_fits",
+    "device_memory_bytes",
+    "formula_text",
+    "non_negative_pair",
+    "output_length",
+    "output_size",
+    "positive_int",
+    "positive_pair",
+    "prefers_channels_last",
+    "resolve_padding",
+    "same_padding",
+    "to_int",
+    "to_pair",
+]

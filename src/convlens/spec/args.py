@@ -1,0 +1,139 @@
+"""Arguments as PyTorch's parser takes them: ints, (height, width) pairs, padding, tensors.
+
+Each function turns one user-facing argument into a normalised value or raises an
+:class:`~convlens.errors.ArgumentError` / :class:`~convlens.errors.ArgumentTypeError` whose
+message names the argument, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import torch
+
+from convlens.errors import ArgumentError, ArgumentTypeError
+
+IntOrPair = int | Sequence[int]
+Padding = int | Sequence[int] | str
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("valid", "same")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def to_int(name: str, value: object, in_tuple: bool = False, position: int = 0) -> int:
+    """``value`` as a Python int, accepting what PyTorch's argument parser accepts.
+
+    Python ints, NumPy integers and one-element integer tensors pass; floats and tensors of several
+    elements do not. A bool passes only as a later item of a tuple: PyTorch's parser checks the
+    type of a tuple's first item alone, so ``stride=(1, True)`` runs and ``stride=(True, 1)`` does not.
+    """
+    kind = "an int or a tuple of ints" if in_tuple else "an int"
+    if isinstance(value, bool):
+        if in_tuple and position > 0:
+            return int(value)
+        raise ArgumentTypeError(f"{name} must be {kind}, got bool {name}={value!r}")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise ArgumentTypeError(
+                f"{name} must be {kind}; a tensor passes only with one integer element, got {name}={value!r}"
+            )
+        return int(value.item())
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(f"{name} must be {kind}, got a {type(value).__name__}: {name}={value!r}") from None
+
+
+def to_pair(name: str, value: object) -> tuple[int, int]:
+    """An int or a sequence of one or two ints, as the (height, width) pair it stands for."""
+    if isinstance(value, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be an int or a tuple of 2 ints, got {name}={value!r}")
+    if isinstance(value, Sequence):
+        items = [to_int(name, v, in_tuple=True, position=i) for i, v in enumerate(value)]
+        if len(items) == 1:
+            return (items[0], items[0])
+        if len(items) == 2:
+            return (items[0], items[1])
+        raise ArgumentError(
+            f"expected {name} to be a single integer value or a list of 2 values to match the convolution "
+            f"dimensions, but got {name}={items}: {name} must be a single int or a tuple of 2 ints (height, width), "
+            f"got {len(items)} values"
+        )
+    number = to_int(name, value, in_tuple=True)
+    return (number, number)
+
+
+def pytorch_wording(name: str, value: object) -> str:
+    """What PyTorch's convolution says when ``name`` breaks its sign rule, to open convlens's message
+    (code written against PyTorch matches on it); empty for arguments PyTorch's conv has no such check for."""
+    if name == "dilation":  # PyTorch's two checks: one for negative values, one for zeros
+        values = list(value) if isinstance(value, tuple) else [value]
+        if any(v < 0 for v in values):  # type: ignore[operator]
+            return f"dilation should be greater than zero, but got {values}: "
+        return "non-positive dilation is not supported: "
+    return {
+        "stride": "non-positive stride is not supported: ",
+        "groups": "non-positive groups is not supported: ",
+        "padding": "negative padding is not supported: ",
+    }.get(name, "")
+
+
+def positive_int(name: str, value: object) -> int:
+    number = to_int(name, value)
+    if number < 1:
+        raise ArgumentError(f"{pytorch_wording(name, number)}{name} must be positive, got {name}={number}")
+    return number
+
+
+def positive_pair(name: str, value: object) -> tuple[int, int]:
+    pair = to_pair(name, value)
+    if min(pair) < 1:
+        raise ArgumentError(f"{pytorch_wording(name, pair)}{name} must be positive, got {name}={pair}")
+    return pair
+
+
+def non_negative_pair(name: str, value: object) -> tuple[int, int]:
+    pair = to_pair(name, value)
+    if min(pair) < 0:
+        raise ArgumentError(f"{pytorch_wording(name, pair)}{name} must be non-negative, got {name}={pair}")
+    return pair
+
+
+def check_padding_mode(padding_mode: object) -> str:
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ArgumentError(f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}")
+    return padding_mode
+
+
+def check_tensor(name: str, tensor: object) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dtype not in FLOAT_DTYPES:
+        raise ArgumentTypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
+            f"got {name}.dtype={tensor.dtype}"
+        )
+    return tensor
+
+
+def _type_name(dtype: torch.dtype) -> str:
+    """PyTorch's short name of a dtype in its messages: float, double, c10::Half, c10::BFloat16."""
+    return {torch.float32: "float", torch.float64: "double", torch.float16: "c10::Half"}.get(
+        dtype, f"c10::{str(dtype).removeprefix('torch.').capitalize()}"
+    )
+
+
+def check_same_kind(name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str) -> None:
+    if tensor.dtype != reference.dtype:
+        raise ArgumentTypeError(
+            f"Input type ({_type_name(reference.dtype)}) and {name} type ({_type_name(tensor.dtype)}) should be "
+            f"the same: {name} and {reference_name} must have the same dtype, "
+            f"got {name}.dtype={tensor.dtype} and {reference_name}.dtype={reference.dtype}"
+        )
+    if tensor.device != reference.device:
+        raise ArgumentError(
+            f"{name} and {reference_name} must be on the same device, "
+            f"got {name}.device={tensor.device} and {reference_name}.device={reference.device}"
+        )

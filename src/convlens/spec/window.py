@@ -1,0 +1,79 @@
+"""WindowSpec: the sliding-window arguments of unfold and fold, and their input rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from convlens.errors import ArgumentError
+from convlens.spec.args import IntOrPair, check_tensor, non_negative_pair, positive_pair
+from convlens.spec.shape import check_window_fits
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The sliding-window arguments shared by unfold and fold, normalised to (height, width) pairs."""
+
+    kernel_size: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int]
+    stride: tuple[int, int]
+
+    @classmethod
+    def from_args(
+        cls, kernel_size: IntOrPair, dilation: IntOrPair, padding: IntOrPair, stride: IntOrPair
+    ) -> WindowSpec:
+        return cls(
+            kernel_size=positive_pair("kernel_size", kernel_size),
+            dilation=positive_pair("dilation", dilation),
+            padding=non_negative_pair("padding", padding),
+            stride=positive_pair("stride", stride),
+        )
+
+    @property
+    def explicit_padding(self) -> tuple[int, int, int, int]:
+        pad_h, pad_w = self.padding
+        return (pad_h, pad_h, pad_w, pad_w)
+
+    @property
+    def taps(self) -> int:
+        return self.kernel_size[0] * self.kernel_size[1]
+
+    def blocks(self, in_size: tuple[int, int]) -> tuple[int, int]:
+        """Number of window positions (H_out, W_out) over an input of ``in_size``."""
+        return check_window_fits(in_size, self.kernel_size, self.stride, self.explicit_padding, self.dilation)
+
+
+def check_unfold_input(input: object, window: WindowSpec) -> torch.Tensor:
+    """unfold takes (N, C, H, W) or unbatched (C, H, W) with non-empty H and W."""
+    x = check_tensor("input", input)
+    if x.dim() not in (3, 4):
+        raise ArgumentError(f"input must be 3-D (C, H, W) or 4-D (N, C, H, W), got input of shape {tuple(x.shape)}")
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ArgumentError(f"input height and width must be non-zero, got input of shape {tuple(x.shape)}")
+    window.blocks((x.shape[-2], x.shape[-1]))
+    return x
+
+
+def check_fold_input(input: object, output_size: IntOrPair, window: WindowSpec) -> tuple[torch.Tensor, tuple[int, int]]:
+    """fold takes columns (N, C*k_h*k_w, L) or (C*k_h*k_w, L) whose L matches output_size's blocks."""
+    cols = check_tensor("input", input)
+    size = positive_pair("output_size", output_size)
+    if cols.dim() not in (2, 3):
+        raise ArgumentError(
+            f"input must be 2-D (C*k_h*k_w, L) or 3-D (N, C*k_h*k_w, L), got input of shape {tuple(cols.shape)}"
+        )
+    rows = cols.shape[-2]
+    if rows % window.taps != 0:
+        raise ArgumentError(
+            f"input.shape[-2]={rows} must be divisible by k_h*k_w={window.taps} (kernel_size={window.kernel_size})"
+        )
+    h_out, w_out = window.blocks(size)
+    if cols.shape[-1] != h_out * w_out:
+        raise ArgumentError(
+            f"input.shape[-1]={cols.shape[-1]} must equal the number of sliding blocks "
+            f"{h_out}*{w_out}={h_out * w_out} for output_size={size}, kernel_size={window.kernel_size}, "
+            f"dilation={window.dilation}, padding={window.padding}, stride={window.stride}"
+        )
+    return cols, size
