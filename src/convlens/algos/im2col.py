@@ -55,6 +55,7 @@ from convlens.spec import ConvSpec, prefers_channels_last
 from convlens.unfold import im2col, sliding_windows, zero_pad
 
 PIECE_BYTES = 16 * 1024**2  # cache-friendly piece size, see the module docstring
+FOLD_MAX_POSITIONS = 64  # outputs per image up to which the batch is folded into one product; see folds_batch
 SCRATCH = Scratch()  # one piece's columns (and products that cannot go straight into the output)
 
 
@@ -86,11 +87,11 @@ def folds_batch(spec: ConvSpec) -> bool:
 
     A product with few columns runs well below the GEMM peak, and folding costs a transposing copy
     of the output (and of the input for a 1x1 stride-1 kernel, whose columns are otherwise a view).
-    Why at most 64 positions: on ResNet-50's layers at batch 8 folding wins at L = 49, not from
+    Why at most FOLD_MAX_POSITIONS = 64 positions: on ResNet-50's layers at batch 8 folding wins at L = 49, not from
     L = 196 up; evidence: ``python benchmarks/im2col_fold.py`` (benchmarks/RESULTS.md). With one
     image there is nothing to fold.
     """
-    return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= 64
+    return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= FOLD_MAX_POSITIONS
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
