@@ -1,0 +1,57 @@
+"""The gradients of an explicitly chosen algorithm stay within that algorithm's documented error bound:
+the backward's faster ways (Winograd's weight gradient, the input gradient as a convolution) are taken
+only where their own bound is within the forward algorithm's."""
+
+from __future__ import annotations
+
+import dataclasses
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convlens
+from convlens import algos
+from convlens.algos.winograd import grad as winograd_grad
+from convlens.algos.winograd import plan as winograd_plan
+
+# 64 channels at 14x14, batch 4: auto's rule gives the layer to Winograd, F(4x4) at precision "high"
+SHAPES = ((4, 64, 14, 14), (64, 64, 3, 3))
+
+
+def gradients(algorithm: str, x: torch.Tensor, w: torch.Tensor, grad_output: torch.Tensor):
+    x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+    out = convlens.conv2d(x, w, padding=1, algorithm=algorithm)
+    return torch.autograd.grad(out, (x, w), grad_output)
+
+
+@pytest.mark.parametrize(("algorithm", "winograd_weight_grad"), [("direct", False), ("im2col", False),
+                                                                 ("winograd", True), ("auto", True)])  # fmt: skip
+def test_an_exact_algorithm_never_gets_f4x4_gradients(algorithm: str, winograd_weight_grad: bool) -> None:
+    torch.manual_seed(0)
+    x, w = torch.randn(SHAPES[0]), torch.randn(SHAPES[1]) / 24
+    grad_output = torch.randn(SHAPES[0][0], SHAPES[1][0], 14, 14)
+    winograd = algos.get("winograd")
+    winograd_runs = mock.Mock(wraps=winograd.forward)
+    with (
+        convlens.settings(precision="high"),
+        mock.patch.object(winograd_grad, "weight_grad", wraps=winograd_grad.weight_grad) as weight_grad,
+        mock.patch.dict(algos._REGISTRY, {"winograd": dataclasses.replace(winograd, forward=winograd_runs)}),
+    ):
+        spec = convlens.ConvSpec.from_args(x, w, padding=1)
+        assert winograd_plan.tile_size(spec) == 4 and algos.get("winograd").error_bound(spec) == 50.0
+        grad_x, grad_w = gradients(algorithm, x, w, grad_output)
+    assert weight_grad.called == winograd_weight_grad
+    if algorithm in ("direct", "im2col"):
+        assert not winograd_runs.called  # neither the forward nor the input gradient's convolution
+    # and the gradients are within the algorithm's own bound of PyTorch's float32 error against float64
+    x64, w64 = x.double().requires_grad_(), w.double().requires_grad_()
+    truth = torch.autograd.grad(F.conv2d(x64, w64, padding=1), (x64, w64), grad_output.double())
+    theirs = torch.autograd.grad(F.conv2d(x.requires_grad_(), w.requires_grad_(), padding=1), (x, w), grad_output)
+    bound = 50.0 if winograd_weight_grad else algos.EXACT_BOUND
+    for ours, pytorch, true in zip((grad_x, grad_w), theirs, truth):
+        floor = 4 * torch.finfo(torch.float32).eps * true.abs().max().item()  # PyTorch's own error may be ~0
+        our_error = (ours.double() - true).abs().max().item()
+        pytorch_error = (pytorch.double() - true).abs().max().item()
+        assert our_error <= bound * max(pytorch_error, floor), (algorithm, our_error, pytorch_error)

@@ -1,0 +1,60 @@
+"""auto never changes what a result means: with NaN or Inf in the input, its output has
+PyTorch's NaN and Inf positions, whichever algorithm it picks (Winograd, FFT and banded mix values, so
+auto checks their output and computes again exactly where it is not finite)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convlens
+from convlens.algos.auto import choose
+
+# (input shape, weight shape, options): layers auto gives to each of its algorithms
+LAYERS = {
+    "winograd": ((2, 128, 8, 8), (128, 128, 3, 3), {"padding": 1}),
+    "fft": ((4, 32, 10, 10), (32, 32, 7, 7), {"padding": 3}),
+    "banded": ((1, 8, 10, 10), (8, 1, 5, 5), {"padding": 2, "groups": 8}),
+    "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 8}),
+    "im2col": ((2, 4, 9, 9), (6, 4, 3, 3), {"stride": 2}),
+}
+
+
+@pytest.mark.parametrize("picked", LAYERS)
+def test_auto_picks_what_the_layer_is_meant_to_exercise(picked: str) -> None:
+    x_shape, w_shape, options = LAYERS[picked]
+    spec = convlens.ConvSpec.from_args(torch.empty(x_shape), torch.empty(w_shape), **options)
+    assert choose(spec).algorithm.name == picked
+
+
+@pytest.mark.parametrize("picked", LAYERS)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_nan_and_inf_land_where_pytorchs_do(picked: str, data: st.DataObject) -> None:
+    x_shape, w_shape, options = LAYERS[picked]
+    generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
+    x, w = torch.randn(x_shape, generator=generator), torch.randn(w_shape, generator=generator)
+    # In the input only: a NaN weight tap meets the zero padding, which PyTorch's CPU kernel skips
+    # (no 0 * NaN) and im2col, like PyTorch's own reference path, multiplies; that is no mixing.
+    for _ in range(data.draw(st.integers(1, 3), label="planted")):
+        flat_index = data.draw(st.integers(0, x.numel() - 1), label="index")
+        x.view(-1)[flat_index] = data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+    ours = convlens.conv2d(x, w, **options)
+    theirs = F.conv2d(x, w, **options)
+    assert torch.equal(ours.isnan(), theirs.isnan())
+    assert torch.equal(ours.isposinf(), theirs.isposinf()) and torch.equal(ours.isneginf(), theirs.isneginf())
+    finite = theirs.isfinite()
+    torch.testing.assert_close(ours[finite], theirs[finite], rtol=1e-4, atol=1e-3)
+
+
+def test_explicit_mixing_algorithms_keep_their_documented_spread() -> None:
+    """An explicit ``algorithm="winograd"`` is not guarded: it spreads a NaN over its tile, as documented."""
+    x_shape, w_shape, options = LAYERS["winograd"]
+    x, w = torch.randn(x_shape), torch.randn(w_shape)
+    x[0, 0, 3, 3] = float("nan")
+    assert (
+        convlens.conv2d(x, w, **options, algorithm="winograd").isnan().sum() > F.conv2d(x, w, **options).isnan().sum()
+    )
