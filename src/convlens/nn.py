@@ -8,6 +8,7 @@ forward differs: it calls :func:`convlens.conv2d` with the module's options and 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, cast
 
 import torch
@@ -132,22 +133,29 @@ class Conv2d(torch.nn.Conv2d):
 
 
 def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module:
-    """Replace every ``torch.nn.Conv2d`` inside ``module`` by a convlens ``Conv2d`` and return it.
+    """Make every ``torch.nn.Conv2d`` inside ``module`` a convlens ``Conv2d`` and return ``module``.
 
-    Weights are shared, not copied; device, dtype and training mode are kept. Subclasses of
-    ``torch.nn.Conv2d`` that are not convlens's own are left alone, since their ``forward`` may do
-    more than a convolution. A convlens layer already there gets the new ``algorithm``.
-    The model is changed in place; the return value is the same model (or the new layer, when
-    ``module`` itself is a Conv2d).
+    Each layer becomes a convlens layer in place: the same object, its class changed, so its
+    parameters (an optimizer built on the model keeps working), buffers, device, dtype, training
+    mode, forward hooks and pre-hooks, and what hooks maintain (``weight_norm``, ``spectral_norm``,
+    pruning masks) all stay as they were. Left alone, with a warning naming each one: subclasses of
+    ``torch.nn.Conv2d`` that are not convlens's own, whose ``forward`` may do more than a convolution
+    (a layer under ``torch.nn.utils.parametrize`` is one). A convlens layer already there gets the new
+    ``algorithm``. Every layer is found before any is changed, so a model is converted whole or not
+    at all.
     """
     algos.check_name(algorithm)
-    if isinstance(module, Conv2d):
-        module.algorithm = algorithm
-        return module
-    if type(module) is torch.nn.Conv2d:
-        return Conv2d.from_torch(module, algorithm)
-    for name, child in module.named_children():
-        converted = convert(child, algorithm)
-        if converted is not child:
-            setattr(module, name, converted)
+    layers = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, torch.nn.Conv2d)]
+    foreign = [name or type(layer).__name__ for name, layer in layers if type(layer) not in (torch.nn.Conv2d, Conv2d)]
+    if foreign:
+        warnings.warn(
+            f"convlens.nn.convert left {len(foreign)} Conv2d subclass layer(s) as they are (their forward "
+            f"may do more than a convolution, e.g. a parametrization): {', '.join(foreign)}",
+            stacklevel=2,
+        )
+    for _, layer in layers:
+        if type(layer) is torch.nn.Conv2d:
+            layer.__class__ = Conv2d  # same object: parameters, buffers and hooks stay
+        if isinstance(layer, Conv2d):
+            layer.algorithm = algorithm
     return module
