@@ -71,3 +71,10 @@ def test_a_layer_refuses_a_bad_algorithm_when_it_is_set() -> None:
     assert layer.algorithm == "auto"  # unchanged
     layer.algorithm = "direct"
     assert "algorithm='direct'" in repr(layer)
+
+
+def test_a_workspace_below_a_useful_size_is_accepted_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"workspace_limit=4096 bytes is below 1 MiB: im2col then works a few"):
+        convlens.conv2d(torch.randn(1, 2, 8, 8), torch.randn(2, 2, 3, 3), workspace_limit=4096)
+    with pytest.warns(UserWarning, match=r"limit_bytes=1 bytes is below 1 MiB"), convlens.settings():
+        convlens.set_workspace_limit(1)

@@ -12,12 +12,14 @@ only. A bad value is refused when it is set, never at the next convolution.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from convlens.errors import ArgumentError, ArgumentTypeError
 
 DEFAULT_WORKSPACE_BYTES = 256 * 1024**2
+USEFUL_WORKSPACE_BYTES = 1024**2  # below this im2col's pieces shrink to a few output rows; see check_workspace_limit
 PRECISIONS = ("highest", "high")
 
 _lock = threading.Lock()
@@ -28,11 +30,18 @@ _autotune = False
 
 # ---- the rules, checked before anything changes ----------------------------------------------
 def check_workspace_limit(limit: object, name: str = "workspace_limit") -> int:
-    """A positive int number of bytes."""
+    """A positive int number of bytes; below USEFUL_WORKSPACE_BYTES a warning says what it costs."""
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise ArgumentTypeError(f"{name} must be an int number of bytes, got {type(limit).__name__} {name}={limit!r}")
     if limit < 1:
         raise ArgumentError(f"{name} must be positive, got {name}={limit}")
+    if limit < USEFUL_WORKSPACE_BYTES:
+        warnings.warn(
+            f"{name}={limit} bytes is below {USEFUL_WORKSPACE_BYTES // 2**20} MiB: im2col then works a few "
+            f"output rows at a time (at least one), many small products that run far below the machine's "
+            f"speed; 1 MiB or more keeps it near full speed",
+            stacklevel=3,
+        )
     return limit
 
 
