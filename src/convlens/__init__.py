@@ -5,8 +5,9 @@ Public API::
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv2d, nn.convert                  the layer, and swapping it into a model
-    settings(precision=, workspace_limit=, autotune=)   the settings for a ``with`` block
-    set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune
+    settings(precision=, workspace_limit=, autotune=, cache_limit=)   the settings for a ``with`` block
+    set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune,
+    set_cache_limit, get_cache_limit
     ConvlensError, ArgumentError, ArgumentTypeError     what a caller's mistake raises (also RuntimeError)
 """
 
@@ -16,9 +17,11 @@ from convlens import algos as _algos
 from convlens import nn
 from convlens.config import (
     get_autotune,
+    get_cache_limit,
     get_precision,
     get_workspace_limit,
     set_autotune,
+    set_cache_limit,
     set_precision,
     set_workspace_limit,
     settings,
@@ -45,11 +48,13 @@ __all__ = [
     "conv2d",
     "fold",
     "get_autotune",
+    "get_cache_limit",
     "get_precision",
     "get_workspace_limit",
     "nn",
     "output_size",
     "set_autotune",
+    "set_cache_limit",
     "set_precision",
     "set_workspace_limit",
     "settings",

@@ -1,6 +1,7 @@
 """Process-wide settings, read at call time; a per-call argument always wins.
 
     workspace_limit   bytes one piece of scratch work may take (im2col's columns; FFT's buffers, for auto)
+    cache_limit       bytes each cache of transformed weights may keep (Winograd's U, FFT's spectra, bands)
     precision         "highest" or "high": how much extra float32 error fast algorithms may add
     autotune          whether auto times the candidates once per configuration
 
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from convlens.errors import ArgumentError, ArgumentTypeError
 
 DEFAULT_WORKSPACE_BYTES = 256 * 1024**2
+DEFAULT_CACHE_BYTES = 512 * 1024**2  # per cache: ResNet-50's Winograd U at F(4x4), all layers, is about 190 MB
 USEFUL_WORKSPACE_BYTES = 1024**2  # below this im2col's pieces shrink to a few output rows; see check_workspace_limit
 PRECISIONS = ("highest", "high")
 
@@ -26,6 +28,7 @@ _lock = threading.Lock()
 _workspace_bytes = DEFAULT_WORKSPACE_BYTES
 _precision = "highest"
 _autotune = False
+_cache_bytes = DEFAULT_CACHE_BYTES
 
 
 # ---- the rules, checked before anything changes ----------------------------------------------
@@ -42,6 +45,15 @@ def check_workspace_limit(limit: object, name: str = "workspace_limit") -> int:
             f"speed; 1 MiB or more keeps it near full speed",
             stacklevel=3,
         )
+    return limit
+
+
+def check_cache_limit(limit: object, name: str = "cache_limit") -> int:
+    """A non-negative int number of bytes (0: keep nothing)."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ArgumentTypeError(f"{name} must be an int number of bytes, got {type(limit).__name__} {name}={limit!r}")
+    if limit < 0:
+        raise ArgumentError(f"{name} must be non-negative, got {name}={limit}")
     return limit
 
 
@@ -73,6 +85,19 @@ def get_workspace_limit() -> int:
 def resolve_workspace(limit_bytes: int | None) -> int:
     """The per-call limit if given (checked), else the process-wide one."""
     return _workspace_bytes if limit_bytes is None else check_workspace_limit(limit_bytes)
+
+
+def set_cache_limit(limit_bytes: int) -> None:
+    """Most bytes each cache of transformed weights keeps (entries and their saved weight copies);
+    the least recently used go first, and a transform larger than the limit is not kept at all."""
+    global _cache_bytes
+    limit = check_cache_limit(limit_bytes, "limit_bytes")
+    with _lock:
+        _cache_bytes = limit
+
+
+def get_cache_limit() -> int:
+    return _cache_bytes
 
 
 def set_precision(precision: str) -> None:
@@ -108,7 +133,11 @@ def get_autotune() -> bool:
 
 @contextmanager
 def settings(
-    *, precision: str | None = None, workspace_limit: int | None = None, autotune: bool | None = None
+    *,
+    precision: str | None = None,
+    workspace_limit: int | None = None,
+    autotune: bool | None = None,
+    cache_limit: int | None = None,
 ) -> Iterator[None]:
     """Any of the settings for the length of a ``with`` block, the previous values restored after,
     also when the block raises. Every value is checked before any is changed; None leaves one as it is.
@@ -126,7 +155,10 @@ def settings(
         check_workspace_limit(workspace_limit)
     if autotune is not None:
         check_autotune(autotune)
-    saved = (get_precision(), get_workspace_limit(), get_autotune())
+    if cache_limit is not None:
+        check_cache_limit(cache_limit)
+    global _precision, _workspace_bytes, _autotune, _cache_bytes
+    saved = (_precision, _workspace_bytes, _autotune, _cache_bytes)
     try:
         if precision is not None:
             set_precision(precision)
@@ -134,8 +166,9 @@ def settings(
             set_workspace_limit(workspace_limit)
         if autotune is not None:
             set_autotune(autotune)
+        if cache_limit is not None:
+            set_cache_limit(cache_limit)
         yield
     finally:
-        set_precision(saved[0])
-        set_workspace_limit(saved[1])
-        set_autotune(saved[2])
+        with _lock:
+            _precision, _workspace_bytes, _autotune, _cache_bytes = saved

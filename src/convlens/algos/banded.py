@@ -63,7 +63,7 @@ def band_matrices(weight: torch.Tensor, spec: ConvSpec, dtype: torch.dtype) -> t
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes beyond input, weight and output: the input's ``phases`` copy (phases.py), the uncropped
-    ``products`` and the ``bands`` kept in BAND_CACHE."""
+    ``products`` and the ``bands`` kept in BAND_CACHE with its ``saved weight`` copy."""
     itemsize = accumulation_dtype(spec.dtype).itemsize
     h_q, w_q, tail = phase_grid(spec)  # stride 1: the padded size, and the largest tap shift
     w_out = spec.out_size[1]
@@ -71,6 +71,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
         "phases": spec.in_channels * (spec.batch * h_q * w_q + tail) * itemsize,
         "products": spec.in_channels * spec.batch * h_q * w_out * itemsize,
         "bands": spec.kernel_size[0] * spec.in_channels * w_q * w_out * itemsize,
+        "saved weight": spec.out_channels * spec.taps * spec.dtype.itemsize,  # the cache's copy of the weight
     }
 
 

@@ -5,7 +5,8 @@ An entry is reused only if the weight tensor still holds exactly the bits it was
 writes included, can never serve a stale transform. The version counter that autograd keeps is
 not enough: a write through ``.data`` or through NumPy does not bump it. An entry lives no
 longer than its weight (a weak reference drops it when the weight is freed: the backward's
-turned weights are new tensors on every call). Bounded (least recently used out), thread-safe.
+turned weights are new tensors on every call). Bounded in entries and in bytes (the transforms
+and their saved weight copies, ``convlens.set_cache_limit``): least recently used out; thread-safe.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
+
+from convlens.config import get_cache_limit
 
 
 def memory_words(tensor: torch.Tensor) -> torch.Tensor | None:
@@ -52,13 +55,21 @@ def same_bits(saved: torch.Tensor, weight: torch.Tensor) -> bool:
     return torch.equal(saved, weight)
 
 
+def entry_bytes(entry: tuple[weakref.ref, torch.Tensor, torch.Tensor]) -> int:
+    """Bytes an entry keeps: the transform and the saved copy of its weight."""
+    _, saved, value = entry
+    return saved.numel() * saved.element_size() + value.numel() * value.element_size()
+
+
 class TransformCache:
     """Transformed weights, recomputed whenever the weight's values change.
 
     An entry is reused only if the weight tensor still holds exactly the bits it was computed
     from (``same_bits`` against a saved copy), so in-place updates of any kind, ``.data`` writes
     included, can never serve a stale transform. An entry is dropped when its weight is freed.
-    Bounded (least recently used out), thread-safe.
+    Bounded in entries (``capacity``) and in bytes (``convlens.get_cache_limit()``, read on every
+    insertion): least recently used out; a transform larger than the byte limit is returned but
+    not kept. Thread-safe.
     """
 
     def __init__(self, capacity: int = 64) -> None:
@@ -71,6 +82,12 @@ class TransformCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes kept: every entry's transform and its saved copy of the weight."""
+        with self._lock:
+            return sum(entry_bytes(entry) for entry in self._entries.values())
 
     def get(
         self, weight: torch.Tensor, key: tuple, compute: Callable[[torch.Tensor | None], torch.Tensor]
@@ -109,10 +126,15 @@ class TransformCache:
             value = compute(old_value)
         with self._lock:
             self.misses += 1
+            limit = get_cache_limit()
+            if entry_bytes((alive, saved, value)) > limit:
+                return value  # larger than the whole cache may hold: used for this call, not kept
             self._entries[full_key] = (alive, saved, value)
             self._entries.move_to_end(full_key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            kept = sum(entry_bytes(entry) for entry in self._entries.values())
+            while len(self._entries) > self.capacity or kept > limit:
+                _, dropped = self._entries.popitem(last=False)
+                kept -= entry_bytes(dropped)
         return value
 
     def _forget(self, full_key: tuple) -> None:

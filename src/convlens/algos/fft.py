@@ -80,7 +80,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
     shapes: the input's spectra (and their copy by frequency that the product reads), the output's
     spectra (and their copy back by image), every window position before the stride's pick, and
-    the kernel spectra kept in SPECTRUM_CACHE."""
+    the kernel spectra kept in SPECTRUM_CACHE with its saved copy of the weight."""
     n, frequencies = spec.batch, frequency_count(spec)
     complex_size = 2 * accumulation_dtype(spec.dtype).itemsize
     h_f, w_f = fft_size(spec)
@@ -89,6 +89,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
         "output spectra": 2 * n * spec.out_channels * frequencies * complex_size,
         "full output": n * spec.out_channels * h_f * w_f * complex_size // 2,
         "kernel spectra": spec.in_per_group * spec.out_channels * frequencies * complex_size,
+        "saved weight": spec.out_channels * spec.in_per_group * spec.taps * spec.dtype.itemsize,  # the cache's copy
     }
 
 
