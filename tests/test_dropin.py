@@ -1,0 +1,56 @@
+"""Drop-in details: what PyTorch accepts and how long it takes are what convlens accepts and takes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convlens
+from convlens.algos import auto
+
+
+@pytest.mark.parametrize("stride", [1000, 4000, 2**31, 2**63 - 1])
+@pytest.mark.parametrize("algorithm", convlens.algorithms())
+def test_time_grows_with_the_output_not_the_stride(stride: int, algorithm: str) -> None:
+    """A stride past the last window start gives one output along that axis; the algorithms see the
+    stride clamped to the window starts, so a stride of 2**63 neither takes seconds (stride phases of
+    10**6 planes) nor overflows index arithmetic (FFT's slicing, gemm's storage)."""
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    spec = convlens.ConvSpec.from_args(x, w, stride=stride, groups=4)
+    assert spec.stride == (3, 3) and spec.out_size == (1, 1)
+    if algorithm != "auto" and convlens.algos.get(algorithm).supports(spec) is not None:
+        return
+    ours = convlens.conv2d(x, w, stride=stride, groups=4, algorithm=algorithm)
+    theirs = F.conv2d(x, w, stride=stride, groups=4)
+    torch.testing.assert_close(ours, theirs)
+    grads = torch.autograd.grad(ours.sum(), (x, w))
+    expected = torch.autograd.grad(theirs.sum(), (x, w))
+    for mine, reference in zip(grads, expected, strict=True):
+        torch.testing.assert_close(mine, reference)
+
+
+def test_a_bool_after_the_first_item_of_a_tuple_is_accepted_as_pytorch_does() -> None:
+    x, w = torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    for options in ({"stride": (1, True)}, {"padding": (0, True)}, {"dilation": (2, True)}):
+        torch.testing.assert_close(convlens.conv2d(x, w, **options), F.conv2d(x, w, **options))
+    with pytest.raises(TypeError, match="got bool stride=True"):
+        convlens.conv2d(x, w, stride=(True, 1))  # PyTorch refuses a bool first
+
+
+def test_autotune_times_only_candidates_within_the_workspace_limit() -> None:
+    """FFT keeps its spectra whole; with a workspace smaller than them, autotune must not time it
+    (before, it timed FFT anyway and kept it, 1.4 GiB over the limit in the issue's case)."""
+    x, w = torch.randn(4, 32, 24, 24), torch.randn(32, 32, 7, 7)
+    spec = convlens.ConvSpec.from_args(x, w, padding=3)
+    limit = 1 << 20
+    assert convlens.algos.get("fft").extra_bytes(spec, limit) > limit
+    auto.clear_cache()
+    with convlens.settings(autotune=True):
+        choice = auto.choose(spec, limit)
+        unlimited = auto.choose(spec, 1 << 34)
+    auto.clear_cache()
+    assert choice.reason.startswith("timed once:") and "fft" not in choice.reason
+    assert "im2col" in choice.reason  # the fallback that works in pieces is always a candidate
+    assert "fft" in unlimited.reason
