@@ -54,3 +54,20 @@ def test_autotune_times_only_candidates_within_the_workspace_limit() -> None:
     assert choice.reason.startswith("timed once:") and "fft" not in choice.reason
     assert "im2col" in choice.reason  # the fallback that works in pieces is always a candidate
     assert "fft" in unlimited.reason
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize(("x_layout", "w_layout"), [("nchw", "nchw"), ("cl", "nchw"), ("nchw", "cl"), ("cl", "cl")])
+def test_gradients_have_pytorchs_layout(x_layout: str, w_layout: str, padding: int) -> None:
+    """Dense gradients in the convolution's layout: channels-last when the input or the weight is
+    (before, a channels-last input's padded gradient came back as a non-dense view)."""
+    formats = {"nchw": torch.contiguous_format, "cl": torch.channels_last}
+    x = torch.randn(2, 8, 16, 16).contiguous(memory_format=formats[x_layout])
+    w = torch.randn(8, 8, 3, 3).contiguous(memory_format=formats[w_layout])
+
+    def strides(conv) -> list[tuple[int, ...]]:
+        leaves = (x.detach().requires_grad_(), w.detach().requires_grad_())
+        out = conv(*leaves, padding=padding)
+        return [g.stride() for g in torch.autograd.grad(out, leaves, torch.ones_like(out))]
+
+    assert strides(convlens.conv2d) == strides(F.conv2d)

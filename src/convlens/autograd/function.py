@@ -92,5 +92,12 @@ class Conv2dFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
         bound = ctx.algorithm.error_bound(ctx.spec)
-        grads = conv2d_backward(grad_output, x, weight, ctx.spec, ctx.workspace, needs, bound)
-        return (*grads, None, None, None)
+        grad_x, grad_weight, grad_bias = conv2d_backward(grad_output, x, weight, ctx.spec, ctx.workspace, needs, bound)
+        # PyTorch's gradients are dense and in the convolution's layout: channels-last when the input
+        # or the weight is, else contiguous (the products may leave a view of the padded gradient).
+        layout = torch.channels_last if prefers_channels_last(x) or prefers_channels_last(weight) else None
+        grad_x = None if grad_x is None else grad_x.contiguous(memory_format=layout or torch.contiguous_format)
+        grad_weight = (
+            None if grad_weight is None else grad_weight.contiguous(memory_format=layout or torch.contiguous_format)
+        )
+        return grad_x, grad_weight, grad_bias, None, None, None
