@@ -7,11 +7,22 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convlens.cli.options import UsageError, algorithm_names, comma_list, int_list
+from convlens.cli.options import (
+    UsageError,
+    algorithm_names,
+    comma_list,
+    finite_positive_float,
+    int_list,
+    positive_int,
+    positive_int_list,
+    size_text,
+)
 from convlens.files import DEFAULT_OUT
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not at startup
     import torch
+
+    from convlens.benchmark.suites import Layer
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,17 +38,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--batch",
-        type=lambda text: [int(v) for v in text.split(",")],
+        type=positive_int_list,
         default=[8],
         help="comma-separated batch sizes (default 8)",
     )
     bench.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
-    bench.add_argument("--kernel", type=int_list(2, "--kernel", repeat=True), help="only layers with this kernel")
-    bench.add_argument("--limit", type=int, default=None, help="only the first N layers of each suite")
+    kernel = int_list(2, "--kernel", repeat=True, minimum=1)
+    bench.add_argument("--kernel", type=kernel, help="only layers with this kernel")
+    bench.add_argument("--limit", type=positive_int, default=None, help="only the first N layers of each suite")
     bench.add_argument("--precision", default=PRECISIONS[0], choices=PRECISIONS)
-    bench.add_argument("--rounds", type=int, default=2)
-    bench.add_argument("--min-run-time", type=float, default=0.1, help="seconds per measurement block")
-    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--rounds", type=positive_int, default=2)
+    bench.add_argument("--min-run-time", type=finite_positive_float, default=0.1, help="seconds per measurement block")
+    bench.add_argument("--threads", type=positive_int, default=None, help="default: torch's own")
     bench.add_argument("--device", default="cpu", help="cpu (default) or cuda[:index]: on CUDA, against cuDNN")
     bench.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for bench.md and bench.png")
     bench.set_defaults(run=run)
@@ -58,6 +70,55 @@ def bench_device(name: str) -> torch.device:
     return device
 
 
+def chosen_layers(args: argparse.Namespace) -> list[Layer]:
+    """The layers of --suite, the first --limit of each, those with --kernel; never none."""
+    from convlens.benchmark.suites import suite
+
+    layers = [layer for name in args.suite for layer in suite(name)[: args.limit]]
+    if args.kernel is None:
+        return layers
+    matching = [layer for layer in layers if layer.kernel_size == args.kernel]
+    if not matching:
+        suites = f"suite{'s' * (len(args.suite) > 1)} {', '.join(args.suite)}"
+        each = " of each" if len(args.suite) > 1 else ""
+        first = "" if args.limit is None else f" (the first {args.limit} layer{'s' * (args.limit > 1)}{each})"
+        kernels = ", ".join(f"{k_h}x{k_w}" for k_h, k_w in sorted({layer.kernel_size for layer in layers}))
+        k_h, k_w = args.kernel
+        raise UsageError(f"--kernel: no layer of {suites}{first} has a {k_h}x{k_w} kernel; kernels there: {kernels}")
+    return matching
+
+
+def check_memory(layer: Layer, batch: int, names: list[str], device: torch.device) -> None:
+    """Refuse, before allocating, a layer and batch size whose tensors would not fit in the device's memory:
+    input and output with their float64 copies for the error check, the same-size GEMM's operands,
+    and the largest extra buffer of a candidate (predicted as the report does)."""
+    from convlens import algos
+    from convlens.algos.auto import choose
+    from convlens.benchmark.runner import SEED, predicted_extra_bytes
+    from convlens.spec import device_memory_bytes
+
+    limit = device_memory_bytes(device)
+    if limit is None:
+        return
+    one = layer.spec(1)  # sizes scale with the batch: computed from one image, no tensor shape can overflow
+    (h, w), (h_out, w_out) = one.in_size, one.out_size
+    needed = 12 * batch * one.in_channels * h * w + 20 * batch * one.out_channels * h_out * w_out
+    needed += one.cols_bytes(batch)
+    if needed <= limit:  # the batch is small enough to ask each candidate for its buffers
+        spec = layer.spec(batch)
+        chosen = {choose(spec).algorithm.name if name == "auto" else name for name in names}
+        candidates = [name for name in chosen if algos.get(name).supports(spec) is None]
+        if layer.groups == 1 and isinstance(layer.padding, tuple):
+            candidates.append(SEED)
+        needed += max((predicted_extra_bytes(name, layer, batch) for name in candidates), default=0)
+    if needed > limit:
+        raise UsageError(
+            f"--batch {batch}: {layer.suite} {layer.label} would need {size_text(needed)} (input, output, their "
+            f"float64 check, the same-size GEMM and the largest algorithm buffer), more than the "
+            f"{limit / 2**30:,.1f} GiB ({limit:,} bytes) of memory on {device}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
@@ -65,22 +126,25 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     import convlens
-    from convlens.benchmark.suites import SUITES, suite
+    from convlens.benchmark.suites import SUITES
     from convlens.files import atomic_write_bytes, prepare_out_dir, save_figure
 
     names = algorithm_names(args.algorithms)
+    if not args.suite:
+        raise UsageError(f"--suite names no suite; choose from {', '.join(SUITES)}")
     for name in args.suite:
         if name not in SUITES:
             raise UsageError(f"--suite: unknown suite {name!r}; choose from {', '.join(SUITES)}")
     device = bench_device(args.device)
+    layers = chosen_layers(args)
+    for layer in layers:
+        for batch in args.batch:
+            check_memory(layer, batch, names, device)
     out = prepare_out_dir(args.out)
     from convlens.benchmark import report, runner  # after the checks: torch.utils.benchmark logs a line on import
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
-    layers = [layer for name in args.suite for layer in suite(name)[: args.limit]]
-    if args.kernel:
-        layers = [layer for layer in layers if layer.kernel_size == args.kernel]
     jobs = [(layer, batch) for batch in args.batch for layer in layers]
     console = Console(width=None if sys.stdout.isatty() else 200)
     rows = []

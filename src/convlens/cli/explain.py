@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from convlens.cli.options import UsageError, int_list, padding_arg, positive_int, seed
+from convlens.cli.options import UsageError, int_list, padding_arg, positive_int, seed, size_text
 from convlens.files import DEFAULT_OUT
 
 if TYPE_CHECKING:
     from convlens.spec import ConvSpec, Padding
+
+T = TypeVar("T")
 
 # The options that describe a configuration of the user's own: a model layer has its own.
 CONFIGURATION = ("size", "channels", "filters", "kernel", "stride", "padding", "dilation", "groups", "padding_mode")
@@ -32,14 +34,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "padding 1, stride 2). With --model and --layer: a Conv2d inside a torchvision model. With --im2col: "
         "the matrix picture.",
     )
-    pair = {"repeat": True, "minimum": 1}
-    explain.add_argument("--size", type=int_list(2, "--size", **pair), help="input H,W (or one number)")
+
+    def pair(name: str):  # "h,w" or one number for both, each 1 or more
+        return int_list(2, name, repeat=True, minimum=1)
+
+    explain.add_argument("--size", type=pair("--size"), help="input H,W (or one number)")
     explain.add_argument("--channels", type=positive_int, help="input channels")
     explain.add_argument("--filters", type=positive_int, help="number of filters (output channels)")
-    explain.add_argument("--kernel", type=int_list(2, "--kernel", **pair), help="kernel k_h,k_w (or one number)")
-    explain.add_argument("--stride", type=int_list(2, "--stride", **pair))
+    explain.add_argument("--kernel", type=pair("--kernel"), help="kernel k_h,k_w (or one number)")
+    explain.add_argument("--stride", type=pair("--stride"))
     explain.add_argument("--padding", type=padding_arg, help="h,w or one number, or same / valid")
-    explain.add_argument("--dilation", type=int_list(2, "--dilation", **pair))
+    explain.add_argument("--dilation", type=pair("--dilation"))
     explain.add_argument("--groups", type=positive_int, help="default 1")
     explain.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
     explain.add_argument("--filter", type=int, help="which output channel (default 0)")
@@ -90,29 +95,39 @@ class Configuration:
         return example_spec(*sizes, self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
 
 
+def given_or(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
 def configuration(args: argparse.Namespace) -> Configuration:
     """The options with their defaults: the im2col picture's (32x32x3, four 5x5 filters), the CS231n demo's
     (no size given: 5x5x3, two 3x3 filters, stride 2, padding 1), else small ones (5x5x3, two 3x3)."""
-    if args.im2col:
-        cs231n, defaults = False, ((32, 32), 3, 4, (5, 5), (1, 1), (0, 0))
-    else:
-        cs231n = args.size is None and args.channels is None and args.filters is None and args.kernel is None
-        defaults = ((5, 5), 3, 2, (3, 3), (2, 2), (1, 1)) if cs231n else ((5, 5), 3, 2, (3, 3), (1, 1), (0, 0))
-    given = (args.size, args.channels, args.filters, args.kernel, args.stride, args.padding)
-    size, channels, filters, kernel, stride, padding = (d if g is None else g for g, d in zip(given, defaults))
-    groups = 1 if args.groups is None else args.groups
+    sizes = (args.size, args.channels, args.filters, args.kernel)
+    cs231n = not args.im2col and all(value is None for value in sizes)
+    size = given_or(args.size, (32, 32) if args.im2col else (5, 5))
+    channels = given_or(args.channels, 3)
+    filters = given_or(args.filters, 4 if args.im2col else 2)
+    kernel = given_or(args.kernel, (5, 5) if args.im2col else (3, 3))
+    groups = given_or(args.groups, 1)
     if channels % groups or filters % groups:
         if cs231n:
             have = f"the CS231n default has {channels} channels and {filters} filters"
         else:
-            defaulted = {
-                name: " (the default)" if getattr(args, name) is None else "" for name in ("channels", "filters")
-            }
-            have = f"got --channels {channels}{defaulted['channels']} and --filters {filters}{defaulted['filters']}"
+            default = {name: " (the default)" * (getattr(args, name) is None) for name in ("channels", "filters")}
+            have = f"got --channels {channels}{default['channels']} and --filters {filters}{default['filters']}"
         raise UsageError(f"--groups {groups} needs --channels and --filters divisible by {groups}; {have}")
-    dilation = (1, 1) if args.dilation is None else args.dilation
-    mode = "zeros" if args.padding_mode is None else args.padding_mode
-    return Configuration(cs231n, size, channels, filters, kernel, stride, padding, dilation, groups, mode)
+    return Configuration(
+        cs231n,
+        size,
+        channels,
+        filters,
+        kernel,
+        stride=given_or(args.stride, (2, 2) if cs231n else (1, 1)),
+        padding=given_or(args.padding, (1, 1) if cs231n else (0, 0)),
+        dilation=given_or(args.dilation, (1, 1)),
+        groups=groups,
+        padding_mode=given_or(args.padding_mode, "zeros"),
+    )
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -124,8 +139,8 @@ def check_options(args: argparse.Namespace) -> None:
             raise UsageError("--model needs --layer NAME (a Conv2d inside it, e.g. layer1.0.conv1)")
         if unused:
             raise UsageError(
-                f"--model explains a layer with its own configuration: {', '.join(unused)} is not used "
-                "(the position, filter included, is --at n,c,y,x)"
+                f"--model explains a layer with its own configuration: {', '.join(unused)} "
+                f"{'is' if len(unused) == 1 else 'are'} not used (the position, filter included, is --at n,c,y,x)"
             )
         return
     if args.layer is not None or args.weights is not None:
@@ -169,9 +184,8 @@ def check_memory(args: argparse.Namespace, config: Configuration, spec: ConvSpec
         what = f"the {config.channels}x{h}x{w} input, its padded copy, the {output} output and the figure"
     if needed > MEMORY_LIMIT:
         raise UsageError(
-            f"{what} would need about {needed / 2**30:,.1f} GiB ({needed:,} bytes), more than the "
-            f"{MEMORY_LIMIT / 2**30:g} GiB ({MEMORY_LIMIT:,} bytes) explain allows; use a smaller --size, "
-            "--channels, --filters or --kernel"
+            f"{what} would need {size_text(needed)}, more than the {MEMORY_LIMIT / 2**30:g} GiB "
+            f"({MEMORY_LIMIT:,} bytes) explain allows; use a smaller --size, --channels, --filters or --kernel"
         )
 
 
@@ -184,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_at(args)
     check_options(args)
     if args.model is not None:
-        return explain_model(args, prepare_out_dir(args.out))
+        return explain_model(args)
     config = configuration(args)
     check_memory(args, config)
     spec = config.spec()
@@ -192,11 +206,12 @@ def run(args: argparse.Namespace) -> int:
     check_position(spec, filter_index, at)
     check_memory(args, config, spec)
     out = prepare_out_dir(args.out)
-    options = {"stride": config.stride, "padding": config.padding, "dilation": config.dilation}
+    stride, padding, dilation, mode = config.stride, config.padding, config.dilation, config.padding_mode
 
     if args.im2col:
         x, w = random_example(config.size, config.channels, config.filters, config.kernel, args.seed)
-        figure = im2col_figure(x, w, at, filter_index, **options, padding_mode=config.padding_mode)
+        figure = im2col_figure(x, w, at, filter_index, stride=stride, padding=padding, dilation=dilation,
+                               padding_mode=mode)  # fmt: skip
         print(f"wrote {save_figure(figure, out / 'im2col.png')}")
         return 0
     if config.cs231n:
@@ -204,23 +219,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         sizes = (config.size, config.channels, config.filters, config.kernel)
         x, w, b = integer_example(*sizes, config.groups, args.seed)
-    explanation = explain_value(
-        x, w, b, filter_index, at, **options, groups=config.groups, padding_mode=config.padding_mode
-    )
+    explanation = explain_value(x, w, b, filter_index, at, stride=stride, padding=padding, dilation=dilation,
+                                groups=config.groups, padding_mode=mode)  # fmt: skip
     print(format_explanation(explanation))
     path = save_figure(explain_figure(explanation), out / "explain.png")
     print(f"wrote {path}")
     return 0
 
 
-def explain_model(args: argparse.Namespace, out: Path) -> int:
+def explain_model(args: argparse.Namespace) -> int:
     from convlens.explain.byhand import format_explanation
     from convlens.explain.figures import explain_figure
     from convlens.explain.model_layer import explain_layer
-    from convlens.files import save_figure
+    from convlens.files import prepare_out_dir, save_figure
 
     at = args.at_model or (0, 0, 0, 0)
-    result = explain_layer(args.model, args.layer, at, args.weights, args.seed)
+    result = explain_layer(args.model, args.layer, at, args.weights, args.seed)  # checks model, layer, weights, --at
+    out = prepare_out_dir(args.out)
     print(f"{args.model}.{args.layer}: {result.module_repr}")
     print(f"input: the demo image at 224x224; weights: {args.weights or f'random, seed {args.seed}'}")
     print(format_explanation(result.explanation, max_channels=3))

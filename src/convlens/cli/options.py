@@ -123,3 +123,10 @@ def algorithm_names(requested: list[str] | None) -> list[str]:
                 f"--algorithms: unknown algorithm {name!r}; choose from {', '.join(convlens.algorithms())}"
             )
     return names
+
+
+def size_text(count: int) -> str:
+    """Bytes as "12.3 GiB (13,207,024,435 bytes)"; a size of no machine in scientific notation."""
+    if count >= 2**70:
+        return f"about {count / 2**30:.3g} GiB ({count:.3g} bytes)"
+    return f"about {count / 2**30:,.1f} GiB ({count:,} bytes)"

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     for name in models:
         if name not in verify.MODEL_SUITES:
             raise UsageError(f"--models: unknown model {name!r}; choose from {', '.join(verify.MODEL_SUITES)} or none")
+    if args.cases == 0 and not models:
+        raise UsageError("--cases 0 with --models none leaves nothing to verify; give --cases 1 or more, or models")
     if args.json is not None and args.json != Path("-"):
         from convlens.files import prepare_out_file
 
