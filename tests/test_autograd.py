@@ -88,7 +88,44 @@ def test_full_gradcheck_on_fixed_cases(algorithm: str, name: str) -> None:
     case = FIXED[name]
     if runs(algorithm, case):
         assert torch.autograd.gradcheck(conv_of(case, algorithm), inputs(case))
+
+
+# The double backward differentiates the backward, and the backward is shared: it depends on the
+# forward's algorithm only through that algorithm's error bound (autograd/function.py), so every exact
+# algorithm's double backward is the same computation as im2col's. The test below checks that they
+# agree bit for bit; the full gradgradcheck then runs once per distinct backward.
+EXACT = [name for name in ALGORITHMS if name not in ("auto", "winograd")]
+
+
+@pytest.mark.parametrize("name", FIXED)
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "auto"])
+def test_full_gradgradcheck_on_fixed_cases(algorithm: str, name: str) -> None:
+    case = FIXED[name]
+    if runs(algorithm, case):
         assert torch.autograd.gradgradcheck(conv_of(case, algorithm), inputs(case))
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_every_exact_algorithm_has_im2cols_double_backward(name: str) -> None:
+    case = FIXED[name]
+    results = {}
+    for algorithm in EXACT:
+        if not runs(algorithm, case):
+            continue
+        leaves = inputs(case)
+        out = conv_of(case, algorithm)(*leaves)
+        grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+        grads = torch.autograd.grad(out, leaves, grad_output, create_graph=True)
+        differentiable = [g for g in grads if g.requires_grad]  # the bias gradient is a sum of grad_output alone
+        weights = [
+            torch.randn(g.shape, generator=torch.Generator().manual_seed(2), dtype=g.dtype) for g in differentiable
+        ]
+        second = torch.autograd.grad(differentiable, leaves, weights, allow_unused=True)
+        results[algorithm] = [*grads, *second]
+    assert "im2col" in results and len(results) > 1
+    for algorithm, values in results.items():
+        for ours, reference in zip(values, results["im2col"], strict=True):
+            assert (ours is None and reference is None) or torch.equal(ours, reference), (algorithm, name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
