@@ -54,7 +54,11 @@ def conv2d(
             extra row / column goes at the bottom / right, as in PyTorch).
         groups: C_in and C_out must both be divisible by it; groups == C_in is depthwise.
         padding_mode: "zeros", "reflect", "replicate" or "circular", as ``nn.Conv2d`` applies it.
-        algorithm: one of ``convlens.algorithms()``; "auto" picks one.
+        algorithm: one of ``convlens.algorithms()``; "auto" picks one. "winograd", "fft" and
+            "banded" mix values within a tile, an image or a row: chosen explicitly, a NaN or Inf
+            in the input spreads to more outputs than PyTorch's (and an Inf output may come out
+            NaN). "auto" never does: where it picks one of them, a non-finite output is computed
+            again by an exact algorithm.
         workspace_limit: largest im2col buffer in bytes for this call, and the most FFT's
             buffers may take for auto to pick it (default: the process-wide limit, 256 MiB
             unless ``set_workspace_limit`` changed it).
