@@ -165,19 +165,22 @@ def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
     comes guarded (``finite_guarded``), so auto never changes where a NaN or an Inf lands."""
     workspace = get_workspace_limit() if workspace is None else workspace
     if not get_autotune() or torch.compiler.is_compiling():
-        choice = rule(spec, workspace)
-    else:
-        key = (*cache_key(spec), workspace)
+        return guarded(rule(spec, workspace))
+    key = (*cache_key(spec), workspace)
+    with _lock:
+        timed = _timed.get(key)
+    if timed is None:
+        timed = guarded(time_candidates(spec, workspace))
         with _lock:
-            timed = _timed.get(key)
-        if timed is None:
-            timed = time_candidates(spec, workspace)
-            with _lock:
-                timed = _timed.setdefault(key, timed)  # the first choice made wins: stable for this shape
-        choice = timed
-    if choice.algorithm.mixes_values:
-        return Choice(finite_guarded(choice.algorithm), choice.reason)
-    return choice
+            timed = _timed.setdefault(key, timed)  # the first choice made wins: stable for this shape
+    return timed
+
+
+def guarded(choice: Choice) -> Choice:
+    """``choice``, its algorithm wrapped by ``finite_guarded`` where it mixes values."""
+    if not choice.algorithm.mixes_values:
+        return choice
+    return Choice(finite_guarded(choice.algorithm), choice.reason)
 
 
 def exact_fallback(spec: ConvSpec) -> Algorithm:
