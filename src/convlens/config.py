@@ -32,12 +32,19 @@ _cache_bytes = DEFAULT_CACHE_BYTES
 
 
 # ---- the rules, checked before anything changes ----------------------------------------------
-def check_workspace_limit(limit: object, name: str = "workspace_limit") -> int:
-    """A positive int number of bytes; below USEFUL_WORKSPACE_BYTES a warning says what it costs."""
+def check_bytes(limit: object, name: str, minimum: int) -> int:
+    """An int number of bytes of at least ``minimum`` (1: "positive", 0: "non-negative")."""
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise ArgumentTypeError(f"{name} must be an int number of bytes, got {type(limit).__name__} {name}={limit!r}")
-    if limit < 1:
-        raise ArgumentError(f"{name} must be positive, got {name}={limit}")
+    if limit < minimum:
+        rule = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f"at least {minimum}"
+        raise ArgumentError(f"{name} must be {rule}, got {name}={limit}")
+    return limit
+
+
+def check_workspace_limit(limit: object, name: str = "workspace_limit") -> int:
+    """A positive int number of bytes; below USEFUL_WORKSPACE_BYTES a warning says what it costs."""
+    limit = check_bytes(limit, name, minimum=1)
     if limit < USEFUL_WORKSPACE_BYTES:
         warnings.warn(
             f"{name}={limit} bytes is below {USEFUL_WORKSPACE_BYTES // 2**20} MiB: im2col then works a few "
@@ -50,11 +57,7 @@ def check_workspace_limit(limit: object, name: str = "workspace_limit") -> int:
 
 def check_cache_limit(limit: object, name: str = "cache_limit") -> int:
     """A non-negative int number of bytes (0: keep nothing)."""
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ArgumentTypeError(f"{name} must be an int number of bytes, got {type(limit).__name__} {name}={limit!r}")
-    if limit < 0:
-        raise ArgumentError(f"{name} must be non-negative, got {name}={limit}")
-    return limit
+    return check_bytes(limit, name, minimum=0)
 
 
 def check_precision(precision: object) -> str:

@@ -23,7 +23,7 @@ from convlens.spec.args import (
     to_int,
 )
 from convlens.spec.layout import prefers_channels_last
-from convlens.spec.shape import check_window_fits, resolve_padding
+from convlens.spec.shape import check_window_fits, effective_stride, resolve_padding
 
 
 @dataclass(frozen=True)
@@ -198,22 +198,6 @@ class ConvSpec:
         )
         check_memory(spec)
         return spec
-
-
-def effective_stride(
-    in_size: tuple[int, int],
-    kernel_size: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int, int, int],
-    dilation: tuple[int, int],
-) -> tuple[int, int]:
-    """The stride, at most the number of window starts along each axis: a larger stride gives the
-    same single output there, so the algorithms (stride phases, strided views) never see a stride of
-    2**63, whose work or index arithmetic would grow with it instead of with the output."""
-    (height, width), (top, bottom, left, right) = in_size, padding
-    starts_h = height + top + bottom - dilation[0] * (kernel_size[0] - 1)  # window starts along H at stride 1
-    starts_w = width + left + right - dilation[1] * (kernel_size[1] - 1)
-    return (min(stride[0], max(1, starts_h)), min(stride[1], max(1, starts_w)))
 
 
 def device_memory_bytes(device: torch.device) -> int | None:

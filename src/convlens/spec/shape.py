@@ -64,6 +64,27 @@ def formula_text(axis: str, size: int, kernel: int, stride: int, pads: tuple[int
     )
 
 
+def window_span(kernel: int, dilation: int) -> int:
+    """Input rows (or columns) one dilated kernel covers: dilation * (kernel - 1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def effective_stride(
+    in_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int]:
+    """The stride, at most the number of window starts along each axis: a larger stride gives the
+    same single output there, so the algorithms (stride phases, strided views) never see a stride of
+    2**63, whose work or index arithmetic would grow with it instead of with the output."""
+    (height, width), (top, bottom, left, right) = in_size, padding
+    starts_h = height + top + bottom - window_span(kernel_size[0], dilation[0]) + 1  # window starts at stride 1
+    starts_w = width + left + right - window_span(kernel_size[1], dilation[1]) + 1
+    return (min(stride[0], max(1, starts_h)), min(stride[1], max(1, starts_w)))
+
+
 def check_window_fits(
     in_size: tuple[int, int],
     kernel_size: tuple[int, int],
@@ -76,8 +97,8 @@ def check_window_fits(
     input; with ``pytorch_wording``, the message opens with what PyTorch's convolution says."""
     height, width = in_size
     top, bottom, left, right = padding
-    span_h = dilation[0] * (kernel_size[0] - 1) + 1
-    span_w = dilation[1] * (kernel_size[1] - 1) + 1
+    span_h = window_span(kernel_size[0], dilation[0])
+    span_w = window_span(kernel_size[1], dilation[1])
     padded_h = height + top + bottom
     padded_w = width + left + right
     if span_h > padded_h or span_w > padded_w:
