@@ -71,3 +71,62 @@ def test_gradients_have_pytorchs_layout(x_layout: str, w_layout: str, padding: i
         return [g.stride() for g in torch.autograd.grad(out, leaves, torch.ones_like(out))]
 
     assert strides(convlens.conv2d) == strides(F.conv2d)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "cl"])
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "options"),
+    [
+        ((0, 3, 8, 8), (4, 3, 3, 3), {}),
+        ((0, 4, 8, 8), (4, 1, 3, 3), {"groups": 4, "padding": 1}),  # output the input's shape: its layout kept
+        ((0, 1, 1, 1), (1, 1, 1, 1), {}),  # PyTorch's (1, 0, 0, 0)
+        ((0, 2, 5, 5), (4, 2, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
+    ],
+)
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "direct", "gemm", "fft"])
+def test_empty_batch_output_has_pytorchs_strides(x_shape, w_shape, options, layout: str, algorithm: str) -> None:
+    """Every layout test passes on a tensor with no elements, so the usual layout rule cannot tell;
+    convlens copies PyTorch's strides (before, gemm returned a view of a larger padded buffer)."""
+    memory_format = torch.channels_last if layout == "cl" else torch.contiguous_format
+    x = torch.randn(x_shape).contiguous(memory_format=memory_format)
+    w = torch.randn(w_shape)
+    ours = convlens.conv2d(x, w, **options, algorithm=algorithm)
+    mode = options.get("padding_mode", "zeros")
+    module = torch.nn.Conv2d(x_shape[1], w_shape[0], w_shape[2:], bias=False, **options)
+    module.weight.data = w
+    theirs = module(x) if mode != "zeros" else F.conv2d(x, w, **options)
+    assert ours.shape == theirs.shape and ours.stride() == theirs.stride()
+
+
+def test_batched_gradients_of_a_1x1_convolution() -> None:
+    """What PyTorch's test_Conv2d_1x1 checks: gradcheck, batched gradients included (before, the
+    backward's in-place col2im sum into a fresh buffer failed under vmap)."""
+    layer = convlens.nn.Conv2d(2, 2, 1, bias=False).double()
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(convlens.conv2d, (x, layer.weight), check_batched_grad=True)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "direct"])
+def test_batched_double_backward_with_groups(algorithm: str) -> None:
+    """What PyTorch's test_conv_double_backward_groups checks: gradgradcheck with batched gradients,
+    grouped, padded past the kernel's reach (before: vmap's missing rule for aten::alias)."""
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+
+    def conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return convlens.conv2d(x, w, padding=2, groups=2, algorithm=algorithm)
+
+    assert torch.autograd.gradgradcheck(conv, (x, w), check_batched_grad=True)
+
+
+def test_batched_gradients_equal_one_backward_per_gradient() -> None:
+    """``is_grads_batched``: one vmapped backward gives what a loop of backwards gives."""
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    w = torch.randn(6, 3, 3, 3, requires_grad=True)
+    out = convlens.conv2d(x, w, padding=1, stride=2)
+    grad_outputs = torch.randn(5, *out.shape)
+    batched = torch.autograd.grad(out, (x, w), grad_outputs, retain_graph=True, is_grads_batched=True)
+    for index, grad_output in enumerate(grad_outputs):
+        one_by_one = torch.autograd.grad(out, (x, w), grad_output, retain_graph=True)
+        for together, alone in zip(batched, one_by_one, strict=True):
+            torch.testing.assert_close(together[index], alone)

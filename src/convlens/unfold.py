@@ -39,6 +39,15 @@ def tap_slice(tap: int, dilation: int, stride: int, count: int) -> slice:
     return slice(start, start + stride * (count - 1) + 1, stride)
 
 
+def part(image: torch.Tensor, channels: slice, rows: slice, columns: slice) -> torch.Tensor:
+    """``image[:, channels, rows, columns]``, a view; ``image`` itself where that takes all of it
+    (an index that takes everything is an alias, for which vmap has no rule)."""
+    index = (channels, rows, columns)
+    if all(range(*part.indices(size)) == range(size) for part, size in zip(index, image.shape[1:], strict=True)):
+        return image
+    return image[:, channels, rows, columns]
+
+
 def sliding_windows(
     x_pad: torch.Tensor,
     kernel_size: tuple[int, int],
@@ -96,6 +105,8 @@ def zero_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tenso
 def unpad(x_pad: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
     """The inverse of :func:`zero_pad`, a view: the original (H, W) region of a padded tensor. It is
     also zero padding's adjoint, so the backward uses it to turn dLoss/d x_pad into dLoss/d x."""
+    if not any(padding):  # x_pad itself (a whole-range slice is an alias, which vmap has no rule for)
+        return x_pad
     top, bottom, left, right = padding
     return x_pad[..., top : x_pad.shape[-2] - bottom, left : x_pad.shape[-1] - right]
 
@@ -167,14 +178,24 @@ def sum_windows(
     """col2im's sum: every window's values (N, C, k_h, k_w, H_out, W_out), any strides, added back
     into a zero padded image (N, C, H_pad, W_pad) in ``memory_format``."""
     n, channels, k_h, k_w, h_out, w_out = blocks.shape
-    shape = (n, channels, *padded_size)
-    x_pad = torch.empty(shape, dtype=blocks.dtype, device=blocks.device, memory_format=memory_format).zero_()
+    x_pad = zeros_image(blocks, (n, channels, *padded_size), memory_format)
     for i in range(k_h):
         rows = tap_slice(i, dilation[0], stride[0], h_out)
         for j in range(k_w):
             columns = tap_slice(j, dilation[1], stride[1], w_out)
-            x_pad[:, :, rows, columns] += blocks[:, :, i, j]  # overlapping windows add up
+            part(x_pad, slice(None), rows, columns).add_(blocks[:, :, i, j])  # overlapping windows add up
     return x_pad
+
+
+def zeros_image(source: torch.Tensor, shape: tuple[int, ...], memory_format: torch.memory_format) -> torch.Tensor:
+    """Zeros (N, C, H, W) in ``memory_format``, made from ``source`` (its dtype and device) for sums
+    that add ``source``'s values in place. Made by ``source.new_zeros``, not ``torch.zeros``: when
+    ``source`` is batched under vmap (as in ``gradcheck(check_batched_grad=True)``), so are the
+    zeros, and the in-place adds stay possible."""
+    n, c, h, w = shape
+    if memory_format == torch.channels_last:
+        return source.new_zeros((n, h, w, c)).permute(0, 3, 1, 2)
+    return source.new_zeros(shape)
 
 
 def unfold(

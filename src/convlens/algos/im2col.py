@@ -50,7 +50,7 @@ from collections.abc import Callable
 import torch
 
 from convlens.algos import Algorithm, always, exact, register
-from convlens.algos.scratch import Scratch
+from convlens.algos.scratch import Scratch, vmapped
 from convlens.spec import ConvSpec, prefers_channels_last
 from convlens.unfold import im2col, sliding_windows, zero_pad
 
@@ -121,9 +121,9 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
 def column_buffer(spec: ConvSpec, images: int, out_rows: int, like: torch.Tensor) -> torch.Tensor | None:
     """The kept scratch buffer for the columns of ``images`` images by ``out_rows`` output rows, or
     None (fresh columns) while autograd records, as in a backward with create_graph: a recorded
-    graph must not hold a buffer that later calls overwrite. (An algorithm's forward runs inside
-    the autograd Function, which records nothing.)"""
-    if torch.is_grad_enabled():
+    graph must not hold a buffer that later calls overwrite (an algorithm's forward runs inside
+    the autograd Function, which records nothing); None too when ``like`` is batched under vmap."""
+    if torch.is_grad_enabled() or vmapped(like):
         return None
     numel = images * spec.in_channels * spec.taps * out_rows * spec.out_size[1]
     return SCRATCH.take("cols", (numel,), like.dtype, like.device)

@@ -20,6 +20,19 @@ import threading
 import torch
 
 
+def vmapped(*tensors: torch.Tensor) -> bool:
+    """Whether any of ``tensors`` is batched under vmap: torch.func's, or the legacy one that
+    ``gradcheck(check_batched_grad=True)`` runs a backward under. A batched value cannot be written
+    into a kept buffer (or any tensor made without it), so callers take fresh, out-of-place ways.
+    False while torch.compile traces (it cannot trace the test; a traced graph keeps no buffers)."""
+    if torch.compiler.is_compiling():
+        return False
+    return any(
+        torch._C._functorch.is_functorch_wrapped_tensor(tensor) or torch._C._functorch.is_legacy_batchedtensor(tensor)
+        for tensor in tensors
+    )
+
+
 class Scratch(threading.local):
     """Named buffers of the calling thread, reused across calls."""
 

@@ -6,6 +6,8 @@
                grad_weight, auto picks Winograd, G = 1    Winograd's transforms          (by_convolution.py)
                grad_x, stride 1, where it pays            a convolution of grad_output   (by_convolution.py)
                otherwise                                  the im2col products, col2im    (products.py)
+               (batched under vmap, as gradcheck's batched gradients run it: depthwise or products
+               only, with every sum made from the batched gradient, so the backward is vmap-clean)
 
 The faster ways are taken only within the error bound of the algorithm that ran the forward
 (``error_bound(spec)``): Winograd F(2x2) (2x) serves every algorithm, F(4x4) (50x, precision "high")
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 
 from convlens.algos import EXACT_BOUND, Algorithm
+from convlens.algos.scratch import vmapped
 from convlens.autograd.by_convolution import grad_input_by_convolution, grad_weight_by_winograd
 from convlens.autograd.depthwise import depthwise_grads
 from convlens.autograd.products import grads_by_products, grads_channels_last
@@ -44,12 +47,19 @@ def conv2d_backward(
     # out = out_rows + bias  =>  dLoss/d bias = sum of grad_output over every axis but C_out
     grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None
 
+    if grad_output.numel() == 0:  # no batch or no filters: every sum is over nothing
+        nothing = grad_output.sum() * 0  # zero, and in the graph for double backward
+        grad_x = nothing.expand(x.shape) if needs_input else None
+        return grad_x, nothing.expand(weight.shape) if needs_weight else None, grad_bias
+
     if spec.is_depthwise and spec.out_per_group == 1:  # one filter per channel: scaled adds, tap by tap
         grad_x, grad_weight = depthwise_grads(grad_output, x, weight, spec, (needs_input, needs_weight))
         return grad_x, grad_weight, grad_bias
 
-    grad_weight = grad_weight_by_winograd(grad_output, x, spec, bound) if needs_weight else None
-    grad_x = grad_input_by_convolution(grad_output, weight, spec, workspace, bound=bound) if needs_input else None
+    grad_x = grad_weight = None
+    if not vmapped(grad_output, x, weight):  # these keep scratch buffers and write into them in place
+        grad_weight = grad_weight_by_winograd(grad_output, x, spec, bound) if needs_weight else None
+        grad_x = grad_input_by_convolution(grad_output, weight, spec, workspace, bound=bound) if needs_input else None
     # what is left for the products and col2im
     needs_left = (needs_input and grad_x is None, needs_weight and grad_weight is None)
     if any(needs_left):
@@ -93,6 +103,8 @@ class Conv2dFunction(torch.autograd.Function):
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
         bound = ctx.algorithm.error_bound(ctx.spec)
         grad_x, grad_weight, grad_bias = conv2d_backward(grad_output, x, weight, ctx.spec, ctx.workspace, needs, bound)
+        if vmapped(grad_output, x, weight):  # vmap cannot tell a batched tensor's layout; the values are what count
+            return grad_x, grad_weight, grad_bias, None, None, None
         # PyTorch's gradients are dense and in the convolution's layout: channels-last when the input
         # or the weight is, else contiguous (the products may leave a view of the padded gradient).
         layout = torch.channels_last if prefers_channels_last(x) or prefers_channels_last(weight) else None

@@ -141,7 +141,9 @@ def grads_channels_last(
             grad_cols = grad_out_rows @ w_cols.transpose(1, 2)  # (G, P, K/G)
             # (G, N, H_out, W_out, k_h, k_w, C/G) -> blocks (N, C, k_h, k_w, H_out, W_out), channels innermost
             blocks = grad_cols.view(groups, count, h_out, w_out, k_h, k_w, in_per_group).permute(1, 0, 6, 4, 5, 2, 3)
-            blocks = blocks.flatten(1, 2)  # a view for one group; a copy otherwise
+            blocks = blocks.reshape(
+                count, spec.in_channels, k_h, k_w, h_out, w_out
+            )  # a view for one group; a copy otherwise
             grad_input_pieces.append(
                 sum_windows(blocks, spec.padded_size, spec.dilation, spec.stride, torch.channels_last)
             )
