@@ -222,6 +222,23 @@ def test_verify_cases_cannot_be_negative_or_leave_nothing(capsys, tmp_path: Path
     assert "--cases 0 with --models none leaves nothing to verify" in line
 
 
+def test_verify_batch_is_bounded_and_reaches_the_model_layers(capsys, tmp_path: Path, monkeypatch) -> None:
+    for value, message in (("0", "must be a positive integer"), ("17", "--batch 17: at most 16")):
+        with monkeypatch.context() as patched:
+            patched.setattr(convlens.verify, "run", lambda *a, **k: pytest.fail("the sweep started"))
+            assert message in refused(capsys, tmp_path, "verify", "--models", "alexnet", "--batch", value)
+    asked = []
+    real = convlens.verify.model_configs
+    monkeypatch.setattr(
+        convlens.verify, "model_configs", lambda names, batch: asked.append(batch) or real(names, batch)[:1]
+    )
+    code, out, err = cli(
+        capsys, "verify", "--cases", "0", "--models", "alexnet", "--batch", "2", "--algorithms", "im2col"
+    )
+    assert code == 0, err
+    assert asked == [2] and "layers of alexnet at batch 2" in " ".join(out.split())
+
+
 def test_verify_json_to_a_file_still_works(capsys, tmp_path: Path) -> None:
     path = tmp_path / "new" / "results.json"
     code, _, err = cli(

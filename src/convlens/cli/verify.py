@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from convlens.cli.options import UsageError, algorithm_names, comma_list, non_negative_int, seed
+from convlens.cli.options import UsageError, algorithm_names, comma_list, non_negative_int, positive_int, seed
+
+MAX_BATCH = 16  # verify --backward --models resnet50 --batch 16 peaked at 1.6 GB resident (float64 truth and gradients)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -17,8 +19,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--cases", type=non_negative_int, default=200, help="random configurations (default 200)")
     check.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
     check.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
-    models_help = f"conv layers of these models, at batch 1 (default {','.join(MODEL_SUITES)}; 'none' for none)"
+    models_help = f"conv layers of these models (default {','.join(MODEL_SUITES)}; 'none' for none)"
     check.add_argument("--models", type=comma_list, default=list(MODEL_SUITES), help=models_help)
+    check.add_argument(
+        "--batch",
+        type=positive_int,
+        default=1,
+        help=f"the models' layers at this batch size (default 1, at most {MAX_BATCH})",
+    )
     check.add_argument("--precision", default=PRECISIONS[0], choices=PRECISIONS)
     check.add_argument(
         "--backward", action="store_true", help="also check the gradients of input, weight and bias (through auto)"
@@ -42,19 +50,22 @@ def run(args: argparse.Namespace) -> int:
     for name in models:
         if name not in verify.MODEL_SUITES:
             raise UsageError(f"--models: unknown model {name!r}; choose from {', '.join(verify.MODEL_SUITES)} or none")
+    if args.batch > MAX_BATCH:
+        raise UsageError(f"--batch {args.batch}: at most {MAX_BATCH} (each layer is also run in float64)")
     if args.cases == 0 and not models:
         raise UsageError("--cases 0 with --models none leaves nothing to verify; give --cases 1 or more, or models")
     if args.json is not None and args.json != Path("-"):
         from convlens.files import prepare_out_file
 
         prepare_out_file(args.json, "--json")  # before the sweep, not after it
-    configs = verify.random_configs(args.cases, args.seed) + verify.model_configs(models)
+    configs = verify.random_configs(args.cases, args.seed) + verify.model_configs(models, args.batch)
     console = Console(stderr=args.json == Path("-"), width=None if sys.stdout.isatty() else 160)
     with convlens.settings(precision=args.precision), Progress(console=console, transient=True) as progress:
         task = progress.add_task("verifying", total=len(configs))
         summaries = verify.run(configs, names, progress=lambda config: progress.advance(task), backward=args.backward)
 
     sources = f"{args.cases} random, seed {args.seed}; layers of {', '.join(models) or 'no models'}"
+    sources += f" at batch {args.batch}" if models else ""
     table = Table(title=f"{len(configs)} configurations ({sources}), float32 vs float64, precision {args.precision}")
     for column in ("algorithm", "cases", "max |err|", "max rel", "PyTorch max |err|", "worst x PyTorch", "failures"):
         table.add_column(column, justify="left" if column == "algorithm" else "right")
@@ -80,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             "cases": args.cases,
             "seed": args.seed,
             "models": models,
+            "batch": args.batch,
             "precision": args.precision,
             "backward": args.backward,
         }
