@@ -109,6 +109,11 @@ def is_zero(value) -> bool:
     return any(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v == 0 for v in values)
 
 
+def is_dilated(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else (value,)
+    return any(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 1 for v in values)
+
+
 def is_pair_tensor(value) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() == 1 and len(value) == 2 and not value.is_floating_point()
 
@@ -155,14 +160,26 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
         "nn.Conv2d takes kernel_size=True or (True, 2), in_channels=True, as 1 (torch.empty's sizes accept "
         "bools); convlens refuses a bool as a size, as F.conv2d does for stride=True",
     ),
-    "integer, bool or complex tensors": Difference(
-        ("conv2d", "unfold", "fold"),
+    "a dilated convolution of 8-, 16- or 32-bit integers": Difference(
+        ("conv2d",),
+        "accepts",
+        lambda call, broken, error: (
+            isinstance(call.get("input"), torch.Tensor)
+            and call["input"].dtype in (torch.int8, torch.int16, torch.int32, torch.uint8)
+            and is_dilated(call.get("dilation"))
+        ),
+        "PyTorch's CPU kernel for dilated convolutions has no such integer types ('slow_conv_dilated<>' not "
+        "implemented for 'Int'), while its undilated one and its int64 kernels run them; a missing kernel, not a "
+        "rule: convlens's exact algorithms run every integer type alike",
+    ),
+    "complex32 tensors": Difference(
+        ("conv2d",),
         "refuses",
         lambda call, broken, error: (
-            isinstance(call.get("input"), torch.Tensor) and not call["input"].is_floating_point()
+            isinstance(call.get("input"), torch.Tensor) and call["input"].dtype == torch.complex32
         ),
-        "convlens is a floating-point reference; PyTorch's CPU kernels also run integer and complex "
-        "convolutions and unfold / fold bool, integer and complex tensors (convlens.spec's docstring)",
+        "PyTorch's CPU conv2d runs a complex32 forward, but nothing can be done with its result's gradient "
+        "(its sum is not implemented for ComplexHalf); convlens refuses the dtype",
     ),
     "a bias of another dtype, with padding 'same' or 'valid'": Difference(
         ("conv2d",),
@@ -630,7 +647,16 @@ WINDOW_CALL = {"kernel_size": 2, "dilation": 1, "padding": 0, "stride": 1}
 # One call per known difference, and the arguments broken in it.
 DIFFERENCE_EXAMPLES = {
     "a bool as a size or channel count": ("nn.Conv2d", LAYER | {"kernel_size": True}, {"kernel_size"}),
-    "integer, bool or complex tensors": ("conv2d", CONV | {"input": X.long(), "weight": W.long()}, {"input"}),
+    "a dilated convolution of 8-, 16- or 32-bit integers": (
+        "conv2d",
+        CONV | {"input": X.int(), "weight": W.int(), "bias": None, "dilation": 2},
+        {"dilation"},
+    ),
+    "complex32 tensors": (
+        "conv2d",
+        CONV | {"input": X.to(torch.complex32), "weight": W.to(torch.complex32), "bias": None},
+        {"input"},
+    ),
     "a bias of another dtype, with padding 'same' or 'valid'": (
         "conv2d",
         CONV | {"bias": torch.ones(4, dtype=torch.float32), "padding": "valid"},

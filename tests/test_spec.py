@@ -123,9 +123,14 @@ def test_kernel_larger_than_input_shows_the_formula_with_the_numbers() -> None:
             r"input must be 3-D \(C, H, W\) or 4-D \(N, C, H, W\)",
         ),
         (X, torch.randn(6, 2, 3), ValueError, r"weight must be 4-D"),
-        (X.long(), W.long(), TypeError, r"input must be a floating-point tensor .* got input.dtype=torch.int64"),
-        (X.bool(), W.bool(), TypeError, r"input.dtype=torch.bool"),
-        (X.to(torch.complex64), W.to(torch.complex64), TypeError, r"input.dtype=torch.complex64"),
+        (
+            X.bool(),
+            W.bool(),
+            TypeError,
+            r"input must be a tensor of one of \(float16, .*, uint8\), got input.dtype=torch.bool",
+        ),
+        (X.to(torch.complex32), W.to(torch.complex32), TypeError, r"input.dtype=torch.complex32"),
+        (X.to(torch.uint16), W.to(torch.uint16), TypeError, r"input.dtype=torch.uint16"),
         (X.double(), W, TypeError, r"^Input type \(double\) and weight type \(float\) should be the same: weight and"),
         (
             torch.randn(1, 4, 0, 5),

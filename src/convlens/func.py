@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from convlens import algos
 from convlens.algos import Algorithm
-from convlens.autograd import turned_weight
+from convlens.autograd import conjugated, turned_weight
 from convlens.spec import ConvSpec
 from convlens.unfold import zero_pad
 
@@ -149,7 +149,7 @@ class FuncConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
+        x, weight = conjugated(*ctx.saved_tensors)
         spec, workspace = ctx.spec, ctx.workspace
         bound = ctx.algorithm.error_bound(spec)  # gradients within the forward algorithm's documented bound
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]

@@ -46,7 +46,8 @@ def conv2d(
     with ``c'`` the input channel ``c`` of output channel ``o``'s group.
 
     Args:
-        input: (N, C_in, H, W) or unbatched (C_in, H, W); float16, bfloat16, float32 or float64.
+        input: (N, C_in, H, W) or unbatched (C_in, H, W); float16, bfloat16, float32, float64,
+            complex64, complex128 or an integer type (int8 to int64, uint8), as PyTorch's CPU kernel.
         weight: (C_out, C_in/groups, k_h, k_w), same dtype and device as input.
         bias: optional (C_out,).
         stride, dilation: int or (height, width); positive.

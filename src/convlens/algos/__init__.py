@@ -82,6 +82,17 @@ def always(spec: ConvSpec) -> str | None:
     return None
 
 
+def real_only(spec: ConvSpec) -> str | None:
+    """The reason an algorithm built on real floating-point transforms (Winograd's, FFT's real
+    spectra, banded's band matrices) refuses a complex or integer convolution, or None."""
+    if not spec.dtype.is_floating_point:
+        return (
+            f"real floating-point tensors only (its transforms are real and fractional), got {spec.dtype}; "
+            "the exact algorithms run it"
+        )
+    return None
+
+
 _REGISTRY: dict[str, Algorithm] = {}
 
 

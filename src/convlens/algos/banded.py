@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, exact, register
+from convlens.algos import Algorithm, accumulation_dtype, exact, real_only, register
 from convlens.algos.cache import TransformCache
 from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
@@ -40,6 +40,8 @@ BAND_CACHE = TransformCache()
 
 
 def supports(spec: ConvSpec) -> str | None:
+    if real_only(spec) is not None:
+        return real_only(spec)
     if not (spec.is_depthwise and spec.out_per_group == 1):
         return (
             f"only depthwise convolutions with one filter per channel (groups == C_in == C_out), got "

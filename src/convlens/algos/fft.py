@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
+from convlens.algos import Algorithm, accumulation_dtype, exact, real_only, register
 from convlens.algos.cache import TransformCache
 from convlens.spec import ConvSpec
 from convlens.unfold import zero_pad
@@ -141,7 +141,7 @@ ALGORITHM = register(
         name="fft",
         summary="correlation theorem: rfft2, a product of spectra per frequency, irfft2; for large kernels",
         forward=forward,
-        supports=always,
+        supports=real_only,
         buffer_bytes=buffer_bytes,
         error_bound=exact,
         mixes_values=True,

@@ -18,6 +18,6 @@ through Winograd's transforms (``by_convolution.py``).
 """
 
 from convlens.autograd.by_convolution import grad_input_spec, turned_weight
-from convlens.autograd.function import Conv2dFunction, conv2d_backward
+from convlens.autograd.function import Conv2dFunction, conjugated, conv2d_backward
 
-__all__ = ["Conv2dFunction", "conv2d_backward", "grad_input_spec", "turned_weight"]
+__all__ = ["Conv2dFunction", "conjugated", "conv2d_backward", "grad_input_spec", "turned_weight"]

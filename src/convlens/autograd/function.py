@@ -29,6 +29,15 @@ from convlens.autograd.products import grads_by_products, grads_channels_last
 from convlens.spec import ConvSpec, prefers_channels_last
 
 
+def conjugated(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, weight) as the backward's products use them: conjugated when complex, as PyTorch's
+    gradients are (dLoss/d x = grad_output correlated back with conj(weight), dLoss/d weight with
+    conj(x)); unchanged, and not copied, when real."""
+    if not x.is_complex():
+        return x, weight
+    return torch.conj_physical(x), torch.conj_physical(weight)
+
+
 def conv2d_backward(
     grad_output: torch.Tensor,
     x: torch.Tensor,
@@ -43,6 +52,7 @@ def conv2d_backward(
     (its ``error_bound(spec)``); a faster way that may add more error than that is not taken, so the
     gradients of an explicitly chosen algorithm stay within its documented bound."""
     needs_input, needs_weight, needs_bias = needs
+    x, weight = conjugated(x, weight)
 
     # out = out_rows + bias  =>  dLoss/d bias = sum of grad_output over every axis but C_out
     grad_bias = grad_output.sum(dim=(0, 2, 3)) if needs_bias else None

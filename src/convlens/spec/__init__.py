@@ -13,15 +13,19 @@ argument, the value and the rule.
     window.py    WindowSpec: unfold's and fold's window arguments and inputs
     layout.py    whether a tensor is channels-last, by PyTorch's rule
 
-What convlens accepts is what ``torch.nn.functional.conv2d`` accepts, with one deliberate
-exception: integer, bool and complex tensors are refused (PyTorch's CPU kernel runs integer
-and complex convolutions; convlens is a floating-point reference).
+What convlens accepts is what ``torch.nn.functional.conv2d`` accepts (dtypes too: floating,
+complex and integer for conv2d, bool instead of integer for unfold and fold, as PyTorch's CPU
+kernels), with the few deliberate differences the README lists, each with its reason.
 """
 
 from convlens.spec.args import (
+    COMPLEX_DTYPES,
+    CONV_DTYPES,
     FLOAT_DTYPES,
+    INTEGER_DTYPES,
     PADDING_MODES,
     PADDING_STRINGS,
+    WINDOW_DTYPES,
     IntOrPair,
     Padding,
     check_padding_mode,
@@ -47,9 +51,13 @@ from convlens.spec.shape import (
 from convlens.spec.window import WindowSpec, check_fold_input, check_unfold_input
 
 __all__ = [
+    "COMPLEX_DTYPES",
+    "CONV_DTYPES",
     "FLOAT_DTYPES",
+    "INTEGER_DTYPES",
     "PADDING_MODES",
     "PADDING_STRINGS",
+    "WINDOW_DTYPES",
     "ConvSpec",
     "IntOrPair",
     "Padding",

@@ -20,6 +20,12 @@ Padding = int | Sequence[int] | str
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("valid", "same")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+COMPLEX_DTYPES = (torch.complex64, torch.complex128)  # complex32: PyTorch's forward runs, its backward does not
+INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+# What PyTorch's CPU kernels take: conv2d integers (no gradients; sums wrap around as the integer
+# type does, which every exact algorithm gives alike), unfold and fold bool (a copy and an "or").
+CONV_DTYPES = FLOAT_DTYPES + COMPLEX_DTYPES + INTEGER_DTYPES
+WINDOW_DTYPES = FLOAT_DTYPES + COMPLEX_DTYPES + (torch.bool,)
 
 
 def to_int(name: str, value: object, in_tuple: bool = False, position: int = 0) -> int:
@@ -107,14 +113,14 @@ def check_padding_mode(padding_mode: object) -> str:
     return padding_mode
 
 
-def check_tensor(name: str, tensor: object) -> torch.Tensor:
+def check_tensor(name: str, tensor: object, dtypes: tuple[torch.dtype, ...] = CONV_DTYPES) -> torch.Tensor:
+    """``tensor`` if it is a tensor of one of ``dtypes`` (conv2d's by default; unfold's and fold's
+    are ``WINDOW_DTYPES``)."""
     if not isinstance(tensor, torch.Tensor):
         raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.dtype not in FLOAT_DTYPES:
-        raise ArgumentTypeError(
-            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
-            f"got {name}.dtype={tensor.dtype}"
-        )
+    if tensor.dtype not in dtypes:
+        names = ", ".join(str(dtype).removeprefix("torch.") for dtype in dtypes)
+        raise ArgumentTypeError(f"{name} must be a tensor of one of ({names}), got {name}.dtype={tensor.dtype}")
     return tensor
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from convlens.errors import ArgumentError
-from convlens.spec.args import IntOrPair, check_tensor, non_negative_pair, positive_pair
+from convlens.spec.args import WINDOW_DTYPES, IntOrPair, check_tensor, non_negative_pair, positive_pair
 from convlens.spec.shape import check_window_fits
 
 
@@ -47,7 +47,7 @@ class WindowSpec:
 
 def check_unfold_input(input: object, window: WindowSpec) -> torch.Tensor:
     """unfold takes (N, C, H, W) or unbatched (C, H, W) with non-empty H and W."""
-    x = check_tensor("input", input)
+    x = check_tensor("input", input, WINDOW_DTYPES)
     if x.dim() not in (3, 4):
         raise ArgumentError(f"input must be 3-D (C, H, W) or 4-D (N, C, H, W), got input of shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
@@ -58,7 +58,7 @@ def check_unfold_input(input: object, window: WindowSpec) -> torch.Tensor:
 
 def check_fold_input(input: object, output_size: IntOrPair, window: WindowSpec) -> tuple[torch.Tensor, tuple[int, int]]:
     """fold takes columns (N, C*k_h*k_w, L) or (C*k_h*k_w, L) whose L matches output_size's blocks."""
-    cols = check_tensor("input", input)
+    cols = check_tensor("input", input, WINDOW_DTYPES)
     size = positive_pair("output_size", output_size)
     if cols.dim() not in (2, 3):
         raise ArgumentError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from convlens.algos import accumulation_dtype
+from convlens.algos import accumulation_dtype, real_only
 from convlens.algos.winograd.transforms import R
 from convlens.config import get_precision
 from convlens.spec import ConvSpec, ceil_div
@@ -61,6 +61,8 @@ def error_bound(spec: ConvSpec) -> float:
 
 
 def supports(spec: ConvSpec) -> str | None:
+    if real_only(spec) is not None:
+        return real_only(spec)
     if spec.kernel_size != (3, 3) or spec.stride != (1, 1) or spec.dilation != (1, 1):
         return f"only 3x3 kernels with stride 1 and dilation 1, got kernel {spec.kernel_size}, " \
                f"stride {spec.stride}, dilation {spec.dilation}"  # fmt: skip
