@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -130,3 +132,55 @@ def test_batched_gradients_equal_one_backward_per_gradient() -> None:
         one_by_one = torch.autograd.grad(out, (x, w), grad_output, retain_graph=True)
         for together, alone in zip(batched, one_by_one, strict=True):
             torch.testing.assert_close(together[index], alone)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("shape", [(2, 0, 5, 5), (0, 0, 5, 5), (0, 5, 5), (0, 3, 5, 5)])
+def test_no_input_channels_with_a_padding_mode_as_nn_conv2d(mode: str, shape: tuple[int, ...]) -> None:
+    """nn.Conv2d pads reflect / replicate with F.pad, which refuses an input without channels; circular
+    pads by slicing and runs. convlens does the same (before, every mode returned an empty output)."""
+    channels = shape[-3]
+    theirs = torch.nn.Conv2d(channels, 4, 3, padding=1, padding_mode=mode)
+    ours = convlens.nn.Conv2d(channels, 4, 3, padding=1, padding_mode=mode)
+    x = torch.randn(shape)
+    try:
+        expected = theirs(x)
+    except RuntimeError as error:
+        with pytest.raises(RuntimeError, match=re.escape(str(error))):
+            ours(x)
+        with pytest.raises(ValueError, match="needs input channels"):
+            convlens.conv2d(x, torch.randn(4, channels, 3, 3), padding=1, padding_mode=mode)
+    else:
+        assert ours(x).shape == expected.shape
+
+
+@pytest.mark.parametrize(
+    ("function", "args"),
+    [
+        (F.unfold, (torch.randn(1, 0, 5, 5), 3)),
+        (F.unfold, (torch.randn(0, 5, 5), 3)),
+        (F.fold, (torch.randn(2, 0, 9), (5, 5), 3)),
+        (F.fold, (torch.randn(2, 18, 0), (5, 5), 3)),
+    ],
+)
+def test_unfold_and_fold_refuse_empty_channels_and_blocks_as_pytorch(function, args) -> None:
+    """Only the batch may be empty (before, convlens returned empty results)."""
+    ours = {F.unfold: convlens.unfold, F.fold: convlens.fold}[function]
+    with pytest.raises(RuntimeError) as theirs:
+        function(*args)
+    with pytest.raises(RuntimeError, match=re.escape(str(theirs.value))):
+        ours(*args)
+    batch_empty = (torch.randn(0, 2, 5, 5), 3) if function is F.unfold else (torch.randn(0, 18, 9), (5, 5), 3)
+    assert ours(*batch_empty).shape == function(*batch_empty).shape
+
+
+def test_a_meta_input_makes_a_shapes_only_call_and_a_meta_weight_beside_a_real_input_is_refused() -> None:
+    """As PyTorch: a meta input runs on meta whatever the weight's device. A CPU input with a meta
+    weight or bias is refused: PyTorch's CPU kernel returns uninitialised memory for it."""
+    x, w, b = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.randn(4)
+    for weight, bias in ((w, b), (w.to("meta"), b), (w, b.to("meta"))):
+        out = convlens.conv2d(x.to("meta"), weight, bias, padding=1)
+        assert out.is_meta and out.shape == F.conv2d(x.to("meta"), weight, bias, padding=1).shape
+    for weight, bias, name in ((w.to("meta"), b, "weight"), (w, b.to("meta"), "bias")):
+        with pytest.raises(RuntimeError, match=f"{name}.device=meta and input.device=cpu .*uninitialised"):
+            convlens.conv2d(x, weight, bias, padding=1)

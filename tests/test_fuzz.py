@@ -172,6 +172,17 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
         "implemented for 'Int'), while its undilated one and its int64 kernels run them; a missing kernel, not a "
         "rule: convlens's exact algorithms run every integer type alike",
     ),
+    "a meta weight or bias with a real input": Difference(
+        ("conv2d",),
+        "refuses",
+        lambda call, broken, error: (
+            isinstance(call.get("input"), torch.Tensor)
+            and call["input"].device.type != "meta"
+            and any(isinstance(call.get(name), torch.Tensor) and call[name].is_meta for name in ("weight", "bias"))
+        ),
+        "PyTorch's CPU kernel takes a meta weight (or bias) beside a CPU input and returns a CPU tensor of "
+        "uninitialised memory; convlens refuses the mix (a meta input runs on meta, as PyTorch's does)",
+    ),
     "complex32 tensors": Difference(
         ("conv2d",),
         "refuses",
@@ -249,23 +260,6 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
         ),
         "nn.Conv2d computes the 'same' padding with zip(kernel_size, dilation), so dilation=(2,) pads the "
         "height only and the output is narrower than the input; convlens pads both sides (dilation (2, 2))",
-    ),
-    "unfold or fold input with a zero-size dimension": Difference(
-        ("unfold", "fold"),
-        "accepts",
-        lambda call, broken, error: (
-            isinstance(call["input"], torch.Tensor)
-            and 0 in call["input"].shape[-3 if "output_size" not in call else -2 :]
-        ),
-        "F.unfold refuses an input with zero channels, say (1, 0, 5, 5), and F.fold one with zero rows or "
-        "blocks, say (2, 0, 3) ('non-zero dimensions'); convlens returns empty results",
-    ),
-    "zero input channels with a padding mode": Difference(
-        ("nn.Conv2d",),
-        "accepts",
-        lambda call, broken, error: is_zero(call["in_channels"]) and call["padding_mode"] != "zeros",
-        "nn.Conv2d(0, ...) with a reflect / replicate / circular padding mode: its F.pad refuses the "
-        "empty input ('non-zero dimensions'); convlens returns the empty output, as F.conv2d does for zeros",
     ),
     "a 0-d tensor for nn.Conv2d's kernel_size, stride, padding or dilation": Difference(
         ("nn.Conv2d",),
@@ -652,6 +646,11 @@ DIFFERENCE_EXAMPLES = {
         CONV | {"input": X.int(), "weight": W.int(), "bias": None, "dilation": 2},
         {"dilation"},
     ),
+    "a meta weight or bias with a real input": (
+        "conv2d",
+        CONV | {"weight": W.to("meta")},
+        {"weight"},
+    ),
     "complex32 tensors": (
         "conv2d",
         CONV | {"input": X.to(torch.complex32), "weight": W.to(torch.complex32), "bias": None},
@@ -687,16 +686,6 @@ DIFFERENCE_EXAMPLES = {
         "nn.Conv2d",
         LAYER | {"padding": "same", "dilation": (2,), "padding_mode": "circular"},
         {"dilation"},
-    ),
-    "unfold or fold input with a zero-size dimension": (
-        "fold",
-        {"input": torch.zeros(2, 0, 3), "output_size": (1, 3), **WINDOW_CALL, "kernel_size": 1},
-        {"input"},
-    ),
-    "zero input channels with a padding mode": (
-        "nn.Conv2d",
-        LAYER | {"in_channels": 0, "padding_mode": "reflect"},
-        {"in_channels"},
     ),
     "a 0-d tensor for nn.Conv2d's kernel_size, stride, padding or dilation": (
         "nn.Conv2d",

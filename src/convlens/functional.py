@@ -69,6 +69,8 @@ def conv2d(
         weight is, as PyTorch's is.
     """
     spec = ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode)
+    if spec.device.type == "meta":  # a shapes-only call, as PyTorch's, whatever the weight's and bias's devices
+        weight, bias = weight.to("meta"), None if bias is None else bias.to("meta")
     workspace = resolve_workspace(workspace_limit)
     chosen = algos.resolve(algorithm, spec, workspace)
 

@@ -177,7 +177,7 @@ class ConvSpec:
                 f"input height and width must be non-zero unless the batch or channel size is 0"
             )
         if mode != "zeros":
-            check_mode_padding(mode, (height, width), pads)
+            check_mode_padding(mode, tuple(x.shape), pads)
 
         spec = cls(
             batch=batch,
@@ -235,10 +235,16 @@ def check_memory(spec: ConvSpec) -> None:
         )
 
 
-def check_mode_padding(mode: str, in_size: tuple[int, int], padding: tuple[int, int, int, int]) -> None:
-    """reflect needs padding < size and circular padding <= size in each dimension (as F.pad)."""
+def check_mode_padding(mode: str, shape: tuple[int, ...], padding: tuple[int, int, int, int]) -> None:
+    """F.pad's rules, as nn.Conv2d applies it: reflect and replicate need input channels, reflect
+    padding < size and circular padding <= size in each dimension."""
+    if mode in ("reflect", "replicate") and shape[-3] == 0:
+        raise ArgumentError(
+            f"Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other non-zero dimensions for "
+            f"input, but got: {list(shape)}: padding_mode={mode!r} pads with F.pad, which needs input channels"
+        )
     top, bottom, left, right = padding
-    for axis, size, pads in (("height", in_size[0], (top, bottom)), ("width", in_size[1], (left, right))):
+    for axis, size, pads in (("height", shape[-2], (top, bottom)), ("width", shape[-1], (left, right))):
         largest = max(pads)
         if mode == "reflect" and largest >= size:
             raise ArgumentError(

@@ -46,12 +46,15 @@ class WindowSpec:
 
 
 def check_unfold_input(input: object, window: WindowSpec) -> torch.Tensor:
-    """unfold takes (N, C, H, W) or unbatched (C, H, W) with non-empty H and W."""
+    """unfold takes (N, C, H, W) or unbatched (C, H, W) with non-zero C, H and W, as F.unfold."""
     x = check_tensor("input", input, WINDOW_DTYPES)
     if x.dim() not in (3, 4):
         raise ArgumentError(f"input must be 3-D (C, H, W) or 4-D (N, C, H, W), got input of shape {tuple(x.shape)}")
-    if x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise ArgumentError(f"input height and width must be non-zero, got input of shape {tuple(x.shape)}")
+    if 0 in x.shape[-3:]:
+        raise ArgumentError(
+            f"Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other non-zero dimensions for "
+            f"input, but got: {list(x.shape)}: input channels, height and width must be non-zero"
+        )
     window.blocks((x.shape[-2], x.shape[-1]))
     return x
 
@@ -63,6 +66,11 @@ def check_fold_input(input: object, output_size: IntOrPair, window: WindowSpec) 
     if cols.dim() not in (2, 3):
         raise ArgumentError(
             f"input must be 2-D (C*k_h*k_w, L) or 3-D (N, C*k_h*k_w, L), got input of shape {tuple(cols.shape)}"
+        )
+    if 0 in cols.shape[-2:]:
+        raise ArgumentError(
+            f"Expected 2D or 3D (batch mode) tensor for input with possibly 0 batch size and non-zero dimensions for "
+            f"input, but got: {list(cols.shape)}: input rows (C*k_h*k_w) and blocks (L) must be non-zero"
         )
     rows = cols.shape[-2]
     if rows % window.taps != 0:
