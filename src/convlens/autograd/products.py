@@ -55,8 +55,7 @@ def grads_by_products(
     images = im2col_algorithm.plan_pieces(spec, workspace)[0]
     grad_weight_rows = None
     grad_input_pieces = []
-    # An empty batch is one empty piece, so the (zero) gradients stay in the graph for double backward.
-    for n0 in range(0, n, images) or [0]:
+    for n0 in range(0, n, images):  # at least one image: conv2d_backward answers an empty batch itself
         count = min(images, n - n0)
         positions = count * h_out * w_out
         # grad_output (N, C_out, H_out, W_out) -> grad_rows (G, C_out/G, N*H_out*W_out)
@@ -157,7 +156,7 @@ def grads_channels_last(
     images = im2col_algorithm.plan_pieces(spec, workspace)[0]
     grad_w_cols = None
     grad_input_pieces = []
-    for n0 in range(0, n, images) or [0]:
+    for n0 in range(0, n, images):
         count = min(images, n - n0)
         positions = count * h_out * w_out
         grad_out_rows = grad_output[n0 : n0 + count].permute(0, 2, 3, 1).reshape(positions, groups, out_per_group)
@@ -172,9 +171,8 @@ def grads_channels_last(
             grad_cols = grad_out_rows @ w_cols.transpose(1, 2)  # (G, P, K/G)
             # (G, N, H_out, W_out, k_h, k_w, C/G) -> blocks (N, C, k_h, k_w, H_out, W_out), channels innermost
             blocks = grad_cols.view(groups, count, h_out, w_out, k_h, k_w, in_per_group).permute(1, 0, 6, 4, 5, 2, 3)
-            blocks = blocks.reshape(
-                count, spec.in_channels, k_h, k_w, h_out, w_out
-            )  # a view for one group; a copy otherwise
+            # a view for one group; a copy otherwise (reshape, not flatten: vmap has no rule for flatten)
+            blocks = blocks.reshape(count, spec.in_channels, k_h, k_w, h_out, w_out)
             grad_input_pieces.append(
                 sum_windows(blocks, spec.padded_size, spec.dilation, spec.stride, torch.channels_last)
             )
