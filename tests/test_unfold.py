@@ -79,6 +79,39 @@ def test_fold_sums_overlaps() -> None:
     torch.testing.assert_close(coverage[0, 0], expected)
 
 
+@settings(max_examples=100)
+@given(window=windows(), batch=st.sampled_from([None, 0, 2]), channels=st.integers(1, 3))
+def test_mean_fold_gives_unfolds_input_back_where_windows_cover_it(window, batch, channels) -> None:
+    """reduce="mean": fold(unfold(x)) is x on every covered pixel and 0 elsewhere (a stride longer
+    than the window leaves gaps); the sum divided by the coverage that PyTorch's own fold counts."""
+    size, args = window
+    shape = (channels, *size) if batch is None else (batch, channels, *size)
+    x = torch.randn(shape, dtype=torch.float64)
+    back = convlens.fold(convlens.unfold(x, **args), size, **args, reduce="mean")
+    covered = F.fold(F.unfold(torch.ones(1, 1, *size, dtype=torch.float64), **args), size, **args)[0, 0] > 0
+    torch.testing.assert_close(back[..., covered], x[..., covered], rtol=1e-12, atol=1e-12)
+    assert (back[..., ~covered] == 0).all()
+
+
+def test_mean_fold_of_any_columns_is_the_sum_over_the_coverage() -> None:
+    cols = torch.randn(2, 3 * 9, 16, dtype=torch.float64)
+    total = convlens.fold(cols, (6, 6), 3)
+    coverage = convlens.fold(torch.ones(1, 9, 16, dtype=torch.float64), (6, 6), 3)
+    torch.testing.assert_close(convlens.fold(cols, (6, 6), 3, reduce="mean"), total / coverage)
+
+
+@pytest.mark.parametrize(
+    ("cols", "reduce", "error", "pattern"),
+    [
+        (torch.randn(1, 9, 16), "max", ValueError, "reduce must be 'sum' or 'mean', got reduce='max'"),
+        (torch.randn(1, 9, 16) > 0, "mean", TypeError, "reduce='mean' needs floating-point or complex input"),
+    ],
+)
+def test_mean_fold_refuses_what_it_cannot_average(cols, reduce, error, pattern) -> None:
+    with pytest.raises(error, match=pattern):
+        convlens.fold(cols, (6, 6), 3, reduce=reduce)
+
+
 def test_unfold_is_the_seed_shape() -> None:
     assert convlens.unfold(torch.randn(1, 3, 32, 32), 5).shape == (1, 75, 784)
 

@@ -233,28 +233,44 @@ def fold(
     dilation: IntOrPair = 1,
     padding: IntOrPair = 0,
     stride: IntOrPair = 1,
+    *,
+    reduce: str = "sum",
 ) -> torch.Tensor:
     """col2im: add every column back into its window, like ``torch.nn.functional.fold``.
 
     Overlapping windows **sum**: fold is the adjoint (transpose) of unfold, not its inverse.
     ``fold(unfold(x), ...)`` equals ``x`` times the number of windows covering each pixel.
+    ``reduce="mean"`` divides each pixel by that number instead, so ``fold(unfold(x), ...,
+    reduce="mean")`` gives ``x`` back wherever a window covers it (and 0 where none does, as
+    with a stride longer than the window)::
+
+        counts = fold(unfold(ones))          (1, 1, H, W)   windows covering each pixel
+        mean   = fold(cols) / counts          (N, C, H, W)   0 where counts is 0
 
     Args:
         input: (N, C*k_h*k_w, L) or unbatched (C*k_h*k_w, L).
         output_size: (H, W) of the image to rebuild, without padding.
+        reduce: "sum" (PyTorch's fold) or "mean" (floating-point and complex inputs).
 
     Returns:
         (N, C, H, W) or (C, H, W).
     """
     window = WindowSpec.from_args(kernel_size, dilation, padding, stride)
-    cols, size = check_fold_input(input, output_size, window)
+    cols, size = check_fold_input(input, output_size, window, reduce)
     batched = cols.dim() == 3
     if not batched:
         cols = cols.unsqueeze(0)
+    image = sum_into_image(cols, size, window)
+    if reduce == "mean":
+        ones = cols.new_ones((1, window.taps, cols.shape[-1]))
+        image = image / sum_into_image(ones, size, window).clamp(min=1)  # a pixel no window covers holds 0
+    return image if batched else image.squeeze(0)
+
+
+def sum_into_image(cols: torch.Tensor, size: tuple[int, int], window: WindowSpec) -> torch.Tensor:
+    """col2im of (N, C*k_h*k_w, L) columns into the (N, C, H, W) image of ``size``, padding cropped."""
     pad_h, pad_w = window.padding
     padded_size = (size[0] + 2 * pad_h, size[1] + 2 * pad_w)
     x_pad = col2im(cols, padded_size, window.kernel_size, window.dilation, window.stride, window.blocks(size))
     image = x_pad[:, :, pad_h : pad_h + size[0], pad_w : pad_w + size[1]]
-    if pad_h or pad_w:
-        image = image.contiguous()
-    return image if batched else image.squeeze(0)
+    return image.contiguous() if pad_h or pad_w else image

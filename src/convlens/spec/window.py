@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from convlens.errors import ArgumentError
+from convlens.errors import ArgumentError, ArgumentTypeError
 from convlens.spec.args import WINDOW_DTYPES, IntOrPair, check_tensor, non_negative_pair, positive_pair
 from convlens.spec.shape import check_window_fits
 
@@ -59,9 +59,16 @@ def check_unfold_input(input: object, window: WindowSpec) -> torch.Tensor:
     return x
 
 
-def check_fold_input(input: object, output_size: IntOrPair, window: WindowSpec) -> tuple[torch.Tensor, tuple[int, int]]:
-    """fold takes columns (N, C*k_h*k_w, L) or (C*k_h*k_w, L) whose L matches output_size's blocks."""
+def check_fold_input(
+    input: object, output_size: IntOrPair, window: WindowSpec, reduce: object = "sum"
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """fold takes columns (N, C*k_h*k_w, L) or (C*k_h*k_w, L) whose L matches output_size's blocks,
+    and ``reduce`` "sum" or "mean" (a mean of floating-point or complex values)."""
     cols = check_tensor("input", input, WINDOW_DTYPES)
+    if reduce not in ("sum", "mean"):
+        raise ArgumentError(f"reduce must be 'sum' or 'mean', got reduce={reduce!r}")
+    if reduce == "mean" and cols.dtype == torch.bool:
+        raise ArgumentTypeError("reduce='mean' needs floating-point or complex input, got input.dtype=torch.bool")
     size = positive_pair("output_size", output_size)
     if cols.dim() not in (2, 3):
         raise ArgumentError(
