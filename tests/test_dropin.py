@@ -184,3 +184,47 @@ def test_a_meta_input_makes_a_shapes_only_call_and_a_meta_weight_beside_a_real_i
     for weight, bias, name in ((w.to("meta"), b, "weight"), (w, b.to("meta"), "bias")):
         with pytest.raises(RuntimeError, match=f"{name}.device=meta and input.device=cpu .*uninitialised"):
             convlens.conv2d(x, weight, bias, padding=1)
+
+
+GRAD_CASES = [
+    ((4, 8, 16, 16), (16, 8, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 8, 12, 12), (8, 2, 5, 5), {"padding": 2, "dilation": 2, "groups": 4}),
+    ((2, 6, 10, 10), (6, 1, 3, 3), {"padding": 1, "groups": 6}),  # depthwise
+    ((2, 64, 14, 14), (64, 64, 3, 3), {"padding": 1}),  # auto's Winograd: its weight gradient too
+]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "cl"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "options"), GRAD_CASES)
+def test_grad_helpers_are_the_backward_of_conv2d(x_shape, w_shape, options, layout: str) -> None:
+    """convlens.grad.conv2d_input / conv2d_weight (torch.nn.grad's signatures) give what autograd gives
+    through convlens.conv2d, bit for bit, and PyTorch's values and layouts."""
+    memory_format = torch.channels_last if layout == "cl" else torch.contiguous_format
+    x = torch.randn(x_shape).contiguous(memory_format=memory_format).requires_grad_()
+    w = torch.randn(w_shape).requires_grad_()
+    out = convlens.conv2d(x, w, **options)
+    grad_output = torch.randn(out.shape)
+    grad_x, grad_w = torch.autograd.grad(out, (x, w), grad_output)
+    with torch.no_grad():
+        ours_x = convlens.grad.conv2d_input(x.shape, w, grad_output, **options)
+        ours_w = convlens.grad.conv2d_weight(x, w.shape, grad_output, **options)
+    theirs_x = torch.nn.grad.conv2d_input(x.shape, w, grad_output, **options)
+    assert torch.equal(ours_x, grad_x) and ours_x.stride() == theirs_x.stride()  # only x's shape is given
+    assert torch.equal(ours_w, grad_w) and ours_w.stride() == grad_w.stride()
+    torch.testing.assert_close(ours_x, theirs_x, rtol=1e-4, atol=1e-4)  # sums of up to 576 products
+    torch.testing.assert_close(
+        ours_w, torch.nn.grad.conv2d_weight(x, w.shape, grad_output, **options), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_grad_helpers_are_differentiable_and_check_grad_outputs_shape() -> None:
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    grad_output = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    options = {"stride": 2, "padding": 1, "groups": 2}
+    assert torch.autograd.gradcheck(lambda w, g: convlens.grad.conv2d_input(x.shape, w, g, **options), (w, grad_output))
+    assert torch.autograd.gradcheck(
+        lambda x, g: convlens.grad.conv2d_weight(x, w.shape, g, **options), (x, grad_output)
+    )
+    with pytest.raises(ValueError, match=r"grad_output must have the convolution's output shape \(2, 4, 3, 3\)"):
+        convlens.grad.conv2d_input(x.shape, w, torch.randn(2, 4, 4, 4, dtype=torch.float64), **options)

@@ -5,6 +5,7 @@ Public API::
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv2d, nn.convert                  the layer, and swapping it into a model
+    grad.conv2d_input, grad.conv2d_weight  torch.nn.grad's helpers: one gradient without a forward
     settings(precision=, workspace_limit=, autotune=, cache_limit=)   the settings for a ``with`` block
     set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune,
     set_cache_limit, get_cache_limit
@@ -14,7 +15,7 @@ Public API::
 from __future__ import annotations
 
 from convlens import algos as _algos
-from convlens import nn
+from convlens import grad, nn
 from convlens.config import (
     get_autotune,
     get_cache_limit,
@@ -51,6 +52,7 @@ __all__ = [
     "get_cache_limit",
     "get_precision",
     "get_workspace_limit",
+    "grad",
     "nn",
     "output_size",
     "set_autotune",

@@ -50,7 +50,31 @@ def conv2d_backward(
     """(grad_x, grad_weight, grad_bias) for the gradients asked for in ``needs``; ``x`` is the
     input before ``spec.padding``. ``bound``: the error bound of the algorithm that ran the forward
     (its ``error_bound(spec)``); a faster way that may add more error than that is not taken, so the
-    gradients of an explicitly chosen algorithm stay within its documented bound."""
+    gradients of an explicitly chosen algorithm stay within its documented bound. The gradients
+    are dense and in the convolution's layout, as PyTorch's: channels-last when the input or the
+    weight is, else contiguous (the products may leave a view of the padded gradient)."""
+    grad_x, grad_weight, grad_bias = gradients(grad_output, x, weight, spec, workspace, needs, bound)
+    if vmapped(grad_output, x, weight):  # vmap cannot tell a batched tensor's layout; the values are what count
+        return grad_x, grad_weight, grad_bias
+    layout = torch.channels_last if prefers_channels_last(x) or prefers_channels_last(weight) else None
+    grad_x = None if grad_x is None else grad_x.contiguous(memory_format=layout or torch.contiguous_format)
+    grad_weight = (
+        None if grad_weight is None else grad_weight.contiguous(memory_format=layout or torch.contiguous_format)
+    )
+    return grad_x, grad_weight, grad_bias
+
+
+def gradients(
+    grad_output: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    spec: ConvSpec,
+    workspace: int,
+    needs: tuple[bool, bool, bool],
+    bound: float,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``conv2d_backward``'s gradients in whatever layout each way leaves them: the routing of the
+    module docstring."""
     needs_input, needs_weight, needs_bias = needs
     x, weight = conjugated(x, weight)
 
@@ -113,13 +137,4 @@ class Conv2dFunction(torch.autograd.Function):
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
         bound = ctx.algorithm.error_bound(ctx.spec)
         grad_x, grad_weight, grad_bias = conv2d_backward(grad_output, x, weight, ctx.spec, ctx.workspace, needs, bound)
-        if vmapped(grad_output, x, weight):  # vmap cannot tell a batched tensor's layout; the values are what count
-            return grad_x, grad_weight, grad_bias, None, None, None
-        # PyTorch's gradients are dense and in the convolution's layout: channels-last when the input
-        # or the weight is, else contiguous (the products may leave a view of the padded gradient).
-        layout = torch.channels_last if prefers_channels_last(x) or prefers_channels_last(weight) else None
-        grad_x = None if grad_x is None else grad_x.contiguous(memory_format=layout or torch.contiguous_format)
-        grad_weight = (
-            None if grad_weight is None else grad_weight.contiguous(memory_format=layout or torch.contiguous_format)
-        )
         return grad_x, grad_weight, grad_bias, None, None, None
