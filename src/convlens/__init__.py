@@ -3,6 +3,7 @@
 Public API::
 
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
+    conv_transpose2d                       the transposed convolution: conv2d's input gradient
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv2d, nn.convert                  the layer, and swapping it into a model
     grad.conv2d_input, grad.conv2d_weight  torch.nn.grad's helpers: one gradient without a forward
@@ -30,6 +31,7 @@ from convlens.config import (
 from convlens.errors import ArgumentError, ArgumentTypeError, ConvlensError
 from convlens.functional import conv2d
 from convlens.spec import ConvSpec, output_size
+from convlens.transposed import conv_transpose2d
 from convlens.unfold import fold, unfold
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "ConvlensError",
     "algorithms",
     "conv2d",
+    "conv_transpose2d",
     "fold",
     "get_autotune",
     "get_cache_limit",

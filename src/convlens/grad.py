@@ -36,7 +36,8 @@ def conv2d_input(
 ) -> torch.Tensor:
     """dLoss/d input of ``conv2d(input, weight, ...)`` for ``grad_output``, as ``torch.nn.grad.conv2d_input``."""
     x = weight.new_zeros(()).expand(*input_size)  # its values do not enter its own gradient
-    grad_x, _, _ = backward(grad_output, x, weight, (stride, padding, dilation, groups), algorithm, (True, False))
+    spec = ConvSpec.from_args(x, weight, None, stride, padding, dilation, groups)
+    grad_x, _, _ = gradients(spec, grad_output, x, weight, algorithm, (True, False))
     assert grad_x is not None
     return grad_x
 
@@ -54,24 +55,22 @@ def conv2d_weight(
 ) -> torch.Tensor:
     """dLoss/d weight of ``conv2d(input, weight, ...)`` for ``grad_output``, as ``torch.nn.grad.conv2d_weight``."""
     weight = input.new_zeros(()).expand(*weight_size)  # its values do not enter its own gradient
-    _, grad_weight, _ = backward(
-        grad_output, input, weight, (stride, padding, dilation, groups), algorithm, (False, True)
-    )
+    spec = ConvSpec.from_args(input, weight, None, stride, padding, dilation, groups)
+    _, grad_weight, _ = gradients(spec, grad_output, input, weight, algorithm, (False, True))
     assert grad_weight is not None
     return grad_weight
 
 
-def backward(
+def gradients(
+    spec: ConvSpec,
     grad_output: object,
     x: torch.Tensor,
     weight: torch.Tensor,
-    options: tuple[IntOrPair, IntOrPair, IntOrPair, int],
     algorithm: str,
     needs: tuple[bool, bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """The shared backward for one spec, after the same checks as conv2d's, and grad_output's shape."""
-    stride, padding, dilation, groups = options
-    spec = ConvSpec.from_args(x, weight, None, stride, padding, dilation, groups)
+    """The shared backward of the checked convolution ``spec`` for ``grad_output`` (checked here: a
+    tensor of the convolution's output shape), by ``algorithm`` within its error bound."""
     grads = check_tensor("grad_output", grad_output)
     expected = (spec.batch, spec.out_channels, *spec.out_size)
     if tuple(grads.shape) != expected:

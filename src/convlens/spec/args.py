@@ -83,6 +83,7 @@ def pytorch_wording(name: str, value: object) -> str:
         "stride": "non-positive stride is not supported: ",
         "groups": "non-positive groups is not supported: ",
         "padding": "negative padding is not supported: ",
+        "output_padding": "negative output_padding is not supported: ",
     }.get(name, "")
 
 

@@ -1,0 +1,135 @@
+"""conv_transpose2d: PyTorch's values, the zero-insertion picture, the adjoint identity, gradients, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import convlens
+
+ALGORITHMS = ("auto", "im2col", "direct")
+
+
+@st.composite
+def transposed_cases(draw):
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True))
+    size = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(size, stride, dilation, kernel, strict=True)]
+    padding = tuple(draw(st.integers(0, (f + e - 1) // 2)) for f, e in zip(full, output_padding, strict=True))
+    batch = draw(st.sampled_from([None, 0, 1, 2]))
+    options = {"stride": stride, "padding": padding, "output_padding": output_padding, "groups": groups}
+    options["dilation"] = dilation
+    shape = (c_in, *size) if batch is None else (batch, c_in, *size)
+    return shape, (c_in, c_out // groups, *kernel), draw(st.booleans()), options
+
+
+def tensors(case, seed: int = 0, dtype=torch.float64, requires_grad: bool = False):
+    x_shape, w_shape, with_bias, _ = case
+    generator = torch.Generator().manual_seed(seed)
+    made = [
+        torch.randn(x_shape, generator=generator, dtype=dtype),
+        torch.randn(w_shape, generator=generator, dtype=dtype),
+    ]
+    made.append(torch.randn(w_shape[1] * case[3]["groups"], generator=generator, dtype=dtype) if with_bias else None)
+    return [t.requires_grad_() if requires_grad and t is not None else t for t in made]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=60)
+@given(case=transposed_cases())
+def test_conv_transpose2d_equals_pytorch(algorithm: str, case) -> None:
+    x, w, b = tensors(case)
+    ours = convlens.conv_transpose2d(x, w, b, **case[3], algorithm=algorithm)
+    torch.testing.assert_close(ours, F.conv_transpose2d(x, w, b, **case[3]), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40)
+@given(case=transposed_cases())
+def test_it_is_zero_insertion_then_a_convolution_with_the_flipped_transposed_kernel(case) -> None:
+    """The other picture: s - 1 zeros between input values, d*(k - 1) - p zeros of padding (a crop
+    where negative), output_padding more at the bottom / right, then an ordinary convolution with
+    each group's kernel block transposed and every kernel turned 180 degrees."""
+    x, w, b = tensors(case)
+    options = case[3]
+    batched = x.unsqueeze(0) if x.dim() == 3 else x
+    (s_h, s_w), (d_h, d_w), (p_h, p_w) = options["stride"], options["dilation"], options["padding"]
+    (e_h, e_w), groups = options["output_padding"], options["groups"]
+    n, c_in, h, w_ = batched.shape
+    spread = batched.new_zeros((n, c_in, (h - 1) * s_h + 1, (w_ - 1) * s_w + 1))
+    spread[:, :, ::s_h, ::s_w] = batched
+    k_h, k_w = w.shape[2:]
+    reach_h, reach_w = d_h * (k_h - 1) - p_h, d_w * (k_w - 1) - p_w
+    padded = F.pad(spread, (reach_w, reach_w + e_w, reach_h, reach_h + e_h))  # negative values crop
+    blocks = w.unflatten(0, (groups, c_in // groups))  # (G, C_in/G, C_out/G, k_h, k_w)
+    turned = blocks.transpose(1, 2).flatten(0, 1).flip(-2, -1)  # (C_out, C_in/G, k_h, k_w)
+    expected = convlens.conv2d(padded, turned, b, dilation=(d_h, d_w), groups=groups)
+    ours = convlens.conv_transpose2d(batched, w, b, **options)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40)
+@given(case=transposed_cases(), seed=st.integers(0, 1000))
+def test_adjoint_identity(case, seed: int) -> None:
+    """<conv2d(x), y> = <x, conv_transpose2d(y)> in float64: the transposed convolution is the adjoint.
+    (With output_padding >= stride, which the dilation allows, conv2d of the larger x has more rows
+    than y: no such pairing.)"""
+    y, w, _ = tensors(case, seed)
+    options = dict(case[3])
+    assume(all(e < s for e, s in zip(options["output_padding"], options["stride"], strict=True)))
+    output_padding = options.pop("output_padding")
+    transposed = convlens.conv_transpose2d(y, w, None, output_padding=output_padding, **options)
+    x = torch.randn(transposed.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    forward = convlens.conv2d(x, w, None, **options)
+    torch.testing.assert_close((forward * y).sum(), (x * transposed).sum(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=10)
+@given(case=transposed_cases())
+def test_gradcheck_and_gradgradcheck(algorithm: str, case) -> None:
+    leaves = [t for t in tensors(case, requires_grad=True) if t is not None]
+
+    def transposed(x, w, *b):
+        return convlens.conv_transpose2d(x, w, b[0] if b else None, **case[3], algorithm=algorithm)
+
+    assert torch.autograd.gradcheck(transposed, leaves, fast_mode=True)
+    assert torch.autograd.gradgradcheck(transposed, leaves, fast_mode=True)
+
+
+X, W = torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "pattern"),
+    [
+        ({"stride": 1, "output_padding": 1}, ValueError, r"^output padding must be smaller than either stride or"),
+        ({"input": torch.randn(1, 3, 5, 5)}, ValueError, r"^Given transposed=1, weight of size \[4, 2, 3, 3\], exp"),
+        ({"groups": 3}, ValueError, r"^Given groups=3, expected weight to be divisible by 3 at dimension 0"),
+        ({"input": torch.randn(1, 4, 1, 1), "padding": 2}, ValueError, r"too small: H_out = .* = \(1 - 1\)\*1 - 2\*2"),
+        ({"bias": torch.randn(3)}, ValueError, r"expected bias to be 1-dimensional with 2 elements"),
+        ({"padding": "same"}, TypeError, r"argument 'padding' must be tuple of ints, not str"),
+        (
+            {"input": torch.randn(1, 1, 4, 5, 5)},
+            ValueError,
+            r"^Expected 3D \(unbatched\) or 4D \(batched\) input to co",
+        ),
+        ({"output_padding": -1, "stride": 2}, ValueError, r"^negative output_padding is not supported"),
+        ({"stride": 0}, ValueError, r"^non-positive stride is not supported"),
+    ],
+)
+def test_bad_arguments_are_refused_as_pytorch_refuses_them(call, error, pattern) -> None:
+    arguments = {"input": X, "weight": W, **call}
+    with pytest.raises(TypeError if error is TypeError else RuntimeError):  # PyTorch refuses it too
+        F.conv_transpose2d(**arguments)
+    with pytest.raises(error, match=pattern):
+        convlens.conv_transpose2d(**arguments)
+    with pytest.raises(RuntimeError):  # also PyTorch's type
+        convlens.conv_transpose2d(**arguments)
