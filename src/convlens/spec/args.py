@@ -151,3 +151,27 @@ def check_same_kind(name: str, tensor: torch.Tensor, reference: torch.Tensor, re
                 else ""
             )
         )
+
+
+def check_conv_tensors(
+    input: object, weight: object, bias: object, op: str, weight_shape: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(input, weight, bias) of a 2-D convolution call named ``op``: tensors of one dtype and device,
+    input 3-D or 4-D, weight 4-D laid out as ``weight_shape`` says (PyTorch's wording first)."""
+    x = check_tensor("input", input)
+    w = check_tensor("weight", weight)
+    check_same_kind("weight", w, x, "input")
+    b = None if bias is None else check_tensor("bias", bias)
+    if b is not None:
+        check_same_kind("bias", b, x, "input")
+    if x.dim() not in (3, 4):
+        raise ArgumentError(
+            f"Expected 3D (unbatched) or 4D (batched) input to {op}, but got input of size: {list(x.shape)}: "
+            f"input must be 3-D (C, H, W) or 4-D (N, C, H, W)"
+        )
+    if w.dim() != 4:
+        raise ArgumentError(
+            f"Expected 4-dimensional weight for {op}, but got weight of size {list(w.shape)}: "
+            f"weight must be 4-D {weight_shape}, got weight of shape {tuple(w.shape)}"
+        )
+    return x, w, b

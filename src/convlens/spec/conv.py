@@ -15,9 +15,8 @@ from convlens.errors import ArgumentError, ArgumentTypeError
 from convlens.spec.args import (
     IntOrPair,
     Padding,
+    check_conv_tensors,
     check_padding_mode,
-    check_same_kind,
-    check_tensor,
     positive_int,
     positive_pair,
     to_int,
@@ -121,25 +120,8 @@ class ConvSpec:
         padding_mode: str = "zeros",
     ) -> ConvSpec:
         """Check every argument of conv2d against PyTorch's rules and return the normalised spec."""
-        x = check_tensor("input", input)
-        w = check_tensor("weight", weight)
-        check_same_kind("weight", w, x, "input")
-        b: torch.Tensor | None = None
-        if bias is not None:
-            b = check_tensor("bias", bias)
-            check_same_kind("bias", b, x, "input")
+        x, w, b = check_conv_tensors(input, weight, bias, "conv2d", "(C_out, C_in/groups, k_h, k_w)")
         mode = check_padding_mode(padding_mode)
-
-        if x.dim() not in (3, 4):
-            raise ArgumentError(
-                f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: {list(x.shape)}: "
-                f"input must be 3-D (C, H, W) or 4-D (N, C, H, W)"
-            )
-        if w.dim() != 4:
-            raise ArgumentError(
-                f"Expected 4-dimensional weight for conv2d, but got weight of size {list(w.shape)}: "
-                f"weight must be 4-D (C_out, C_in/groups, k_h, k_w), got weight of shape {tuple(w.shape)}"
-            )
         batched = x.dim() == 4
         batch = x.shape[0] if batched else 1
         in_channels, height, width = x.shape[-3:]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from convlens.errors import ArgumentError, ArgumentTypeError
-from convlens.spec.args import IntOrPair, check_same_kind, check_tensor, non_negative_pair, positive_int, positive_pair
+from convlens.spec.args import IntOrPair, check_conv_tensors, non_negative_pair, positive_int, positive_pair
 from convlens.spec.conv import ConvSpec
 
 
@@ -52,21 +52,7 @@ class TransposedSpec:
         dilation: IntOrPair = 1,
     ) -> TransposedSpec:
         """Check every argument against PyTorch's conv_transpose2d rules, before any allocation."""
-        x = check_tensor("input", input)
-        w = check_tensor("weight", weight)
-        check_same_kind("weight", w, x, "input")
-        b = None if bias is None else check_tensor("bias", bias)
-        if b is not None:
-            check_same_kind("bias", b, x, "input")
-        if x.dim() not in (3, 4):
-            raise ArgumentError(
-                f"Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input of size: "
-                f"{list(x.shape)}: input must be 3-D (C_in, H, W) or 4-D (N, C_in, H, W)"
-            )
-        if w.dim() != 4:
-            raise ArgumentError(
-                f"weight must be 4-D (C_in, C_out/groups, k_h, k_w), got weight of shape {tuple(w.shape)}"
-            )
+        x, w, b = check_conv_tensors(input, weight, bias, "conv_transpose2d", "(C_in, C_out/groups, k_h, k_w)")
         if isinstance(padding, str):
             raise ArgumentTypeError(
                 f"conv_transpose2d(): argument 'padding' must be tuple of ints, not str: a transposed convolution "
