@@ -61,7 +61,7 @@ def test_reparametrized_weights_keep_working(wrap: str) -> None:
 def test_a_parametrized_layer_is_left_alone_with_a_warning_naming_it() -> None:
     model = small_model()
     parametrize.register_parametrization(model[2], "weight", torch.nn.Identity())
-    with pytest.warns(UserWarning, match=r"left 1 Conv2d subclass layer\(s\) .*: 2$"):
+    with pytest.warns(UserWarning, match=r"left 1 conv subclass layer\(s\) .*: 2$"):
         convert(model)
     assert isinstance(model[0], Conv2d)  # the rest is converted
     assert not isinstance(model[2], Conv2d) and parametrize.is_parametrized(model[2])

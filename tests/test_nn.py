@@ -62,7 +62,7 @@ def test_convert_leaves_foreign_subclasses_alone() -> None:
             return super().forward(x) * 2
 
     model = torch.nn.Sequential(Special(1, 1, 1))
-    with pytest.warns(UserWarning, match=r"left 1 Conv2d subclass layer\(s\) as they are .*: 0$"):
+    with pytest.warns(UserWarning, match=r"left 1 conv subclass layer\(s\) as they are .*: 0$"):
         convert(model)
     assert type(model[0]) is Special
 

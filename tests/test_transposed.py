@@ -133,3 +133,35 @@ def test_bad_arguments_are_refused_as_pytorch_refuses_them(call, error, pattern)
         convlens.conv_transpose2d(**arguments)
     with pytest.raises(RuntimeError):  # also PyTorch's type
         convlens.conv_transpose2d(**arguments)
+
+
+def test_the_layer_is_torchs_with_convlens_inside() -> None:
+    torch.manual_seed(0)
+    theirs = torch.nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, groups=2, dilation=1)
+    ours = convlens.nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, groups=2, algorithm="direct")
+    ours.load_state_dict(theirs.state_dict())
+    assert isinstance(ours, torch.nn.ConvTranspose2d) and "algorithm='direct'" in repr(ours)
+    x = torch.randn(2, 6, 7, 7)
+    torch.testing.assert_close(ours(x), theirs(x))
+    for size in ([13, 13], [14, 14], [2, 4, 14, 13]):  # output_size picks output_padding, as torch's forward
+        torch.testing.assert_close(ours(x, output_size=size), theirs(x, output_size=size))
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        ours.algorithm = "nope"
+    reflecting = convlens.nn.ConvTranspose2d(2, 2, 3)
+    reflecting.padding_mode = "reflect"
+    with pytest.raises(ValueError, match="Only 'zeros' padding mode is supported"):
+        reflecting(torch.randn(1, 2, 4, 4))
+
+
+def test_convert_swaps_transposed_layers_in_place() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ConvTranspose2d(8, 3, 3, stride=2))
+    x = torch.randn(2, 3, 9, 9)
+    expected = model(x)
+    layer = model[1]
+    calls = []
+    layer.register_forward_hook(lambda *args: calls.append(1))
+    convlens.nn.convert(model, algorithm="im2col")
+    assert model[1] is layer and type(layer) is convlens.nn.ConvTranspose2d and layer.algorithm == "im2col"
+    torch.testing.assert_close(model(x), expected)
+    assert calls == [1]

@@ -5,7 +5,7 @@ Public API::
     conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
     conv_transpose2d                       the transposed convolution: conv2d's input gradient
     algorithms()                           names accepted by ``algorithm=``
-    nn.Conv2d, nn.convert                  the layer, and swapping it into a model
+    nn.Conv2d, nn.ConvTranspose2d, nn.convert   the layers, and swapping them into a model
     grad.conv2d_input, grad.conv2d_weight  torch.nn.grad's helpers: one gradient without a forward
     settings(precision=, workspace_limit=, autotune=, cache_limit=)   the settings for a ``with`` block
     set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune,

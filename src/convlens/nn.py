@@ -1,9 +1,10 @@
-"""``convlens.nn.Conv2d``: ``torch.nn.Conv2d`` computed by convlens, and ``convert`` for whole models.
+"""``convlens.nn.Conv2d`` and ``ConvTranspose2d``: torch's layers computed by convlens, and
+``convert`` for whole models.
 
-The module *is* a ``torch.nn.Conv2d`` (a subclass): same constructor and defaults, same
-parameter initialisation, same ``state_dict`` keys, same repr, ``isinstance`` holds. Only the
-forward differs: it calls :func:`convlens.conv2d` with the module's options and its
-``algorithm``.
+Each module *is* its torch class (a subclass): same constructor and defaults, same parameter
+initialisation, same ``state_dict`` keys, same repr, ``isinstance`` holds. Only the forward
+differs: it calls :func:`convlens.conv2d` / :func:`convlens.conv_transpose2d` with the module's
+options and its ``algorithm``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,32 @@ from torch import Tensor
 from convlens import algos
 from convlens.functional import conv2d
 from convlens.spec import IntOrPair, Padding, check_layer_args
+from convlens.transposed import conv_transpose2d
 
-__all__ = ["Conv2d", "convert"]
+__all__ = ["Conv2d", "ConvTranspose2d", "convert"]
 
 
-class Conv2d(torch.nn.Conv2d):
+class ChosenAlgorithm:
+    """The ``algorithm`` attribute of a convlens layer, checked when it is set, and shown by the repr
+    when it is not the default."""
+
+    _algorithm: str
+
+    @property
+    def algorithm(self) -> str:
+        """The convlens algorithm ``forward`` uses; a name ``algorithm=`` does not accept is refused here."""
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, name: str) -> None:
+        self._algorithm = algos.check_name(name)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()  # type: ignore[misc]  # the torch layer's, next in the MRO
+        return text if self.algorithm == "auto" else f"{text}, algorithm={self.algorithm!r}"
+
+
+class Conv2d(ChosenAlgorithm, torch.nn.Conv2d):
     """2-D convolution layer with PyTorch's semantics, computed by a convlens algorithm.
 
     Args:
@@ -80,19 +102,6 @@ class Conv2d(torch.nn.Conv2d):
         )
         self.algorithm = algorithm
 
-    @property
-    def algorithm(self) -> str:
-        """The convlens algorithm ``forward`` uses; a name ``algorithm=`` does not accept is refused here."""
-        return self._algorithm
-
-    @algorithm.setter
-    def algorithm(self, name: str) -> None:
-        self._algorithm = algos.check_name(name)
-
-    def extra_repr(self) -> str:
-        text = super().extra_repr()
-        return text if self.algorithm == "auto" else f"{text}, algorithm={self.algorithm!r}"
-
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         # torch.nn.Conv2d keeps the resolved "same" / "valid" string or the (h, w) pair in
         # self.padding; padding_mode goes to convlens, which pads as nn.Conv2d does.
@@ -132,8 +141,54 @@ class Conv2d(torch.nn.Conv2d):
         return new
 
 
+class ConvTranspose2d(ChosenAlgorithm, torch.nn.ConvTranspose2d):
+    """2-D transposed convolution layer with PyTorch's semantics, computed by convlens
+    (:func:`convlens.conv_transpose2d`: the input gradient of a convolution with the same weight).
+
+    Args: exactly as ``torch.nn.ConvTranspose2d``, plus ``algorithm`` (one of ``convlens.algorithms()``).
+    ``forward(input, output_size=None)`` as PyTorch's: ``output_size`` picks the output_padding.
+
+    Examples:
+        >>> layer = ConvTranspose2d(16, 3, 4, stride=2, padding=1)
+        >>> layer(torch.randn(8, 16, 16, 16)).shape
+        torch.Size([8, 3, 32, 32])
+    """
+
+    def __init__(self, *args: Any, algorithm: str = "auto", **kwargs: Any) -> None:
+        algos.check_name(algorithm)
+        super().__init__(*args, **kwargs)
+        self.algorithm = algorithm
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if self.padding_mode != "zeros":
+            raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose2d")
+        # torch's own rule for the output_padding that gives output_size (and its checks); torch's
+        # stubs say list where the layer holds tuples
+        stride, padding, kernel, dilation = (list(cast("tuple[int, ...]", value)) for value in
+                                             (self.stride, self.padding, self.kernel_size, self.dilation))  # fmt: skip
+        output_padding = self._output_padding(input, output_size, stride, padding, kernel, 2, dilation)
+        return conv_transpose2d(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            cast("tuple[int, ...]", self.padding),
+            output_padding,
+            self.groups,
+            self.dilation,
+            algorithm=self.algorithm,
+        )
+
+
+CONVLENS_LAYERS: dict[type[torch.nn.Module], type[torch.nn.Module]] = {
+    torch.nn.Conv2d: Conv2d,
+    torch.nn.ConvTranspose2d: ConvTranspose2d,
+}
+
+
 def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module:
-    """Make every ``torch.nn.Conv2d`` inside ``module`` a convlens ``Conv2d`` and return ``module``.
+    """Make every ``torch.nn.Conv2d`` and ``ConvTranspose2d`` inside ``module`` a convlens layer and
+    return ``module``.
 
     Each layer becomes a convlens layer in place: the same object, its class changed, so its
     parameters (an optimizer built on the model keeps working), buffers, device, dtype, training
@@ -145,17 +200,19 @@ def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module
     at all.
     """
     algos.check_name(algorithm)
-    layers = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, torch.nn.Conv2d)]
-    foreign = [name or type(layer).__name__ for name, layer in layers if type(layer) not in (torch.nn.Conv2d, Conv2d)]
+    kinds = tuple(CONVLENS_LAYERS)
+    ours = tuple(CONVLENS_LAYERS.values())
+    layers = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, kinds)]
+    foreign = [name or type(layer).__name__ for name, layer in layers if type(layer) not in (*kinds, *ours)]
     if foreign:
         warnings.warn(
-            f"convlens.nn.convert left {len(foreign)} Conv2d subclass layer(s) as they are (their forward "
+            f"convlens.nn.convert left {len(foreign)} conv subclass layer(s) as they are (their forward "
             f"may do more than a convolution, e.g. a parametrization): {', '.join(foreign)}",
             stacklevel=2,
         )
     for _, layer in layers:
-        if type(layer) is torch.nn.Conv2d:
-            layer.__class__ = Conv2d  # same object: parameters, buffers and hooks stay
-        if isinstance(layer, Conv2d):
+        if type(layer) in CONVLENS_LAYERS:
+            layer.__class__ = CONVLENS_LAYERS[type(layer)]  # same object: parameters, buffers and hooks stay
+        if isinstance(layer, ChosenAlgorithm):
             layer.algorithm = algorithm
     return module
