@@ -43,7 +43,7 @@ def part(image: torch.Tensor, channels: slice, rows: slice, columns: slice) -> t
     """``image[:, channels, rows, columns]``, a view; ``image`` itself where that takes all of it
     (an index that takes everything is an alias, for which vmap has no rule)."""
     index = (channels, rows, columns)
-    if all(range(*part.indices(size)) == range(size) for part, size in zip(index, image.shape[1:], strict=True)):
+    if all(range(*taken.indices(size)) == range(size) for taken, size in zip(index, image.shape[1:], strict=True)):
         return image
     return image[:, channels, rows, columns]
 
