@@ -241,7 +241,18 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
         ),
         "F.unfold and F.fold refuse stride=[2], kernel_size=(2,) ('expected stride equals to 2') and a 0-d "
         "tensor ('iteration over a 0-d tensor'), and a 1-element input_size makes no 4-D input; convlens "
-        "expands one value to a pair, as F.conv2d does for its stride, padding and dilation",
+        "expands one value to a pair, as F.conv2d does for its stride, padding and dilation, and takes a "
+        "kernel_size (or an output_size's input_size) of one value as 1-D windows: its unfold, fold and "
+        "output_size work along 1, 2 or 3 dimensions",
+    ),
+    "three values for kernel_size or input_size": Difference(
+        ("unfold", "fold", "output_size"),
+        "accepts",
+        lambda call, broken, error: any(
+            isinstance(call.get(name), (list, tuple)) and len(call[name]) == 3 for name in ("kernel_size", "input_size")
+        ),
+        "F.unfold and F.fold are 2-D only; convlens's take 3-D windows where kernel_size has three values "
+        "(over an (N, C, D, H, W) input), and its output_size 3-D sizes",
     ),
     "one value for nn.Conv2d's padding or dilation, with a padding mode": Difference(
         ("nn.Conv2d",),
@@ -676,6 +687,11 @@ DIFFERENCE_EXAMPLES = {
         "unfold",
         {"input": X, **WINDOW_CALL, "stride": [2]},
         {"stride"},
+    ),
+    "three values for kernel_size or input_size": (
+        "unfold",
+        {"input": torch.randn(1, 2, 4, 5, 6), **WINDOW_CALL, "kernel_size": (2, 3, 2)},
+        {"kernel_size"},
     ),
     "one value for nn.Conv2d's padding or dilation, with a padding mode": (
         "nn.Conv2d",

@@ -1,4 +1,4 @@
-"""conv_transpose2d: PyTorch's values, the zero-insertion picture, the adjoint identity, gradients, errors."""
+"""conv_transpose1d/2d/3d: PyTorch's values, the zero-insertion picture, the adjoint identity, gradients, errors."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from hypothesis import strategies as st
 import convlens
 
 ALGORITHMS = ("auto", "im2col", "direct")
+RANKS = (1, 2, 3)
+CONV = {1: convlens.conv1d, 2: convlens.conv2d, 3: convlens.conv3d}
+OURS = {1: convlens.conv_transpose1d, 2: convlens.conv_transpose2d, 3: convlens.conv_transpose3d}
+THEIRS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 @st.composite
-def transposed_cases(draw):
+def transposed_cases(draw, rank: int = 2):
+    """A valid conv_transpose call over ``rank`` spatial dimensions (smaller sizes in 3-D)."""
     groups = draw(st.integers(1, 2))
     c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    largest = 3 if rank == 3 else 4
+    kernel = tuple(draw(st.integers(1, largest)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(rank))
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True))
-    size = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    size = tuple(draw(st.integers(1, largest + 2)) for _ in range(rank))
     full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(size, stride, dilation, kernel, strict=True)]
     padding = tuple(draw(st.integers(0, (f + e - 1) // 2)) for f, e in zip(full, output_padding, strict=True))
     batch = draw(st.sampled_from([None, 0, 1, 2]))
@@ -42,65 +48,71 @@ def tensors(case, seed: int = 0, dtype=torch.float64, requires_grad: bool = Fals
     return [t.requires_grad_() if requires_grad and t is not None else t for t in made]
 
 
+@pytest.mark.parametrize("rank", RANKS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@settings(max_examples=60)
-@given(case=transposed_cases())
-def test_conv_transpose2d_equals_pytorch(algorithm: str, case) -> None:
-    x, w, b = tensors(case)
-    ours = convlens.conv_transpose2d(x, w, b, **case[3], algorithm=algorithm)
-    torch.testing.assert_close(ours, F.conv_transpose2d(x, w, b, **case[3]), rtol=1e-12, atol=1e-12)
-
-
 @settings(max_examples=40)
-@given(case=transposed_cases())
-def test_it_is_zero_insertion_then_a_convolution_with_the_flipped_transposed_kernel(case) -> None:
-    """The other picture: s - 1 zeros between input values, d*(k - 1) - p zeros of padding (a crop
-    where negative), output_padding more at the bottom / right, then an ordinary convolution with
-    each group's kernel block transposed and every kernel turned 180 degrees."""
+@given(data=st.data())
+def test_conv_transpose_equals_pytorch(rank: int, algorithm: str, data) -> None:
+    case = data.draw(transposed_cases(rank))
     x, w, b = tensors(case)
-    options = case[3]
-    batched = x.unsqueeze(0) if x.dim() == 3 else x
-    (s_h, s_w), (d_h, d_w), (p_h, p_w) = options["stride"], options["dilation"], options["padding"]
-    (e_h, e_w), groups = options["output_padding"], options["groups"]
-    n, c_in, h, w_ = batched.shape
-    spread = batched.new_zeros((n, c_in, (h - 1) * s_h + 1, (w_ - 1) * s_w + 1))
-    spread[:, :, ::s_h, ::s_w] = batched
-    k_h, k_w = w.shape[2:]
-    reach_h, reach_w = d_h * (k_h - 1) - p_h, d_w * (k_w - 1) - p_w
-    padded = F.pad(spread, (reach_w, reach_w + e_w, reach_h, reach_h + e_h))  # negative values crop
-    blocks = w.unflatten(0, (groups, c_in // groups))  # (G, C_in/G, C_out/G, k_h, k_w)
-    turned = blocks.transpose(1, 2).flatten(0, 1).flip(-2, -1)  # (C_out, C_in/G, k_h, k_w)
-    expected = convlens.conv2d(padded, turned, b, dilation=(d_h, d_w), groups=groups)
-    ours = convlens.conv_transpose2d(batched, w, b, **options)
+    ours = OURS[rank](x, w, b, **case[3], algorithm=algorithm)
+    torch.testing.assert_close(ours, THEIRS[rank](x, w, b, **case[3]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_it_is_zero_insertion_then_a_convolution_with_the_flipped_transposed_kernel(rank: int, data) -> None:
+    """The other picture: s - 1 zeros between input values, d*(k - 1) - p zeros of padding (a crop
+    where negative), output_padding more at the end, then an ordinary convolution with each group's
+    kernel block transposed and every kernel turned around (180 degrees in 2-D), along every dimension."""
+    case = data.draw(transposed_cases(rank))
+    x, w, b = tensors(case)
+    options, groups = case[3], case[3]["groups"]
+    batched = x.unsqueeze(0) if x.dim() == rank + 1 else x
+    sizes = batched.shape[2:]
+    spread = batched.new_zeros((*batched.shape[:2], *((n - 1) * s + 1 for n, s in zip(sizes, options["stride"]))))
+    spread[(slice(None), slice(None), *(slice(None, None, s) for s in options["stride"]))] = batched
+    reach = [d * (k - 1) - p for d, k, p in zip(options["dilation"], w.shape[2:], options["padding"], strict=True)]
+    pads = [(r, r + e) for r, e in zip(reach, options["output_padding"], strict=True)]
+    padded = F.pad(spread, [amount for pair in reversed(pads) for amount in pair])  # negative values crop
+    blocks = w.unflatten(0, (groups, -1))  # (G, C_in/G, C_out/G, *kernel)
+    turned = blocks.transpose(1, 2).flatten(0, 1).flip(list(range(2, 2 + rank)))  # (C_out, C_in/G, *kernel)
+    expected = CONV[rank](padded, turned, b, dilation=options["dilation"], groups=groups)
+    ours = OURS[rank](batched, w, b, **options)
     torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=40)
-@given(case=transposed_cases(), seed=st.integers(0, 1000))
-def test_adjoint_identity(case, seed: int) -> None:
-    """<conv2d(x), y> = <x, conv_transpose2d(y)> in float64: the transposed convolution is the adjoint.
-    (With output_padding >= stride, which the dilation allows, conv2d of the larger x has more rows
-    than y: no such pairing.)"""
+@pytest.mark.parametrize("rank", RANKS)
+@settings(max_examples=30)
+@given(data=st.data(), seed=st.integers(0, 1000))
+def test_adjoint_identity(rank: int, data, seed: int) -> None:
+    """<conv(x), y> = <x, conv_transpose(y)> in float64: the transposed convolution is the adjoint.
+    (With output_padding >= stride, which the dilation allows, the convolution of the larger x has
+    more rows than y: no such pairing.)"""
+    case = data.draw(transposed_cases(rank))
     y, w, _ = tensors(case, seed)
     options = dict(case[3])
     assume(all(e < s for e, s in zip(options["output_padding"], options["stride"], strict=True)))
     output_padding = options.pop("output_padding")
-    transposed = convlens.conv_transpose2d(y, w, None, output_padding=output_padding, **options)
+    transposed = OURS[rank](y, w, None, output_padding=output_padding, **options)
     x = torch.randn(transposed.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-    forward = convlens.conv2d(x, w, None, **options)
+    forward = CONV[rank](x, w, None, **options)
     torch.testing.assert_close((forward * y).sum(), (x * transposed).sum(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("rank", RANKS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@settings(max_examples=10)
-@given(case=transposed_cases())
-def test_gradcheck_and_gradgradcheck(algorithm: str, case) -> None:
+@settings(max_examples=6, deadline=None)
+@given(data=st.data())
+def test_gradcheck_and_gradgradcheck(rank: int, algorithm: str, data) -> None:
+    case = data.draw(transposed_cases(rank))
     leaves = [t for t in tensors(case, requires_grad=True) if t is not None]
 
     def transposed(x, w, *b):
-        return convlens.conv_transpose2d(x, w, b[0] if b else None, **case[3], algorithm=algorithm)
+        return OURS[rank](x, w, b[0] if b else None, **case[3], algorithm=algorithm)
 
-    assert torch.autograd.gradcheck(transposed, leaves, fast_mode=True)
+    assert torch.autograd.gradcheck(transposed, leaves, fast_mode=True, check_batched_grad=True)
     assert torch.autograd.gradgradcheck(transposed, leaves, fast_mode=True)
 
 

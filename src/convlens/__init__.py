@@ -2,10 +2,11 @@
 
 Public API::
 
-    conv2d, unfold, fold, output_size      the functions, with PyTorch's signatures
-    conv_transpose2d                       the transposed convolution: conv2d's input gradient
+    conv1d, conv2d, conv3d                 the convolutions, with PyTorch's signatures
+    conv_transpose1d, 2d, 3d               the transposed ones: each a convolution's input gradient
+    unfold, fold, output_size              im2col / col2im (1-, 2- or 3-D) and the output-size formula
     algorithms()                           names accepted by ``algorithm=``
-    nn.Conv2d, nn.ConvTranspose2d, nn.convert   the layers, and swapping them into a model
+    nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, nn.convert   the layers, and swapping them into a model
     grad.conv2d_input, grad.conv2d_weight  torch.nn.grad's helpers: one gradient without a forward
     settings(precision=, workspace_limit=, autotune=, cache_limit=)   the settings for a ``with`` block
     set_workspace_limit, get_workspace_limit, set_precision, get_precision, set_autotune, get_autotune,
@@ -29,9 +30,9 @@ from convlens.config import (
     settings,
 )
 from convlens.errors import ArgumentError, ArgumentTypeError, ConvlensError
-from convlens.functional import conv2d
+from convlens.functional import conv1d, conv2d, conv3d
 from convlens.spec import ConvSpec, output_size
-from convlens.transposed import conv_transpose2d
+from convlens.transposed import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from convlens.unfold import fold, unfold
 
 __version__ = "0.1.0"
@@ -48,8 +49,12 @@ __all__ = [
     "ConvSpec",
     "ConvlensError",
     "algorithms",
+    "conv1d",
     "conv2d",
+    "conv3d",
+    "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "fold",
     "get_autotune",
     "get_cache_limit",

@@ -57,8 +57,8 @@ def convolve(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
-    stride: tuple[int, int] = (1, 1),
-    dilation: tuple[int, int] = (1, 1),
+    stride: tuple[int, ...] = (1, 1),
+    dilation: tuple[int, ...] = (1, 1),
     groups: int = 1,
     *,
     workspace: int,
@@ -74,7 +74,7 @@ def convolve(
     return FuncConv2dFunction.apply(x, weight, bias, spec, chosen, workspace)
 
 
-def spread(grad_output: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
+def spread(grad_output: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, (H-1)*s_h + 1, (W-1)*s_w + 1), with s - 1 zeros between values:
     the positions the forward's windows started at, in the padded input's coordinates."""
     for dim, step in ((2, stride[0]), (3, stride[1])):

@@ -20,16 +20,16 @@ from convlens import algos
 from convlens.autograd import conv2d_backward
 from convlens.config import resolve_workspace
 from convlens.errors import ArgumentError
-from convlens.spec import ConvSpec, IntOrPair, check_tensor
+from convlens.spec import ConvSpec, IntOrSizes, check_tensor
 
 
 def conv2d_input(
     input_size: Sequence[int],
     weight: torch.Tensor,
     grad_output: torch.Tensor,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
+    stride: IntOrSizes = 1,
+    padding: IntOrSizes = 0,
+    dilation: IntOrSizes = 1,
     groups: int = 1,
     *,
     algorithm: str = "auto",
@@ -46,9 +46,9 @@ def conv2d_weight(
     input: torch.Tensor,
     weight_size: Sequence[int],
     grad_output: torch.Tensor,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
+    stride: IntOrSizes = 1,
+    padding: IntOrSizes = 0,
+    dilation: IntOrSizes = 1,
     groups: int = 1,
     *,
     algorithm: str = "auto",

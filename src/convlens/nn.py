@@ -1,26 +1,26 @@
-"""``convlens.nn.Conv2d`` and ``ConvTranspose2d``: torch's layers computed by convlens, and
-``convert`` for whole models.
+"""``convlens.nn.Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d``: torch's layers computed by convlens,
+and ``convert`` for whole models.
 
 Each module *is* its torch class (a subclass): same constructor and defaults, same parameter
 initialisation, same ``state_dict`` keys, same repr, ``isinstance`` holds. Only the forward
-differs: it calls :func:`convlens.conv2d` / :func:`convlens.conv_transpose2d` with the module's
-options and its ``algorithm``.
+differs: it calls :func:`convlens.conv2d` / :func:`convlens.conv_transpose2d` (or their 1-D and
+3-D forms) with the module's options and its ``algorithm``.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import torch
 from torch import Tensor
 
 from convlens import algos
-from convlens.functional import conv2d
-from convlens.spec import IntOrPair, Padding, check_layer_args
-from convlens.transposed import conv_transpose2d
+from convlens.functional import convolution
+from convlens.spec import IntOrSizes, Padding, check_layer_args
+from convlens.transposed import conv_transpose
 
-__all__ = ["Conv2d", "ConvTranspose2d", "convert"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "convert"]
 
 
 class ChosenAlgorithm:
@@ -43,7 +43,93 @@ class ChosenAlgorithm:
         return text if self.algorithm == "auto" else f"{text}, algorithm={self.algorithm!r}"
 
 
-class Conv2d(ChosenAlgorithm, torch.nn.Conv2d):
+Layer = TypeVar("Layer", bound="ConvLayer")
+
+
+class ConvLayer(ChosenAlgorithm):
+    """What convlens's Conv1d, Conv2d and Conv3d share: torch's constructor with every argument
+    checked first (for ``_rank`` spatial dimensions), and a forward by :func:`convlens.conv2d` and
+    its 1-D and 3-D forms."""
+
+    _rank: ClassVar[int]
+    stride: tuple[int, ...]
+    padding: str | tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"]
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSizes,
+        stride: IntOrSizes = 1,
+        padding: Padding = 0,
+        dilation: IntOrSizes = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        algorithm: str = "auto",
+    ) -> None:
+        algos.check_name(algorithm)
+        check_layer_args(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, self._rank
+        )
+        # check_layer_args has accepted every argument; torch's own layer (next in the MRO) takes them
+        super().__init__(  # type: ignore[call-arg]
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        )
+        self.algorithm = algorithm
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # torch's layer keeps the resolved "same" / "valid" string or the tuple in self.padding;
+        # padding_mode goes to convlens, which pads as torch's layer does.
+        return convolution(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                           self.padding_mode, self.algorithm, None, rank=self._rank)  # fmt: skip
+
+    @classmethod
+    def from_torch(cls: type[Layer], layer: torch.nn.modules.conv._ConvNd, algorithm: str = "auto") -> Layer:
+        """A convlens layer that shares ``layer``'s parameters (the same Parameter objects, so an
+        optimizer built on the old model keeps working), with its options and training mode."""
+        new = cls(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+            device="meta",  # no memory spent on parameters that are replaced just below
+            dtype=layer.weight.dtype,
+            algorithm=algorithm,
+        )
+        new.weight = layer.weight  # type: ignore[attr-defined]
+        new.bias = layer.bias  # type: ignore[attr-defined]
+        new.train(layer.training)  # type: ignore[attr-defined]
+        return new
+
+
+class Conv1d(ConvLayer, torch.nn.Conv1d):
+    """1-D convolution layer with PyTorch's semantics, computed by convlens (:func:`convlens.conv1d`,
+    the 2-D convolution of an image one row high).
+
+    Args: exactly as ``torch.nn.Conv1d``, plus ``algorithm`` (one of ``convlens.algorithms()``).
+
+    Examples:
+        >>> layer = Conv1d(16, 32, 3, padding=2, dilation=2)
+        >>> layer(torch.randn(8, 16, 100)).shape
+        torch.Size([8, 32, 100])
+    """
+
+    _rank = 1
+
+
+class Conv2d(ConvLayer, torch.nn.Conv2d):
     """2-D convolution layer with PyTorch's semantics, computed by a convlens algorithm.
 
     Args:
@@ -67,81 +153,57 @@ class Conv2d(ChosenAlgorithm, torch.nn.Conv2d):
         torch.Size([8, 16, 32, 32])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: IntOrPair,
-        stride: IntOrPair = 1,
-        padding: Padding = 0,
-        dilation: IntOrPair = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        device: Any = None,
-        dtype: Any = None,
-        *,
-        algorithm: str = "auto",
-    ) -> None:
+    _rank = 2
+
+
+class Conv3d(ConvLayer, torch.nn.Conv3d):
+    """3-D convolution layer with PyTorch's semantics, computed by convlens (:func:`convlens.conv3d`:
+    direct or im2col over (D, H, W)).
+
+    Args: exactly as ``torch.nn.Conv3d``, plus ``algorithm`` ("auto", "direct" or "im2col").
+
+    Examples:
+        >>> layer = Conv3d(3, 8, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))
+        >>> layer(torch.randn(1, 3, 8, 32, 32)).shape
+        torch.Size([1, 8, 8, 16, 16])
+    """
+
+    _rank = 3
+
+
+class ConvTransposeLayer(ChosenAlgorithm):
+    """What convlens's ConvTranspose1d, 2d and 3d share: torch's constructor, and a forward by
+    :func:`convlens.conv_transpose2d` and its 1-D and 3-D forms, with torch's own rule for the
+    ``output_padding`` that gives ``output_size``."""
+
+    _rank: ClassVar[int]
+
+    def __init__(self, *args: Any, algorithm: str = "auto", **kwargs: Any) -> None:
         algos.check_name(algorithm)
-        check_layer_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode)
-        # check_layer_args has accepted every argument; torch's stubs are narrower than torch itself
-        # (which takes any int sequence as a pair) and than what check_layer_args lets through
-        super().__init__(
-            in_channels,
-            out_channels,
-            cast("int | tuple[int, int]", kernel_size),
-            cast("int | tuple[int, int]", stride),
-            cast("str | int | tuple[int, int]", padding),
-            cast("int | tuple[int, int]", dilation),
-            groups,
-            bias,
-            cast("Literal['zeros', 'reflect', 'replicate', 'circular']", padding_mode),
-            device,
-            dtype,
-        )
+        super().__init__(*args, **kwargs)
         self.algorithm = algorithm
 
-    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        # torch.nn.Conv2d keeps the resolved "same" / "valid" string or the (h, w) pair in
-        # self.padding; padding_mode goes to convlens, which pads as nn.Conv2d does.
-        return conv2d(
-            input,
-            weight,
-            bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            padding_mode=self.padding_mode,
-            algorithm=self.algorithm,
-        )
-
-    @classmethod
-    def from_torch(cls, layer: torch.nn.Conv2d, algorithm: str = "auto") -> Conv2d:
-        """A convlens layer that shares ``layer``'s parameters (the same Parameter objects, so an
-        optimizer built on the old model keeps working), with its options and training mode."""
-        new = cls(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            bias=layer.bias is not None,
-            padding_mode=layer.padding_mode,
-            device="meta",  # no memory spent on parameters that are replaced just below
-            dtype=layer.weight.dtype,
-            algorithm=algorithm,
-        )
-        new.weight = layer.weight
-        new.bias = layer.bias
-        new.train(layer.training)
-        return new
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        layer = cast("torch.nn.modules.conv._ConvTransposeNd", self)
+        if layer.padding_mode != "zeros":
+            raise ValueError(f"Only 'zeros' padding mode is supported for {type(self).__name__}")
+        # torch's own rule for the output_padding that gives output_size (and its checks); torch's
+        # stubs say list where the layer holds tuples
+        sizes = (layer.stride, layer.padding, layer.kernel_size, layer.dilation)
+        stride, padding, kernel, dilation = (list(cast("tuple[int, ...]", value)) for value in sizes)
+        output_padding = layer._output_padding(input, output_size, stride, padding, kernel, self._rank, dilation)
+        return conv_transpose(input, layer.weight, layer.bias, stride, padding, output_padding, layer.groups,
+                              dilation, self.algorithm, rank=self._rank)  # fmt: skip
 
 
-class ConvTranspose2d(ChosenAlgorithm, torch.nn.ConvTranspose2d):
+class ConvTranspose1d(ConvTransposeLayer, torch.nn.ConvTranspose1d):
+    """1-D transposed convolution layer: ``torch.nn.ConvTranspose1d`` computed by
+    :func:`convlens.conv_transpose1d`, plus ``algorithm``."""
+
+    _rank = 1
+
+
+class ConvTranspose2d(ConvTransposeLayer, torch.nn.ConvTranspose2d):
     """2-D transposed convolution layer with PyTorch's semantics, computed by convlens
     (:func:`convlens.conv_transpose2d`: the input gradient of a convolution with the same weight).
 
@@ -154,47 +216,35 @@ class ConvTranspose2d(ChosenAlgorithm, torch.nn.ConvTranspose2d):
         torch.Size([8, 3, 32, 32])
     """
 
-    def __init__(self, *args: Any, algorithm: str = "auto", **kwargs: Any) -> None:
-        algos.check_name(algorithm)
-        super().__init__(*args, **kwargs)
-        self.algorithm = algorithm
+    _rank = 2
 
-    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if self.padding_mode != "zeros":
-            raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose2d")
-        # torch's own rule for the output_padding that gives output_size (and its checks); torch's
-        # stubs say list where the layer holds tuples
-        stride, padding, kernel, dilation = (list(cast("tuple[int, ...]", value)) for value in
-                                             (self.stride, self.padding, self.kernel_size, self.dilation))  # fmt: skip
-        output_padding = self._output_padding(input, output_size, stride, padding, kernel, 2, dilation)
-        return conv_transpose2d(
-            input,
-            self.weight,
-            self.bias,
-            self.stride,
-            cast("tuple[int, ...]", self.padding),
-            output_padding,
-            self.groups,
-            self.dilation,
-            algorithm=self.algorithm,
-        )
+
+class ConvTranspose3d(ConvTransposeLayer, torch.nn.ConvTranspose3d):
+    """3-D transposed convolution layer: ``torch.nn.ConvTranspose3d`` computed by
+    :func:`convlens.conv_transpose3d`, plus ``algorithm`` ("auto", "direct" or "im2col")."""
+
+    _rank = 3
 
 
 CONVLENS_LAYERS: dict[type[torch.nn.Module], type[torch.nn.Module]] = {
+    torch.nn.Conv1d: Conv1d,
     torch.nn.Conv2d: Conv2d,
+    torch.nn.Conv3d: Conv3d,
+    torch.nn.ConvTranspose1d: ConvTranspose1d,
     torch.nn.ConvTranspose2d: ConvTranspose2d,
+    torch.nn.ConvTranspose3d: ConvTranspose3d,
 }
 
 
 def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module:
-    """Make every ``torch.nn.Conv2d`` and ``ConvTranspose2d`` inside ``module`` a convlens layer and
-    return ``module``.
+    """Make every torch convolution layer inside ``module`` (``Conv1d``, ``Conv2d``, ``Conv3d`` and the
+    three ``ConvTranspose`` layers) a convlens layer and return ``module``.
 
     Each layer becomes a convlens layer in place: the same object, its class changed, so its
     parameters (an optimizer built on the model keeps working), buffers, device, dtype, training
     mode, forward hooks and pre-hooks, and what hooks maintain (``weight_norm``, ``spectral_norm``,
     pruning masks) all stay as they were. Left alone, with a warning naming each one: subclasses of
-    ``torch.nn.Conv2d`` that are not convlens's own, whose ``forward`` may do more than a convolution
+    torch's conv layers that are not convlens's own, whose ``forward`` may do more than a convolution
     (a layer under ``torch.nn.utils.parametrize`` is one). A convlens layer already there gets the new
     ``algorithm``. Every layer is found before any is changed, so a model is converted whole or not
     at all.

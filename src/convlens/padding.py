@@ -25,25 +25,25 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
-from convlens.spec import ConvSpec, IntOrPair, Padding, positive_pair, resolve_padding
-from convlens.unfold import zero_pad
+from convlens.spec import ConvSpec, IntOrSizes, Padding, positive_sizes, resolve_padding
+from convlens.unfold import pad_last_first, zero_pad
 
 
 def pad_input(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, H + top + bottom, W + left + right) with the spec's padding mode."""
+    """(N, C, H, W) -> (N, C, H + top + bottom, W + left + right) with the spec's padding mode
+    (along every spatial dimension alike in 1-D and 3-D)."""
     if spec.padding_mode == "zeros":
         return zero_pad(x, spec.padding)
-    top, bottom, left, right = spec.padding
-    return F.pad(x, (left, right, top, bottom), mode=spec.padding_mode)
+    return F.pad(x, pad_last_first(spec.padding), mode=spec.padding_mode)
 
 
 def pytorch_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
-    stride: IntOrPair = 1,
+    stride: IntOrSizes = 1,
     padding: Padding = 0,
-    dilation: IntOrPair = 1,
+    dilation: IntOrSizes = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> torch.Tensor:
@@ -53,8 +53,8 @@ def pytorch_conv2d(
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     kernel, strides, dilations = (
         cast("tuple[int, int]", tuple(weight.shape[-2:])),  # (k_h, k_w) of the 4-D weight
-        positive_pair("stride", stride),
-        positive_pair("dilation", dilation),
+        positive_sizes("stride", stride),
+        positive_sizes("dilation", dilation),
     )
     top, bottom, left, right = resolve_padding(padding, kernel, strides, dilations)
     padded = F.pad(x, (left, right, top, bottom), mode=padding_mode)

@@ -57,6 +57,7 @@ class Algorithm:
     buffer_bytes: BufferBytes
     error_bound: ErrorBound
     mixes_values: bool = False  # one input value feeds outputs far from it (a tile, an image): NaN/Inf spread
+    ranks: tuple[int, ...] = (2,)  # spatial dimensions it runs (1-D convolutions run as 2-D ones, one row high)
 
     def extra_bytes(self, spec: ConvSpec, workspace: int) -> int:
         """All of ``buffer_bytes`` added up."""
@@ -136,6 +137,12 @@ def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algor
 
         return choose(spec, workspace).algorithm
     algorithm = get(checked)
+    if spec.rank not in algorithm.ranks:
+        names_here = ", ".join(repr(a.name) for a in concrete() if spec.rank in a.ranks)
+        raise ArgumentError(
+            f"algorithm={name!r} cannot run this convolution ({spec.describe()}): it runs 2-D convolutions "
+            f"(and 1-D ones, as images one row high); a {spec.rank}-D convolution takes 'auto', {names_here}"
+        )
     reason = algorithm.supports(spec)
     if reason is not None:
         raise ArgumentError(f"algorithm={name!r} cannot run this convolution ({spec.describe()}): {reason}")

@@ -80,6 +80,10 @@ class Choice:
 def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     """The cost rule (no timing). ``workspace``: the call's workspace limit in bytes, which FFT's
     buffers must fit (default: the process-wide limit)."""
+    if spec.rank == 3:  # the 3-D algorithms: direct and im2col
+        if spec.is_depthwise:
+            return Choice(get("direct"), "3-D depthwise: one scaled add per tap, without im2col's copy of the input")
+        return Choice(get("im2col"), "3-D: one matrix multiply over im2col columns, in workspace-bounded pieces")
     winograd = get("winograd")
     if (
         winograd.supports(spec) is None
@@ -134,7 +138,7 @@ def cache_key(spec: ConvSpec) -> tuple:
 
 
 def candidates(spec: ConvSpec) -> list[Algorithm]:
-    return [algorithm for algorithm in concrete() if algorithm.supports(spec) is None]
+    return [algorithm for algorithm in concrete() if spec.rank in algorithm.ranks and algorithm.supports(spec) is None]
 
 
 def time_candidates(spec: ConvSpec, workspace: int) -> Choice:

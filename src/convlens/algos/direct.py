@@ -20,26 +20,31 @@ With groups G, channels split into G independent blocks::
 
 k_h*k_w small products, each a matrix multiply over channels. float16 and bfloat16 are
 accumulated in float32 and rounded once at the end, as PyTorch's kernels do.
+
+The same loop runs over every spatial dimension there is: over (i, j, l) taps of a k_d x k_h x k_w
+kernel for a 3-D convolution, each tap's slice (N, C_in, D_out, H_out, W_out). This is the
+3-D convolution's readable reference too, and autograd differentiates it step by step (the 2-D
+one has the shared backward of :mod:`convlens.autograd`).
 """
 
 from __future__ import annotations
 
+from types import EllipsisType
+
 import torch
 
 from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
-from convlens.spec import ConvSpec
-from convlens.unfold import tap_slice, zero_pad
+from convlens.spec import ConvSpec, volume
+from convlens.unfold import tap_slices, taps, zero_pad
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes beyond input, weight and output, predicted from the shapes: the zero-``padded input``
     (a fresh tensor), its float32 ``compute copy`` and the float32 ``accumulator`` for float16 and
     bfloat16, and one tap's ``tap product`` (the einsum's result, a fresh tensor per tap)."""
-    h_pad, w_pad = spec.padded_size
-    h_out, w_out = spec.out_size
     itemsize, compute = spec.dtype.itemsize, accumulation_dtype(spec.dtype).itemsize
-    padded = spec.batch * spec.in_channels * h_pad * w_pad
-    outputs = spec.batch * spec.out_channels * h_out * w_out
+    padded = spec.batch * spec.in_channels * volume(spec.padded_size)
+    outputs = spec.batch * spec.out_channels * volume(spec.out_size)
     widened = compute != itemsize
     return {
         "padded input": padded * itemsize if any(spec.padding) else 0,
@@ -53,25 +58,27 @@ def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
     x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad)
-    n = x_pad.shape[0]
     groups = spec.groups
-    h_out, w_out = spec.out_size
     acc = accumulation_dtype(x_pad.dtype)
     x_groups = x_pad.to(acc).unflatten(1, (groups, spec.in_per_group))  # (N, G, C_in/G, H_pad, W_pad)
     w_groups = weight.to(acc).unflatten(0, (groups, spec.out_per_group))  # (G, C_out/G, C_in/G, k_h, k_w)
 
-    out = x_pad.new_zeros((n, groups, spec.out_per_group, h_out, w_out), dtype=acc)
-    for i in range(spec.kernel_size[0]):
-        rows = tap_slice(i, spec.dilation[0], spec.stride[0], h_out)
-        for j in range(spec.kernel_size[1]):
-            columns = tap_slice(j, spec.dilation[1], spec.stride[1], w_out)
-            x_tap = x_groups[..., rows, columns]  # (N, G, C_in/G, H_out, W_out)
-            w_tap = w_groups[..., i, j]  # (G, C_out/G, C_in/G)
-            out += torch.einsum("goc,ngchw->ngohw", w_tap, x_tap)
+    out: torch.Tensor | None = None
+    for tap in taps(spec.kernel_size):  # (i, j) in 2-D
+        read: tuple[EllipsisType | slice, ...] = (..., *tap_slices(tap, spec.dilation, spec.stride, spec.out_size))
+        tap_index: tuple[EllipsisType | int, ...] = (..., *tap)
+        x_tap = x_groups[read]  # (N, G, C_in/G, H_out, W_out)
+        w_tap = w_groups[tap_index]  # (G, C_out/G, C_in/G)
+        products = torch.einsum("goc,ngc...->ngo...", w_tap, x_tap)  # (N, G, C_out/G, H_out, W_out)
+        if out is None:
+            out = products  # the first tap's, a fresh tensor (batched under vmap as its inputs are)
+        else:
+            out += products
+    assert out is not None  # a kernel has at least one tap
 
     out = out.flatten(1, 2)  # (N, C_out, H_out, W_out)
     if bias is not None:
-        out += bias.to(acc).view(1, -1, 1, 1)
+        out = out + bias.to(acc).view(1, -1, *(1,) * spec.rank)
     return out.to(x_pad.dtype)
 
 
@@ -83,5 +90,6 @@ ALGORITHM = register(
         supports=always,
         buffer_bytes=buffer_bytes,
         error_bound=exact,
+        ranks=(2, 3),
     )
 )

@@ -94,7 +94,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
 
 
 def kernel_spectra(
-    weight: torch.Tensor, size: tuple[int, int], dilation: tuple[int, int], groups: int, dtype: torch.dtype
+    weight: torch.Tensor, size: tuple[int, int], dilation: tuple[int, ...], groups: int, dtype: torch.dtype
 ) -> torch.Tensor:
     """conj(rfft2) of every dilated kernel at ``size``: (G, F, C_in/G, C_out/G)."""
     c_out, c_in_g, k_h, k_w = weight.shape

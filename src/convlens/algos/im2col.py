@@ -41,6 +41,18 @@ between calls (:mod:`convlens.algos.scratch`), and each piece's product straight
 of the output, with the bias added while that slice is in cache. Why: a fresh 16 MiB tensor per
 piece is faulted in page by page on every call; evidence: ``python benchmarks/im2col_scratch.py``
 (benchmarks/RESULTS.md).
+
+A 3-D convolution (``forward_volume``) takes the same three steps over (D, H, W)::
+
+    cols     = unfold(x_pad)                   (N, C_in*k_d*k_h*k_w, D_out*H_out*W_out)
+    out_rows = w_rows @ cols                   (N, C_out, D_out*H_out*W_out)
+    out      = out_rows.view(N, C_out, D_out, H_out, W_out) + bias
+
+in pieces of images and of output depth planes whose columns fit the workspace (one plane of one
+image is the smallest piece; a piece of
+planes z0..z1 needs input planes z0*s_d .. (z1-1)*s_d + d_d*(k_d-1)), each piece's product copied
+into its slice of the output. No scratch buffers, no channels-last path: autograd differentiates
+these steps, and it keeps each piece's columns for the backward while it records.
 """
 
 from __future__ import annotations
@@ -51,7 +63,7 @@ import torch
 
 from convlens.algos import Algorithm, always, exact, register
 from convlens.algos.scratch import Scratch, vmapped
-from convlens.spec import ConvSpec, prefers_channels_last
+from convlens.spec import ConvSpec, prefers_channels_last, volume
 from convlens.unfold import im2col, sliding_windows, zero_pad
 
 PIECE_BYTES = 16 * 1024**2  # cache-friendly piece size, see the module docstring
@@ -100,6 +112,8 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     between calls: the largest piece's ``cols`` and, when the batch is folded or the output is cut
     into bands of rows (for a channels-last input, ``spec.channels_last``: when there are groups), its
     ``products``."""
+    if spec.rank == 3:
+        return volume_buffer_bytes(spec, workspace)
     images, rows = plan_pieces(spec, workspace)
     images = min(images, spec.batch)
     h_out, w_out = spec.out_size
@@ -203,6 +217,8 @@ def multiply_channels_last(x_band: torch.Tensor, w_cols: torch.Tensor, spec: Con
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    if spec.rank == 3:
+        return forward_volume(x, weight, bias, spec, workspace)
     x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad), in x's layout
     n = x_pad.shape[0]
     h_out, w_out = spec.out_size
@@ -227,6 +243,70 @@ def forward(
     return out
 
 
+def plan_volume_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
+    """(images per piece, output depth planes per piece) of a 3-D convolution so that one piece's
+    columns fit in ``workspace`` bytes (and in PIECE_BYTES, for speed), as ``plan_pieces`` in 2-D."""
+    d_out = spec.out_size[0]
+    plane_bytes = spec.in_channels * spec.taps * volume(spec.out_size[1:]) * spec.dtype.itemsize
+    planes_that_fit = max(1, min(workspace, PIECE_BYTES) // max(1, plane_bytes))
+    if planes_that_fit < d_out:
+        return 1, planes_that_fit
+    return min(max(1, planes_that_fit // d_out), max(1, spec.batch)), d_out
+
+
+def volume_buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
+    """``buffer_bytes`` of a 3-D convolution: the padded input, and one piece's columns and products."""
+    images, planes = plan_volume_pieces(spec, workspace)
+    images, plane = min(images, spec.batch), volume(spec.out_size[1:])
+    itemsize = spec.dtype.itemsize
+    return {
+        "padded input": spec.batch * spec.in_channels * volume(spec.padded_size) * itemsize if any(spec.padding) else 0,
+        "cols": images * spec.in_channels * spec.taps * planes * plane * itemsize,
+        "products": images * spec.out_channels * planes * plane * itemsize,
+    }
+
+
+def forward_volume(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> torch.Tensor:
+    """im2col over (D, H, W), in pieces of images and output depth planes (module docstring).
+
+    Each piece is written into its slice of one output when nothing records gradients, so the memory
+    stays within the workspace plus the output; while autograd records or vmap batches, the pieces
+    are joined by ``torch.cat``, whose gradient (a slice per piece) runs under vmap, unlike a write
+    into a slice's."""
+    x_pad = zero_pad(x, spec.padding)  # (N, C_in, D_pad, H_pad, W_pad)
+    n, d_out = x_pad.shape[0], spec.out_size[0]
+    w_rows = weight.reshape(spec.groups, spec.out_per_group, -1)  # (G, C_out/G, C_in/G*k_d*k_h*k_w)
+    images, planes = plan_volume_pieces(spec, workspace)
+    span_d = spec.dilation[0] * (spec.kernel_size[0] - 1) + 1
+    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    joined = recording or vmapped(x) or vmapped(weight)  # a write into a slice: neither recorded nor vmapped
+    out = None if joined else x_pad.new_empty((n, spec.out_channels, *spec.out_size))
+    chunks: list[torch.Tensor] = []
+    for n0 in range(0, max(n, 1), images):
+        bands: list[torch.Tensor] = []
+        for z0 in range(0, d_out, planes):
+            z1 = min(z0 + planes, d_out)
+            x_band = x_pad[n0 : n0 + images, :, z0 * spec.stride[0] : (z1 - 1) * spec.stride[0] + span_d]
+            band_size = (z1 - z0, *spec.out_size[1:])
+            cols = im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, band_size)  # (n, C_in*k^3, positions)
+            cols = cols.unflatten(1, (spec.groups, -1))  # (n, G, C_in/G*k_d*k_h*k_w, positions)
+            out_rows = torch.matmul(w_rows, cols)  # (n, G, C_out/G, positions)
+            band = out_rows.reshape(x_band.shape[0], spec.out_channels, *band_size)
+            if out is None:
+                bands.append(band)
+            else:
+                out[n0 : n0 + images, :, z0:z1] = band
+        if out is None:
+            chunks.append(torch.cat(bands, dim=2) if len(bands) > 1 else bands[0])
+    if out is None:
+        out = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1, 1)
+    return out
+
+
 ALGORITHM = register(
     Algorithm(
         name="im2col",
@@ -235,5 +315,6 @@ ALGORITHM = register(
         supports=always,
         buffer_bytes=buffer_bytes,
         error_bound=exact,
+        ranks=(2, 3),
     )
 )

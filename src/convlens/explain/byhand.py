@@ -21,15 +21,15 @@ import torch
 from convlens.errors import ArgumentError
 from convlens.functional import conv2d
 from convlens.padding import pad_input, pytorch_conv2d
-from convlens.spec import ConvSpec, IntOrPair, Padding
+from convlens.spec import ConvSpec, IntOrSizes, Padding
 
 
 class _Options(TypedDict):
     """conv2d's options, passed on with ``**`` to the spec, convlens and PyTorch alike."""
 
-    stride: IntOrPair
+    stride: IntOrSizes
     padding: Padding
-    dilation: IntOrPair
+    dilation: IntOrSizes
     groups: int
 
 
@@ -73,9 +73,9 @@ def explain_value(
     bias: torch.Tensor | None,
     filter_index: int,
     position: tuple[int, int],
-    stride: IntOrPair = 1,
+    stride: IntOrSizes = 1,
     padding: Padding = 0,
-    dilation: IntOrPair = 1,
+    dilation: IntOrSizes = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> Explanation:

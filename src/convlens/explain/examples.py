@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.spec import ConvSpec, IntOrPair, Padding
+from convlens.spec import ConvSpec, IntOrSizes, Padding
 
 
 def cs231n_example(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,9 +56,9 @@ def example_spec(
     channels: int,
     filters: int,
     kernel: tuple[int, int],
-    stride: IntOrPair = 1,
+    stride: IntOrSizes = 1,
     padding: Padding = 0,
-    dilation: IntOrPair = 1,
+    dilation: IntOrSizes = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> ConvSpec:

@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 from convlens.explain.byhand import Explanation, PositionError
 from convlens.explain.walkthrough import Walkthrough
 from convlens.padding import pad_input
-from convlens.spec import ConvSpec, IntOrPair, Padding
+from convlens.spec import ConvSpec, IntOrSizes, Padding
 
 HIGHLIGHT = "#e4572e"
 
@@ -118,9 +118,9 @@ def im2col_figure(
     position: tuple[int, int] = (0, 0),
     filter_index: int = 0,
     *,
-    stride: IntOrPair = 1,
+    stride: IntOrSizes = 1,
     padding: Padding = 0,
-    dilation: IntOrPair = 1,
+    dilation: IntOrSizes = 1,
     padding_mode: str = "zeros",
 ):
     """X_col and W_row as heatmaps with their shapes, the product, and the reshaped output.

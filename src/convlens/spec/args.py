@@ -1,4 +1,4 @@
-"""Arguments as PyTorch's parser takes them: ints, (height, width) pairs, padding, tensors.
+"""Arguments as PyTorch's parser takes them: ints, one size per spatial dimension, padding, tensors.
 
 Each function turns one user-facing argument into a normalised value or raises an
 :class:`~convlens.errors.ArgumentError` / :class:`~convlens.errors.ArgumentTypeError` whose
@@ -8,13 +8,13 @@ message names the argument, the value and the rule.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from convlens.errors import ArgumentError, ArgumentTypeError
 
-IntOrPair = int | Sequence[int]
+IntOrSizes = int | Sequence[int]  # one value for every spatial dimension, or one each
 Padding = int | Sequence[int] | str
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -52,23 +52,28 @@ def to_int(name: str, value: object, in_tuple: bool = False, position: int = 0) 
         raise ArgumentTypeError(f"{name} must be {kind}, got a {type(value).__name__}: {name}={value!r}") from None
 
 
-def to_pair(name: str, value: object) -> tuple[int, int]:
-    """An int or a sequence of one or two ints, as the (height, width) pair it stands for."""
+AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}  # the spatial dimensions' names, per rank
+AXIS_WORDS = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}  # as PyTorch names them
+
+
+def to_sizes(name: str, value: object, rank: int = 2) -> tuple[int, ...]:
+    """An int or a sequence of 1 or ``rank`` ints, as the ``rank`` values (one per spatial dimension,
+    (height, width) for 2-D) it stands for."""
     if isinstance(value, (str, bytes)):
-        raise ArgumentTypeError(f"{name} must be an int or a tuple of 2 ints, got {name}={value!r}")
+        raise ArgumentTypeError(f"{name} must be an int or a tuple of {rank} ints, got {name}={value!r}")
     if isinstance(value, Sequence):
-        items = [to_int(name, v, in_tuple=True, position=i) for i, v in enumerate(value)]
+        items = tuple(to_int(name, v, in_tuple=True, position=i) for i, v in enumerate(value))
         if len(items) == 1:
-            return (items[0], items[0])
-        if len(items) == 2:
-            return (items[0], items[1])
+            return items * rank
+        if len(items) == rank:
+            return items
+        axes = ", ".join(AXIS_WORDS[rank]) if rank in AXIS_WORDS else f"{rank} dimensions"
         raise ArgumentError(
-            f"expected {name} to be a single integer value or a list of 2 values to match the convolution "
-            f"dimensions, but got {name}={items}: {name} must be a single int or a tuple of 2 ints (height, width), "
-            f"got {len(items)} values"
+            f"expected {name} to be a single integer value or a list of {rank} values to match the convolution "
+            f"dimensions, but got {name}={list(items)}: {name} must be a single int or a tuple of {rank} ints "
+            f"({axes}), got {len(items)} values"
         )
-    number = to_int(name, value, in_tuple=True)
-    return (number, number)
+    return (to_int(name, value, in_tuple=True),) * rank
 
 
 def pytorch_wording(name: str, value: object) -> str:
@@ -94,18 +99,28 @@ def positive_int(name: str, value: object) -> int:
     return number
 
 
-def positive_pair(name: str, value: object) -> tuple[int, int]:
-    pair = to_pair(name, value)
-    if min(pair) < 1:
-        raise ArgumentError(f"{pytorch_wording(name, pair)}{name} must be positive, got {name}={pair}")
-    return pair
+def positive_sizes(name: str, value: object, rank: int = 2) -> tuple[int, ...]:
+    sizes = to_sizes(name, value, rank)
+    if min(sizes) < 1:
+        raise ArgumentError(f"{pytorch_wording(name, sizes)}{name} must be positive, got {name}={sizes}")
+    return sizes
 
 
-def non_negative_pair(name: str, value: object) -> tuple[int, int]:
-    pair = to_pair(name, value)
-    if min(pair) < 0:
-        raise ArgumentError(f"{pytorch_wording(name, pair)}{name} must be non-negative, got {name}={pair}")
-    return pair
+def non_negative_sizes(name: str, value: object, rank: int = 2) -> tuple[int, ...]:
+    sizes = to_sizes(name, value, rank)
+    if min(sizes) < 0:
+        raise ArgumentError(f"{pytorch_wording(name, sizes)}{name} must be non-negative, got {name}={sizes}")
+    return sizes
+
+
+def per_dimension(
+    check: Callable[[str, object, int], tuple[int, ...]], name: str, value: object, rank: int, source: str
+) -> tuple[int, ...]:
+    """``check(name, value, rank)``, its error saying which argument (``source``) set the rank."""
+    try:
+        return check(name, value, rank)
+    except ArgumentError as error:
+        raise ArgumentError(f"{error} ({source} makes it {rank}-D)") from None
 
 
 def check_padding_mode(padding_mode: object) -> str:
@@ -153,25 +168,39 @@ def check_same_kind(name: str, tensor: torch.Tensor, reference: torch.Tensor, re
         )
 
 
+def kernel_names(rank: int) -> str:
+    """The kernel's sizes as the docs name them: "k", "k_h, k_w" or "k_d, k_h, k_w"."""
+    return ", ".join(f"k_{axis.lower()}" for axis in AXES[rank]) if rank > 1 else "k"
+
+
 def check_conv_tensors(
-    input: object, weight: object, bias: object, op: str, weight_shape: str
+    input: object, weight: object, bias: object, op: str, rank: int, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(input, weight, bias) of a 2-D convolution call named ``op``: tensors of one dtype and device,
-    input 3-D or 4-D, weight 4-D laid out as ``weight_shape`` says (PyTorch's wording first)."""
+    """(input, weight, bias) of a convolution call named ``op`` over ``rank`` spatial dimensions:
+    tensors of one dtype and device, input (rank + 1)-D or (rank + 2)-D, weight (rank + 2)-D
+    (PyTorch's wording first)."""
     x = check_tensor("input", input)
     w = check_tensor("weight", weight)
     check_same_kind("weight", w, x, "input")
     b = None if bias is None else check_tensor("bias", bias)
     if b is not None:
         check_same_kind("bias", b, x, "input")
-    if x.dim() not in (3, 4):
+    spatial = ", ".join(AXES[rank])
+    if x.dim() not in (rank + 1, rank + 2):
         raise ArgumentError(
-            f"Expected 3D (unbatched) or 4D (batched) input to {op}, but got input of size: {list(x.shape)}: "
-            f"input must be 3-D (C, H, W) or 4-D (N, C, H, W)"
+            f"Expected {rank + 1}D (unbatched) or {rank + 2}D (batched) input to {op}, but got input of size: "
+            f"{list(x.shape)}: input must be {rank + 1}-D (C, {spatial}) or {rank + 2}-D (N, C, {spatial})"
         )
-    if w.dim() != 4:
+    if w.dim() != rank + 2:
+        channels = "C_in, C_out/groups" if transposed else "C_out, C_in/groups"
+        pytorch = (  # PyTorch's two wordings: a weight too small to be any convolution's, or another rank's
+            "weight should have at least three dimensions"
+            if w.dim() < 3
+            else f"Expected {w.dim()}-dimensional input for {w.dim()}-dimensional weight {list(w.shape)}, but got "
+            f"{rank + 2}-dimensional input of size {list(x.shape if x.dim() == rank + 2 else (1, *x.shape))} instead"
+        )
         raise ArgumentError(
-            f"Expected 4-dimensional weight for {op}, but got weight of size {list(w.shape)}: "
-            f"weight must be 4-D {weight_shape}, got weight of shape {tuple(w.shape)}"
+            f"{pytorch}: weight must be {rank + 2}-D ({channels}, {kernel_names(rank)}) for {op}, got weight of "
+            f"shape {tuple(w.shape)}"
         )
     return x, w, b

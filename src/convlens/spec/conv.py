@@ -1,7 +1,9 @@
-"""ConvSpec: one validated 2-D convolution, every size and option normalised.
+"""ConvSpec: one validated convolution over 1, 2 or 3 spatial dimensions, every size and option normalised.
 
-``ConvSpec.from_args`` checks every argument of ``conv2d`` against PyTorch's rules before
-anything is allocated; ``check_layer_args`` does the same for ``nn.Conv2d``'s constructor.
+``ConvSpec.from_args`` checks every argument of ``conv1d`` / ``conv2d`` / ``conv3d`` against
+PyTorch's rules before anything is allocated; ``check_layer_args`` does the same for the
+constructors of ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d``. The number of spatial dimensions
+(the rank) is a field, not a class per rank: every rule is written once, along each dimension.
 """
 
 from __future__ import annotations
@@ -13,34 +15,38 @@ import torch
 
 from convlens.errors import ArgumentError, ArgumentTypeError
 from convlens.spec.args import (
-    IntOrPair,
+    AXIS_WORDS,
+    IntOrSizes,
     Padding,
     check_conv_tensors,
     check_padding_mode,
     positive_int,
-    positive_pair,
+    positive_sizes,
     to_int,
 )
 from convlens.spec.layout import prefers_channels_last
-from convlens.spec.shape import check_window_fits, effective_stride, resolve_padding
+from convlens.spec.shape import check_window_fits, effective_stride, pad_pairs, padding_name, resolve_padding, volume
 
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """A validated 2-D convolution: every size and option normalised, the output size computed.
+    """A validated convolution: every size and option normalised, the output size computed.
 
     Sizes are for the batched form; ``batched`` records whether the caller passed (C, H, W).
-    ``padding`` is explicit (top, bottom, left, right) padding, whatever form the caller used.
+    The spatial sizes (``in_size``, ``kernel_size``, ``stride``, ``dilation``) have one value per
+    spatial dimension, (H, W) for 2-D, (L,) for 1-D, (D, H, W) for 3-D; ``padding`` is explicit
+    (before, after) padding per dimension, (top, bottom, left, right) for 2-D, whatever form the
+    caller used.
     """
 
     batch: int
     in_channels: int
-    in_size: tuple[int, int]
+    in_size: tuple[int, ...]
     out_channels: int
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]
-    dilation: tuple[int, int]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
     groups: int
     padding_mode: str
     has_bias: bool
@@ -51,19 +57,38 @@ class ConvSpec:
 
     # ---- derived sizes ---------------------------------------------------------------
     @property
-    def out_size(self) -> tuple[int, int]:
+    def rank(self) -> int:
+        """The number of spatial dimensions: 1, 2 or 3."""
+        return len(self.in_size)
+
+    @property
+    def out_size(self) -> tuple[int, ...]:
         return check_window_fits(self.in_size, self.kernel_size, self.stride, self.padding, self.dilation)
 
     @property
-    def padded_size(self) -> tuple[int, int]:
-        top, bottom, left, right = self.padding
-        return (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
+    def padded_size(self) -> tuple[int, ...]:
+        pairs = pad_pairs(self.padding)
+        return tuple(size + before + after for size, (before, after) in zip(self.in_size, pairs, strict=True))
+
+    def as_2d(self) -> ConvSpec:
+        """A 1-D convolution as the 2-D one it equals, over an image one row high: every size of
+        height 1, no padding there. (PyTorch's own conv1d runs this way.)"""
+        if self.rank != 1:
+            return self
+        return replace(
+            self,
+            in_size=(1, *self.in_size),
+            kernel_size=(1, *self.kernel_size),
+            stride=(1, *self.stride),
+            padding=(0, 0, *self.padding),
+            dilation=(1, *self.dilation),
+        )
 
     def prepadded(self) -> ConvSpec:
         """The same convolution seen from its already padded input: ``in_size`` is the padded size
         and no padding is left to apply. The non-zero padding modes pad with ``F.pad`` before an
         algorithm runs, and the algorithm then gets this spec."""
-        return replace(self, in_size=self.padded_size, padding=(0, 0, 0, 0))
+        return replace(self, in_size=self.padded_size, padding=(0,) * len(self.padding))
 
     @property
     def in_per_group(self) -> int:
@@ -75,8 +100,8 @@ class ConvSpec:
 
     @property
     def taps(self) -> int:
-        """Number of kernel positions k_h * k_w."""
-        return self.kernel_size[0] * self.kernel_size[1]
+        """Number of kernel positions, k_h * k_w in 2-D."""
+        return volume(self.kernel_size)
 
     @property
     def is_depthwise(self) -> bool:
@@ -84,22 +109,19 @@ class ConvSpec:
 
     @property
     def flops(self) -> int:
-        """Multiply-adds counted as 2 flops: 2 * N * C_out * H_out * W_out * (C_in/groups) * k_h * k_w."""
-        h_out, w_out = self.out_size
-        return 2 * self.batch * self.out_channels * h_out * w_out * self.in_per_group * self.taps
+        """Multiply-adds counted as 2 flops: 2 * N * C_out * H_out * W_out * (C_in/groups) * k_h * k_w in 2-D."""
+        return 2 * self.batch * self.out_channels * volume(self.out_size) * self.in_per_group * self.taps
 
     def cols_bytes(self, batch: int | None = None) -> int:
-        """Bytes of the im2col columns (N, C_in*k_h*k_w, H_out*W_out) for ``batch`` images."""
-        h_out, w_out = self.out_size
+        """Bytes of the im2col columns (N, C_in*k_h*k_w, H_out*W_out) for ``batch`` images (2-D)."""
         n = self.batch if batch is None else batch
-        return n * self.in_channels * self.taps * h_out * w_out * self.dtype.itemsize
+        return n * self.in_channels * self.taps * volume(self.out_size) * self.dtype.itemsize
 
     def describe(self) -> str:
         """One line, e.g. ``N=8 3x32x32 -> 4x28x28 k=(5, 5) s=(1, 1) p=(0, 0, 0, 0) d=(1, 1) g=1``."""
-        h_out, w_out = self.out_size
         text = (
-            f"N={self.batch} {self.in_channels}x{self.in_size[0]}x{self.in_size[1]} -> "
-            f"{self.out_channels}x{h_out}x{w_out} k={self.kernel_size} s={self.stride} "
+            f"N={self.batch} {'x'.join(map(str, (self.in_channels, *self.in_size)))} -> "
+            f"{'x'.join(map(str, (self.out_channels, *self.out_size)))} k={self.kernel_size} s={self.stride} "
             f"p={self.padding} d={self.dilation} g={self.groups}"
         )
         if self.padding_mode != "zeros":
@@ -113,30 +135,33 @@ class ConvSpec:
         input: object,
         weight: object,
         bias: object = None,
-        stride: IntOrPair = 1,
+        stride: IntOrSizes = 1,
         padding: Padding = 0,
-        dilation: IntOrPair = 1,
+        dilation: IntOrSizes = 1,
         groups: int = 1,
         padding_mode: str = "zeros",
+        rank: int = 2,
     ) -> ConvSpec:
-        """Check every argument of conv2d against PyTorch's rules and return the normalised spec."""
-        x, w, b = check_conv_tensors(input, weight, bias, "conv2d", "(C_out, C_in/groups, k_h, k_w)")
+        """Check every argument of conv1d / conv2d / conv3d (``rank`` 1, 2, 3) against PyTorch's rules
+        and return the normalised spec."""
+        x, w, b = check_conv_tensors(input, weight, bias, f"conv{rank}d", rank)
         mode = check_padding_mode(padding_mode)
-        batched = x.dim() == 4
+        batched = x.dim() == rank + 2
         batch = x.shape[0] if batched else 1
-        in_channels, height, width = x.shape[-3:]
-        out_channels, in_per_group, k_h, k_w = w.shape
+        in_channels, in_size = x.shape[-rank - 1], tuple(x.shape[-rank:])
+        out_channels, in_per_group, kernel = w.shape[0], w.shape[1], tuple(w.shape[2:])
 
-        strides = positive_pair("stride", stride)
-        dilations = positive_pair("dilation", dilation)
+        strides = positive_sizes("stride", stride, rank)
+        dilations = positive_sizes("dilation", dilation, rank)
         group_count = positive_int("groups", groups)
-        if k_h < 1 or k_w < 1:
+        if min(kernel) < 1:
             raise ArgumentError(f"kernel size must be positive, got weight of shape {tuple(w.shape)}")
-        pads = resolve_padding(padding, (k_h, k_w), strides, dilations)
+        pads = resolve_padding(padding, kernel, strides, dilations)
 
         if out_channels < group_count or out_channels % group_count != 0:
+            rule = "at least" if out_channels < group_count else "divisible by"  # PyTorch's two checks
             raise ArgumentError(
-                f"Given groups={group_count}, expected weight to be divisible by {group_count} at dimension 0, but "
+                f"Given groups={group_count}, expected weight to be {rule} {group_count} at dimension 0, but "
                 f"got weight of size {list(w.shape)} instead: weight.shape[0] (out_channels={out_channels}) must be "
                 f"a positive multiple of groups={group_count}"
             )
@@ -152,11 +177,11 @@ class ConvSpec:
                 f"elements, but got bias of size {list(b.shape)} instead: bias must be 1-D with "
                 f"out_channels={out_channels} elements"
             )
-        check_window_fits((height, width), (k_h, k_w), strides, pads, dilations, pytorch_wording=True)
-        if (height == 0 or width == 0) and batch != 0 and in_channels != 0:
+        check_window_fits(in_size, kernel, strides, pads, dilations, pytorch_wording=True)
+        if 0 in in_size and batch != 0 and in_channels != 0:
             raise ArgumentError(
                 f"Only zero batch or zero channel inputs are supported, but got input shape: {list(x.shape)}: "
-                f"input height and width must be non-zero unless the batch or channel size is 0"
+                f"input {' and '.join(AXIS_WORDS[rank])} must be non-zero unless the batch or channel size is 0"
             )
         if mode != "zeros":
             check_mode_padding(mode, tuple(x.shape), pads)
@@ -164,10 +189,10 @@ class ConvSpec:
         spec = cls(
             batch=batch,
             in_channels=in_channels,
-            in_size=(height, width),
+            in_size=in_size,
             out_channels=out_channels,
-            kernel_size=(k_h, k_w),
-            stride=effective_stride((height, width), (k_h, k_w), strides, pads, dilations),
+            kernel_size=kernel,
+            stride=effective_stride(in_size, kernel, strides, pads, dilations),
             padding=pads,
             dilation=dilations,
             groups=group_count,
@@ -201,15 +226,14 @@ def check_memory(spec: ConvSpec) -> None:
     if limit is None:
         return
     itemsize = spec.dtype.itemsize
-    (h_pad, w_pad), (h_out, w_out) = spec.padded_size, spec.out_size
-    padded_bytes = spec.batch * spec.in_channels * h_pad * w_pad * itemsize
+    padded_bytes = spec.batch * spec.in_channels * volume(spec.padded_size) * itemsize
     if any(spec.padding) and padded_bytes > limit:
         raise ArgumentError(
-            f"padding (top, bottom, left, right)={spec.padding} makes a padded input of {spec.batch}x"
-            f"{spec.in_channels}x{h_pad}x{w_pad} = {padded_bytes / 2**30:,.1f} GiB, more than the "
-            f"{limit / 2**30:,.1f} GiB of {spec.device}"
+            f"padding {padding_name(spec.rank)}={spec.padding} makes a padded input of "
+            f"{'x'.join(map(str, (spec.batch, spec.in_channels, *spec.padded_size)))} = "
+            f"{padded_bytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB of {spec.device}"
         )
-    output_bytes = spec.batch * spec.out_channels * h_out * w_out * itemsize
+    output_bytes = spec.batch * spec.out_channels * volume(spec.out_size) * itemsize
     if output_bytes > limit:
         raise ArgumentError(
             f"the output (input, weight and padding as given) would need {output_bytes / 2**30:,.1f} GiB, "
@@ -217,16 +241,17 @@ def check_memory(spec: ConvSpec) -> None:
         )
 
 
-def check_mode_padding(mode: str, shape: tuple[int, ...], padding: tuple[int, int, int, int]) -> None:
+def check_mode_padding(mode: str, shape: tuple[int, ...], padding: tuple[int, ...]) -> None:
     """F.pad's rules, as nn.Conv2d applies it: reflect and replicate need input channels, reflect
     padding < size and circular padding <= size in each dimension."""
-    if mode in ("reflect", "replicate") and shape[-3] == 0:
+    rank = len(padding) // 2
+    if mode in ("reflect", "replicate") and shape[-rank - 1] == 0:
         raise ArgumentError(
-            f"Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other non-zero dimensions for "
-            f"input, but got: {list(shape)}: padding_mode={mode!r} pads with F.pad, which needs input channels"
+            f"Expected {rank + 1}D or {rank + 2}D (batch mode) tensor with possibly 0 batch size and other non-zero "
+            f"dimensions for input, but got: {list(shape)}: padding_mode={mode!r} pads with F.pad, which needs "
+            f"input channels"
         )
-    top, bottom, left, right = padding
-    for axis, size, pads in (("height", shape[-2], (top, bottom)), ("width", shape[-1], (left, right))):
+    for axis, size, pads in zip(AXIS_WORDS[rank], shape[-rank:], pad_pairs(padding), strict=True):
         largest = max(pads)
         if mode == "reflect" and largest >= size:
             raise ArgumentError(
@@ -248,19 +273,20 @@ def check_layer_args(
     groups: object,
     bias: object,
     padding_mode: object,
+    rank: int = 2,
 ) -> None:
-    """The constructor rules of nn.Conv2d, all checked before any parameter is allocated
-    (``torch.nn.Conv2d`` itself lets a negative kernel size or stride through to a RuntimeError
-    or to the first forward)."""
+    """The constructor rules of nn.Conv1d / Conv2d / Conv3d (``rank``), all checked before any
+    parameter is allocated (``torch.nn.Conv2d`` itself lets a negative kernel size or stride
+    through to a RuntimeError or to the first forward)."""
     channels = {
         name: to_int(name, value) for name, value in (("in_channels", in_channels), ("out_channels", out_channels))
     }
     for name, value in channels.items():
         if value < 0:
             raise ArgumentError(f"{name} must be non-negative, got {name}={value}")
-    kernel = positive_pair("kernel_size", kernel_size)
-    strides = positive_pair("stride", stride)
-    dilations = positive_pair("dilation", dilation)
+    kernel = positive_sizes("kernel_size", kernel_size, rank)
+    strides = positive_sizes("stride", stride, rank)
+    dilations = positive_sizes("dilation", dilation, rank)
     resolve_padding(padding, kernel, strides, dilations)
     group_count = positive_int("groups", groups)
     for name, value in channels.items():

@@ -1,4 +1,4 @@
-"""conv_transpose2d's argument rules, and the convolution whose input gradient it is.
+"""conv_transpose1d/2d/3d's argument rules, and the convolution whose input gradient each is.
 
 A transposed convolution of an (N, C_in, H, W) input with an (C_in, C_out/G, k_h, k_w) weight is
 the input gradient of the ordinary convolution that maps (N, C_out, H_t, W_t) back to
@@ -10,7 +10,8 @@ that convolution's input size, the output-size formula solved for the input::
 ``output_padding`` picks one of the s_h sizes that all give H back through the forward formula
 (it floors), so it must be smaller than the stride (or than the dilation, which PyTorch also
 allows): it takes that many more rows of the full output at the bottom (the padding crops both
-sides), zeros where they lie past the last window.
+sides), zeros where they lie past the last window. The same holds along every spatial
+dimension, for 1, 2 or 3 of them (the rank).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from dataclasses import dataclass
 import torch
 
 from convlens.errors import ArgumentError, ArgumentTypeError
-from convlens.spec.args import IntOrPair, check_conv_tensors, non_negative_pair, positive_int, positive_pair
+from convlens.spec.args import IntOrSizes, check_conv_tensors, non_negative_sizes, positive_int, positive_sizes
 from convlens.spec.conv import ConvSpec
+from convlens.spec.shape import check_transposed_sizes, transposed_length
 
 
 @dataclass(frozen=True)
 class TransposedSpec:
-    """A checked conv_transpose2d call. ``forward`` is the unpadded convolution whose input
+    """A checked conv_transpose call. ``forward`` is the unpadded convolution whose input
     gradient is the *full* transposed output, every row a window reaches::
 
         full    (N, C_out, L_h, L_w),   L = (H - 1)*s + d*(k - 1) + 1
@@ -35,9 +37,9 @@ class TransposedSpec:
     ``forward`` is None when no window reaches the output (an empty input plane)."""
 
     forward: ConvSpec | None
-    padding: tuple[int, int]
+    padding: tuple[int, ...]  # one value per spatial dimension, cropped from both sides
     batched: bool
-    out_shape: tuple[int, int, int, int]  # (N, C_out, H_t, W_t), output_padding included
+    out_shape: tuple[int, ...]  # (N, C_out, H_t, W_t) in 2-D, output_padding included
 
     @classmethod
     def from_args(
@@ -45,23 +47,26 @@ class TransposedSpec:
         input: object,
         weight: object,
         bias: object = None,
-        stride: IntOrPair = 1,
-        padding: IntOrPair = 0,
-        output_padding: IntOrPair = 0,
+        stride: IntOrSizes = 1,
+        padding: IntOrSizes = 0,
+        output_padding: IntOrSizes = 0,
         groups: int = 1,
-        dilation: IntOrPair = 1,
+        dilation: IntOrSizes = 1,
+        rank: int = 2,
     ) -> TransposedSpec:
-        """Check every argument against PyTorch's conv_transpose2d rules, before any allocation."""
-        x, w, b = check_conv_tensors(input, weight, bias, "conv_transpose2d", "(C_in, C_out/groups, k_h, k_w)")
+        """Check every argument against PyTorch's conv_transpose1d/2d/3d rules (``rank``), before any allocation."""
+        op = f"conv_transpose{rank}d"
+        x, w, b = check_conv_tensors(input, weight, bias, op, rank, transposed=True)
         if isinstance(padding, str):
             raise ArgumentTypeError(
-                f"conv_transpose2d(): argument 'padding' must be tuple of ints, not str: a transposed convolution "
+                f"{op}(): argument 'padding' must be tuple of ints, not str: a transposed convolution "
                 f"takes no padding string, got padding={padding!r}"
             )
-        strides, dilations = positive_pair("stride", stride), positive_pair("dilation", dilation)
-        pads, extra = non_negative_pair("padding", padding), non_negative_pair("output_padding", output_padding)
+        strides, dilations = positive_sizes("stride", stride, rank), positive_sizes("dilation", dilation, rank)
+        pads = non_negative_sizes("padding", padding, rank)
+        extra = non_negative_sizes("output_padding", output_padding, rank)
         group_count = positive_int("groups", groups)
-        in_channels, (height, width) = x.shape[-3], tuple(x.shape[-2:])
+        in_channels, in_size = x.shape[-rank - 1], tuple(x.shape[-rank:])
         if w.shape[0] % group_count != 0:
             raise ArgumentError(
                 f"Given groups={group_count}, expected weight to be divisible by {group_count} at dimension 0, but got "
@@ -79,29 +84,15 @@ class TransposedSpec:
                 f"{out_channels} elements, but got bias of size {list(b.shape)} instead: bias must have "
                 f"weight.shape[1] * groups = {out_channels} elements"
             )
-        if any(e >= s and e >= d for e, s, d in zip(extra, strides, dilations, strict=True)):
-            raise ArgumentError(
-                f"output padding must be smaller than either stride or dilation, but got output_padding_height: "
-                f"{extra[0]} output_padding_width: {extra[1]} stride_height: {strides[0]} stride_width: {strides[1]} "
-                f"dilation_height: {dilations[0]} dilation_width: {dilations[1]}: each output_padding value picks one "
-                f"of the stride's output sizes, so it must be below the stride (or the dilation)"
-            )
+        kernel = tuple(w.shape[2:])
+        sizes = check_transposed_sizes(in_size, kernel, strides, pads, extra, dilations)
         full = tuple(
-            (size - 1) * s + d * (k - 1) + 1
-            for size, s, d, k in zip((height, width), strides, dilations, w.shape[2:], strict=True)
+            transposed_length(size, k, s, 0, d, 0)
+            for size, k, s, d in zip(in_size, kernel, strides, dilations, strict=True)
         )
-        sizes = [f - 2 * p + e for f, p, e in zip(full, pads, extra, strict=True)]
-        if min(sizes) < 1:
-            raise ArgumentError(
-                f"Given input size per channel: ({height} x {width}). Calculated output size per channel: "
-                f"({sizes[0]} x {sizes[1]}). Output size is too small: H_out = (H - 1)*stride - 2*padding + "
-                f"dilation*(k - 1) + output_padding + 1 = ({height} - 1)*{strides[0]} - 2*{pads[0]} + "
-                f"{dilations[0]}*({w.shape[2]} - 1) + {extra[0]} + 1 = {sizes[0]}"
-            )
-        batch = x.shape[0] if x.dim() == 4 else 1
+        batch = x.shape[0] if x.dim() == rank + 2 else 1
         forward = None
-        if min(full) >= 1:  # the forward convolution: (N, C_out, L_h, L_w) -> (N, C_in, H, W), same weight
+        if 0 not in in_size:  # the forward convolution: (N, C_out, *full) -> (N, C_in, *in_size), same weight
             forward_input = torch.empty((batch, out_channels, *full), dtype=x.dtype, device="meta")
-            forward = ConvSpec.from_args(forward_input, w, None, strides, 0, dilations, group_count)
-        out_shape = (batch, out_channels, sizes[0], sizes[1])
-        return cls(forward=forward, padding=pads, batched=x.dim() == 4, out_shape=out_shape)
+            forward = ConvSpec.from_args(forward_input, w, None, strides, 0, dilations, group_count, rank=rank)
+        return cls(forward=forward, padding=pads, batched=x.dim() == rank + 2, out_shape=(batch, out_channels, *sizes))

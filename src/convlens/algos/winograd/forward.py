@@ -21,7 +21,7 @@ SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of 
 
 def channels_last_tiled(
     x: torch.Tensor,
-    padding: tuple[int, int, int, int],
+    padding: tuple[int, ...],
     size: tuple[int, int],
     dtype: torch.dtype,
     name: str = "x",
