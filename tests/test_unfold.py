@@ -171,3 +171,75 @@ def test_unpad_undoes_zero_pad(padding, size) -> None:
     border = padded.clone()
     border[..., top : top + size[0], left : left + size[1]] = 0
     assert not border.any()  # everything outside the input is zero
+
+
+# ---- 1-D and 3-D windows -----------------------------------------------------------------
+@st.composite
+def volume_windows(draw, rank: int):
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    size = tuple(
+        draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 6)) for k, d, p in zip(kernel, dilation, padding, strict=True)
+    )
+    return size, {"kernel_size": kernel, "dilation": dilation, "padding": padding, "stride": stride}
+
+
+@settings(max_examples=30)
+@given(case=volume_windows(3), channels=st.integers(1, 3), batch=st.sampled_from([None, 1, 2]))
+def test_3d_unfold_is_the_index_formula(case, channels: int, batch) -> None:
+    """cols[n, (c, i, j, t), (z, y, v)] = x_pad[n, c, z*s_d + i*d_d, y*s_h + j*d_h, v*s_w + t*d_w]."""
+    size, window = case
+    x = torch.randn((channels, *size) if batch is None else (batch, channels, *size), dtype=torch.float64)
+    cols = convlens.unfold(x, **window)
+    batched = x if batch is not None else x.unsqueeze(0)
+    x_pad = F.pad(batched, [p for p in reversed(window["padding"]) for _ in range(2)])
+    out = convlens.output_size(size, window["kernel_size"], window["stride"], window["padding"], window["dilation"])
+    (k_d, k_h, k_w), (d_d, d_h, d_w), (s_d, s_h, s_w) = window["kernel_size"], window["dilation"], window["stride"]
+    expected = torch.stack(
+        [
+            x_pad[:, c, z * s_d + i * d_d, y * s_h + j * d_h, v * s_w + t * d_w]
+            for c in range(channels) for i in range(k_d) for j in range(k_h) for t in range(k_w)
+            for z in range(out[0]) for y in range(out[1]) for v in range(out[2])
+        ],
+        dim=1,
+    ).view(batched.shape[0], channels * k_d * k_h * k_w, -1)  # fmt: skip
+    torch.testing.assert_close(cols, expected if batch is not None else expected.squeeze(0), rtol=0, atol=0)
+
+
+@settings(max_examples=30)
+@given(case=volume_windows(1), channels=st.integers(1, 3))
+def test_1d_unfold_and_fold_are_2d_ones_on_a_one_row_image(case, channels: int) -> None:
+    size, window = case
+    x = torch.randn(2, channels, *size, dtype=torch.float64)
+    as_row = {
+        name: (1 if name in ("kernel_size", "dilation", "stride") else 0, *value) for name, value in window.items()
+    }
+    cols = convlens.unfold(x, **window)
+    torch.testing.assert_close(cols, F.unfold(x.unsqueeze(-2), **as_row), rtol=0, atol=0)
+    torch.testing.assert_close(convlens.fold(cols, size, **window), F.fold(cols, (1, *size), **as_row).squeeze(-2))
+
+
+@pytest.mark.parametrize("rank", (1, 3))
+@settings(max_examples=20)
+@given(data=st.data())
+def test_nd_fold_is_the_adjoint_and_mean_the_inverse(rank: int, data) -> None:
+    """<unfold(x), cols> = <x, fold(cols)> in float64, and fold(unfold(x), reduce="mean") gives x back
+    wherever a window covers it."""
+    size, window = data.draw(volume_windows(rank))
+    x = torch.randn(2, 2, *size, dtype=torch.float64)
+    unfolded = convlens.unfold(x, **window)
+    cols = torch.randn_like(unfolded)
+    torch.testing.assert_close((unfolded * cols).sum(), (x * convlens.fold(cols, size, **window)).sum())
+    covered = convlens.fold(convlens.unfold(torch.ones_like(x), **window), size, **window) > 0
+    rebuilt = convlens.fold(unfolded, size, **window, reduce="mean")
+    torch.testing.assert_close(rebuilt[covered], x[covered])
+    assert not rebuilt[~covered].any()
+
+
+def test_nd_windows_explain_where_their_rank_comes_from() -> None:
+    with pytest.raises(ValueError, match=r"stride=\[1, 2\].*\(kernel_size=\(2, 2, 2\) makes it 3-D\)"):
+        convlens.unfold(torch.randn(1, 2, 4, 4, 4), (2, 2, 2), stride=[1, 2])
+    with pytest.raises(ValueError, match=r"input must be 2-D \(C, L\) or 3-D \(N, C, L\) for kernel_size=\(3,\)"):
+        convlens.unfold(torch.randn(1, 2, 4, 4), (3,))

@@ -115,6 +115,14 @@ def model_configs(names: Iterable[str], batch: int = 1) -> list[Config]:
     return configs
 
 
+def allowed_error(pytorch_error: float, scale: float, bound: float) -> float:
+    """The accuracy rule: the largest float32 error against float64 an algorithm may have, ``bound``
+    times PyTorch's own error, or times 4 float32 ulps of the output's ``scale`` (max |truth|) where
+    PyTorch's is smaller (a case PyTorch happens to get exactly right is not a failure)."""
+    floor = 4 * torch.finfo(torch.float32).eps * max(scale, 1e-30)
+    return bound * max(pytorch_error, floor)
+
+
 @dataclass
 class Outcome:
     config: Config
@@ -126,8 +134,7 @@ class Outcome:
 
     @property
     def allowed(self) -> float:
-        floor = 4 * torch.finfo(torch.float32).eps * max(self.scale, 1e-30)
-        return self.bound * max(self.pytorch_error, floor)
+        return allowed_error(self.pytorch_error, self.scale, self.bound)
 
     @property
     def passed(self) -> bool:
