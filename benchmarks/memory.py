@@ -3,6 +3,7 @@
     python benchmarks/memory.py                       # the issue's case: 64x64x112x112, 64 filters 3x3
     python benchmarks/memory.py --compare             # im2col (default, 2 MiB workspace), winograd, direct, PyTorch
     python benchmarks/memory.py --workspace-mib 64 --json out.json
+    python benchmarks/memory.py --compare --depth 8 --batch 8 --size 56   # 3-D: r3d_18's layer1 conv at batch 8
 
 Growth is the process's peak resident memory during the call (VmHWM, reset just before it through
 /proc/self/clear_refs) minus its resident memory before it (VmRSS), with the input and weight
@@ -57,26 +58,29 @@ def predicted_buffer_bytes(algorithm: str, spec: ConvSpec, workspace: int | None
 
 def measure(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    x = torch.randn(args.batch, args.channels, args.size, args.size)
-    w = torch.randn(args.filters, args.channels, args.kernel, args.kernel)
-    spec = ConvSpec.from_args(x, w, padding=args.kernel // 2)
+    rank = 2 if args.depth is None else 3
+    spatial = (args.size, args.size) if args.depth is None else (args.depth, args.size, args.size)
+    x = torch.randn(args.batch, args.channels, *spatial)
+    w = torch.randn(args.filters, args.channels, *(args.kernel,) * rank)
+    ours, theirs = (convlens.conv2d, F.conv2d) if rank == 2 else (convlens.conv3d, F.conv3d)
+    spec = ConvSpec.from_args(x, w, padding=args.kernel // 2, rank=rank)
     workspace = None if args.workspace_mib is None else int(args.workspace_mib * MIB)
     before = status_bytes("VmRSS")
     reset_peak()
     start = time.perf_counter()
     with torch.no_grad():
         if args.algorithm == "pytorch":
-            out = F.conv2d(x, w, padding=args.kernel // 2)
+            out = theirs(x, w, padding=args.kernel // 2)
         else:
-            out = convlens.conv2d(x, w, padding=args.kernel // 2, algorithm=args.algorithm, workspace_limit=workspace)
+            out = ours(x, w, padding=args.kernel // 2, algorithm=args.algorithm, workspace_limit=workspace)
     seconds = time.perf_counter() - start
     growth = status_bytes("VmHWM") - before
-    check = F.conv2d(x[:2], w, padding=args.kernel // 2)
+    check = theirs(x[:2], w, padding=args.kernel // 2)
     return {
         "config": spec.describe(),
         "algorithm": args.algorithm,
         "workspace_bytes": workspace if workspace is not None else convlens.get_workspace_limit(),
-        "predicted_cols_bytes": spec.cols_bytes(),
+        "predicted_cols_bytes": spec.cols_bytes(),  # one shot, (N, C_in*k^rank, positions)
         "predicted_buffer_bytes": predicted_buffer_bytes(args.algorithm, spec, workspace),
         "output_bytes": out.numel() * out.element_size(),
         "peak_growth_bytes": growth,
@@ -96,6 +100,9 @@ def compare(args: argparse.Namespace) -> None:
         ("direct", ["--algorithm", "direct"]),
         ("PyTorch F.conv2d", ["--algorithm", "pytorch"]),
     ]
+    if args.depth is not None:  # the 3-D algorithms: im2col and direct
+        runs = [run for run in runs if run[0] != "winograd"]
+        runs[-1] = ("PyTorch F.conv3d", ["--algorithm", "pytorch"])
     shape = [
         "--batch",
         str(args.batch),
@@ -107,6 +114,7 @@ def compare(args: argparse.Namespace) -> None:
         str(args.filters),
         "--kernel",
         str(args.kernel),
+        *([] if args.depth is None else ["--depth", str(args.depth)]),
     ]
     table = Table(title="Peak memory growth of one convolution (fresh process each)")
     for column in ("run", "predicted cols", "predicted buffers + output", "peak growth", "output", "time", "max err"):
@@ -140,6 +148,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--filters", type=int, default=64)
     parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--depth", type=int, default=None, help="a 3-D convolution over this many frames")
     parser.add_argument("--algorithm", default="im2col", help="a convlens algorithm, or 'pytorch'")
     parser.add_argument("--workspace-mib", type=float, default=None, help="per-call workspace limit")
     parser.add_argument("--json", default=None, help="write the result as JSON to this file ('-' for stdout)")

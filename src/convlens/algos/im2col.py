@@ -266,6 +266,16 @@ def volume_buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     }
 
 
+def volume_band(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, planes: int) -> torch.Tensor:
+    """The output planes (n, C_out, planes, H_out, W_out) of a padded input band: im2col, one batched
+    matmul per group, view. Its columns are freed on return, before the next band's are made."""
+    band_size = (planes, *spec.out_size[1:])
+    cols = im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, band_size)  # (n, C_in*k_d*k_h*k_w, positions)
+    cols = cols.unflatten(1, (spec.groups, -1))  # (n, G, C_in/G*k_d*k_h*k_w, positions)
+    out_rows = torch.matmul(w_rows, cols)  # (n, G, C_out/G, positions)
+    return out_rows.reshape(x_band.shape[0], spec.out_channels, *band_size)
+
+
 def forward_volume(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
@@ -289,11 +299,7 @@ def forward_volume(
         for z0 in range(0, d_out, planes):
             z1 = min(z0 + planes, d_out)
             x_band = x_pad[n0 : n0 + images, :, z0 * spec.stride[0] : (z1 - 1) * spec.stride[0] + span_d]
-            band_size = (z1 - z0, *spec.out_size[1:])
-            cols = im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, band_size)  # (n, C_in*k^3, positions)
-            cols = cols.unflatten(1, (spec.groups, -1))  # (n, G, C_in/G*k_d*k_h*k_w, positions)
-            out_rows = torch.matmul(w_rows, cols)  # (n, G, C_out/G, positions)
-            band = out_rows.reshape(x_band.shape[0], spec.out_channels, *band_size)
+            band = volume_band(x_band, w_rows, spec, z1 - z0)
             if out is None:
                 bands.append(band)
             else:
