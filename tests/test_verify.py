@@ -18,7 +18,7 @@ def test_verify_passes_and_reports_every_algorithm(tmp_path: Path) -> None:
     out = tmp_path / "verify.json"
     result = subprocess.run(
         [sys.executable, "-m", "convlens", "verify", "--cases", "40", "--seed", "3", "--models", "none",
-         "--json", str(out)],
+         "--kinds", "conv2d", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -31,6 +31,29 @@ def test_verify_passes_and_reports_every_algorithm(tmp_path: Path) -> None:
         assert summary["pytorch_max_abs_error"] > 0
     assert report["algorithms"]["im2col"]["cases"] == 40  # im2col runs everything
     assert "worst x PyTorch" in result.stdout
+
+
+def test_verify_sweeps_every_kind_and_the_models_that_use_them(tmp_path: Path) -> None:
+    """1-D, 3-D and transposed convolutions, random and from a DCGAN generator, a U-Net decoder and
+    a WaveNet stack: the same report and bounds, and each kind really swept."""
+    out = tmp_path / "verify.json"
+    main(["verify", "--cases", "6", "--seed", "1", "--models", "dcgan,unet_decoder,wavenet", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["settings"]["kinds"] == list(verify.KINDS)
+    for name in ("auto", "direct", "im2col"):  # the algorithms of every kind
+        summary = report["algorithms"][name]
+        assert summary["failures"] == [] and summary["cases"] == 6 * 6 + 5 + 10 + 11, (name, summary["cases"])
+    kinds = [config.layer.kind for kind in verify.KINDS for config in verify.kind_configs(kind, 3, seed=1)]
+    assert kinds == [kind for kind in verify.KINDS for _ in range(3)]
+
+
+def test_every_kinds_random_configs_are_reproducible_and_valid() -> None:
+    for kind in verify.KINDS:
+        first = verify.kind_configs(kind, 15, seed=4)
+        assert first == verify.kind_configs(kind, 15, seed=4) != verify.kind_configs(kind, 15, seed=5)
+        for config in first:  # PyTorch accepts each, and convlens gives its values
+            x, w, b = config.tensors()
+            torch.testing.assert_close(config.layer.convlens(x, w, b), config.layer.pytorch(x, w, b))
 
 
 def test_random_configs_are_reproducible_and_valid() -> None:
@@ -69,7 +92,7 @@ def test_a_broken_algorithm_fails_verify_and_names_the_configuration(monkeypatch
     code = main(["verify", "--cases", "5", "--models", "none", "--algorithms", "broken,im2col"])
     text = capsys.readouterr().out
     assert code == 1
-    assert "FAIL broken: error" in text and "random: N=" in text
+    assert "FAIL broken: error" in text and "random: conv2d N=" in text
     assert "FAIL im2col" not in text
 
 
@@ -85,7 +108,7 @@ def test_verify_backward_checks_every_gradient(tmp_path: Path) -> None:
     """--backward adds one row per gradient, run through the CLI as a user would."""
     out = tmp_path / "verify.json"
     code = main(["verify", "--cases", "12", "--seed", "1", "--models", "none", "--algorithms", "im2col",
-                 "--backward", "--json", str(out)])  # fmt: skip
+                 "--kinds", "conv2d", "--backward", "--json", str(out)])  # fmt: skip
     report = json.loads(out.read_text())
     assert code == 0
     assert set(report["algorithms"]) == {"im2col", *verify.GRADIENTS}

@@ -20,7 +20,7 @@ reference that ``convlens verify`` and ``convlens explain`` check against.
 
 from __future__ import annotations
 
-from typing import cast
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,31 @@ def pad_input(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     return F.pad(x, pad_last_first(spec.padding), mode=spec.padding_mode)
 
 
+def pytorch_convolution(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntOrSizes = 1,
+    padding: Padding = 0,
+    dilation: IntOrSizes = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """PyTorch's answer, as ``nn.Conv1d/2d/3d`` computes it (the rank is the weight's): ``F.convNd``
+    with the padding for zeros, else ``F.pad`` in that mode by the explicit padding, then ``F.convNd``."""
+    rank = weight.dim() - 2
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[rank]
+    if padding_mode == "zeros":
+        with warnings.catch_warnings():  # PyTorch's note that its "same" padding may copy the input
+            warnings.filterwarnings("ignore", message="Using padding='same'")
+            return conv(x, weight, bias, stride, padding, dilation, groups)
+    kernel = tuple(weight.shape[2:])
+    strides, dilations = positive_sizes("stride", stride, rank), positive_sizes("dilation", dilation, rank)
+    pads = resolve_padding(padding, kernel, strides, dilations)
+    padded = F.pad(x, pad_last_first(pads), mode=padding_mode)
+    return conv(padded, weight, bias, stride, 0, dilation, groups)
+
+
 def pytorch_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -47,15 +72,5 @@ def pytorch_conv2d(
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> torch.Tensor:
-    """PyTorch's answer, as ``nn.Conv2d`` computes it: ``F.conv2d`` with the padding for zeros,
-    else ``F.pad`` in that mode by the explicit (top, bottom, left, right) padding, then ``F.conv2d``."""
-    if padding_mode == "zeros":
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    kernel, strides, dilations = (
-        cast("tuple[int, int]", tuple(weight.shape[-2:])),  # (k_h, k_w) of the 4-D weight
-        positive_sizes("stride", stride),
-        positive_sizes("dilation", dilation),
-    )
-    top, bottom, left, right = resolve_padding(padding, kernel, strides, dilations)
-    padded = F.pad(x, (left, right, top, bottom), mode=padding_mode)
-    return F.conv2d(padded, weight, bias, stride, 0, dilation, groups)
+    """PyTorch's answer, as ``nn.Conv2d`` computes it (:func:`pytorch_convolution` of a 2-D weight)."""
+    return pytorch_convolution(x, weight, bias, stride, padding, dilation, groups, padding_mode)

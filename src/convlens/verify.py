@@ -30,14 +30,14 @@ from typing import cast
 
 import torch
 
-import convlens
 from convlens import algos
 from convlens.autograd import grad_input_spec
-from convlens.benchmark.suites import Layer, layers_of
-from convlens.padding import pytorch_conv2d
-from convlens.spec import ConvSpec, same_padding
+from convlens.benchmark.suites import KIND_SUITES, Layer, model_layers
+from convlens.errors import ArgumentError
+from convlens.spec import ConvSpec, pad_pairs, resolve_padding, same_padding
 
-MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16", "convnext_tiny", "alexnet")
+MODEL_SUITES = ("resnet18", "resnet50", "mobilenet_v2", "vgg16", "convnext_tiny", "alexnet", *KIND_SUITES)
+KINDS = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 GRADIENTS = ("grad_input", "grad_weight", "grad_bias")  # the rows of a backward check
 
 
@@ -59,11 +59,13 @@ class Config:
 
     def describe(self) -> str:
         layer = self.layer
-        return (
-            f"{f'{layer.suite} {layer.name}'.strip()}: N={self.batch} {layer.in_channels}->{layer.out_channels} "
-            f"{layer.size[0]}x{layer.size[1]} k={layer.kernel_size} s={layer.stride} p={layer.padding} "
-            f"d={layer.dilation} g={layer.groups} {layer.padding_mode} seed={self.seed}"
+        text = (
+            f"{f'{layer.suite} {layer.name}'.strip()}: {layer.kind} N={self.batch} {layer.in_channels}->"
+            f"{layer.out_channels} {'x'.join(map(str, layer.size))} k={layer.kernel_size} s={layer.stride} "
+            f"p={layer.padding} d={layer.dilation} g={layer.groups}"
         )
+        extra = f"op={layer.output_padding}" if layer.transposed else layer.padding_mode
+        return f"{text} {extra} seed={self.seed}"
 
 
 def random_configs(count: int, seed: int) -> list[Config]:
@@ -103,16 +105,49 @@ def random_configs(count: int, seed: int) -> list[Config]:
     return configs
 
 
-def model_configs(names: Iterable[str], batch: int = 1) -> list[Config]:
-    """The unique conv layers of real torchvision models (benchmark.suites), at ``batch``."""
-    import torchvision
-
-    configs = []
-    for name in names:
-        with torch.device("meta"):  # shapes only: no memory for weights, nothing downloaded
-            model = torchvision.models.get_model(name, weights=None)
-        configs += [Config(layer, batch, seed=index) for index, layer in enumerate(layers_of(model, name, 224))]
+def kind_configs(kind: str, count: int, seed: int) -> list[Config]:
+    """``count`` random valid configurations of one kind of convolution (``KINDS``) over every option,
+    reproducible from ``seed``; conv2d's are :func:`random_configs`'."""
+    if kind == "conv2d":
+        return random_configs(count, seed)
+    rng = random.Random(f"{kind}-{seed}")
+    transposed, rank = kind.startswith("conv_transpose"), int(kind[-2])
+    configs: list[Config] = []
+    while len(configs) < count:
+        groups = rng.choice([1, 1, 2, 3])
+        in_channels, out_channels = groups * rng.randint(1, 4), groups * rng.randint(1, 4)
+        kernel = tuple(rng.randint(1, 3 if rank == 3 else 5) for _ in range(rank))
+        stride = tuple(rng.choice([1, 1, 2, 3]) for _ in range(rank))
+        dilation = tuple(rng.choice([1, 1, 2]) for _ in range(rank))
+        size = tuple(rng.randint(1, 6 if rank == 3 else 24) for _ in range(rank))
+        padding: tuple[int, ...] | str
+        if transposed:
+            extra = tuple(rng.randint(0, max(s, d) - 1) for s, d in zip(stride, dilation, strict=True))
+            full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(size, stride, dilation, kernel, strict=True)]
+            padding = tuple(rng.randint(0, (f + e - 1) // 2) for f, e in zip(full, extra, strict=True))
+            layer = Layer("random", "", in_channels, out_channels, size, kernel, stride, padding, dilation, groups,
+                          transposed=True, output_padding=extra)  # fmt: skip
+        else:
+            mode = rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])
+            padding = rng.choice(("same", "valid", tuple(rng.randint(0, 2) for _ in range(rank))))
+            if padding == "same":
+                stride = (1,) * rank
+            pads = resolve_padding(padding, kernel, stride, dilation)
+            spans = [d * (k - 1) + 1 for d, k in zip(dilation, kernel, strict=True)]  # reflect: padding < size
+            size = tuple(
+                max(n, span - before - after, max(before, after) + 1)
+                for n, span, (before, after) in zip(size, spans, pad_pairs(pads), strict=True)
+            )
+            layer = Layer("random", "", in_channels, out_channels, size, kernel, stride, padding, dilation, groups,
+                          padding_mode=mode)  # fmt: skip
+        configs.append(Config(layer, rng.randint(1, 3), seed=rng.randrange(2**31)))
     return configs
+
+
+def model_configs(names: Iterable[str], batch: int = 1) -> list[Config]:
+    """The unique conv layers of real models (benchmark.suites: torchvision's classifiers and video
+    models, a DCGAN generator, a U-Net decoder, a WaveNet stack), at ``batch``."""
+    return [Config(layer, batch, seed=index) for name in names for index, layer in enumerate(model_layers(name))]
 
 
 def allowed_error(pytorch_error: float, scale: float, bound: float) -> float:
@@ -157,29 +192,37 @@ class Summary:
 
 
 def check_config(config: Config, names: Iterable[str]) -> list[Outcome]:
-    """Every named algorithm that supports ``config``, against float64 and PyTorch."""
+    """Every named algorithm that runs ``config``'s kind of convolution, against float64 and PyTorch."""
     x, w, b = config.tensors()
-    options = config.options
-    truth = pytorch_conv2d(x.double(), w.double(), b.double(), **config.options)
-    pytorch_error = (pytorch_conv2d(x, w, b, **config.options).double() - truth).abs().max().item()
+    layer = config.layer
+    truth = layer.pytorch(x.double(), w.double(), b.double())
+    pytorch_error = (layer.pytorch(x, w, b).double() - truth).abs().max().item()
     scale = truth.abs().max().item()
-    spec = ConvSpec.from_args(x, w, b, **options)
+    spec = layer.spec(config.batch).as_2d()  # a 1-D convolution runs as a one-row image
     outcomes = []
     for name in names:
-        algorithm = algos.resolve(name, spec) if name == "auto" else algos.get(name)
-        if algorithm.supports(spec) is not None:
+        try:
+            with torch.no_grad():
+                ours = layer.convlens(x, w, b, algorithm=name)
+        except ArgumentError:  # this algorithm does not run this layer (its supports() says why)
             continue
-        with torch.no_grad():
-            ours = convlens.conv2d(x, w, b, **options, algorithm=name)
         error = (ours.double() - truth).abs().max().item()
-        outcomes.append(Outcome(config, name, error, pytorch_error, scale, algorithm.error_bound(spec)))
+        outcomes.append(Outcome(config, name, error, pytorch_error, scale, bound_of(name, spec, layer.transposed)))
     return outcomes
+
+
+def bound_of(name: str, spec: ConvSpec, transposed: bool) -> float:
+    """The error bound of ``name`` on ``spec``: its own (auto: its pick's); for a transposed
+    convolution, which is the input gradient of ``spec``, the backward's (:func:`backward_bound`)."""
+    if transposed:
+        return backward_bound(spec) if name in ("auto", "winograd") else algos.EXACT_BOUND
+    return algos.resolve(name, spec).error_bound(spec)
 
 
 def backward_bound(spec: ConvSpec) -> float:
     """The error bound of the backward for ``spec`` (module docstring)."""
     winograd = algos.get("winograd")
-    if winograd.supports(spec) is not None:
+    if spec.rank != 2 or winograd.supports(spec) is not None:
         return algos.EXACT_BOUND
     grad_spec = grad_input_spec(spec)
     return max(winograd.error_bound(spec), winograd.error_bound(grad_spec) if grad_spec else 0.0)
@@ -188,20 +231,18 @@ def backward_bound(spec: ConvSpec) -> float:
 def check_backward(config: Config) -> list[Outcome]:
     """convlens's gradients of input, weight and bias, against float64 and PyTorch's float32 ones."""
     x, w, b = config.tensors()
-    spec = ConvSpec.from_args(x, w, b, **config.options)
+    layer = config.layer
+    spec = layer.spec(config.batch).as_2d()
     generator = torch.Generator().manual_seed(config.seed + 1)
-    grad_output = torch.randn((spec.batch, spec.out_channels, *spec.out_size), generator=generator)
+    grad_output = torch.randn(layer.pytorch(x, w, b).shape, generator=generator)
 
     def gradients(conv: Callable, tensors: tuple[torch.Tensor, ...], grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
         leaves = tuple(t.detach().requires_grad_() for t in tensors)
         return torch.autograd.grad(conv(*leaves), leaves, grad)
 
-    def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return pytorch_conv2d(x, w, b, **config.options)
-
-    truth = gradients(reference, (x.double(), w.double(), b.double()), grad_output.double())
-    theirs = gradients(reference, (x, w, b), grad_output)
-    ours = gradients(lambda x, w, b: convlens.conv2d(x, w, b, **config.options), (x, w, b), grad_output)
+    truth = gradients(layer.pytorch, (x.double(), w.double(), b.double()), grad_output.double())
+    theirs = gradients(layer.pytorch, (x, w, b), grad_output)
+    ours = gradients(layer.convlens, (x, w, b), grad_output)
     outcomes = []
     for name, true, pytorch, mine in zip(GRADIENTS, truth, theirs, ours, strict=True):
         pytorch_error = (pytorch.double() - true).abs().max().item() if true.numel() else 0.0

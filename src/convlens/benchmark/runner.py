@@ -57,7 +57,7 @@ def seed_unfold(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, layer: Layer)
     return out_rows.view(x.shape[0], -1, h_out, w_out)
 
 
-def _pair_padding(layer: Layer) -> tuple[int, int]:
+def _pair_padding(layer: Layer) -> tuple[int, ...]:
     return layer.padding if isinstance(layer.padding, tuple) else (0, 0)
 
 

@@ -13,10 +13,18 @@ MAX_BATCH = 16  # verify --backward --models resnet50 --batch 16 peaked at 1.6 G
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     from convlens.config import PRECISIONS
-    from convlens.verify import MODEL_SUITES
+    from convlens.verify import KINDS, MODEL_SUITES
 
     check = commands.add_parser("verify", help="every algorithm against PyTorch and float64, on random and real layers")
-    check.add_argument("--cases", type=non_negative_int, default=200, help="random configurations (default 200)")
+    check.add_argument(
+        "--cases", type=non_negative_int, default=200, help="random configurations of each kind (default 200)"
+    )
+    check.add_argument(
+        "--kinds",
+        type=comma_list,
+        default=list(KINDS),
+        help=f"kinds of convolution to sweep (default {','.join(KINDS)})",
+    )
     check.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
     check.add_argument("--algorithms", type=comma_list, default=None, help="default: every algorithm and auto")
     models_help = f"conv layers of these models (default {','.join(MODEL_SUITES)}; 'none' for none)"
@@ -52,19 +60,24 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--models: unknown model {name!r}; choose from {', '.join(verify.MODEL_SUITES)} or none")
     if args.batch > MAX_BATCH:
         raise UsageError(f"--batch {args.batch}: at most {MAX_BATCH} (each layer is also run in float64)")
+    for kind in args.kinds:
+        if kind not in verify.KINDS:
+            raise UsageError(f"--kinds: unknown kind {kind!r}; choose from {', '.join(verify.KINDS)}")
     if args.cases == 0 and not models:
         raise UsageError("--cases 0 with --models none leaves nothing to verify; give --cases 1 or more, or models")
     if args.json is not None and args.json != Path("-"):
         from convlens.files import prepare_out_file
 
         prepare_out_file(args.json, "--json")  # before the sweep, not after it
-    configs = verify.random_configs(args.cases, args.seed) + verify.model_configs(models, args.batch)
+    randoms = [config for kind in args.kinds for config in verify.kind_configs(kind, args.cases, args.seed)]
+    configs = randoms + verify.model_configs(models, args.batch)
     console = Console(stderr=args.json == Path("-"), width=None if sys.stdout.isatty() else 160)
     with convlens.settings(precision=args.precision), Progress(console=console, transient=True) as progress:
         task = progress.add_task("verifying", total=len(configs))
         summaries = verify.run(configs, names, progress=lambda config: progress.advance(task), backward=args.backward)
 
-    sources = f"{args.cases} random, seed {args.seed}; layers of {', '.join(models) or 'no models'}"
+    sources = f"{args.cases} random of each of {', '.join(args.kinds)}, seed {args.seed}; "
+    sources += f"layers of {', '.join(models) or 'no models'}"
     sources += f" at batch {args.batch}" if models else ""
     table = Table(title=f"{len(configs)} configurations ({sources}), float32 vs float64, precision {args.precision}")
     for column in ("algorithm", "cases", "max |err|", "max rel", "PyTorch max |err|", "worst x PyTorch", "failures"):
@@ -89,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         options = {
             "cases": args.cases,
+            "kinds": args.kinds,
             "seed": args.seed,
             "models": models,
             "batch": args.batch,
