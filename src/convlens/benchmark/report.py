@@ -43,7 +43,7 @@ def bench_markdown(
         f"# convlens bench, {date.today().isoformat()}",
         f"Machine: {machine_description(device)}. Suites: {', '.join(suites)}; batch {', '.join(map(str, batches))}; "
         f"precision {precision}; {rounds} interleaved rounds, median.",
-        "Speedup over PyTorch F.conv2d (higher is faster) and effective GFLOP/s:",
+        "Speedup over PyTorch (its function of each layer's kind; higher is faster) and effective GFLOP/s:",
         markdown_table(rows, shown),
         "Geometric-mean speedup: " + ", ".join(f"{n} {v:.2f}x" for n, v in geomeans.items()),
         "Rate as a % of the same-size GEMM's (its practical roofline) and predicted extra memory beyond "
@@ -78,7 +78,11 @@ def resources_table(rows: list[Row], names: list[str]) -> str:
     lines = [header, "|" + "---|" * (len(names) + 2)]
     for row in rows:
         cells = [
-            f"{row.gemm_percent(n):.0f}%, {row.extra_bytes[n] / 2**20:.1f}" if n in row.milliseconds else "-"
+            f"{row.gemm_percent(n):.0f}%, {row.extra_bytes[n] / 2**20:.1f}"
+            if n in row.extra_bytes
+            else f"{row.gemm_percent(n):.0f}%, -"
+            if n in row.milliseconds
+            else "-"
             for n in names
         ]
         lines.append(f"| {row.layer.label} | {row.batch} | " + " | ".join(cells) + " |")
@@ -109,6 +113,6 @@ def chart(rows: list[Row], names: list[str]):
     axis.set_xscale("log")
     axis.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels, fontsize=7)
     axis.invert_yaxis()
-    axis.set_xlabel("speedup over PyTorch F.conv2d (higher is faster; 1 = PyTorch)")
+    axis.set_xlabel("speedup over PyTorch (higher is faster; 1 = PyTorch)")
     axis.legend(fontsize=8, loc="lower right")
     return figure

@@ -1,8 +1,9 @@
 """One benchmark run: every candidate on every layer of the chosen suites, against PyTorch, in one process.
 
 Per layer and batch size, interleaved with ``torch.utils.benchmark`` (see timing.py):
-each convlens algorithm that supports the layer, ``auto``, ``F.conv2d`` (the reference),
-the seed's ``F.unfold`` + matmul + view, and a single GEMM of the same size as the layer
+each convlens algorithm that supports the layer, ``auto``, PyTorch's function of the layer's kind
+(``F.conv2d``, ``F.conv3d``, ``F.conv_transpose2d``, ...: the reference), for 2-D convolutions the
+seed's ``F.unfold`` + matmul + view, and a single GEMM of the same size as the layer
 (C_out x C_in*k*k times C_in*k*k x N*H_out*W_out), the practical roofline of any GEMM-based method.
 
 Reported per candidate: median ms, effective GFLOP/s (2*N*C_out*H_out*W_out*C_in/G*k_h*k_w / t),
@@ -23,6 +24,8 @@ from convlens import algos
 from convlens.algos.auto import choose
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
+from convlens.errors import ArgumentError
+from convlens.spec import ConvSpec, volume
 
 REFERENCE = "pytorch"
 SEED = "seed unfold"
@@ -64,13 +67,37 @@ def _pair_padding(layer: Layer) -> tuple[int, ...]:
 def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
     """Memory a candidate allocates beyond input, weight and output, predicted from the shapes:
     the algorithm's own ``buffer_bytes``; for the seed's method its padded input and columns."""
-    spec = layer.spec(batch)
+    spec = layer.spec(batch).as_2d()
     if name == REFERENCE:  # PyTorch's own workspace is not visible from here
         return 0
     if name == SEED:
         h_pad, w_pad = spec.padded_size
         return batch * spec.in_channels * h_pad * w_pad * spec.dtype.itemsize + spec.cols_bytes()
     return algos.get(name).extra_bytes(spec, convlens.get_workspace_limit())
+
+
+def pytorch_call(layer: Layer, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """PyTorch's function of the layer's kind with its options (padding modes through F.pad, as its nn layer)."""
+    if layer.transposed or layer.padding_mode == "zeros":
+        function = getattr(F, layer.kind)
+        options = {k: v for k, v in layer.call_options.items() if k != "padding_mode"}
+        return lambda: function(x, w, b, **options)
+    return lambda: layer.pytorch(x, w, b)
+
+
+def runs(layer: Layer, spec: ConvSpec, name: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the algorithm ``name`` runs ``layer`` (2-D convolutions: its ``supports``; other kinds
+    are asked by one call, which refuses what the algorithm does not run)."""
+    if name == "auto":
+        return True
+    if layer.kind == "conv2d":
+        return algos.get(name).supports(spec) is None
+    try:
+        with torch.no_grad():
+            layer.convlens(x[:1], w, b, algorithm=name)
+    except ArgumentError:
+        return False
+    return True
 
 
 def benchmark_layer(
@@ -81,42 +108,39 @@ def benchmark_layer(
     min_run_time: float,
     device: torch.device | str = "cpu",
 ) -> Row:
-    """One layer at one batch size on ``device`` (on CUDA, PyTorch's reference is cuDNN's kernel;
-    ``torch.utils.benchmark`` synchronizes the device around each timed block)."""
+    """One layer (of any kind: conv1d to conv_transpose3d) at one batch size on ``device`` (on CUDA,
+    PyTorch's reference is cuDNN's kernel; ``torch.utils.benchmark`` synchronizes the device around
+    each timed block)."""
     x, w, b = (tensor.to(device) for tensor in layer.tensors(batch))
-    spec = layer.spec(batch)
-    options = layer.options
+    spec = layer.spec(batch).as_2d()  # for a transposed layer, the convolution whose input gradient it is
 
     def convlens_call(name: str) -> Callable[[], torch.Tensor]:
-        return lambda: convlens.conv2d(x, w, b, **options, algorithm=name)
+        return lambda: layer.convlens(x, w, b, algorithm=name)
 
-    # torch's stubs split conv2d into an int-padding and a str-padding overload, which mypy does not
-    # match against a ** of both (here and below)
-    candidates: dict[str, Callable[[], torch.Tensor]] = {
-        REFERENCE: lambda: F.conv2d(x, w, b, **options)  # type: ignore[arg-type]
-    }
+    candidates: dict[str, Callable[[], torch.Tensor]] = {REFERENCE: pytorch_call(layer, x, w, b)}
     for name in algorithm_names:
-        if name == "auto" or algos.get(name).supports(spec) is None:
+        if runs(layer, spec, name, x, w, b):
             candidates[name] = convlens_call(name)
-    if layer.groups == 1 and isinstance(layer.padding, tuple):
+    if layer.kind == "conv2d" and layer.groups == 1 and isinstance(layer.padding, tuple):
         candidates[SEED] = lambda: seed_unfold(x, w, b, layer)
-    h_out, w_out = spec.out_size
-    gemm_a = torch.randn(layer.out_channels // layer.groups, spec.in_per_group * spec.taps, device=device)
-    gemm_b = torch.randn(spec.in_per_group * spec.taps, batch * h_out * w_out * layer.groups, device=device)
+    positions = volume(spec.out_size)
+    gemm_a = torch.randn(spec.out_per_group, spec.in_per_group * spec.taps, device=device)
+    gemm_b = torch.randn(spec.in_per_group * spec.taps, batch * positions * spec.groups, device=device)
     candidates[GEMM] = lambda: gemm_a @ gemm_b
 
     row = Row(layer, batch, spec.flops)
     with torch.no_grad():
-        truth = F.conv2d(x.double(), w.double(), b.double(), **options)  # type: ignore[arg-type]
+        truth = layer.pytorch(x.double(), w.double(), b.double())
         for name, function in candidates.items():
             if name == GEMM:
                 continue
             row.errors[name] = (function().double() - truth).abs().max().item()
-            chosen = choose(spec).algorithm.name if name == "auto" else name
-            row.extra_bytes[name] = predicted_extra_bytes(chosen, layer, batch)
+            if not layer.transposed:  # a transposed layer's buffers are its backward's, not predicted here
+                chosen = choose(spec).algorithm.name if name == "auto" else name
+                row.extra_bytes[name] = predicted_extra_bytes(chosen, layer, batch)
         medians = interleaved_medians(candidates, rounds=rounds, min_run_time=min_run_time)
     row.milliseconds = {name: seconds * 1e3 for name, seconds in medians.items()}
-    if "auto" in candidates:
+    if "auto" in candidates and not layer.transposed:
         row.auto_choice = choose(spec).algorithm.name
     return row
 

@@ -196,6 +196,7 @@ SUITES = ("resnet50", "vgg16", "mobilenet_v2", "convnext_tiny", "alexnet", "seed
 # convnext_tiny: 7x7 depthwise layers at stride 1; alexnet: a 5x5 stride-1 layer (64 -> 192 at
 # 27x27), the large kernels of torchvision's models, which auto gives to banded or FFT (auto.py, rules 2 and 3)
 KIND_SUITES = (*VIDEO_MODELS, *SMALL_MODELS)  # 3-D (video), transposed 2-D (dcgan, unet_decoder), 1-D (wavenet)
+ALL_SUITES = (*SUITES, *KIND_SUITES)
 
 
 def suite(name: str) -> list[Layer]:
@@ -203,8 +204,8 @@ def suite(name: str) -> list[Layer]:
     (``KIND_SUITES``, each at its own input), or the seed's CIFAR-10 layer."""
     if name == "seed":
         return [seed_layer()]
-    if name not in SUITES and name not in KIND_SUITES:
-        raise ArgumentError(f"suite must be one of {(*SUITES, *KIND_SUITES)}, got suite={name!r}")
+    if name not in ALL_SUITES:
+        raise ArgumentError(f"suite must be one of {ALL_SUITES}, got suite={name!r}")
     return model_layers(name)
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch is imported by the commands that need it, not at star
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from convlens.benchmark.suites import SUITES
+    from convlens.benchmark.suites import ALL_SUITES as SUITES
     from convlens.config import PRECISIONS
 
     bench = commands.add_parser("bench", help="speed against PyTorch on real layers (ResNet-50, VGG-16, ...)")
@@ -82,9 +82,9 @@ def chosen_layers(args: argparse.Namespace) -> list[Layer]:
         suites = f"suite{'s' * (len(args.suite) > 1)} {', '.join(args.suite)}"
         each = " of each" if len(args.suite) > 1 else ""
         first = "" if args.limit is None else f" (the first {args.limit} layer{'s' * (args.limit > 1)}{each})"
-        kernels = ", ".join(f"{k_h}x{k_w}" for k_h, k_w in sorted({layer.kernel_size for layer in layers}))
-        k_h, k_w = args.kernel
-        raise UsageError(f"--kernel: no layer of {suites}{first} has a {k_h}x{k_w} kernel; kernels there: {kernels}")
+        kernels = ", ".join("x".join(map(str, kernel)) for kernel in sorted({layer.kernel_size for layer in layers}))
+        wanted = "x".join(map(str, args.kernel))
+        raise UsageError(f"--kernel: no layer of {suites}{first} has a {wanted} kernel; kernels there: {kernels}")
     return matching
 
 
@@ -95,19 +95,20 @@ def check_memory(layer: Layer, batch: int, names: list[str], device: torch.devic
     from convlens import algos
     from convlens.algos.auto import choose
     from convlens.benchmark.runner import SEED, predicted_extra_bytes
-    from convlens.spec import device_memory_bytes
+    from convlens.spec import device_memory_bytes, volume
 
     limit = device_memory_bytes(device)
     if limit is None:
         return
     one = layer.spec(1)  # sizes scale with the batch: computed from one image, no tensor shape can overflow
-    (h, w), (h_out, w_out) = one.in_size, one.out_size
-    needed = 12 * batch * one.in_channels * h * w + 20 * batch * one.out_channels * h_out * w_out
+    positions_in, positions_out = volume(one.in_size), volume(one.out_size)
+    needed = 12 * batch * one.in_channels * positions_in + 20 * batch * one.out_channels * positions_out
     needed += one.cols_bytes(batch)
     if needed <= limit:  # the batch is small enough to ask each candidate for its buffers
         spec = layer.spec(batch)
-        chosen = {choose(spec).algorithm.name if name == "auto" else name for name in names}
-        candidates = [name for name in chosen if algos.get(name).supports(spec) is None]
+        chosen = {choose(spec.as_2d()).algorithm.name if name == "auto" else name for name in names}
+        candidates = [name for name in chosen if spec.rank in algos.get(name).ranks or spec.rank == 1]
+        candidates = [name for name in candidates if algos.get(name).supports(spec.as_2d()) is None]
         if layer.groups == 1 and isinstance(layer.padding, tuple):
             candidates.append(SEED)
         needed += max((predicted_extra_bytes(name, layer, batch) for name in candidates), default=0)
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     import convlens
-    from convlens.benchmark.suites import SUITES
+    from convlens.benchmark.suites import ALL_SUITES as SUITES
     from convlens.files import atomic_write_bytes, prepare_out_dir, save_figure
 
     names = algorithm_names(args.algorithms)
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     # Only candidates that ran on some layer (depthwise on a suite without depthwise layers has no column).
     names = [name for name in names if any(name in row.milliseconds for row in rows)]
     shown = [*names, runner.SEED, runner.GEMM]
-    title = f"speedup over PyTorch F.conv2d (x), fp32, {torch.get_num_threads()} threads, precision {args.precision}"
+    title = f"speedup over PyTorch (x), fp32, {torch.get_num_threads()} threads, precision {args.precision}"
     table = Table(title=title)
     table.add_column("layer")
     table.add_column("N", justify="right")
