@@ -177,3 +177,45 @@ def test_convert_swaps_transposed_layers_in_place() -> None:
     assert model[1] is layer and type(layer) is convlens.nn.ConvTranspose2d and layer.algorithm == "im2col"
     torch.testing.assert_close(model(x), expected)
     assert calls == [1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=transposed_cases(), data=st.data())
+def test_explain_transposed_by_hand_equals_pytorch_and_the_gather_view(case, data) -> None:
+    """The scatter sum, the zero-insertion convolution and PyTorch agree on any output value."""
+    from convlens.explain.transposed import explain_transposed
+
+    x, w, b = tensors(case)
+    x = x if x.dim() == 3 else x[0] if x.shape[0] else None
+    assume(x is not None)
+    output = F.conv_transpose2d(x, w, b, **case[3])
+    at = (data.draw(st.integers(0, output.shape[1] - 1)), data.draw(st.integers(0, output.shape[2] - 1)))
+    channel = data.draw(st.integers(0, output.shape[0] - 1))
+    e = explain_transposed(x, w, b, channel, at, **case[3])
+    assert e.value == pytest.approx(output[channel, at[0], at[1]].item(), abs=1e-9)
+    assert e.gather_value == pytest.approx(e.value, abs=1e-9) and e.torch_value == pytest.approx(e.value, abs=1e-9)
+    if e.beyond_full:  # a row or column output_padding adds past every window: the bias alone
+        assert not e.landings
+
+
+def test_convlens_explain_transposed_from_the_command_line(tmp_path) -> None:
+    import matplotlib.image
+
+    from convlens.cli import main
+
+    code = main(["explain", "--transposed", "--size", "3", "--stride", "2", "--output-padding", "1", "--at", "7,7",
+                 "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    figure = matplotlib.image.imread(tmp_path / "explain-transposed.png")
+    assert figure.shape[0] > 200 and figure.shape[1] > 600
+
+
+def test_explain_transposed_text_tells_where_output_padding_comes_from(capsys, tmp_path) -> None:
+    from convlens.cli import main
+
+    main(["explain", "--transposed", "--size", "3", "--stride", "2", "--output-padding", "1", "--at", "7,7",
+          "--out", str(tmp_path)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert "lies past the full 7x7 output: it is a row / column that output_padding=(1, 1) adds" in text
+    assert "H_out = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1 = (3 - 1)*2" in text
+    assert "check: convlens.conv_transpose2d gives 0, torch gives 0" in text

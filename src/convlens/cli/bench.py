@@ -109,7 +109,7 @@ def check_memory(layer: Layer, batch: int, names: list[str], device: torch.devic
         chosen = {choose(spec.as_2d()).algorithm.name if name == "auto" else name for name in names}
         candidates = [name for name in chosen if spec.rank in algos.get(name).ranks or spec.rank == 1]
         candidates = [name for name in candidates if algos.get(name).supports(spec.as_2d()) is None]
-        if layer.groups == 1 and isinstance(layer.padding, tuple):
+        if layer.kind == "conv2d" and layer.groups == 1 and isinstance(layer.padding, tuple):
             candidates.append(SEED)
         needed += max((predicted_extra_bytes(name, layer, batch) for name in candidates), default=0)
     if needed > limit:

@@ -50,6 +50,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     explain.add_argument("--filter", type=int, help="which output channel (default 0)")
     explain.add_argument("--at", dest="at_text", default=None, help="output position y,x; with --model: n,c,y,x")
     explain.add_argument("--im2col", action="store_true", help="draw X_col, W_row and their product instead")
+    explain.add_argument(
+        "--transposed", action="store_true", help="a transposed convolution (conv_transpose2d): the scatter view"
+    )
+    explain.add_argument(
+        "--output-padding",
+        type=int_list(2, "--output-padding", repeat=True, minimum=0),
+        help="with --transposed: h,w (or one number), each below the stride or the dilation",
+    )
     explain.add_argument("--model", help="a torchvision model name, e.g. resnet18 (random weights, seeded)")
     explain.add_argument("--layer", help="with --model: the Conv2d's name, e.g. layer1.0.conv1")
     explain.add_argument("--weights", type=Path, help="with --model: a state_dict file to load")
@@ -145,6 +153,16 @@ def check_options(args: argparse.Namespace) -> None:
         return
     if args.layer is not None or args.weights is not None:
         raise UsageError("--layer and --weights go with --model")
+    if args.output_padding is not None and not args.transposed:
+        raise UsageError("--output-padding goes with --transposed (an ordinary convolution has none)")
+    if args.transposed:
+        unused = ["--im2col"] * args.im2col + ["--padding-mode"] * (args.padding_mode is not None)
+        unused += [f"--padding {args.padding}"] * isinstance(args.padding, str)
+        if unused:
+            raise UsageError(
+                f"--transposed: {', '.join(unused)} not for a transposed convolution (PyTorch's takes zero padding "
+                "of numbers only, which crops its output)"
+            )
     if args.im2col and args.groups not in (None, 1):
         raise UsageError(
             f"--im2col draws one W_row @ X_col product, groups 1: --groups {args.groups} is not used "
@@ -199,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     check_options(args)
     if args.model is not None:
         return explain_model(args)
+    if args.transposed:
+        return explain_transposed_command(args)
     config = configuration(args)
     check_memory(args, config)
     spec = config.spec()
@@ -224,6 +244,38 @@ def run(args: argparse.Namespace) -> int:
     print(format_explanation(explanation))
     path = save_figure(explain_figure(explanation), out / "explain.png")
     print(f"wrote {path}")
+    return 0
+
+
+def explain_transposed_command(args: argparse.Namespace) -> int:
+    """--transposed: one value of conv_transpose2d, scatter and gather views. Defaults: a 3x3 input of
+    2 channels, one 3x3 filter, stride 2, padding 1, output_padding 1 (6x6 out: it doubles the size)."""
+    from convlens.errors import ArgumentError
+    from convlens.explain.examples import transposed_example
+    from convlens.explain.figures import transposed_figure
+    from convlens.explain.transposed import explain_transposed, format_transposed
+    from convlens.files import prepare_out_dir, save_figure
+
+    size, channels = given_or(args.size, (3, 3)), given_or(args.channels, 2)
+    filters, kernel, groups = given_or(args.filters, 1), given_or(args.kernel, (3, 3)), given_or(args.groups, 1)
+    defaults = args.stride is None and args.padding is None and args.output_padding is None
+    stride = given_or(args.stride, (2, 2) if defaults else (1, 1))
+    padding = given_or(args.padding, (1, 1) if defaults else (0, 0))
+    output_padding = given_or(args.output_padding, (1, 1) if defaults else (0, 0))
+    dilation = given_or(args.dilation, (1, 1))
+    if channels % groups or filters % groups:
+        raise UsageError(f"--groups {groups} needs --channels and --filters divisible by {groups}")
+    if channels * size[0] * size[1] > 2**20 or channels * filters * kernel[0] * kernel[1] > 2**20:
+        raise UsageError("--transposed explains small examples: at most 2**20 input or weight values")
+    x, w, b = transposed_example(size, channels, filters, kernel, groups, args.seed)
+    filter_index, at = 0 if args.filter is None else args.filter, args.at or (1, 1)
+    try:
+        explanation = explain_transposed(x, w, b, filter_index, at, stride, padding, output_padding, groups, dilation)
+    except ArgumentError as error:
+        raise UsageError(f"--transposed: {error}") from None
+    out = prepare_out_dir(args.out)
+    print(format_transposed(explanation))
+    print(f"wrote {save_figure(transposed_figure(explanation), out / 'explain-transposed.png')}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 cs231n_example     the CS231n demo: a 5x5x3 input of 0..2, two 3x3x3 filters of -1..1, biases 1, 0
 integer_example    any configuration, with small integers so every product can be read by eye
+transposed_example the same numbers for a transposed convolution (its weight laid out (C_in, C_out/G, ...))
 random_example     any configuration with normal noise, for the im2col picture
 
 and what one costs before it is made: ``example_spec`` checks a configuration on the meta device,
@@ -34,6 +35,17 @@ def integer_example(
     w = torch.randint(-1, 2, (filters, channels // groups, *kernel), generator=generator).float()
     b = torch.arange(filters, dtype=torch.float32)
     return x, w, b
+
+
+def transposed_example(
+    size: tuple[int, int], channels: int, filters: int, kernel: tuple[int, int], groups: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``integer_example``'s numbers for a transposed convolution: input (channels, *size) of 0..2,
+    weight (channels, filters/groups, *kernel) of -1..1 (the transposed layout), bias 0, 1, 2, ..."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 3, (channels, *size), generator=generator).float()
+    w = torch.randint(-1, 2, (channels, filters // groups, *kernel), generator=generator).float()
+    return x, w, torch.arange(filters, dtype=torch.float32)
 
 
 def random_example(

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from convlens.explain.byhand import Explanation, PositionError
+from convlens.explain.transposed import TransposedExplanation
 from convlens.explain.walkthrough import Walkthrough
 from convlens.padding import pad_input
 from convlens.spec import ConvSpec, IntOrSizes, Padding
@@ -179,6 +180,85 @@ def im2col_figure(
             if (spec.stride, spec.padding, spec.dilation) == ((1, 1), (0, 0, 0, 0), (1, 1))
             else f"\nstride {spec.stride}, padding {spec.padding} {spec.padding_mode}, dilation {spec.dilation}"
         ),
+        fontsize=11,
+    )
+    return figure
+
+
+def canvas_counts(e: TransposedExplanation) -> torch.Tensor:
+    """How many input windows overlap at each position of the full output, extended to hold the
+    rows and columns output_padding adds past it: conv_transpose2d of ones with a kernel of ones."""
+    from convlens.transposed import conv_transpose2d
+
+    o = e.options
+    ones = e.x.new_ones((1, *e.x.shape[1:]))
+    counts = conv_transpose2d(ones, e.weight.new_ones((1, 1, *e.weight.shape[2:])), stride=o["stride"],
+                              dilation=o["dilation"])[0]  # fmt: skip
+    (p_h, p_w), (h_t, w_t) = o["padding"], e.output.shape[1:]
+    return torch.nn.functional.pad(
+        counts, (0, max(0, p_w + w_t - counts.shape[1]), 0, max(0, p_h + h_t - counts.shape[0]))
+    )
+
+
+def transposed_figure(explanation: TransposedExplanation, max_channels: int = 2):
+    """One transposed-convolution value both ways. Per input channel (the first ``max_channels`` of
+    the filter's group): the input with the values that land on the output outlined; the full
+    output, each of those values' kernel windows drawn where they spread (scatter), the kept region
+    dashed (padding crops it, output_padding extends it); the gather view (zero-inserted, padded
+    input with the turned kernel's window). Then the output with the cell."""
+    e = explanation
+    o = e.options
+    channels = sorted({landing.channel for landing in e.landings})[:max_channels] or [
+        e.filter_index // (e.output.shape[0] // o["groups"]) * (e.x.shape[0] // o["groups"])
+    ]
+    (k_h, k_w), (d_h, d_w), (s_h, s_w) = e.weight.shape[2:], o["dilation"], o["stride"]
+    (l_h, l_w), (p_h, p_w) = e.full_size, o["padding"]
+    h_t, w_t = e.output.shape[1:]
+    annotate = max(e.spread.shape[-2:]) <= 16
+    figure = Figure(figsize=(15, 3.6 * len(channels)), layout="constrained")
+    axes = figure.subplots(len(channels), 4, squeeze=False)
+    y, x = e.position
+    full_y, full_x = e.full_position
+    for row, channel in enumerate(channels):
+        lands = [landing for landing in e.landings if landing.channel == channel]
+        _grid(axes[row, 0], e.x[channel], f"input channel {channel} {tuple(e.x.shape[1:])}", True)
+        for landing in lands:
+            i, j = landing.input_position
+            axes[row, 0].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
+        # the full output, each position showing how many windows overlap there; the landing values' windows
+        counts = canvas_counts(e)
+        axis = axes[row, 1]
+        _grid(axis, counts, "", counts.numel() <= 400, cmap="Greys")
+        for landing in lands:
+            i, j = landing.input_position
+            axis.add_patch(Rectangle((j * s_w - 0.5, i * s_h - 0.5), d_w * (k_w - 1) + 1, d_h * (k_h - 1) + 1,
+                                     fill=False, lw=1.5, ec="#2e86ab"))  # fmt: skip
+        axis.add_patch(Rectangle((p_w - 0.5, p_h - 0.5), w_t, h_t, fill=False, lw=1.5, ls="--", ec="0.3"))
+        axis.add_patch(Rectangle((full_x - 0.5, full_y - 0.5), 1, 1, fill=True, alpha=0.8, color=HIGHLIGHT))
+        axis.set_title(
+            f"scatter: windows overlapping on the full {l_h}x{l_w}\noutput; blue: the {len(lands)} landing "
+            f"values'; dashed: kept",
+            fontsize=8,
+        )
+        # the gather view: zero-inserted, padded input and the turned kernel's window at (y, x)
+        title = f"gather: input {channel}, {s_h - 1},{s_w - 1} zeros inserted, padded"
+        _grid(axes[row, 2], e.spread[channel], title, annotate)
+        axes[row, 2].add_patch(Rectangle((x - 0.5, y - 0.5), d_w * (k_w - 1) + 1, d_h * (k_h - 1) + 1, fill=False,
+                                         lw=2.5, ec=HIGHLIGHT))  # fmt: skip
+        axes[row, 3].axis("off")
+    output = e.output[e.filter_index]
+    _grid(axes[0, 3], output, f"output channel {e.filter_index} {tuple(output.shape)}", output.numel() <= 196)
+    axes[0, 3].add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
+    sums = " + ".join(f"{landing.product:g}" for landing in e.landings[:8]).replace("+ -", "- ") or "nothing lands"
+    if len(e.landings) > 8:
+        sums += f" + ... ({len(e.landings) - 8} more)"
+    text_axis = axes[min(1, len(channels) - 1), 3]
+    text_axis.text(0.0, 0.5, f"{sums}\n+ bias {e.bias:.4g}\n= {e.value:.6g}\n(gather view: {e.gather_value:.6g})",
+                   fontsize=11, transform=text_axis.transAxes, va="center")  # fmt: skip
+    figure.suptitle(
+        f"conv_transpose2d output[{e.filter_index}, {y}, {x}] = {e.value:.6g}: input {tuple(e.x.shape)}, weight "
+        f"{tuple(e.weight.shape)}, stride {o['stride']}, padding {o['padding']}, output_padding "
+        f"{o['output_padding']}, dilation {o['dilation']}, groups {o['groups']}",
         fontsize=11,
     )
     return figure
