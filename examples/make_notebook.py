@@ -132,6 +132,55 @@ layer(batch).square().sum().backward()
 reference(batch).square().sum().backward()
 print("max |grad difference|:", (layer.weight.grad - reference.weight.grad).abs().max().item())""",
     ),
+    (
+        "md",
+        """## 7. The transposed convolution: a convolution's input gradient
+
+`conv_transpose2d` runs a convolution backwards: each input value spreads the whole kernel, scaled,
+over its window of the output, windows `stride` apart, and where windows overlap their values add.
+So the output is `stride` times larger (it upsamples), by the formula
+`H_out = (H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1`. It *is* the input
+gradient of the ordinary convolution with the same weight, and convlens computes it that way:
+`col2im(W_row^T @ X)`.""",
+    ),
+    (
+        "code",
+        """y = torch.randn(1, 16, 8, 8)
+w_up = torch.randn(16, 3, 4, 4)  # (C_in, C_out, k_h, k_w): the weight of the convolution it reverses
+up = convlens.conv_transpose2d(y, w_up, stride=2, padding=1)
+print(up.shape, convlens.output_size((8, 8), 4, stride=2, padding=1, transposed=True))
+print("max |convlens - PyTorch| =", (up - F.conv_transpose2d(y, w_up, stride=2, padding=1)).abs().max().item())""",
+    ),
+    (
+        "md",
+        """One value by hand, both ways: the input values that land on it (scatter), and the same value as an
+ordinary convolution of the input with zeros inserted between its values, padded, with the kernel
+turned around (gather). The middle panels count how many windows overlap at each position of the
+full output; `output_padding` adds a row and a column past every window, which get the bias alone.""",
+    ),
+    (
+        "code",
+        """from convlens.explain.examples import transposed_example
+from convlens.explain.figures import transposed_figure
+from convlens.explain.transposed import explain_transposed, format_transposed
+
+x_small, w_small, b_small = transposed_example((3, 3), channels=2, filters=1, kernel=(3, 3), groups=1)
+value = explain_transposed(x_small, w_small, b_small, 0, (1, 1), stride=2, padding=1, output_padding=1)
+print(format_transposed(value))
+transposed_figure(value)""",
+    ),
+    (
+        "md",
+        """The same holds along one and three dimensions: `conv1d` / `conv_transpose1d` for signals (computed
+as an image one row high), `conv3d` / `conv_transpose3d` for video and volumes.""",
+    ),
+    (
+        "code",
+        """video = torch.randn(1, 3, 8, 32, 32)
+frames = convlens.conv3d(video, torch.randn(8, 3, 3, 3, 3), stride=(1, 2, 2), padding=1)
+back = convlens.conv_transpose3d(frames, torch.randn(8, 3, 3, 4, 4), stride=(1, 2, 2), padding=1)
+print(frames.shape, back.shape)""",
+    ),
 ]
 
 

@@ -120,6 +120,27 @@ def test_explain_any_configuration(tmp_path: Path) -> None:
     assert check[3].rstrip(",") == check[6]
 
 
+def test_explain_1d_and_3d(tmp_path: Path, capsys) -> None:
+    """--dims 1: a signal, explained as convlens computes it (a one-row image); --dims 3: a volume,
+    its window and kernel one depth tap at a time; each checked against PyTorch, each with its figure."""
+    assert main(["explain", "--dims", "1", "--size", "12", "--kernel", "3", "--dilation", "2", "--at", "4",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "conv1d, explained as convlens computes it: the 2-D convolution of an image one row high" in text
+    assert "N=1 3x1x12 -> 2x1x8 k=(1, 3) s=(1, 1) p=(0, 0, 0, 0) d=(1, 2)" in text
+    check = next(line for line in text.splitlines() if line.startswith("check: ")).split()
+    assert check[3].rstrip(",") == check[6]
+    assert_real_png(tmp_path / "explain.png", (600, 200))
+    assert main(["explain", "--dims", "3", "--size", "3,5,5", "--kernel", "2,3,3", "--padding", "0,1,1",
+                 "--at", "1,2,3", "--out", str(tmp_path)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert text.count("depth tap 0:") == 2 and text.count("depth tap 1:") == 2  # two input channels, two taps
+    assert "window corner in the padded input: D, H, W = 1, 2, 3" in text
+    check = next(line for line in text.splitlines() if line.startswith("check: ")).split()
+    assert check[0:3] == ["check:", "convlens.conv3d", "gives"] and check[3].rstrip(",") == check[6]
+    assert_real_png(tmp_path / "explain-3d.png", (900, 900))
+
+
 def test_explain_im2col_picture(tmp_path: Path) -> None:
     result = run("explain", "--im2col", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -159,6 +180,10 @@ def test_explain_a_model_layer_with_user_weights(tmp_path: Path) -> None:
         (["explain", "--at", "9,9"], "output position must be within the 3x3 output"),
         (["explain", "--size", "3", "--kernel", "5"], "larger than the padded input"),
         (["explain", "--at", "1"], "--at must be 2 comma-separated integers"),
+        (["explain", "--dims", "3", "--size", "5,5"], "--size takes 1 or 3 numbers with --dims 3, got 5,5"),
+        (["explain", "--dims", "3", "--im2col"], "--im2col explains 2-D (and, for --im2col, 1-D) convolutions"),
+        (["explain", "--dims", "1", "--at", "9"], "--at 9: output position must be within the 7 output, x in [0, 6]"),
+        (["explain", "--transposed", "--at", "9,9"], "output position must be within the 6x6 output"),
         (["demo", "--data-root", "{tmp}/empty"], "no CIFAR-10 under --data-root"),
         (
             ["explain", "--model", "resnet18", "--layer", "conv1", "--weights", "{tmp}/broken.pt"],

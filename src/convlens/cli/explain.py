@@ -8,11 +8,12 @@ and the memory it would take against :data:`convlens.explain.examples.MEMORY_LIM
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from convlens.cli.options import UsageError, int_list, padding_arg, positive_int, seed, size_text
+from convlens.cli.options import UsageError, int_list, positive_int, seed, size_text
 from convlens.files import DEFAULT_OUT
 
 if TYPE_CHECKING:
@@ -35,15 +36,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "the matrix picture.",
     )
 
-    def pair(name: str):  # "h,w" or one number for both, each 1 or more
-        return int_list(2, name, repeat=True, minimum=1)
+    def pair(name: str):  # "h,w", or one number for every dimension, or d,h,w with --dims 3; each 1 or more
+        return sizes_arg(name, minimum=1)
 
-    explain.add_argument("--size", type=pair("--size"), help="input H,W (or one number)")
+    explain.add_argument("--dims", type=int, choices=(1, 2, 3), default=2, help="spatial dimensions (default 2)")
+    explain.add_argument("--size", type=pair("--size"), help="input H,W (or one number; L with --dims 1, D,H,W with 3)")
     explain.add_argument("--channels", type=positive_int, help="input channels")
     explain.add_argument("--filters", type=positive_int, help="number of filters (output channels)")
     explain.add_argument("--kernel", type=pair("--kernel"), help="kernel k_h,k_w (or one number)")
     explain.add_argument("--stride", type=pair("--stride"))
-    explain.add_argument("--padding", type=padding_arg, help="h,w or one number, or same / valid")
+    explain.add_argument(
+        "--padding", type=padding_sizes, help="h,w or one number (one per dimension with --dims), or same / valid"
+    )
     explain.add_argument("--dilation", type=pair("--dilation"))
     explain.add_argument("--groups", type=positive_int, help="default 1")
     explain.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
@@ -66,6 +70,42 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     explain.set_defaults(run=run)
 
 
+def sizes_arg(name: str, minimum: int) -> Callable[[str], tuple[int, ...]]:
+    """argparse type: one to three comma-separated integers, each at least ``minimum``; how many a
+    size needs depends on --dims, checked once every option is read (:func:`per_dimension`)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        for count in (1, 2, 3):
+            try:
+                return int_list(count, name, minimum=minimum)(text)
+            except argparse.ArgumentTypeError as error:
+                if "comma-separated" not in str(error):
+                    raise
+        raise argparse.ArgumentTypeError(f"{name} must be 1 to 3 comma-separated integers, got {text!r}")
+
+    return parse
+
+
+def padding_sizes(text: str) -> tuple[int, ...] | str:
+    """--padding: "same", "valid", or one to three numbers, each 0 or more."""
+    from convlens.spec import PADDING_STRINGS
+
+    return text if text in PADDING_STRINGS else sizes_arg("--padding", minimum=0)(text)
+
+
+def per_dimension(name: str, value: tuple[int, ...] | None, rank: int) -> tuple[int, ...] | None:
+    """An option's sizes for ``rank`` dimensions: one number stands for every dimension."""
+    if value is None:
+        return None
+    if len(value) == 1:
+        return value * rank
+    if len(value) != rank:
+        raise UsageError(
+            f"{option(name)} takes 1 or {rank} numbers with --dims {rank}, got {','.join(map(str, value))}"
+        )
+    return value
+
+
 def option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -78,21 +118,22 @@ def resolve_at(args: argparse.Namespace) -> None:
     if args.model is not None:
         args.at_model = int_list(4, "--at")(args.at_text)
     else:
-        args.at = int_list(2, "--at")(args.at_text)
+        args.at = int_list(args.dims, "--at")(args.at_text)
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """The configuration to explain, defaults filled in; ``cs231n`` when the user gave no sizes."""
+    """The configuration to explain, defaults filled in; ``cs231n`` when the user gave no sizes.
+    Sizes have one value per spatial dimension (2 unless --dims says otherwise)."""
 
     cs231n: bool
-    size: tuple[int, int]
+    size: tuple[int, ...]
     channels: int
     filters: int
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
     padding: Padding
-    dilation: tuple[int, int]
+    dilation: tuple[int, ...]
     groups: int
     padding_mode: str
 
@@ -102,6 +143,12 @@ class Configuration:
         sizes = (self.size, self.channels, self.filters, self.kernel)
         return example_spec(*sizes, self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
 
+    def as_one_row(self) -> Configuration:
+        """A 1-D configuration as the 2-D one convlens computes: an image one row high."""
+        padding = self.padding if isinstance(self.padding, str) else (0, *cast("tuple[int, ...]", self.padding))
+        return replace(self, size=(1, *self.size), kernel=(1, *self.kernel), stride=(1, *self.stride),
+                       padding=padding, dilation=(1, *self.dilation))  # fmt: skip
+
 
 def given_or(value: T | None, default: T) -> T:
     return default if value is None else value
@@ -109,13 +156,26 @@ def given_or(value: T | None, default: T) -> T:
 
 def configuration(args: argparse.Namespace) -> Configuration:
     """The options with their defaults: the im2col picture's (32x32x3, four 5x5 filters), the CS231n demo's
-    (no size given: 5x5x3, two 3x3 filters, stride 2, padding 1), else small ones (5x5x3, two 3x3)."""
-    sizes = (args.size, args.channels, args.filters, args.kernel)
-    cs231n = not args.im2col and all(value is None for value in sizes)
-    size = given_or(args.size, (32, 32) if args.im2col else (5, 5))
-    channels = given_or(args.channels, 3)
+    (no size given: 5x5x3, two 3x3 filters, stride 2, padding 1), else small ones (5x5x3, two 3x3);
+    with --dims 1 a 3-channel signal of 9 and two filters of 3, with --dims 3 a 2-channel 3x5x5
+    volume and two 2x3x3 filters."""
+    rank = args.dims
+    size_given, kernel_given = per_dimension("size", args.size, rank), per_dimension("kernel", args.kernel, rank)
+    stride_given, dilation_given = (
+        per_dimension("stride", args.stride, rank),
+        per_dimension("dilation", args.dilation, rank),
+    )
+    padding_given = args.padding if isinstance(args.padding, str) else per_dimension("padding", args.padding, rank)
+    sizes = (size_given, args.channels, args.filters, kernel_given)
+    cs231n = rank == 2 and not args.im2col and all(value is None for value in sizes)
+    if rank == 2:
+        size = given_or(size_given, (32, 32) if args.im2col else (5, 5))
+        kernel = given_or(kernel_given, (5, 5) if args.im2col else (3, 3))
+    else:
+        size = given_or(size_given, (9,) if rank == 1 else (3, 5, 5))
+        kernel = given_or(kernel_given, (3,) if rank == 1 else (2, 3, 3))
+    channels = given_or(args.channels, 3 if rank < 3 else 2)
     filters = given_or(args.filters, 4 if args.im2col else 2)
-    kernel = given_or(args.kernel, (5, 5) if args.im2col else (3, 3))
     groups = given_or(args.groups, 1)
     if channels % groups or filters % groups:
         if cs231n:
@@ -130,9 +190,9 @@ def configuration(args: argparse.Namespace) -> Configuration:
         channels,
         filters,
         kernel,
-        stride=given_or(args.stride, (2, 2) if cs231n else (1, 1)),
-        padding=given_or(args.padding, (1, 1) if cs231n else (0, 0)),
-        dilation=given_or(args.dilation, (1, 1)),
+        stride=given_or(stride_given, (2, 2) if cs231n else (1,) * rank),
+        padding=given_or(padding_given, (1, 1) if cs231n else (0,) * rank),
+        dilation=given_or(dilation_given, (1,) * rank),
         groups=groups,
         padding_mode=given_or(args.padding_mode, "zeros"),
     )
@@ -142,6 +202,7 @@ def check_options(args: argparse.Namespace) -> None:
     """Refuse an option that would be ignored."""
     if args.model is not None:
         unused = [option(name) for name in CONFIGURATION if getattr(args, name) is not None]
+        unused += ["--dims"] * (args.dims != 2)
         unused += ["--filter"] * (args.filter is not None) + ["--im2col"] * args.im2col
         if args.layer is None:
             raise UsageError("--model needs --layer NAME (a Conv2d inside it, e.g. layer1.0.conv1)")
@@ -153,6 +214,9 @@ def check_options(args: argparse.Namespace) -> None:
         return
     if args.layer is not None or args.weights is not None:
         raise UsageError("--layer and --weights go with --model")
+    if (args.im2col and args.dims == 3) or (args.transposed and args.dims != 2):
+        what = "--im2col" if args.im2col else "--transposed"
+        raise UsageError(f"{what} explains 2-D (and, for --im2col, 1-D) convolutions, not --dims {args.dims}")
     if args.output_padding is not None and not args.transposed:
         raise UsageError("--output-padding goes with --transposed (an ordinary convolution has none)")
     if args.transposed:
@@ -170,17 +234,18 @@ def check_options(args: argparse.Namespace) -> None:
         )
 
 
-def check_position(spec: ConvSpec, filter_index: int, at: tuple[int, int]) -> None:
+def check_position(spec: ConvSpec, filter_index: int, at: tuple[int, ...]) -> None:
     if not 0 <= filter_index < spec.out_channels:
         raise UsageError(
             f"--filter {filter_index} is out of range: filter must be in [0, {spec.out_channels - 1}] "
             f"(the configuration has {spec.out_channels} filters)"
         )
-    (h_out, w_out), (y, x) = spec.out_size, at
-    if not (0 <= y < h_out and 0 <= x < w_out):
+    if not all(0 <= p < n for p, n in zip(at, spec.out_size, strict=True)):
+        names = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}[len(at)]
+        ranges = " and ".join(f"{name} in [0, {n - 1}]" for name, n in zip(names, spec.out_size, strict=True))
         raise UsageError(
-            f"--at {y},{x}: output position must be within the {h_out}x{w_out} output, "
-            f"y in [0, {h_out - 1}] and x in [0, {w_out - 1}]"
+            f"--at {','.join(map(str, at))}: output position must be within the "
+            f"{'x'.join(map(str, spec.out_size))} output, {ranges}"
         )
 
 
@@ -188,18 +253,22 @@ def check_memory(args: argparse.Namespace, config: Configuration, spec: ConvSpec
     """Refuse a configuration over explain's memory limit. Without ``spec``: the input and weight alone,
     checked first so that no size overflows the meta tensors the spec is checked on."""
     from convlens.explain.examples import MEMORY_LIMIT, explain_bytes, im2col_bytes, im2col_shape
+    from convlens.spec import volume
 
-    (h, w), (k_h, k_w), per_group = config.size, config.kernel, config.channels // config.groups
+    per_group = config.channels // config.groups
     if spec is None:
-        needed = 4 * (config.channels * h * w + config.filters * per_group * k_h * k_w)
-        what = f"the {config.channels}x{h}x{w} input and the {config.filters}x{per_group}x{k_h}x{k_w} weight"
+        needed = 4 * (config.channels * volume(config.size) + config.filters * per_group * volume(config.kernel))
+        input_text = "x".join(map(str, (config.channels, *config.size)))
+        weight_text = "x".join(map(str, (config.filters, per_group, *config.kernel)))
+        what = f"the {input_text} input and the {weight_text} weight"
     elif args.im2col:
         needed, (rows, columns) = im2col_bytes(spec), im2col_shape(spec)
         what = f"X_col of {rows:,} x {columns:,} values, W_row @ X_col and the figure of them"
     else:
-        needed, (h_out, w_out) = explain_bytes(spec), spec.out_size
-        output = f"{config.filters}x{h_out}x{w_out}"
-        what = f"the {config.channels}x{h}x{w} input, its padded copy, the {output} output and the figure"
+        needed = explain_bytes(spec)
+        output = "x".join(map(str, (config.filters, *spec.out_size)))
+        input_text = "x".join(map(str, (config.channels, *config.size)))
+        what = f"the {input_text} input, its padded copy, the {output} output and the figure"
     if needed > MEMORY_LIMIT:
         raise UsageError(
             f"{what} would need {size_text(needed)}, more than the {MEMORY_LIMIT / 2**30:g} GiB "
@@ -222,9 +291,13 @@ def run(args: argparse.Namespace) -> int:
     config = configuration(args)
     check_memory(args, config)
     spec = config.spec()
-    filter_index, at = 0 if args.filter is None else args.filter, args.at or (0, 0)
+    filter_index, at = 0 if args.filter is None else args.filter, args.at or (0,) * args.dims
     check_position(spec, filter_index, at)
     check_memory(args, config, spec)
+    if args.dims == 1:  # computed as convlens computes it: the 2-D convolution of a one-row image
+        print("conv1d, explained as convlens computes it: the 2-D convolution of an image one row high")
+        config, at = config.as_one_row(), (0, *at)
+        spec = config.spec()
     out = prepare_out_dir(args.out)
     stride, padding, dilation, mode = config.stride, config.padding, config.dilation, config.padding_mode
 
@@ -234,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
                                padding_mode=mode)  # fmt: skip
         print(f"wrote {save_figure(figure, out / 'im2col.png')}")
         return 0
+    if args.dims == 3:
+        return explain_volume(config, filter_index, at, args.seed, out)
     if config.cs231n:
         x, w, b = cs231n_example(args.seed)
     else:
@@ -247,6 +322,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def explain_volume(config: Configuration, filter_index: int, at: tuple[int, ...], seed: int, out: Path) -> int:
+    """--dims 3: one conv3d value by hand, its window and kernel shown one depth tap at a time."""
+    from convlens.explain.byhand import explain_value, format_explanation
+    from convlens.explain.examples import integer_example
+    from convlens.explain.figures import volume_figure
+    from convlens.files import save_figure
+
+    x, w, b = integer_example(config.size, config.channels, config.filters, config.kernel, config.groups, seed)
+    explanation = explain_value(x, w, b, filter_index, at, config.stride, config.padding, config.dilation,
+                                config.groups, config.padding_mode)  # fmt: skip
+    print(format_explanation(explanation))
+    print(f"wrote {save_figure(volume_figure(explanation), out / 'explain-3d.png')}")
+    return 0
+
+
 def explain_transposed_command(args: argparse.Namespace) -> int:
     """--transposed: one value of conv_transpose2d, scatter and gather views. Defaults: a 3x3 input of
     2 channels, one 3x3 filter, stride 2, padding 1, output_padding 1 (6x6 out: it doubles the size)."""
@@ -256,13 +346,15 @@ def explain_transposed_command(args: argparse.Namespace) -> int:
     from convlens.explain.transposed import explain_transposed, format_transposed
     from convlens.files import prepare_out_dir, save_figure
 
-    size, channels = given_or(args.size, (3, 3)), given_or(args.channels, 2)
-    filters, kernel, groups = given_or(args.filters, 1), given_or(args.kernel, (3, 3)), given_or(args.groups, 1)
+    given = {name: per_dimension(name, getattr(args, name), 2) for name in ("size", "kernel", "stride", "dilation")}
+    given["padding"] = per_dimension("padding", cast("tuple[int, ...] | None", args.padding), 2)  # numbers only here
+    size, channels = given_or(given["size"], (3, 3)), given_or(args.channels, 2)
+    filters, kernel, groups = given_or(args.filters, 1), given_or(given["kernel"], (3, 3)), given_or(args.groups, 1)
     defaults = args.stride is None and args.padding is None and args.output_padding is None
-    stride = given_or(args.stride, (2, 2) if defaults else (1, 1))
-    padding = given_or(args.padding, (1, 1) if defaults else (0, 0))
+    stride = given_or(given["stride"], (2, 2) if defaults else (1, 1))
+    padding = given_or(given["padding"], (1, 1) if defaults else (0, 0))
     output_padding = given_or(args.output_padding, (1, 1) if defaults else (0, 0))
-    dilation = given_or(args.dilation, (1, 1))
+    dilation = given_or(given["dilation"], (1, 1))
     if channels % groups or filters % groups:
         raise UsageError(f"--groups {groups} needs --channels and --filters divisible by {groups}")
     if channels * size[0] * size[1] > 2**20 or channels * filters * kernel[0] * kernel[1] > 2**20:

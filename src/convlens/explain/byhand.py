@@ -19,9 +19,9 @@ from typing import TypedDict
 import torch
 
 from convlens.errors import ArgumentError
-from convlens.functional import conv2d
-from convlens.padding import pad_input, pytorch_conv2d
-from convlens.spec import ConvSpec, IntOrSizes, Padding
+from convlens.functional import convolution
+from convlens.padding import pad_input, pytorch_convolution
+from convlens.spec import AXES, ConvSpec, IntOrSizes, Padding
 
 
 class _Options(TypedDict):
@@ -40,7 +40,7 @@ class PositionError(ArgumentError):
 @dataclass(frozen=True)
 class ChannelStep:
     channel: int  # input channel index
-    window: torch.Tensor  # (k_h, k_w) input values under the kernel, padding included
+    window: torch.Tensor  # (k_h, k_w) input values under the kernel, padding included ((k_d, k_h, k_w) in 3-D)
     kernel: torch.Tensor  # (k_h, k_w) weight[o, c - group start]
     products: torch.Tensor  # (k_h, k_w)
 
@@ -54,8 +54,8 @@ class Explanation:
     spec: ConvSpec
     x_pad: torch.Tensor  # (C_in, H_pad, W_pad), the padded input
     filter_index: int
-    position: tuple[int, int]  # (y, x) in the output grid
-    window_origin: tuple[int, int]  # top-left of the window in the padded input
+    position: tuple[int, ...]  # (y, x) in the output grid ((z, y, x) in 3-D)
+    window_origin: tuple[int, ...]  # top-left of the window in the padded input
     steps: tuple[ChannelStep, ...]
     bias: float
     convlens_value: float
@@ -72,47 +72,51 @@ def explain_value(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     filter_index: int,
-    position: tuple[int, int],
+    position: tuple[int, ...],
     stride: IntOrSizes = 1,
     padding: Padding = 0,
     dilation: IntOrSizes = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> Explanation:
-    """Compute output ``[filter_index, y, x]`` of an unbatched (C_in, H, W) input by hand."""
+    """Compute output ``[filter_index, *position]`` of an unbatched (C_in, H, W) input by hand (or
+    (C_in, L), (C_in, D, H, W): the window then has one or three dimensions)."""
     options: _Options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    spec = ConvSpec.from_args(x, weight, bias, padding_mode=padding_mode, **options)
-    h_out, w_out = spec.out_size
-    y, x_pos = position
+    rank = x.dim() - 1
+    spec = ConvSpec.from_args(x, weight, bias, padding_mode=padding_mode, rank=rank, **options)
     if not 0 <= filter_index < spec.out_channels:
         raise PositionError(f"filter must be in [0, {spec.out_channels - 1}], got {filter_index}")
-    if not (0 <= y < h_out and 0 <= x_pos < w_out):
-        raise PositionError(f"output position must be within the {h_out}x{w_out} output, got (y, x)={position}")
+    if len(position) != rank or not all(0 <= p < n for p, n in zip(position, spec.out_size, strict=True)):
+        raise PositionError(
+            f"output position must be within the {'x'.join(map(str, spec.out_size))} output, got {tuple(position)}"
+        )
 
     x_pad = pad_input(x.unsqueeze(0), spec)[0]  # (C_in, H_pad, W_pad)
-    top, left = y * spec.stride[0], x_pos * spec.stride[1]
-    rows = slice(top, top + spec.dilation[0] * (spec.kernel_size[0] - 1) + 1, spec.dilation[0])
-    cols = slice(left, left + spec.dilation[1] * (spec.kernel_size[1] - 1) + 1, spec.dilation[1])
+    origin = tuple(p * s for p, s in zip(position, spec.stride, strict=True))
+    window_index = tuple(
+        slice(start, start + d * (k - 1) + 1, d)
+        for start, d, k in zip(origin, spec.dilation, spec.kernel_size, strict=True)
+    )
     group = filter_index // spec.out_per_group
     steps = []
     for offset in range(spec.in_per_group):
         channel = group * spec.in_per_group + offset
-        window = x_pad[channel, rows, cols]
+        window = x_pad[channel][window_index]
         kernel = weight[filter_index, offset]
         steps.append(ChannelStep(channel, window, kernel, window * kernel))
 
-    output = conv2d(x, weight, bias, padding_mode=padding_mode, **options)
-    reference = pytorch_conv2d(x, weight, bias, padding_mode=padding_mode, **options)
+    output = convolution(x, weight, bias, stride, padding, dilation, groups, padding_mode, "auto", None, rank)
+    reference = pytorch_convolution(x, weight, bias, padding_mode=padding_mode, **options)
     return Explanation(
         spec=spec,
         x_pad=x_pad,
         filter_index=filter_index,
-        position=(y, x_pos),
-        window_origin=(top, left),
+        position=tuple(position),
+        window_origin=origin,
         steps=tuple(steps),
         bias=bias[filter_index].item() if bias is not None else 0.0,
-        convlens_value=output[filter_index, y, x_pos].item(),
-        torch_value=reference[filter_index, y, x_pos].item(),
+        convlens_value=output[filter_index][tuple(position)].item(),
+        torch_value=reference[filter_index][tuple(position)].item(),
         output=output,
     )
 
@@ -128,27 +132,45 @@ def _grid(tensor: torch.Tensor) -> list[str]:
     return ["[" + " ".join(c.rjust(width) for c in row) + "]" for row in cells]
 
 
+def _planes(step: ChannelStep) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """A channel's window, kernel and products as 2-D grids: as they are in 2-D, one row in 1-D,
+    one (k_h, k_w) slice per depth tap in 3-D."""
+    if step.window.dim() == 1:
+        return [("", step.window[None], step.kernel[None], step.products[None])]
+    if step.window.dim() == 2:
+        return [("", step.window, step.kernel, step.products)]
+    return [(f"depth tap {i}:", step.window[i], step.kernel[i], step.products[i]) for i in range(step.window.shape[0])]
+
+
 def format_explanation(explanation: Explanation, max_channels: int = 8) -> str:
     """The by-hand computation as text: per channel window, kernel, products and sum; then the total.
 
     Channels past ``max_channels`` are summarised by their sums only.
     """
     e = explanation
-    y, x = e.position
+    where = ", ".join(map(str, e.position))
+    corner = (
+        f"row {e.window_origin[0]}, column {e.window_origin[1]}"
+        if len(e.window_origin) == 2
+        else f"{', '.join(AXES[len(e.window_origin)])} = {', '.join(map(str, e.window_origin))}"
+    )
     lines = [
-        f"output[{e.filter_index}, {y}, {x}] of {e.spec.describe()}",
-        f"window top-left in the padded input: row {e.window_origin[0]}, column {e.window_origin[1]} "
+        f"output[{e.filter_index}, {where}] of {e.spec.describe()}",
+        f"window {'top-left' if len(e.window_origin) == 2 else 'corner'} in the padded input: {corner} "
         f"(= output position x stride); cross-correlation: the kernel is not flipped",
     ]
     for step in e.steps[:max_channels]:
         lines.append(f"\ninput channel {step.channel}:")
-        window, kernel, products = _grid(step.window), _grid(step.kernel), _grid(step.products)
-        width = max(len(line) for line in window)
-        kernel_width = max(len(line) for line in kernel)
-        lines.append(f"  {'window'.ljust(width)}     {'kernel'.ljust(kernel_width)}     products")
-        for index, (a, b, c) in enumerate(zip(window, kernel, products)):
-            op, eq = ("*", "=") if index == len(window) // 2 else (" ", " ")
-            lines.append(f"  {a.ljust(width)}  {op}  {b.ljust(kernel_width)}  {eq}  {c}")
+        for label, window_plane, kernel_plane, products_plane in _planes(step):
+            if label:
+                lines.append(f"  {label}")
+            window, kernel, products = _grid(window_plane), _grid(kernel_plane), _grid(products_plane)
+            width = max(len(line) for line in window)
+            kernel_width = max(len(line) for line in kernel)
+            lines.append(f"  {'window'.ljust(width)}     {'kernel'.ljust(kernel_width)}     products")
+            for index, (a, b, c) in enumerate(zip(window, kernel, products)):
+                op, eq = ("*", "=") if index == len(window) // 2 else (" ", " ")
+                lines.append(f"  {a.ljust(width)}  {op}  {b.ljust(kernel_width)}  {eq}  {c}")
         lines.append(f"  sum of products = {_number(step.partial)}")
     hidden = e.steps[max_channels:]
     if hidden:
@@ -160,5 +182,6 @@ def format_explanation(explanation: Explanation, max_channels: int = 8) -> str:
     if hidden:
         shown.append(f"{_number(sum(step.partial for step in hidden))} (the other {len(hidden)})")
     lines.append(f"\nvalue = {' + '.join(shown)} + bias {_number(e.bias)} = {_number(e.value)}")
-    lines.append(f"check: convlens.conv2d gives {_number(e.convlens_value)}, torch gives {_number(e.torch_value)}")
+    function = f"conv{e.spec.rank}d"
+    lines.append(f"check: convlens.{function} gives {_number(e.convlens_value)}, torch gives {_number(e.torch_value)}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from convlens.spec import ConvSpec, IntOrSizes, Padding
+from convlens.spec import ConvSpec, IntOrSizes, Padding, volume
 
 
 def cs231n_example(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -26,7 +26,7 @@ def cs231n_example(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def integer_example(
-    size: tuple[int, int], channels: int, filters: int, kernel: tuple[int, int], groups: int, seed: int = 0
+    size: tuple[int, ...], channels: int, filters: int, kernel: tuple[int, ...], groups: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Input (channels, *size) of integers 0..2, weight (filters, channels/groups, *kernel) of -1..1,
     bias 0, 1, 2, ...: the CS231n demo's kind of numbers for any configuration."""
@@ -38,7 +38,7 @@ def integer_example(
 
 
 def transposed_example(
-    size: tuple[int, int], channels: int, filters: int, kernel: tuple[int, int], groups: int, seed: int = 0
+    size: tuple[int, ...], channels: int, filters: int, kernel: tuple[int, ...], groups: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``integer_example``'s numbers for a transposed convolution: input (channels, *size) of 0..2,
     weight (channels, filters/groups, *kernel) of -1..1 (the transposed layout), bias 0, 1, 2, ..."""
@@ -49,7 +49,7 @@ def transposed_example(
 
 
 def random_example(
-    size: tuple[int, int], channels: int, filters: int, kernel: tuple[int, int], seed: int = 0
+    size: tuple[int, ...], channels: int, filters: int, kernel: tuple[int, ...], seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Input (channels, *size) and weight (filters, channels, *kernel) of normal noise."""
     generator = torch.Generator().manual_seed(seed)
@@ -64,10 +64,10 @@ FIGURE_BYTES_PER_VALUE = 32  # matplotlib colours each drawn value as RGBA in fl
 
 
 def example_spec(
-    size: tuple[int, int],
+    size: tuple[int, ...],
     channels: int,
     filters: int,
-    kernel: tuple[int, int],
+    kernel: tuple[int, ...],
     stride: IntOrSizes = 1,
     padding: Padding = 0,
     dilation: IntOrSizes = 1,
@@ -75,19 +75,20 @@ def example_spec(
     padding_mode: str = "zeros",
 ) -> ConvSpec:
     """The checked spec of a (channels, *size) input and (filters, channels/groups, *kernel) weight,
-    built on the meta device: every rule of conv2d applied, nothing allocated."""
+    built on the meta device: every rule of conv2d applied (conv1d's or conv3d's for 1 or 3 sizes),
+    nothing allocated."""
     x = torch.empty((channels, *size), device="meta")
     w = torch.empty((filters, channels // groups, *kernel), device="meta")
-    return ConvSpec.from_args(x, w, None, stride, padding, dilation, groups, padding_mode)
+    return ConvSpec.from_args(x, w, None, stride, padding, dilation, groups, padding_mode, rank=len(size))
 
 
 def explain_bytes(spec: ConvSpec, drawn_channels: int = 4) -> int:
     """About the bytes ``explain`` needs: the input (drawn as int64, kept as float32), its padded copy,
     the output twice (convlens and PyTorch), the weight, and the figure's padded channels and output."""
-    (h, w), (h_pad, w_pad), (h_out, w_out) = spec.in_size, spec.padded_size, spec.out_size
+    size, padded, out = volume(spec.in_size), volume(spec.padded_size), volume(spec.out_size)
     c, o = spec.in_channels, spec.out_channels
-    tensors = 12 * c * h * w + 4 * (c * h_pad * w_pad + 2 * o * h_out * w_out + o * spec.in_per_group * spec.taps)
-    return tensors + FIGURE_BYTES_PER_VALUE * (min(c, drawn_channels) * h_pad * w_pad + h_out * w_out)
+    tensors = 12 * c * size + 4 * (c * padded + 2 * o * out + o * spec.in_per_group * spec.taps)
+    return tensors + FIGURE_BYTES_PER_VALUE * (min(c, drawn_channels) * padded + out)
 
 
 def im2col_bytes(spec: ConvSpec) -> int:

@@ -113,6 +113,45 @@ def explain_figure(explanation: Explanation, max_channels: int = 4):
     return figure
 
 
+def volume_figure(explanation: Explanation, max_channels: int = 2):
+    """A 3-D value by hand, one depth tap per row: for each input channel (the first ``max_channels``),
+    the padded input plane that tap reads with the window, the kernel's slice, the products; then
+    the output plane with the computed cell and the sum."""
+    e = explanation
+    spec = e.spec
+    (k_d, k_h, k_w), (d_d, d_h, d_w) = spec.kernel_size, spec.dilation
+    z0, y0, x0 = e.window_origin
+    steps = e.steps[:max_channels]
+    rows = k_d * len(steps)
+    annotate = max(e.x_pad.shape[-2:]) <= 14
+    figure = Figure(figsize=(12, 2.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, 4, squeeze=False)
+    for index, step in enumerate(steps):
+        for tap in range(k_d):
+            row, plane = index * k_d + tap, z0 + tap * d_d
+            axis = axes[row, 0]
+            _grid(axis, e.x_pad[step.channel, plane], f"input channel {step.channel}, padded plane {plane}", annotate)
+            axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), d_w * (k_w - 1) + 1, d_h * (k_h - 1) + 1, fill=False,
+                                     lw=2.5, ec=HIGHLIGHT))  # fmt: skip
+            title = f"kernel [{e.filter_index}, {step.channel % spec.in_per_group}, {tap}]"
+            _grid(axes[row, 1], step.kernel[tap], title, True, cmap="Oranges")
+            products = step.products[tap]
+            _grid(axes[row, 2], products, f"window x kernel, sum = {float(products.sum()):g}", True, cmap="Greens")
+            axes[row, 3].axis("off")
+    z, y, x = e.position
+    output = e.output[e.filter_index, z]
+    _grid(
+        axes[0, 3], output, f"output channel {e.filter_index}, plane {z} {tuple(output.shape)}", output.numel() <= 196
+    )
+    axes[0, 3].add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
+    partials = " + ".join(f"{step.partial:.4g}" for step in e.steps[:max_channels]).replace("+ -", "- ")
+    text_axis = axes[min(1, rows - 1), 3]
+    text_axis.text(0.0, 0.5, f"channels: {partials}\n+ bias {e.bias:.4g}\n= {e.value:.6g}", fontsize=12,
+                   transform=text_axis.transAxes, va="center")  # fmt: skip
+    figure.suptitle(f"output[{e.filter_index}, {z}, {y}, {x}] = {e.value:.6g}    ({spec.describe()})", fontsize=11)
+    return figure
+
+
 def im2col_figure(
     x: torch.Tensor,
     weight: torch.Tensor,
