@@ -139,6 +139,9 @@ def test_explain_1d_and_3d(tmp_path: Path, capsys) -> None:
     check = next(line for line in text.splitlines() if line.startswith("check: ")).split()
     assert check[0:3] == ["check:", "convlens.conv3d", "gives"] and check[3].rstrip(",") == check[6]
     assert_real_png(tmp_path / "explain-3d.png", (900, 900))
+    for dims in ("1", "3"):  # the matrix picture of each: X_col's columns are 1-D or 3-D windows
+        assert main(["explain", "--dims", dims, "--im2col", "--out", str(tmp_path / dims)]) == 0
+        assert_real_png(tmp_path / dims / "im2col.png", (1000, 700))
 
 
 def test_explain_im2col_picture(tmp_path: Path) -> None:
@@ -181,7 +184,7 @@ def test_explain_a_model_layer_with_user_weights(tmp_path: Path) -> None:
         (["explain", "--size", "3", "--kernel", "5"], "larger than the padded input"),
         (["explain", "--at", "1"], "--at must be 2 comma-separated integers"),
         (["explain", "--dims", "3", "--size", "5,5"], "--size takes 1 or 3 numbers with --dims 3, got 5,5"),
-        (["explain", "--dims", "3", "--im2col"], "--im2col explains 2-D (and, for --im2col, 1-D) convolutions"),
+        (["explain", "--dims", "3", "--transposed"], "--transposed explains 2-D transposed convolutions, not --dims 3"),
         (["explain", "--dims", "1", "--at", "9"], "--at 9: output position must be within the 7 output, x in [0, 6]"),
         (["explain", "--transposed", "--at", "9,9"], "output position must be within the 6x6 output"),
         (["demo", "--data-root", "{tmp}/empty"], "no CIFAR-10 under --data-root"),

@@ -116,6 +116,19 @@ def test_gradcheck_and_gradgradcheck(rank: int, algorithm: str, data) -> None:
     assert torch.autograd.gradgradcheck(transposed, leaves, fast_mode=True)
 
 
+@pytest.mark.parametrize("rank", (2, 3))
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64))
+@pytest.mark.parametrize("channels_last", ("input", "weight"))
+def test_output_layout_is_pytorchs(rank: int, dtype: torch.dtype, channels_last: str) -> None:
+    """Channels-last in, channels-last out where PyTorch's CPU kernel gives it (in 3-D: float32 only)."""
+    layout = torch.channels_last if rank == 2 else torch.channels_last_3d
+    x, w = torch.randn(2, 4, *(5,) * rank, dtype=dtype), torch.randn(4, 3, *(3,) * rank, dtype=dtype)
+    x, w = (x.to(memory_format=layout), w) if channels_last == "input" else (x, w.to(memory_format=layout))
+    for algorithm in ALGORITHMS:
+        ours = OURS[rank](x, w, stride=2, padding=1, algorithm=algorithm)
+        assert ours.stride() == THEIRS[rank](x, w, stride=2, padding=1).stride(), algorithm
+
+
 X, W = torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3)
 
 
@@ -208,6 +221,9 @@ def test_convlens_explain_transposed_from_the_command_line(tmp_path) -> None:
     assert code == 0
     figure = matplotlib.image.imread(tmp_path / "explain-transposed.png")
     assert figure.shape[0] > 200 and figure.shape[1] > 600
+    assert main(["explain", "--transposed", "--im2col", "--out", str(tmp_path)]) == 0  # the matrix picture
+    figure = matplotlib.image.imread(tmp_path / "im2col-transposed.png")
+    assert figure.shape[0] > 600 and figure.shape[1] > 1000
 
 
 def test_explain_transposed_text_tells_where_output_padding_comes_from(capsys, tmp_path) -> None:

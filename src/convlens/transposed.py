@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from convlens import algos
 from convlens.algos.im2col import PIECE_BYTES
+from convlens.functional import output_layout
 from convlens.grad import gradients
 from convlens.spec import ConvSpec, IntOrSizes, non_negative_sizes, positive_sizes, volume
 from convlens.spec.transposed import TransposedSpec
@@ -92,6 +93,8 @@ def conv_transpose(
         out = F.pad(full, [amount for pair in reversed(crop) for amount in pair])
     if bias is not None:
         out = out + bias.view(1, -1, *(1,) * rank)
+    if spec.forward is not None and out.numel():  # PyTorch's layout: channels-last as its kernel makes it
+        out = out.contiguous(memory_format=output_layout(rows, weight, replace(spec.forward, device=rows.device)))
     return out if spec.batched else out.squeeze(0)
 
 

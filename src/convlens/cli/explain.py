@@ -214,13 +214,12 @@ def check_options(args: argparse.Namespace) -> None:
         return
     if args.layer is not None or args.weights is not None:
         raise UsageError("--layer and --weights go with --model")
-    if (args.im2col and args.dims == 3) or (args.transposed and args.dims != 2):
-        what = "--im2col" if args.im2col else "--transposed"
-        raise UsageError(f"{what} explains 2-D (and, for --im2col, 1-D) convolutions, not --dims {args.dims}")
+    if args.transposed and args.dims != 2:
+        raise UsageError(f"--transposed explains 2-D transposed convolutions, not --dims {args.dims}")
     if args.output_padding is not None and not args.transposed:
         raise UsageError("--output-padding goes with --transposed (an ordinary convolution has none)")
     if args.transposed:
-        unused = ["--im2col"] * args.im2col + ["--padding-mode"] * (args.padding_mode is not None)
+        unused = ["--padding-mode"] * (args.padding_mode is not None)
         unused += [f"--padding {args.padding}"] * isinstance(args.padding, str)
         if unused:
             raise UsageError(
@@ -342,7 +341,7 @@ def explain_transposed_command(args: argparse.Namespace) -> int:
     2 channels, one 3x3 filter, stride 2, padding 1, output_padding 1 (6x6 out: it doubles the size)."""
     from convlens.errors import ArgumentError
     from convlens.explain.examples import transposed_example
-    from convlens.explain.figures import transposed_figure
+    from convlens.explain.figures import transposed_figure, transposed_im2col_figure
     from convlens.explain.transposed import explain_transposed, format_transposed
     from convlens.files import prepare_out_dir, save_figure
 
@@ -366,8 +365,12 @@ def explain_transposed_command(args: argparse.Namespace) -> int:
     except ArgumentError as error:
         raise UsageError(f"--transposed: {error}") from None
     out = prepare_out_dir(args.out)
-    print(format_transposed(explanation))
-    print(f"wrote {save_figure(transposed_figure(explanation), out / 'explain-transposed.png')}")
+    if args.im2col:  # groups 1: check_options refused any other
+        figure, name = transposed_im2col_figure(explanation), "im2col-transposed.png"
+    else:
+        print(format_transposed(explanation))
+        figure, name = transposed_figure(explanation), "explain-transposed.png"
+    print(f"wrote {save_figure(figure, out / name)}")
     return 0
 
 

@@ -94,13 +94,13 @@ def explain_bytes(spec: ConvSpec, drawn_channels: int = 4) -> int:
 def im2col_bytes(spec: ConvSpec) -> int:
     """About the bytes the im2col figure needs: input and padded input, X_col, W_row @ X_col (float32),
     and X_col, the product and its per-channel views drawn."""
-    (h, w), (h_pad, w_pad) = spec.in_size, spec.padded_size
-    columns, products = im2col_shape(spec), spec.out_channels * spec.out_size[0] * spec.out_size[1]
+    columns, products = im2col_shape(spec), spec.out_channels * volume(spec.out_size)
     values = columns[0] * columns[1]
-    tensors = 4 * (spec.in_channels * (h * w + h_pad * w_pad) + values + products + spec.out_channels * columns[0])
+    pixels = volume(spec.in_size) + volume(spec.padded_size)
+    tensors = 4 * (spec.in_channels * pixels + values + products + spec.out_channels * columns[0])
     return tensors + FIGURE_BYTES_PER_VALUE * (values + 2 * products)
 
 
 def im2col_shape(spec: ConvSpec) -> tuple[int, int]:
     """X_col's shape: (C*k_h*k_w, H_out*W_out)."""
-    return spec.in_channels * spec.taps, spec.out_size[0] * spec.out_size[1]
+    return spec.in_channels * spec.taps, volume(spec.out_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from convlens.explain.byhand import Explanation, PositionError
 from convlens.explain.transposed import TransposedExplanation
@@ -155,7 +156,7 @@ def volume_figure(explanation: Explanation, max_channels: int = 2):
 def im2col_figure(
     x: torch.Tensor,
     weight: torch.Tensor,
-    position: tuple[int, int] = (0, 0),
+    position: tuple[int, ...] = (0, 0),
     filter_index: int = 0,
     *,
     stride: IntOrSizes = 1,
@@ -168,55 +169,73 @@ def im2col_figure(
     ``x`` is one (C, H, W) image, ``weight`` (C_out, C, k_h, k_w); by default stride 1, no padding, as
     in the seed. The input is padded first (in ``padding_mode``), so X_col's columns are the windows
     conv2d reads. The column of X_col and the row of W_row that make output[filter_index, y, x] are
-    highlighted.
+    highlighted. A (C, D, H, W) volume works the same (columns of C*k_d*k_h*k_w values, one per
+    output position; the output drawn at the position's depth plane), and so does a (C, L) signal.
     """
     from convlens.unfold import unfold
 
-    spec = ConvSpec.from_args(x, weight, None, stride, padding, dilation, 1, padding_mode)
-    c_out = weight.shape[0]
-    h_out, w_out = spec.out_size
-    y, x_pos = position
+    rank = x.dim() - 1
+    spec = ConvSpec.from_args(x, weight, None, stride, padding, dilation, 1, padding_mode, rank=rank)
+    c_out, out_size = weight.shape[0], spec.out_size
     if not 0 <= filter_index < c_out:
         raise PositionError(f"filter must be in [0, {c_out - 1}], got {filter_index}")
-    if not (0 <= y < h_out and 0 <= x_pos < w_out):
-        raise PositionError(f"output position must be within the {h_out}x{w_out} output, got (y, x)={position}")
+    if len(position) != rank or not all(0 <= p < n for p, n in zip(position, out_size, strict=True)):
+        shape = "x".join(map(str, out_size))
+        raise PositionError(f"output position must be within the {shape} output, got {tuple(position)}")
     x_pad = pad_input(x.unsqueeze(0), spec)[0]
     x_col = unfold(x_pad, spec.kernel_size, spec.dilation, 0, spec.stride)  # (C*k_h*k_w, L)
     w_row = weight.reshape(c_out, -1)  # (C_out, C*k_h*k_w)
     product = w_row @ x_col  # (C_out, L)
-    column = y * w_out + x_pos
+    column = 0
+    for index, count in zip(position, out_size, strict=True):  # row-major: the position's column
+        column = column * count + index
+    plane = position[0] if rank == 3 else None  # the depth plane a 3-D output is drawn at
+    y, x_pos = (0, position[0]) if rank == 1 else position[-2:]
+    h_out, w_out = (1, out_size[0]) if rank == 1 else out_size[-2:]
 
     figure = Figure(figsize=(13, 8.5), layout="constrained")
     grid = figure.add_gridspec(3, max(c_out, 2) + 2, height_ratios=[2.2, 0.9, 1.6])
     axis_w = figure.add_subplot(grid[0, :2])
     axis_x = figure.add_subplot(grid[0, 2:])
     axis_p = figure.add_subplot(grid[1, :])
-    axis_w.imshow(w_row.numpy(), aspect="auto", cmap="PuOr", interpolation="nearest")
+    image = axis_w.imshow(w_row.numpy(), aspect="auto", cmap="PuOr", interpolation="nearest")
+    figure.colorbar(image, ax=axis_w, shrink=0.8)
     axis_w.add_patch(Rectangle((-0.5, filter_index - 0.5), w_row.shape[1], 1, fill=False, lw=2, ec=HIGHLIGHT))
     axis_w.set_title(f"W_row {tuple(w_row.shape)}\none filter per row", fontsize=10)
     axis_w.set_yticks(range(c_out))
-    axis_x.imshow(x_col.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+    image = axis_x.imshow(x_col.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+    figure.colorbar(image, ax=axis_x, shrink=0.8)
     axis_x.add_patch(Rectangle((column - 0.5, -0.5), 1, x_col.shape[0], fill=False, lw=2, ec=HIGHLIGHT))
-    axis_x.set_title(f"X_col {tuple(x_col.shape)}: one receptive field (C*k*k values) per column", fontsize=10)
-    axis_p.imshow(product.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
-    axis_p.add_patch(Rectangle((column - 3, filter_index - 0.5), 6, 1, fill=False, lw=2, ec=HIGHLIGHT))
+    taps = "*".join(["C", *(f"k_{axis.lower()}" for axis in ("D", "H", "W")[3 - rank :])]) if rank > 1 else "C*k"
+    axis_x.set_title(f"X_col {tuple(x_col.shape)}: one receptive field ({taps} values) per column", fontsize=10)
+    image = axis_p.imshow(product.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+    figure.colorbar(image, ax=axis_p, shrink=0.8)
+    axis_p.add_patch(Rectangle((column - 0.5, filter_index - 0.5), 1, 1, fill=False, lw=2, ec=HIGHLIGHT))
     axis_p.set_yticks(range(c_out))
-    axis_p.set_title(f"W_row @ X_col {tuple(product.shape)}: row {filter_index} . column {column}", fontsize=10)
+    axis_p.set_title(
+        f"W_row @ X_col {tuple(product.shape)}: row {filter_index} times column {column} is output"
+        f"[{filter_index}, {', '.join(map(str, position))}]",
+        fontsize=10,
+    )
     for axis in (axis_w, axis_x, axis_p):
         axis.set_xlabel("column")
     for index in range(c_out):
         axis = figure.add_subplot(grid[2, index])
-        axis.imshow(product[index].reshape(h_out, w_out).numpy(), cmap="viridis", interpolation="nearest")
+        channel = product[index].reshape(out_size)
+        drawn = channel[plane] if plane is not None else channel.reshape(h_out, w_out)
+        axis.imshow(drawn.numpy(), cmap="viridis", interpolation="nearest")
         if index == filter_index:
             axis.add_patch(Rectangle((x_pos - 0.5, y - 0.5), 1, 1, fill=False, lw=2, ec=HIGHLIGHT))
-        axis.set_title(f"view -> channel {index} ({h_out}x{w_out})", fontsize=9)
+        where = f"\nplane {plane} of {out_size[0]}" if plane is not None else f" ({'x'.join(map(str, out_size))})"
+        axis.set_title(f"view -> channel {index}{where}", fontsize=9)
         axis.axis("off")
+    plain = all(v == 1 for v in (*spec.stride, *spec.dilation)) and not any(spec.padding)
     figure.suptitle(
         f"convolution as one matrix product: ({c_out}, {w_row.shape[1]}) @ ({x_col.shape[0]}, {x_col.shape[1]})"
-        f" -> ({c_out}, {x_col.shape[1]}) -> view ({c_out}, {h_out}, {w_out})"
+        f" -> ({c_out}, {x_col.shape[1]}) -> view ({c_out}, {', '.join(map(str, out_size))})"
         + (
             ""
-            if (spec.stride, spec.padding, spec.dilation) == ((1, 1), (0, 0, 0, 0), (1, 1))
+            if plain
             else f"\nstride {spec.stride}, padding {spec.padding} {spec.padding_mode}, dilation {spec.dilation}"
         ),
         fontsize=11,
@@ -298,6 +317,62 @@ def transposed_figure(explanation: TransposedExplanation, max_channels: int = 2)
         f"conv_transpose2d output[{e.filter_index}, {y}, {x}] = {e.value:.6g}: input {tuple(e.x.shape)}, weight "
         f"{tuple(e.weight.shape)}, stride {o['stride']}, padding {o['padding']}, output_padding "
         f"{o['output_padding']}, dilation {o['dilation']}, groups {o['groups']}",
+        fontsize=11,
+    )
+    return figure
+
+
+def transposed_im2col_figure(explanation: TransposedExplanation):
+    """A transposed convolution as one matrix product, then col2im: W_row^T (C_out*k_h*k_w, C_in)
+    times X (C_in, H*W) gives one column per input value, that value times every kernel tap of every
+    output channel; col2im adds each column into its window of the full output, where overlapping
+    windows sum; padding crops it. The entries that land on the explained output are outlined."""
+    from convlens.unfold import fold
+
+    e = explanation
+    o = e.options
+    if o["groups"] != 1:
+        raise PositionError("the matrix picture of a transposed convolution is drawn for groups=1")
+    c_in, height, width = e.x.shape
+    c_out, (k_h, k_w) = e.output.shape[0], e.weight.shape[2:]
+    x_rows = e.x.reshape(c_in, height * width)  # X (C_in, H*W)
+    w_cols = e.weight.reshape(c_in, -1).t()  # W_row^T (C_out*k_h*k_w, C_in)
+    cols = w_cols @ x_rows  # (C_out*k_h*k_w, H*W)
+    full = fold(cols, e.full_size, (k_h, k_w), o["dilation"], 0, o["stride"])  # (C_out, L_h, L_w)
+    figure = Figure(figsize=(13, 9), layout="constrained")
+    grid = figure.add_gridspec(3, 2, height_ratios=[1.3, 2.2, 1.8])
+    axis_w, axis_x = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
+    axis_c = figure.add_subplot(grid[1, :])
+    axis_full, axis_out = figure.add_subplot(grid[2, 0]), figure.add_subplot(grid[2, 1])
+    for axis, data, title, cmap in (
+        (axis_w, w_cols, f"W_row^T {tuple(w_cols.shape)}: one row per (output channel, tap)", "PuOr"),
+        (axis_x, x_rows, f"X {tuple(x_rows.shape)}: one column per input position", "viridis"),
+        (axis_c, cols, f"W_row^T @ X {tuple(cols.shape)}: each input position times every tap, summed over "
+         "input channels", "viridis"),
+    ):  # fmt: skip
+        image = axis.imshow(data.numpy(), aspect="auto", cmap=cmap, interpolation="nearest")
+        figure.colorbar(image, ax=axis, shrink=0.8)
+        axis.set_title(title, fontsize=10)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for landing in e.landings:  # the entries col2im adds into the explained output
+        (i, j), (a, b) = landing.input_position, landing.tap
+        row, column = (e.filter_index * k_h + a) * k_w + b, i * width + j
+        axis_c.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, lw=2, ec=HIGHLIGHT))
+    (full_y, full_x), (p_h, p_w) = e.full_position, o["padding"]
+    _grid(axis_full, full[e.filter_index], f"col2im: full output channel {e.filter_index} {tuple(full.shape[1:])}, "
+          "overlaps summed; dashed: kept", full[0].numel() <= 196)  # fmt: skip
+    h_t, w_t = e.output.shape[1:]
+    axis_full.add_patch(Rectangle((p_w - 0.5, p_h - 0.5), w_t, h_t, fill=False, lw=1.5, ls="--", ec="0.3"))
+    if not e.beyond_full:
+        axis_full.add_patch(Rectangle((full_x - 0.5, full_y - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
+    y, x = e.position
+    output = e.output[e.filter_index]
+    _grid(axis_out, output, f"output channel {e.filter_index} {tuple(output.shape)} (+ bias)", output.numel() <= 196)
+    axis_out.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
+    figure.suptitle(
+        f"a transposed convolution as one matrix product, then col2im: ({w_cols.shape[0]}, {c_in}) @ ({c_in}, "
+        f"{height * width}) -> fold -> ({c_out}, {full.shape[1]}, {full.shape[2]}) -> crop -> ({c_out}, {h_t}, {w_t})",
         fontsize=11,
     )
     return figure
