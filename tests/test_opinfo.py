@@ -78,7 +78,10 @@ def test_opinfo_error_inputs(name: str) -> None:
     """Every error input PyTorch lists is refused with its error type, and a message its regex finds
     (convlens's messages open with PyTorch's wording, then explain)."""
     op = OPS[name]
-    errors = list(op.error_inputs("cpu")) if op.error_inputs_func is not None else []
+    if op.error_inputs_func is None:
+        pytest.skip(f"PyTorch's OpInfo for {name} lists no error inputs (tests/test_transposed.py has its errors)")
+    errors = list(op.error_inputs("cpu"))
+    assert errors
     for error in errors:
         sample = error.sample_input
         with pytest.raises(error.error_type) as raised:

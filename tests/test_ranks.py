@@ -146,12 +146,14 @@ def test_1d_output_is_contiguous_as_pytorchs() -> None:
     w = torch.randn(3, 4, 3)
     for algorithm in ALGORITHMS:
         assert convlens.conv1d(x, w, algorithm=algorithm).stride() == F.conv1d(x, w).stride()
+        ours = convlens.conv_transpose1d(x, w.transpose(0, 1), stride=2, algorithm=algorithm)
+        assert ours.stride() == F.conv_transpose1d(x, w.transpose(0, 1), stride=2).stride()
 
 
 def test_3d_im2col_stays_within_the_workspace() -> None:
     """A layer whose one-shot columns would be 108 MiB runs in pieces of at most 2 MiB of columns (one
     output plane, 1.7 MiB, is the smallest piece) and still gives PyTorch's values (the >1 GB case is
-    measured by benchmarks/memory_3d.py)."""
+    measured by ``python benchmarks/memory.py --depth``)."""
     x, w = torch.randn(2, 16, 16, 32, 32), torch.randn(8, 16, 3, 3, 3)
     spec = ConvSpec.from_args(x, w, padding=1, rank=3)
     assert spec.cols_bytes() == 2 * 16 * 27 * 16 * 32 * 32 * 4
@@ -198,6 +200,12 @@ def test_a_3d_kernel_too_large_shows_the_formula_per_dimension() -> None:
 def test_2d_only_algorithms_say_which_run_3d() -> None:
     with pytest.raises(ValueError, match=r"a 3-D convolution takes 'auto', 'direct', 'im2col'"):
         convlens.conv3d(torch.randn(1, 2, 4, 4, 4), torch.randn(2, 2, 3, 3, 3), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"cannot run a Conv3d layer"):  # at construction, not at the first forward
+        convlens.nn.Conv3d(2, 2, 3, algorithm="fft")
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3), torch.nn.Conv3d(2, 2, 3))
+    with pytest.raises(ValueError, match=r"cannot run 1 \(Conv3d\)"):  # the whole model, or nothing
+        convlens.nn.convert(model, algorithm="winograd")
+    assert type(model[0]) is torch.nn.Conv2d
     # 1-D runs as a one-row image: every algorithm that supports that image serves it
     x, w = torch.randn(2, 8, 64), torch.randn(8, 8, 9)
     torch.testing.assert_close(convlens.conv1d(x, w, algorithm="fft"), F.conv1d(x, w), rtol=1e-4, atol=1e-4)

@@ -48,8 +48,8 @@ def check_workspace_limit(limit: object, name: str = "workspace_limit") -> int:
     if limit < USEFUL_WORKSPACE_BYTES:
         warnings.warn(
             f"{name}={limit} bytes is below {USEFUL_WORKSPACE_BYTES // 2**20} MiB: im2col then works a few "
-            f"output rows at a time (at least one), many small products that run far below the machine's "
-            f"speed; 1 MiB or more keeps it near full speed",
+            f"output rows (3-D: depth planes) at a time (at least one), many small products that run far "
+            f"below the machine's speed; 1 MiB or more keeps it near full speed",
             stacklevel=3,
         )
     return limit

@@ -36,7 +36,10 @@ class ChosenAlgorithm:
 
     @algorithm.setter
     def algorithm(self, name: str) -> None:
-        self._algorithm = algos.check_name(name)
+        checked = algos.check_name(name)
+        rank = getattr(self, "_rank", 2)
+        algos.check_rank(checked, rank, f"a {type(self).__name__} layer")
+        self._algorithm = checked
 
     def extra_repr(self) -> str:
         text = super().extra_repr()  # type: ignore[misc]  # the torch layer's, next in the MRO
@@ -260,6 +263,10 @@ def convert(module: torch.nn.Module, algorithm: str = "auto") -> torch.nn.Module
             f"may do more than a convolution, e.g. a parametrization): {', '.join(foreign)}",
             stacklevel=2,
         )
+    for name, layer in layers:  # every layer's kind takes the algorithm, before any is changed
+        if type(layer) in (*kinds, *ours):
+            rank = getattr(CONVLENS_LAYERS.get(type(layer), type(layer)), "_rank", 2)
+            algos.check_rank(algorithm, rank, f"{name or type(layer).__name__} ({type(layer).__name__})")
     for _, layer in layers:
         if type(layer) in CONVLENS_LAYERS:
             layer.__class__ = CONVLENS_LAYERS[type(layer)]  # same object: parameters, buffers and hooks stay

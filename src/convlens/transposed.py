@@ -71,7 +71,7 @@ def conv_transpose(
         )
         out = conv_transpose(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, *strides), (0, *pads),
                              (0, *extra), groups, (1, *dilations), algorithm, rank=2)  # fmt: skip
-        return out.squeeze(-2)
+        return out.squeeze(-2).contiguous()  # PyTorch's 1-D output is contiguous whatever the input's strides
     rows = input if spec.batched else input.unsqueeze(0)
     if spec.forward is None:  # no input value reaches the output
         out = rows.new_zeros(spec.out_shape)
@@ -101,7 +101,8 @@ def conv_transpose(
 def volume_scatter(rows: torch.Tensor, weight: torch.Tensor, forward: ConvSpec, algorithm: str) -> torch.Tensor:
     """The full 3-D transposed output (N, C_out, L_d, L_h, L_w) of ``rows`` (N, C_in, D, H, W): the
     input gradient of ``forward``, written out. "im2col": per group ``cols = W_row^T @ X`` then
-    col2im, in pieces of images whose columns fit the workspace; "direct": the same sums one
+    col2im, in pieces of whole images of at most PIECE_BYTES of columns (one image is the smallest
+    piece, whatever its size: not bounded by the workspace limit); "direct": the same sums one
     kernel tap at a time, each tap's products added (``index_add``) at the output positions it
     reaches. No in-place writes into slices: autograd differentiates these steps, vmap included."""
     groups, c_in, taps_count = forward.groups, forward.out_channels, forward.taps

@@ -137,16 +137,30 @@ def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algor
 
         return choose(spec, workspace).algorithm
     algorithm = get(checked)
-    if spec.rank not in algorithm.ranks:
-        names_here = ", ".join(repr(a.name) for a in concrete() if spec.rank in a.ranks)
-        raise ArgumentError(
-            f"algorithm={name!r} cannot run this convolution ({spec.describe()}): it runs 2-D convolutions "
-            f"(and 1-D ones, as images one row high); a {spec.rank}-D convolution takes 'auto', {names_here}"
-        )
+    check_rank(checked, spec.rank, f"this convolution ({spec.describe()})")
     reason = algorithm.supports(spec)
     if reason is not None:
         raise ArgumentError(f"algorithm={name!r} cannot run this convolution ({spec.describe()}): {reason}")
     return algorithm
+
+
+def check_rank(name: str, rank: int, what: str = "this convolution") -> None:
+    """Refuse ``algorithm=name`` for a convolution over ``rank`` spatial dimensions that it does not
+    run (1-D runs as 2-D: every algorithm serves it)."""
+    if name == "auto" or rank == 1 or rank in get(name).ranks:
+        return
+    names_here = ", ".join(repr(a.name) for a in concrete() if rank in a.ranks)
+    raise ArgumentError(
+        f"algorithm={name!r} cannot run {what}: it runs 2-D convolutions (and 1-D ones, as images one row "
+        f"high); a {rank}-D convolution takes 'auto', {names_here}"
+    )
+
+
+def runs(name: str, spec: ConvSpec) -> bool:
+    """Whether ``algorithm=name`` runs ``spec`` (a 1-D one as the one-row image it runs as)."""
+    if name == "auto":
+        return True
+    return (spec.rank == 1 or spec.rank in get(name).ranks) and get(name).supports(spec.as_2d()) is None
 
 
 def _load_builtin() -> None:

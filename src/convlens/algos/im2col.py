@@ -245,7 +245,8 @@ def forward(
 
 def plan_volume_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
     """(images per piece, output depth planes per piece) of a 3-D convolution so that one piece's
-    columns fit in ``workspace`` bytes (and in PIECE_BYTES, for speed), as ``plan_pieces`` in 2-D."""
+    columns fit in ``workspace`` bytes (and in PIECE_BYTES, for speed), as ``plan_pieces`` in 2-D;
+    one depth plane of one image is the smallest piece, even where its columns are larger."""
     d_out = spec.out_size[0]
     plane_bytes = spec.in_channels * spec.taps * volume(spec.out_size[1:]) * spec.dtype.itemsize
     planes_that_fit = max(1, min(workspace, PIECE_BYTES) // max(1, plane_bytes))

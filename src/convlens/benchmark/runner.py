@@ -24,8 +24,7 @@ from convlens import algos
 from convlens.algos.auto import choose
 from convlens.benchmark.suites import Layer
 from convlens.benchmark.timing import geomean, interleaved_medians
-from convlens.errors import ArgumentError
-from convlens.spec import ConvSpec, volume
+from convlens.spec import volume
 
 REFERENCE = "pytorch"
 SEED = "seed unfold"
@@ -85,21 +84,6 @@ def pytorch_call(layer: Layer, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor
     return lambda: layer.pytorch(x, w, b)
 
 
-def runs(layer: Layer, spec: ConvSpec, name: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether the algorithm ``name`` runs ``layer`` (2-D convolutions: its ``supports``; other kinds
-    are asked by one call, which refuses what the algorithm does not run)."""
-    if name == "auto":
-        return True
-    if layer.kind == "conv2d":
-        return algos.get(name).supports(spec) is None
-    try:
-        with torch.no_grad():
-            layer.convlens(x[:1], w, b, algorithm=name)
-    except ArgumentError:
-        return False
-    return True
-
-
 def benchmark_layer(
     layer: Layer,
     batch: int,
@@ -119,7 +103,7 @@ def benchmark_layer(
 
     candidates: dict[str, Callable[[], torch.Tensor]] = {REFERENCE: pytorch_call(layer, x, w, b)}
     for name in algorithm_names:
-        if runs(layer, spec, name, x, w, b):
+        if algos.runs(name, spec):
             candidates[name] = convlens_call(name)
     if layer.kind == "conv2d" and layer.groups == 1 and isinstance(layer.padding, tuple):
         candidates[SEED] = lambda: seed_unfold(x, w, b, layer)
