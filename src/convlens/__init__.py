@@ -6,6 +6,7 @@ Public API::
     conv_transpose1d, 2d, 3d               the transposed ones: each a convolution's input gradient
     unfold, fold, output_size              im2col / col2im (1-, 2- or 3-D) and the output-size formula
     solve                                  the formula backwards: stride / padding / ... for a wanted size
+    summary                                every layer call of a model on meta, and why its shapes break
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, nn.convert   the layers, and swapping them into a model
     grad.conv2d_input, grad.conv2d_weight  torch.nn.grad's helpers: one gradient without a forward
@@ -34,6 +35,7 @@ from convlens.errors import ArgumentError, ArgumentTypeError, ConvlensError
 from convlens.functional import conv1d, conv2d, conv3d
 from convlens.solve import solve
 from convlens.spec import ConvSpec, output_size
+from convlens.summary import summary
 from convlens.transposed import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from convlens.unfold import fold, unfold
 
@@ -71,5 +73,6 @@ __all__ = [
     "set_workspace_limit",
     "settings",
     "solve",
+    "summary",
     "unfold",
 ]

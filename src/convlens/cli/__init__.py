@@ -5,6 +5,7 @@
     convlens verify    every algorithm against PyTorch and float64
     convlens bench     speed against PyTorch on real layers
     convlens solve     the output-size formula backwards: the settings that give the wanted size
+    convlens summary   every layer of a model, its receptive field, and why its shapes break
 
 One module per command, each with ``add_parser`` and ``run``. Exit codes: 0 done; 1 the command's
 own answer is "no" (verify found a failure); 2 a usage error, the caller's mistake, told in one
@@ -19,7 +20,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from convlens.cli import bench, demo, explain, solve, verify
+from convlens.cli import bench, demo, explain, solve, summary, verify
 from convlens.cli.options import Parser
 from convlens.errors import ConvlensError
 
@@ -31,7 +32,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="convlens", description="PyTorch's Conv2d, rebuilt and explained.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, explain, verify, bench, solve):
+    for command in (demo, explain, verify, bench, solve, summary):
         command.add_parser(commands)
     return parser
 
