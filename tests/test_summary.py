@@ -88,6 +88,21 @@ def test_a_broken_model_is_diagnosed_with_the_fix() -> None:
         assert ran is runs
 
 
+def test_channel_linear_and_channels_last_mistakes_are_diagnosed() -> None:
+    channels = convlens.summary(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(16, 8, 3)), (1, 3, 32, 32))
+    assert channels.failure is not None and channels.failure.name == "2"
+    assert channels.failure.fixes == [
+        "2 expects 16 input channels and gets 8",
+        "the 8 channels come from 0 (Conv2d, output [1, 8, 30, 30]): give 2 in_channels=8, or 0 16 output channels",
+    ]
+    linear = convlens.summary(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10)), (1, 3, 32, 32))
+    assert linear.failure is not None
+    assert "in_features=7200 fits this input (nn.LazyLinear(out_features) infers it" in linear.failure.fixes[0]
+    nhwc = convlens.summary(torchvision.models.resnet18(), (1, 224, 224, 3))
+    assert nhwc.failure is not None and nhwc.failure.name == "conv1"
+    assert "looks channels-last (N, H, W, C)" in nhwc.failure.fixes[-1] and "[1, 3, 224, 224]" in nhwc.failure.fixes[-1]
+
+
 def test_convlens_summary_from_the_command_line(tmp_path: Path, capsys) -> None:
     assert main(["summary", "resnet18", "--input", "1,3,64,64", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out

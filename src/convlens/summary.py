@@ -35,7 +35,6 @@ from convlens.errors import ArgumentError
 from convlens.spec import check_window_fits, resolve_padding, to_sizes
 
 CONVOLUTIONS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3, torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
-TOO_LARGE = "Kernel size can't be greater than actual input size"  # PyTorch's words (and convlens's)
 POOLING = (torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.MaxPool3d, torch.nn.AvgPool1d, torch.nn.AvgPool2d,
            torch.nn.AvgPool3d)  # fmt: skip
 
@@ -55,6 +54,7 @@ class Row:
     padding: tuple[int, ...] | None = None  # (before, after) per spatial dimension, resolved
     dilation: tuple[int, ...] | None = None
     groups: int | None = None
+    in_channels: int | None = None  # what a convolution takes (or a Linear's in_features): for the diagnosis
     receptive_field: tuple[int, ...] | None = None
     jump: tuple[int, ...] | None = None
     failed: bool = False
@@ -172,9 +172,11 @@ def module_row(name: str, module: torch.nn.Module, x: object) -> Row:
     """A leaf module's row before it runs: its input shape, parameters and window settings."""
     row = Row(name, type(module).__name__, input_shape=tuple(x.shape) if isinstance(x, torch.Tensor) else None,
               params=sum(p.numel() for p in module.parameters(recurse=False)), failed=True)  # fmt: skip
+    if isinstance(module, torch.nn.Linear):
+        row.in_channels = module.in_features
     if isinstance(module, torch.nn.modules.conv._ConvNd):
         row.kernel_size, row.stride, row.dilation = module.kernel_size, module.stride, module.dilation
-        row.groups = module.groups
+        row.groups, row.in_channels = module.groups, module.in_channels
         with contextlib.suppress(ArgumentError):
             row.padding = resolve_padding(module.padding, module.kernel_size, module.stride, module.dilation)
     elif isinstance(module, POOLING) and isinstance(x, torch.Tensor):
@@ -263,16 +265,25 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], *, dtype: torch.d
 
 def diagnose(model: torch.nn.Module, shape: tuple[int, ...], rows: list[Row], failing: Row, message: str,
              dtype: torch.dtype) -> list[str]:  # fmt: skip
-    """The fixes for a failing call, with their numbers."""
-    window_too_large = TOO_LARGE in message or "Output size is too small" in message  # conv's, pooling's
-    if not window_too_large or failing.input_shape is None or failing.kernel_size is None:
-        return [f"PyTorch's message at {failing.name}, whose input was {list(failing.input_shape or ())}: {message}"]
+    """The fixes for a failing call, with their numbers, read off the recorded shapes (PyTorch's
+    messages differ between devices: on meta a channel mismatch is "Invalid channel dimensions")."""
+    given = failing.input_shape
+    if given is not None and failing.in_channels is not None:
+        got = given[-1] if failing.type == "Linear" else given[1] if len(given) > 1 else None
+        if got is not None and got != failing.in_channels:
+            if failing.type == "Linear":
+                return [f"{failing.name} has in_features={failing.in_channels}, its input {list(given)} has {got}: "
+                        f"in_features={got} fits this input (nn.LazyLinear(out_features) infers it at the first "
+                        f"call)"]  # fmt: skip
+            return channel_fixes(shape, rows, failing, failing.in_channels, got)
+    if given is None or failing.kernel_size is None or not window_too_large(failing):
+        return [f"PyTorch's message at {failing.name}, whose input was {list(given or ())}: {message}"]
     fixes = []
     rank = len(failing.kernel_size)
     pads = failing.padding or (0,) * (2 * rank)
     dilation = failing.dilation or (1,) * rank
     try:
-        check_window_fits(failing.input_shape[2:], failing.kernel_size, failing.stride or (1,) * rank, pads, dilation)
+        check_window_fits(given[2:], failing.kernel_size, failing.stride or (1,) * rank, pads, dilation)
     except ArgumentError as error:
         fixes.append(str(error))  # the output-size formula with the numbers
     chain = [f"{row.name} {'x'.join(map(str, row.output_shape[2:]))}" for row in rows
@@ -280,7 +291,7 @@ def diagnose(model: torch.nn.Module, shape: tuple[int, ...], rows: list[Row], fa
     start = "x".join(map(str, shape[2:]))
     fixes.append(f"the input shrank {start} -> " + " -> ".join([*chain, f"{failing.name} (fails)"]))
     spans = [d * (k - 1) + 1 for d, k in zip(dilation, failing.kernel_size)]
-    sizes = failing.input_shape[2:]
+    sizes = given[2:]
     need = [max(0, math.ceil((span - size - before - after) / 2)) for span, size, before, after in
             zip(spans, sizes, pads[::2], pads[1::2])]  # fmt: skip
     fixes.append(f"padding {tuple(p + n for p, n in zip(pads[::2], need))} on {failing.name} (instead of "
@@ -289,6 +300,35 @@ def diagnose(model: torch.nn.Module, shape: tuple[int, ...], rows: list[Row], fa
     if smallest is not None:
         fixes.append(f"the smallest input the whole model accepts is {'x'.join(map(str, smallest[2:]))} "
                      f"(input shape {list(smallest)}; checked by a run on meta)")  # fmt: skip
+    return fixes
+
+
+def window_too_large(row: Row) -> bool:
+    """Whether a convolution's or pooling's window spans more than its padded input."""
+    assert row.input_shape is not None and row.kernel_size is not None
+    rank = len(row.kernel_size)
+    try:
+        check_window_fits(row.input_shape[2:], row.kernel_size, row.stride or (1,) * rank,
+                          row.padding or (0,) * (2 * rank), row.dilation or (1,) * rank)  # fmt: skip
+    except ArgumentError:
+        return True
+    return False
+
+
+def channel_fixes(shape: tuple[int, ...], rows: list[Row], failing: Row, expected: int, got: int) -> list[str]:
+    """A convolution given another number of channels than its weight takes: where those came from."""
+    earlier = [row for row in rows[: rows.index(failing)] if row.output_shape is not None and len(row.output_shape) > 1]
+    made = [row for row in earlier if row.output_shape[1] == got  # type: ignore[index]
+            and (row.input_shape is None or len(row.input_shape) < 2 or row.input_shape[1] != got)]  # fmt: skip
+    source = made[-1] if made else None  # the last call that changed the channel count to ``got``
+    fixes = [f"{failing.name} expects {expected} input channels and gets {got}"]
+    if source is not None:
+        produced = list(source.output_shape or ())
+        fixes.append(f"the {got} channels come from {source.name} ({source.type}, output {produced}): give "
+                     f"{failing.name} in_channels={got}, or {source.name} {expected} output channels")  # fmt: skip
+    if len(shape) == 4 and shape[-1] == expected and shape[1] != expected and not earlier:
+        fixes.append(f"the input {list(shape)} looks channels-last (N, H, W, C) for a model that takes (N, C, H, W): "
+                     f"x.permute(0, 3, 1, 2) gives {[shape[0], shape[3], shape[1], shape[2]]}")  # fmt: skip
     return fixes
 
 
