@@ -33,6 +33,7 @@ def input_shape(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
+    import time
 
     import torch
     import torchvision
@@ -52,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         prepare_out_file(args.json, "--json")
     with torch.device("meta"):  # shapes only: no memory for weights, nothing downloaded
         model = torchvision.models.get_model(args.target, weights=None)
+    start = time.perf_counter()
     result = summary(model, shape)
+    seconds = time.perf_counter() - start
     console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"{args.target} on input {list(shape)} (meta: shapes only)")
     columns = ("layer", "type", "output", "params", "MACs", "kernel", "stride", "padding", "dilation", "groups",
@@ -77,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
                       text(row.stride), text(row.padding), text(row.dilation), text(row.groups),
                       text(row.receptive_field), text(row.jump), style="bold red" if row.failed else None)  # fmt: skip
     console.print(table)
-    console.print(f"total: {result.total_params:,} parameters, {result.total_macs:,} multiply-adds")
+    console.print(
+        f"total: {result.total_params:,} parameters, {result.total_macs:,} multiply-adds; traced on meta in "
+        f"{seconds:.2f} s" + (" (the diagnosis's search included)" if result.failure is not None else "")
+    )
     if result.failure is not None:
         console.print(f"[bold red]the forward stopped at {result.failure.name}[/]: {result.failure.message}")
         for fix in result.failure.fixes:
