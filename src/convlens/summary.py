@@ -143,7 +143,7 @@ class Tracer(TorchFunctionMode):
                 row.receptive_field, row.jump = receptive, jump
         if row is not None:
             row.output_shape, row.failed = tuple(out.shape), False
-            row.macs = out.numel() * math.prod(args[1].shape[1:])
+            row.macs = out.numel() * args[1][0].numel()  # each output: C_in/G * k_h * k_w products
         return out
 
     def functional_row(self, func: Callable, args: Sequence, kwargs: dict) -> Row:
@@ -195,9 +195,10 @@ def finish_row(row: Row, module: torch.nn.Module, out: object) -> None:
         return
     row.output_shape = tuple(out.shape)
     if isinstance(module, torch.nn.modules.conv._ConvNd):
-        row.macs = out.numel() * module.weight[0].numel() if not module.transposed else 0
-        if module.transposed:  # every input value times every tap of its group's output channels
-            row.macs = math.prod(row.input_shape or (0,)) * module.weight[0].numel()
+        # weight[0]: one output channel's C_in/G * k_h * k_w taps, or for a transposed layer one input
+        # channel's C_out/G * k_h * k_w, the products each input value spreads
+        multiplied = math.prod(row.input_shape or (0,)) if module.transposed else out.numel()
+        row.macs = multiplied * module.weight[0].numel()
     elif isinstance(module, torch.nn.Linear):
         row.macs = out.numel() * module.in_features
     field_ = getattr(out, "_convlens_field", None)
