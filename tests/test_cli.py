@@ -159,6 +159,34 @@ def test_explain_a_real_model_layer(tmp_path: Path) -> None:
     by_hand = float(next(line for line in lines if line.startswith("by hand:")).split()[2])
     assert abs(module_value - by_hand) <= 1e-5 * max(1.0, abs(module_value))  # float32 precision
     assert_real_png(tmp_path / "explain-resnet18-layer1_0_conv1.png", (900, 600))
+    field = next(line for line in lines if "receptive field" in line)
+    # conv1 7 wide, stride 2, padding 3; maxpool 3, stride 2, padding 1; layer1.0.conv1 3, padding 1:
+    # 7 + 2*2 + 2*4 = 19 pixels, jump 2*2 = 4, output 0's window from -3 - 1*2 - 1*4 = -9
+    assert "receptive field 19x19 (jump 4x4): rows 31-49, columns 71-89 of the 224x224 input" in field
+    assert_real_png(tmp_path / "explain-resnet18-layer1_0_conv1-receptive-field.png", (450, 450))
+
+
+def test_the_drawn_receptive_field_holds_the_gradients_reach() -> None:
+    """explain --model's window for an output of a layer deep in resnet18 (residual sums, max
+    pooling, strided convolutions) holds every input pixel its gradient reaches."""
+    import torchvision
+
+    from convlens.explain.model_layer import receptive_field
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    captured: dict[str, torch.Tensor] = {}
+    model.layer2[1].conv2.register_forward_hook(lambda module, args, out: captured.update(out=out))
+    for at in ((0, 0), (3, 5), (7, 7)):
+        field = receptive_field(model, "layer2.1.conv2", (1, 3, 64, 64), at)
+        assert field is not None and field.size == (99, 99) and field.jump == (8, 8)
+        x = torch.rand(1, 3, 64, 64, requires_grad=True)
+        model(x)
+        captured["out"][0, :, at[0], at[1]].sum().backward()
+        reached = x.grad.abs().sum(dim=(0, 1)) > 0
+        rows, columns = reached.any(dim=1).nonzero().flatten(), reached.any(dim=0).nonzero().flatten()
+        assert field.rows[0] <= int(rows.min()) and int(rows.max()) <= field.rows[1]
+        assert field.columns[0] <= int(columns.min()) and int(columns.max()) <= field.columns[1]
 
 
 def test_explain_a_model_layer_with_user_weights(tmp_path: Path) -> None:

@@ -376,7 +376,7 @@ def explain_transposed_command(args: argparse.Namespace) -> int:
 
 def explain_model(args: argparse.Namespace) -> int:
     from convlens.explain.byhand import format_explanation
-    from convlens.explain.figures import explain_figure
+    from convlens.explain.figures import explain_figure, receptive_field_figure
     from convlens.explain.model_layer import explain_layer
     from convlens.files import prepare_out_dir, save_figure
 
@@ -388,7 +388,13 @@ def explain_model(args: argparse.Namespace) -> int:
     print(format_explanation(result.explanation, max_channels=3))
     print(f"the module's own output at (n, c, y, x)={at}: {result.module_value:.7g}")
     print(f"by hand: {result.explanation.value:.7g}  (|difference| {result.difference:.2g})")
-    name = f"explain-{args.model}-{args.layer.replace('.', '_')}.png"
-    path = save_figure(explain_figure(result.explanation, max_channels=3), out / name)
-    print(f"wrote {path}")
+    name = f"explain-{args.model}-{args.layer.replace('.', '_')}"
+    print(f"wrote {save_figure(explain_figure(result.explanation, max_channels=3), out / f'{name}.png')}")
+    if result.field is not None:
+        height, width = result.image.shape[1:]
+        where = result.field.describe(height, width)
+        print(f"output (y, x)={at[2:]} of {args.layer}: {where}")
+        title = f"{args.model}.{args.layer}, output (y, x)={at[2:]}:\n{where}"
+        figure = receptive_field_figure(result.image, result.field.rows, result.field.columns, title)
+        print(f"wrote {save_figure(figure, out / f'{name}-receptive-field.png')}")
     return 0

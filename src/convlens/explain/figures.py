@@ -376,3 +376,23 @@ def transposed_im2col_figure(explanation: TransposedExplanation):
         fontsize=11,
     )
     return figure
+
+
+def receptive_field_figure(display: torch.Tensor, rows: tuple[int, int], columns: tuple[int, int], title: str):
+    """The (3, H, W) input image in [0, 1] with the window one output sees: solid where it lies on
+    the image, dashed where it runs into the padding."""
+    figure = Figure(figsize=(4.6, 4.9), layout="constrained")
+    axis = figure.subplots()
+    height, width = display.shape[1:]
+    axis.imshow(display.permute(1, 2, 0).numpy(), interpolation="nearest")
+    (top, bottom), (left, right) = rows, columns
+    axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
+                             edgecolor=HIGHLIGHT, linestyle="--", linewidth=1.2, clip_on=False))  # fmt: skip
+    top, bottom, left, right = max(top, 0), min(bottom, height - 1), max(left, 0), min(right, width - 1)
+    axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, facecolor=HIGHLIGHT,
+                             alpha=0.18, edgecolor=HIGHLIGHT, linewidth=2))  # fmt: skip
+    axis.set_xlim(min(columns[0], 0) - 1.5, max(columns[1], width - 1) + 1.5)
+    axis.set_ylim(max(rows[1], height - 1) + 1.5, min(rows[0], 0) - 1.5)
+    axis.set_title(title, fontsize=9, wrap=True)
+    axis.axis("off")
+    return figure

@@ -22,6 +22,26 @@ class ModelError(ArgumentError):
 
 
 @dataclass(frozen=True)
+class ReceptiveField:
+    """The input pixels one output of a layer sees: ``rows`` and ``columns`` (first, last), unclipped
+    (negative or past the edge: padding), from ``convlens.summary``'s field, jump and start."""
+
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    rows: tuple[int, int]
+    columns: tuple[int, int]
+
+    def describe(self, height: int, width: int) -> str:
+        (top, bottom), (left, right) = self.rows, self.columns
+        inside = f"rows {max(top, 0)}-{min(bottom, height - 1)}, columns {max(left, 0)}-{min(right, width - 1)}"
+        padded = " (the rest is padding)" if top < 0 or left < 0 or bottom >= height or right >= width else ""
+        return (
+            f"receptive field {self.size[0]}x{self.size[1]} (jump {self.jump[0]}x{self.jump[1]}): "
+            f"{inside} of the {height}x{width} input{padded}"
+        )
+
+
+@dataclass(frozen=True)
 class LayerExplanation:
     model: str
     layer: str
@@ -29,6 +49,8 @@ class LayerExplanation:
     at: tuple[int, int, int, int]
     module_value: float
     explanation: Explanation
+    image: torch.Tensor  # (3, H, W) in [0, 1], the picture the model was fed
+    field: ReceptiveField | None
 
     @property
     def difference(self) -> float:
@@ -97,7 +119,8 @@ def explain_layer(
 ) -> LayerExplanation:
     model = build_model(model_name, weights, seed)
     conv = find_conv(model, layer)
-    image = bundled_image(size=224).normalized.unsqueeze(0)  # (1, 3, 224, 224)
+    demo = bundled_image(size=224)
+    image = demo.normalized.unsqueeze(0)  # (1, 3, 224, 224)
     captured: dict[str, torch.Tensor] = {}
 
     def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -123,4 +146,22 @@ def explain_layer(
             stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
             padding_mode=conv.padding_mode,
         )  # fmt: skip
-    return LayerExplanation(model_name, layer, repr(conv), at, output[n, c, y, x].item(), explanation)
+    field = receptive_field(model, layer, tuple(image.shape), (y, x))
+    return LayerExplanation(
+        model_name, layer, repr(conv), at, output[n, c, y, x].item(), explanation, demo.display, field
+    )
+
+
+def receptive_field(model: torch.nn.Module, layer: str, shape: tuple[int, ...], at: tuple[int, int]):
+    """Where output ``at`` of ``layer``'s first call sees the input, or None when it is not found."""
+    from convlens.summary import summary
+
+    row = next((row for row in summary(model, shape).rows if row.name == layer), None)
+    if row is None or row.receptive_field is None or row.jump is None or row.receptive_field_start is None:
+        return None
+    size, jump, start = (tuple(int(v) for v in values) for values in (row.receptive_field, row.jump,
+                                                                        row.receptive_field_start))  # fmt: skip
+    first = [s + i * j for s, i, j in zip(start, at, jump)]
+    return ReceptiveField(
+        (size[0], size[1]), (jump[0], jump[1]), (first[0], first[0] + size[0] - 1), (first[1], first[1] + size[1] - 1)
+    )

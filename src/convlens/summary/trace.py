@@ -19,7 +19,7 @@ dilation d and stride s, with p padding before, over a tensor (r, j, s0) gives
 
 a transposed convolution of stride s divides the jump, and its outputs' windows grow by
 ((k-1)*d)*j/s (the window that holds every input any of its outputs sees), an upsampling by f
-divides the jump by f, and any other op keeps the largest field of its inputs. Jumps are
+divides the jump by f, and any other op takes the window that holds all of its inputs' fields. Jumps are
 ``Fraction``s so that a decoder's halved jumps stay exact.
 """
 
@@ -171,6 +171,19 @@ def next_field(
     return field, jump, start
 
 
+def union(fields: list[Field]) -> Field:
+    """The field of a value computed from several (a residual sum, a concatenation): the window
+    that holds all of theirs, at the largest jump; inputs of a lower rank (a bias, a mask) ignored."""
+    rank = max(len(field[0]) for field in fields)
+    fields = [field for field in fields if len(field[0]) == rank]
+    if len(fields) == 1:
+        return fields[0]
+    starts = tuple(min(field[2][i] for field in fields) for i in range(rank))
+    ends = tuple(max(field[2][i] + field[0][i] for field in fields) for i in range(rank))
+    jumps = tuple(max(field[1][i] for field in fields) for i in range(rank))
+    return tuple(end - start for start, end in zip(starts, ends)), jumps, starts
+
+
 def as_numbers(values: tuple[Fraction, ...], whole: bool = False) -> tuple[int | float, ...]:
     """Fractions as ints where whole, floats otherwise (a receptive field rounds up to whole pixels)."""
     if whole:
@@ -213,10 +226,7 @@ class Tracer(TorchFunctionMode):
             return result
         given = [t._convlens_field for t in (*args, *kwargs.values()) if hasattr(t, "_convlens_field")]
         if given:
-            rank = max(len(f[0]) for f in given)
-            largest = [f for f in given if len(f[0]) == rank]
-            field = tuple(tuple(max(f[part][i] for f in largest) for i in range(rank)) for part in range(3))
-            field = next_field(name, args, kwargs, out, window, field)  # type: ignore[arg-type]
+            field = next_field(name, args, kwargs, out, window, union(given))
             out._convlens_field = field  # type: ignore[attr-defined]
             if row is not None and (window is not None or name in ADAPTIVE or name == "interpolate"):
                 row.windowed = True
