@@ -181,6 +181,53 @@ frames = convlens.conv3d(video, torch.randn(8, 3, 3, 3, 3), stride=(1, 2, 2), pa
 back = convlens.conv_transpose3d(frames, torch.randn(8, 3, 3, 4, 4), stride=(1, 2, 2), padding=1)
 print(frames.shape, back.shape)""",
     ),
+    (
+        "md",
+        """## When a model's shapes break
+
+The question people running real models ask most is not what a convolution is but why their shapes
+broke. `convlens.summary` runs a model's forward on meta tensors (shapes only), one row per layer call
+with every convolution setting resolved, and each output's receptive field on the input. This small
+network shrinks a CIFAR-sized image too fast for its 5x5 head: instead of a traceback, the rows up to
+the failing call and the fix, with its numbers.""",
+    ),
+    (
+        "code",
+        """from torch import nn
+
+
+class TooDeep(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 8, 3, stride=2))
+        self.head = nn.Conv2d(8, 4, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+from IPython.display import Markdown
+
+report = convlens.summary(TooDeep(), (1, 3, 32, 32))
+Markdown(report.to_markdown())""",
+    ),
+    (
+        "md",
+        """The last fix was found by running the traced rules on larger and larger inputs; and the receptive
+field says how much of the image each output of a layer sees (`convlens explain --model ... --layer ...`
+draws it on the image).""",
+    ),
+    (
+        "code",
+        """import torchvision
+
+resnet = convlens.summary(torchvision.models.resnet18(), (1, 3, 224, 224), depth=1)
+print(resnet.totals_line())
+for row in resnet.rows:
+    if row.receptive_field:
+        print(f"{row.name:8} output {row.output_shape}  receptive field {row.receptive_field}, jump {row.jump}")""",
+    ),
 ]
 
 
