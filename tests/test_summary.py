@@ -113,6 +113,7 @@ def test_convlens_summary_from_the_command_line(tmp_path: Path, capsys) -> None:
     assert main(["summary", "resnet18", "--input", "1,3,64,64", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "layer4.1.conv2" in out and "total: 11,689,512 parameters" in out
+    assert out.isascii() and "| conv1 " in out  # not a terminal: a plain ASCII table
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["failure"] is None and report["total_params"] == 11_689_512
     assert report["rows"][0]["kernel_size"] == [7, 7] and "kernel_size" not in report["rows"][1]

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -57,14 +58,16 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = summary(model, shape, depth=args.depth)
     seconds = time.perf_counter() - start
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    terminal = sys.stdout.isatty()
+    console = Console(width=None if terminal else 200)
     searched = " (the diagnosis's search included)" if result.failure is not None else ""
     timing = f"traced on meta in {seconds:.2f} s{searched}"
     if args.markdown:
         console.print(result.to_markdown() + f"\n{timing}", markup=False, highlight=False, soft_wrap=True)
     else:
         columns, lines = result.table()
-        table = Table(title=f"{args.target} on input {list(shape)} (meta: shapes only)")
+        title = f"{args.target} on input {list(shape)} (meta: shapes only)"
+        table = Table(title=title, box=box.HEAVY_HEAD if terminal else box.ASCII)  # a file or pipe gets plain ASCII
         for column in columns:
             table.add_column(column, justify="left" if column in ("layer", "type") else "right")
         for row, cells in zip(result.rows, lines):
