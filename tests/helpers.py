@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
@@ -324,3 +327,16 @@ def allocations() -> Iterator[list[Allocation]]:
     an input's storage and are not counted; temporaries freed inside the block are."""
     with _AllocationRecorder() as recorder:
         yield recorder.made
+
+
+def fake_cifar10(root: Path, images: int = 12) -> np.ndarray:
+    """A small data set in CIFAR-10's on-disk format (pickled batches of uint8 rows)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    data = np.random.default_rng(0).integers(0, 256, (images, 3072), dtype=np.uint8)
+    with open(folder / "test_batch", "wb") as handle:
+        pickle.dump({"data": data, "labels": [i % 10 for i in range(images)]}, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+                    handle)  # fmt: skip
+    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import convlens
 from convlens.algos import im2col
 from convlens.algos.scratch import Scratch
 from convlens.cli import main
-from helpers import allocations
+from helpers import allocations, fake_cifar10
 
 CONVLENS = [sys.executable, "-m", "convlens"]
 
@@ -64,19 +63,6 @@ def test_demo_default_out_is_convlens_out(tmp_path: Path) -> None:
     result = run("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "convlens-out" / "demo-outputs.png").is_file()
-
-
-def fake_cifar10(root: Path, images: int = 12) -> np.ndarray:
-    """A small data set in CIFAR-10's on-disk format (pickled batches of uint8 rows)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    data = np.random.default_rng(0).integers(0, 256, (images, 3072), dtype=np.uint8)
-    with open(folder / "test_batch", "wb") as handle:
-        pickle.dump({"data": data, "labels": [i % 10 for i in range(images)]}, handle)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
-                    handle)  # fmt: skip
-    return data
 
 
 def test_demo_reads_cifar10_with_torchvision(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -7,6 +7,7 @@ Public API::
     unfold, fold, output_size              im2col / col2im (1-, 2- or 3-D) and the output-size formula
     solve                                  the formula backwards: stride / padding / ... for a wanted size
     summary                                every layer call of a model on meta, and why its shapes break
+    explore                                an interactive HTML page of one convolution (Jupyter shows it inline)
     algorithms()                           names accepted by ``algorithm=``
     nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, nn.convert   the layers, and swapping them into a model
     grad.conv2d_input, grad.conv2d_weight  torch.nn.grad's helpers: one gradient without a forward
@@ -32,6 +33,7 @@ from convlens.config import (
     settings,
 )
 from convlens.errors import ArgumentError, ArgumentTypeError, ConvlensError
+from convlens.explore import explore
 from convlens.functional import conv1d, conv2d, conv3d
 from convlens.solve import solve
 from convlens.spec import ConvSpec, output_size
@@ -59,6 +61,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "explore",
     "fold",
     "get_autotune",
     "get_cache_limit",

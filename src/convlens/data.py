@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -46,14 +47,33 @@ def bundled_image(size: int = 32) -> DemoImage:
     # a .jpg comes back as an open binary file (the stubs also allow an array, for .npy files)
     with cast(BinaryIO, matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as handle:
         pixels = matplotlib.image.imread(handle, format="jpg")  # (H, W, 3) uint8
-    image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+    small = square_resized(torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0, size)
+    return DemoImage(normalize(small), small, f"grace_hopper.jpg (matplotlib sample data), {size}x{size}")
+
+
+def square_resized(image: torch.Tensor, size: int) -> torch.Tensor:
+    """A (3, H, W) image in [0, 1] centre-cropped to a square and resized to (3, size, size)."""
     height, width = image.shape[1:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
     square = image[:, top : top + side, left : left + side]
     small = F.interpolate(square.unsqueeze(0), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    small = small.squeeze(0).clamp(0.0, 1.0)
-    return DemoImage(normalize(small), small, "grace_hopper.jpg (matplotlib sample data), 32x32")
+    return small.squeeze(0).clamp(0.0, 1.0)
+
+
+def image_file(path: Path, size: int) -> torch.Tensor:
+    """A picture file (any format Pillow reads) as a (3, size, size) image in [0, 1], centre-cropped;
+    a DataError that names the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            pixels = torch.from_numpy(np.asarray(picture.convert("RGB")).copy())
+    except FileNotFoundError as error:
+        raise DataError(f"--image {path}: no such file") from error
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"--image {path}: not an image Pillow can read ({error})") from error
+    return square_resized(pixels.permute(2, 0, 1).float() / 255.0, size)
 
 
 def has_cifar10(root: Path) -> bool:

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from convlens.cli.options import UsageError, int_list, positive_int, seed, size_text
 from convlens.files import DEFAULT_OUT
@@ -26,8 +26,6 @@ CONFIGURATION = ("size", "channels", "filters", "kernel", "stride", "padding", "
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from convlens.spec import PADDING_MODES
-
     explain = commands.add_parser(
         "explain",
         help="one output value by hand",
@@ -35,39 +33,45 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "padding 1, stride 2). With --model and --layer: a Conv2d inside a torchvision model. With --im2col: "
         "the matrix picture.",
     )
+    add_configuration_arguments(explain)
+    explain.add_argument("--filter", type=int, help="which output channel (default 0)")
+    explain.add_argument("--at", dest="at_text", default=None, help="output position y,x; with --model: n,c,y,x")
+    explain.add_argument("--im2col", action="store_true", help="draw X_col, W_row and their product instead")
+    explain.set_defaults(run=run)
+
+
+def add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that describe a configuration, or a model layer, shared by explain and explore."""
+    from convlens.spec import PADDING_MODES
 
     def pair(name: str):  # "h,w", or one number for every dimension, or d,h,w with --dims 3; each 1 or more
         return sizes_arg(name, minimum=1)
 
-    explain.add_argument("--dims", type=int, choices=(1, 2, 3), default=2, help="spatial dimensions (default 2)")
-    explain.add_argument("--size", type=pair("--size"), help="input H,W (or one number; L with --dims 1, D,H,W with 3)")
-    explain.add_argument("--channels", type=positive_int, help="input channels")
-    explain.add_argument("--filters", type=positive_int, help="number of filters (output channels)")
-    explain.add_argument("--kernel", type=pair("--kernel"), help="kernel k_h,k_w (or one number)")
-    explain.add_argument("--stride", type=pair("--stride"))
-    explain.add_argument(
+    parser.add_argument("--dims", type=int, choices=(1, 2, 3), default=2, help="spatial dimensions (default 2)")
+    parser.add_argument("--size", type=pair("--size"), help="input H,W (or one number; L with --dims 1, D,H,W with 3)")
+    parser.add_argument("--channels", type=positive_int, help="input channels")
+    parser.add_argument("--filters", type=positive_int, help="number of filters (output channels)")
+    parser.add_argument("--kernel", type=pair("--kernel"), help="kernel k_h,k_w (or one number)")
+    parser.add_argument("--stride", type=pair("--stride"))
+    parser.add_argument(
         "--padding", type=padding_sizes, help="h,w or one number (one per dimension with --dims), or same / valid"
     )
-    explain.add_argument("--dilation", type=pair("--dilation"))
-    explain.add_argument("--groups", type=positive_int, help="default 1")
-    explain.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
-    explain.add_argument("--filter", type=int, help="which output channel (default 0)")
-    explain.add_argument("--at", dest="at_text", default=None, help="output position y,x; with --model: n,c,y,x")
-    explain.add_argument("--im2col", action="store_true", help="draw X_col, W_row and their product instead")
-    explain.add_argument(
+    parser.add_argument("--dilation", type=pair("--dilation"))
+    parser.add_argument("--groups", type=positive_int, help="default 1")
+    parser.add_argument("--padding-mode", choices=PADDING_MODES, help="default zeros")
+    parser.add_argument(
         "--transposed", action="store_true", help="a transposed convolution (conv_transpose2d): the scatter view"
     )
-    explain.add_argument(
+    parser.add_argument(
         "--output-padding",
         type=int_list(2, "--output-padding", repeat=True, minimum=0),
         help="with --transposed: h,w (or one number), each below the stride or the dilation",
     )
-    explain.add_argument("--model", help="a torchvision model name, e.g. resnet18 (random weights, seeded)")
-    explain.add_argument("--layer", help="with --model: the Conv2d's name, e.g. layer1.0.conv1")
-    explain.add_argument("--weights", type=Path, help="with --model: a state_dict file to load")
-    explain.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
-    explain.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for figures (default ./convlens-out)")
-    explain.set_defaults(run=run)
+    parser.add_argument("--model", help="a torchvision model name, e.g. resnet18 (random weights, seeded)")
+    parser.add_argument("--layer", help="with --model: the Conv2d's name, e.g. layer1.0.conv1")
+    parser.add_argument("--weights", type=Path, help="with --model: a state_dict file to load")
+    parser.add_argument("--seed", type=seed, default=0, help="0 to 2**64 - 1 (default 0)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for its files (default ./convlens-out)")
 
 
 def sizes_arg(name: str, minimum: int) -> Callable[[str], tuple[int, ...]]:
@@ -336,6 +340,39 @@ def explain_volume(config: Configuration, filter_index: int, at: tuple[int, ...]
     return 0
 
 
+class TransposedConfiguration(NamedTuple):
+    size: tuple[int, ...]
+    channels: int
+    filters: int
+    kernel: tuple[int, ...]
+    groups: int
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+
+def transposed_configuration(args: argparse.Namespace) -> TransposedConfiguration:
+    """--transposed's options with their defaults: a 3x3 input of 2 channels, one 3x3 filter, and
+    when none of stride, padding, output_padding is given stride 2, padding 1, output_padding 1."""
+    given = {name: per_dimension(name, getattr(args, name), 2) for name in ("size", "kernel", "stride", "dilation")}
+    given["padding"] = per_dimension("padding", cast("tuple[int, ...] | None", args.padding), 2)  # numbers only here
+    size, channels = given_or(given["size"], (3, 3)), given_or(args.channels, 2)
+    filters, kernel, groups = given_or(args.filters, 1), given_or(given["kernel"], (3, 3)), given_or(args.groups, 1)
+    defaults = args.stride is None and args.padding is None and args.output_padding is None
+    if channels % groups or filters % groups:
+        raise UsageError(f"--groups {groups} needs --channels and --filters divisible by {groups}")
+    if channels * size[0] * size[1] > 2**20 or channels * filters * kernel[0] * kernel[1] > 2**20:
+        raise UsageError("--transposed explains small examples: at most 2**20 input or weight values")
+    return TransposedConfiguration(
+        size, channels, filters, kernel, groups,
+        stride=given_or(given["stride"], (2, 2) if defaults else (1, 1)),
+        padding=given_or(given["padding"], (1, 1) if defaults else (0, 0)),
+        output_padding=given_or(args.output_padding, (1, 1) if defaults else (0, 0)),
+        dilation=given_or(given["dilation"], (1, 1)),
+    )  # fmt: skip
+
+
 def explain_transposed_command(args: argparse.Namespace) -> int:
     """--transposed: one value of conv_transpose2d, scatter and gather views. Defaults: a 3x3 input of
     2 channels, one 3x3 filter, stride 2, padding 1, output_padding 1 (6x6 out: it doubles the size)."""
@@ -345,19 +382,9 @@ def explain_transposed_command(args: argparse.Namespace) -> int:
     from convlens.explain.transposed import explain_transposed, format_transposed
     from convlens.files import prepare_out_dir, save_figure
 
-    given = {name: per_dimension(name, getattr(args, name), 2) for name in ("size", "kernel", "stride", "dilation")}
-    given["padding"] = per_dimension("padding", cast("tuple[int, ...] | None", args.padding), 2)  # numbers only here
-    size, channels = given_or(given["size"], (3, 3)), given_or(args.channels, 2)
-    filters, kernel, groups = given_or(args.filters, 1), given_or(given["kernel"], (3, 3)), given_or(args.groups, 1)
-    defaults = args.stride is None and args.padding is None and args.output_padding is None
-    stride = given_or(given["stride"], (2, 2) if defaults else (1, 1))
-    padding = given_or(given["padding"], (1, 1) if defaults else (0, 0))
-    output_padding = given_or(args.output_padding, (1, 1) if defaults else (0, 0))
-    dilation = given_or(given["dilation"], (1, 1))
-    if channels % groups or filters % groups:
-        raise UsageError(f"--groups {groups} needs --channels and --filters divisible by {groups}")
-    if channels * size[0] * size[1] > 2**20 or channels * filters * kernel[0] * kernel[1] > 2**20:
-        raise UsageError("--transposed explains small examples: at most 2**20 input or weight values")
+    t = transposed_configuration(args)
+    size, channels, filters, kernel, groups = t.size, t.channels, t.filters, t.kernel, t.groups
+    stride, padding, output_padding, dilation = t.stride, t.padding, t.output_padding, t.dilation
     x, w, b = transposed_example(size, channels, filters, kernel, groups, args.seed)
     filter_index, at = 0 if args.filter is None else args.filter, args.at or (1, 1)
     try:
