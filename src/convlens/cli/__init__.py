@@ -3,6 +3,7 @@
     convlens demo      the seed's walkthrough: nn.Conv2d(3, 1, 5) redone as unfold + matmul + view
     convlens explain   one output value by hand (any configuration, or a layer of a real model)
     convlens explore   an interactive HTML page: hover, step and change a convolution, or a real layer
+    convlens animate   the sliding window as a GIF, MP4 or HTML animation
     convlens verify    every algorithm against PyTorch and float64
     convlens bench     speed against PyTorch on real layers
     convlens solve     the output-size formula backwards: the settings that give the wanted size
@@ -21,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from convlens.cli import bench, demo, explain, explore, solve, summary, verify
+from convlens.cli import animate, bench, demo, explain, explore, solve, summary, verify
 from convlens.cli.options import Parser
 from convlens.errors import ConvlensError
 
@@ -33,7 +34,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="convlens", description="PyTorch's Conv2d, rebuilt and explained.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, explain, explore, verify, bench, solve, summary):
+    for command in (demo, explain, explore, animate, verify, bench, solve, summary):
         command.add_parser(commands)
     return parser
 
