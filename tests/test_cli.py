@@ -298,3 +298,27 @@ def test_bench_times_against_pytorch_and_writes_a_report(tmp_path: Path) -> None
     geomean_line = next(line for line in report.splitlines() if line.startswith("Geometric-mean speedup:"))
     assert "im2col" in geomean_line and "auto" in geomean_line
     assert_real_png(tmp_path / "report" / "bench.png", (400, 200))
+
+
+def test_sums_are_written_as_a_person_writes_them() -> None:
+    from convlens.explain.byhand import sum_text
+
+    assert sum_text([0.01157, -0.02514, (3.0, " (bias)")]) == "0.01157 - 0.02514 + 3 (bias)"
+    assert sum_text([-2.0, 0.0, (-1.5, " (bias)")]) == "-2 + 0 - 1.5 (bias)"
+
+
+def test_a_model_layer_value_is_named_with_its_batch_index(tmp_path: Path) -> None:
+    result = run("explain", "--model", "resnet18", "--layer", "conv1", "--at", "0,3,5,6", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "output[0, 3, 5, 6] of N=1" in result.stdout and " + -" not in result.stdout
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    """convlens summary resnet18 ... | head -1: the reader leaves early; no traceback, exit 141."""
+    command = [sys.executable, "-m", "convlens", "summary", "resnet18", "--input", "1,3,64,64"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and "Traceback" not in errors and "internal error" not in errors

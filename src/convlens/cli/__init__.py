@@ -11,8 +11,8 @@
 
 One module per command, each with ``add_parser`` and ``run``. Exit codes: 0 done; 1 the command's
 own answer is "no" (verify found a failure); 2 a usage error, the caller's mistake, told in one
-line (a :class:`~convlens.errors.ConvlensError`); 130 interrupted; 70 a bug in convlens, with its
-traceback.
+line (a :class:`~convlens.errors.ConvlensError`); 130 interrupted; 141 the output's reader closed
+the pipe (``| head``), quietly; 70 a bug in convlens, with its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from convlens.errors import ConvlensError
 EXIT_USAGE = 2
 EXIT_BUG = 70  # EX_SOFTWARE in sysexits.h: an internal software error
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader closed the pipe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import rich.console
+
+    # rich answers a closed pipe with exit 1, which is summary's and verify's "no": let it reach the handler below
+    rich.console.Console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     try:
         return args.run(args)
     except (argparse.ArgumentTypeError, ConvlensError) as error:
@@ -52,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"convlens {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (convlens ... | head): not an error of anyone's
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_PIPE
     except Exception:
         traceback.print_exc()
         print(
@@ -60,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BUG
+
+
+def _broken_pipe(console: object) -> None:
+    raise BrokenPipeError
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from convlens.data import demo_image
     from convlens.explain.figures import demo_figure, im2col_figure, input_figure
@@ -51,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
         save_figure(input_figure(image.display, image.source), out / "demo-input.png"),
         save_figure(demo_figure(result), out / "demo-outputs.png"),
     ]
-    torch.manual_seed(args.seed)
-    four_filters = torch.nn.Conv2d(3, 4, 5).weight.detach()  # the seed's matrix picture: 4 filters 5x5
-    written.append(save_figure(im2col_figure(image.normalized, four_filters, (14, 14), 0), out / "demo-im2col.png"))
+    # the matrix picture of the same nn.Conv2d(3, 1, 5): one filter, so W_row is one row
+    layer = f"the demo's nn.Conv2d(3, 1, 5), seed {args.seed}"
+    figure = im2col_figure(image.normalized, result.weight.detach(), (14, 14), 0, layer=layer)
+    written.append(save_figure(figure, out / "demo-im2col.png"))
     for path in written:
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - start:.1f} s")

@@ -306,6 +306,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.im2col:
         x, w = random_example(config.size, config.channels, config.filters, config.kernel, args.seed)
+        if len(config.size) == 2 and config.channels == 3 and config.size[0] == config.size[1] > 1:
+            from convlens.data import bundled_image
+
+            x = bundled_image(config.size[0]).normalized  # a picture to look at, not static; the weights random
         figure = im2col_figure(x, w, at, filter_index, stride=stride, padding=padding, dilation=dilation,
                                padding_mode=mode)  # fmt: skip
         print(f"wrote {save_figure(figure, out / 'im2col.png')}")
@@ -412,11 +416,12 @@ def explain_model(args: argparse.Namespace) -> int:
     out = prepare_out_dir(args.out)
     print(f"{args.model}.{args.layer}: {result.module_repr}")
     print(f"input: the demo image at 224x224; weights: {args.weights or f'random, seed {args.seed}'}")
-    print(format_explanation(result.explanation, max_channels=3))
+    print(format_explanation(result.explanation, max_channels=3, leading=at[:1]))
     print(f"the module's own output at (n, c, y, x)={at}: {result.module_value:.7g}")
     print(f"by hand: {result.explanation.value:.7g}  (|difference| {result.difference:.2g})")
     name = f"explain-{args.model}-{args.layer.replace('.', '_')}"
-    print(f"wrote {save_figure(explain_figure(result.explanation, max_channels=3), out / f'{name}.png')}")
+    figure = explain_figure(result.explanation, max_channels=3, leading=at[:1])
+    print(f"wrote {save_figure(figure, out / f'{name}.png')}")
     if result.field is not None:
         height, width = result.image.shape[1:]
         where = result.field.describe(height, width)

@@ -13,6 +13,7 @@ The CS231n demo this follows: a 5x5x3 input, two 3x3x3 filters, padding 1, strid
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -142,20 +143,35 @@ def _planes(step: ChannelStep) -> list[tuple[str, torch.Tensor, torch.Tensor, to
     return [(f"depth tap {i}:", step.window[i], step.kernel[i], step.products[i]) for i in range(step.window.shape[0])]
 
 
-def format_explanation(explanation: Explanation, max_channels: int = 8) -> str:
+def sum_text(terms: Sequence[float | tuple[float, str]], number: Callable[[float], str] | None = None) -> str:
+    """Numbers added up as a person writes them: "0.01157 - 0.02514 + 3 (bias)", not
+    "0.01157 + -0.02514 + bias 3"; a term may carry a label written after it."""
+    number = number or _number
+    parts = []
+    for index, term in enumerate(terms):
+        value, label = term if isinstance(term, tuple) else (term, "")
+        if index == 0:
+            parts.append(f"{number(value)}{label}")
+        else:
+            parts.append(f"{'-' if value < 0 else '+'} {number(abs(value))}{label}")
+    return " ".join(parts)
+
+
+def format_explanation(explanation: Explanation, max_channels: int = 8, leading: tuple[int, ...] = ()) -> str:
     """The by-hand computation as text: per channel window, kernel, products and sum; then the total.
 
-    Channels past ``max_channels`` are summarised by their sums only.
+    Channels past ``max_channels`` are summarised by their sums only. ``leading``: indices written
+    before the channel (a model layer's batch index: output[n, c, y, x]).
     """
     e = explanation
-    where = ", ".join(map(str, e.position))
+    where = ", ".join(map(str, (*leading, e.filter_index, *e.position)))
     corner = (
         f"row {e.window_origin[0]}, column {e.window_origin[1]}"
         if len(e.window_origin) == 2
         else f"{', '.join(AXES[len(e.window_origin)])} = {', '.join(map(str, e.window_origin))}"
     )
     lines = [
-        f"output[{e.filter_index}, {where}] of {e.spec.describe()}",
+        f"output[{where}] of {e.spec.describe()}",
         f"window {'top-left' if len(e.window_origin) == 2 else 'corner'} in the padded input: {corner} "
         f"(= output position x stride); cross-correlation: the kernel is not flipped",
     ]
@@ -178,10 +194,10 @@ def format_explanation(explanation: Explanation, max_channels: int = 8) -> str:
         lines.append(
             f"\n... {len(hidden)} more input channels (window x kernel each), their sums add up to {_number(rest)}"
         )
-    shown = [_number(step.partial) for step in e.steps[:max_channels]]
+    terms: list[float | tuple[float, str]] = [step.partial for step in e.steps[:max_channels]]
     if hidden:
-        shown.append(f"{_number(sum(step.partial for step in hidden))} (the other {len(hidden)})")
-    lines.append(f"\nvalue = {' + '.join(shown)} + bias {_number(e.bias)} = {_number(e.value)}")
+        terms.append((sum(step.partial for step in hidden), f" (the other {len(hidden)} channels)"))
+    lines.append(f"\nvalue = {sum_text([*terms, (e.bias, ' (bias)')])} = {_number(e.value)}")
     function = f"conv{e.spec.rank}d"
     lines.append(f"check: convlens.{function} gives {_number(e.convlens_value)}, torch gives {_number(e.torch_value)}")
     return "\n".join(lines)

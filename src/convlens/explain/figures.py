@@ -7,12 +7,14 @@ state and no backend is touched): a notebook displays it, the CLI saves it with
 
 from __future__ import annotations
 
+import math
+
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from convlens.explain.byhand import Explanation, PositionError
+from convlens.explain.byhand import Explanation, PositionError, sum_text
 from convlens.explain.transposed import TransposedExplanation
 from convlens.explain.walkthrough import Walkthrough
 from convlens.padding import pad_input
@@ -50,34 +52,58 @@ def demo_figure(result: Walkthrough):
     diff_image = axes[2].imshow(difference, cmap="magma", interpolation="nearest")
     axes[2].set_title(f"|difference|, max {result.max_abs_difference:.2g}\n(float32 rounding)", fontsize=10)
     axes[2].axis("off")
-    figure.colorbar(diff_image, ax=axes[2], shrink=0.8, format="%.0e")
+    ticks = ScalarFormatter(useMathText=True)  # one power of ten above the bar: no repeated "2e-07" labels
+    ticks.set_powerlimits((0, 0))
+    figure.colorbar(diff_image, ax=axes[2], shrink=0.8, format=ticks)
     return figure
 
 
 def _grid(
-    axis, values: torch.Tensor, title: str, annotate: bool, cmap: str = "Blues", mask: torch.Tensor | None = None
+    axis,
+    values: torch.Tensor,
+    title: str,
+    annotate: bool,
+    cmap: str = "Blues",
+    mask: torch.Tensor | None = None,
+    scale: float | None = None,
 ):
-    axis.imshow(values.numpy(), cmap=cmap, interpolation="nearest")
+    """A grid of values: signed ones on a diverging map centred at 0 (blue below, red above; ``scale``
+    the |value| of the strongest colour, shared by panels that are compared), others on ``cmap``;
+    numbers in one format per grid (whole numbers as they are, else two decimals, never "-0.00")."""
+    signed = bool((values < 0).any())
+    if signed or scale is not None:
+        top = scale if scale is not None else float(values.abs().max())
+        top = top if top > 0 else 1.0
+        axis.imshow(values.numpy(), cmap="RdBu_r", vmin=-1.6 * top, vmax=1.6 * top, interpolation="nearest")
+    else:
+        axis.imshow(values.numpy(), cmap=cmap, interpolation="nearest")
     if mask is not None:  # padding cells, hatched
         for row, col in mask.nonzero().tolist():
             axis.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="///", color="0.6", lw=0))
     if annotate:
         low, high = float(values.min()), float(values.max())
         middle = (low + high) / 2
+        whole = bool((values == values.round()).all())
+        strongest = scale if scale is not None else float(values.abs().max())
         for row in range(values.shape[0]):
             for col in range(values.shape[1]):
-                number = float(values[row, col]) + 0.0  # no "-0"
-                text = f"{number:g}" if number.is_integer() else f"{number:.2f}"
-                color = "white" if high > low and number > middle else "black"  # readable on dark cells
+                number = float(values[row, col])
+                text = f"{number:g}" if whole else f"{number:.2f}"
+                text = "0" if whole and number == 0 else "0.00" if text == "-0.00" else text
+                if signed or scale is not None:  # readable on the darker diverging cells
+                    color = "white" if abs(number) > 0.85 * strongest else "black"
+                else:
+                    color = "white" if high > low and number > middle else "black"
                 axis.text(col, row, text, ha="center", va="center", fontsize=7, color=color)
     axis.set_title(title, fontsize=9)
     axis.set_xticks([])
     axis.set_yticks([])
 
 
-def explain_figure(explanation: Explanation, max_channels: int = 4):
+def explain_figure(explanation: Explanation, max_channels: int = 4, leading: tuple[int, ...] = ()):
     """Per input channel (the first ``max_channels``): the padded input with the window, the kernel,
-    the products; then the output with the computed cell."""
+    the products; then the output with the computed cell. ``leading``: indices before the channel
+    in the title (a model layer's batch index)."""
     e = explanation
     spec = e.spec
     top, left = spec.padding[0], spec.padding[2]
@@ -90,27 +116,31 @@ def explain_figure(explanation: Explanation, max_channels: int = 4):
     padding_mask = torch.ones(e.x_pad.shape[-2:], dtype=torch.bool)
     padding_mask[top : top + spec.in_size[0], left : left + spec.in_size[1]] = False
     span_h, span_w = spec.dilation[0] * (k_h - 1) + 1, spec.dilation[1] * (k_w - 1) + 1
+    # one colour scale per kind of panel, so that the same number has the same colour in every row
+    kernel_scale = max(float(step.kernel.abs().max()) for step in steps) or 1.0
+    product_scale = max(float(step.products.abs().max()) for step in steps) or 1.0
     for row, step in enumerate(steps):
         axis = axes[row, 0]
         _grid(axis, e.x_pad[step.channel], f"input channel {step.channel}, padded", annotate, mask=padding_mask)
         origin_y, origin_x = e.window_origin
         axis.add_patch(Rectangle((origin_x - 0.5, origin_y - 0.5), span_w, span_h, fill=False, lw=2.5, ec=HIGHLIGHT))
         _grid(axes[row, 1], step.kernel, f"kernel [{e.filter_index}, {step.channel % spec.in_per_group}]",
-              True, cmap="Oranges")  # fmt: skip
-        _grid(axes[row, 2], step.products, f"window x kernel, sum = {step.partial:g}", True, cmap="Greens")
+              True, scale=kernel_scale)  # fmt: skip
+        _grid(axes[row, 2], step.products, f"window x kernel, sum = {step.partial:.4g}", True, scale=product_scale)
         axes[row, 3].axis("off")
     output = e.output[e.filter_index]
     _grid(axes[0, 3], output, f"output channel {e.filter_index} {tuple(output.shape)}", output.numel() <= 196)
     y, x = e.position
     axes[0, 3].add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2.5, ec=HIGHLIGHT))
-    partials = " + ".join(f"{step.partial:.4g}" for step in steps)
+    terms: list[float | tuple[float, str]] = [step.partial for step in steps]
     if len(e.steps) > len(steps):
-        partials += (
-            f"\n+ {sum(s.partial for s in e.steps[len(steps) :]):.4g} (other {len(e.steps) - len(steps)} channels)"
-        )
-    axes[min(1, rows - 1), 3].text(0.0, 0.5, f"{partials}\n+ bias {e.bias:.4g}\n= {e.value:.6g}", fontsize=12,
+        terms.append((sum(s.partial for s in e.steps[len(steps) :]), f" (other {len(e.steps) - len(steps)} channels)"))
+    added = sum_text([*terms, (e.bias, " (bias)")], lambda value: f"{value:.4g}").replace(" + ", "\n+ ")
+    added = added.replace(" - ", "\n- ")  # one term a line
+    axes[min(1, rows - 1), 3].text(0.0, 0.5, f"{added}\n= {e.value:.6g}", fontsize=12,
                                    transform=axes[min(1, rows - 1), 3].transAxes, va="center")  # fmt: skip
-    figure.suptitle(f"output[{e.filter_index}, {y}, {x}] = {e.value:.6g}    ({spec.describe()})", fontsize=11)
+    index = ", ".join(map(str, (*leading, e.filter_index, y, x)))
+    figure.suptitle(f"output[{index}] = {e.value:.6g}    ({spec.describe()})", fontsize=11)
     return figure
 
 
@@ -163,8 +193,10 @@ def im2col_figure(
     padding: Padding = 0,
     dilation: IntOrSizes = 1,
     padding_mode: str = "zeros",
+    layer: str | None = None,
 ):
-    """X_col and W_row as heatmaps with their shapes, the product, and the reshaped output.
+    """X_col and W_row as heatmaps with their shapes, the product, and the reshaped output; ``layer``
+    says in the title which layer the weight is (the demo's, or a random one).
 
     ``x`` is one (C, H, W) image, ``weight`` (C_out, C, k_h, k_w); by default stride 1, no padding, as
     in the seed. The input is padded first (in ``padding_mode``), so X_col's columns are the windows
@@ -212,9 +244,11 @@ def im2col_figure(
     figure.colorbar(image, ax=axis_p, shrink=0.8)
     axis_p.add_patch(Rectangle((column - 0.5, filter_index - 0.5), 1, 1, fill=False, lw=2, ec=HIGHLIGHT))
     axis_p.set_yticks(range(c_out))
+    flat = " + ".join(f"{index}*{math.prod(out_size[axis + 1 :])}" for axis, index in enumerate(position[:-1]))
+    where = f" ({flat} + {position[-1]})" if rank > 1 else ""
     axis_p.set_title(
-        f"W_row @ X_col {tuple(product.shape)}: row {filter_index} times column {column} is output"
-        f"[{filter_index}, {', '.join(map(str, position))}]",
+        f"W_row @ X_col {tuple(product.shape)}: output[{filter_index}, {', '.join(map(str, position))}] is row "
+        f"{filter_index} of W_row times column {column}{where} of X_col",
         fontsize=10,
     )
     for axis in (axis_w, axis_x, axis_p):
@@ -223,7 +257,8 @@ def im2col_figure(
         axis = figure.add_subplot(grid[2, index])
         channel = product[index].reshape(out_size)
         drawn = channel[plane] if plane is not None else channel.reshape(h_out, w_out)
-        axis.imshow(drawn.numpy(), cmap="viridis", interpolation="nearest")
+        picture = axis.imshow(drawn.numpy(), cmap="viridis", interpolation="nearest")
+        figure.colorbar(picture, ax=axis, shrink=0.8)
         if index == filter_index:
             axis.add_patch(Rectangle((x_pos - 0.5, y - 0.5), 1, 1, fill=False, lw=2, ec=HIGHLIGHT))
         where = f"\nplane {plane} of {out_size[0]}" if plane is not None else f" ({'x'.join(map(str, out_size))})"
@@ -231,7 +266,8 @@ def im2col_figure(
         axis.axis("off")
     plain = all(v == 1 for v in (*spec.stride, *spec.dilation)) and not any(spec.padding)
     figure.suptitle(
-        f"convolution as one matrix product: ({c_out}, {w_row.shape[1]}) @ ({x_col.shape[0]}, {x_col.shape[1]})"
+        (f"{layer}: " if layer else "")
+        + f"convolution as one matrix product: ({c_out}, {w_row.shape[1]}) @ ({x_col.shape[0]}, {x_col.shape[1]})"
         f" -> ({c_out}, {x_col.shape[1]}) -> view ({c_out}, {', '.join(map(str, out_size))})"
         + (
             ""
