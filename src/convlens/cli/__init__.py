@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import rich.console
 
     # rich answers a closed pipe with exit 1, which is summary's and verify's "no": let it reach the handler below
-    rich.console.Console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    rich.console.Console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign, assignment]
     try:
         return args.run(args)
     except (argparse.ArgumentTypeError, ConvlensError) as error:
