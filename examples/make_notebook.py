@@ -183,6 +183,17 @@ print(frames.shape, back.shape)""",
     ),
     (
         "md",
+        """Everything above, to play with: `convlens.explore(...)` builds one self-contained page (the command
+`convlens explore` writes it to a file). Hover an output value to see its window, its products and
+its sum, and the im2col row and column it comes from; hover an input to see every output it feeds;
+change the configuration in the page itself.""",
+    ),
+    (
+        "code",
+        """convlens.explore((5, 5), 3, 2, (3, 3), stride=(2, 2), padding=(1, 1))""",
+    ),
+    (
+        "md",
         """## When a model's shapes break
 
 The question people running real models ask most is not what a convolution is but why their shapes

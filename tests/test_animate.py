@@ -24,6 +24,7 @@ def test_a_gif_has_one_frame_per_output_position(tmp_path: Path, capsys) -> None
     with Image.open(tmp_path / "animate.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == spec_out[0] * spec_out[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["animate.gif"]  # no temporary file left
+    assert (tmp_path / "animate.gif").stat().st_mode & 0o044  # readable by others, as files the user writes
 
 
 def test_transposed_and_signal_animations(tmp_path: Path, capsys) -> None:

@@ -174,7 +174,7 @@ def save(animation: FuncAnimation, path: Path, file_format: str, fps: int) -> Pa
     import os
     import tempfile
 
-    from convlens.files import atomic_write_bytes
+    from convlens.files import atomic_write_bytes, current_umask
 
     if file_format == "html":
         return atomic_write_bytes(path, animation.to_jshtml(fps=fps, default_mode="loop").encode())
@@ -197,6 +197,7 @@ def save(animation: FuncAnimation, path: Path, file_format: str, fps: int) -> Pa
                 from matplotlib.animation import FFMpegWriter
 
                 animation.save(temporary, writer=FFMpegWriter(fps=fps), dpi=DPI, progress_callback=advance)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
