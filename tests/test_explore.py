@@ -218,6 +218,29 @@ def test_changing_the_controls_recomputes_as_convlens_does(browser, tmp_path: Pa
     browser.save_screenshot(str(tmp_path / "controls.png"))
 
 
+def test_a_wrong_value_fails_the_self_check(browser, tmp_path: Path) -> None:
+    """The self-check is a real check: one embedded value off by 1e-6 and the page says so."""
+    page = explore((4, 4), 1, 1, (3, 3))
+    data = embedded(page)
+    tampered = json.dumps({**data, "out": [data["out"][0] + 1e-6, *data["out"][1:]]}, separators=(",", ":"))
+    html = re.sub(r'(id="convlens-data">).*?(</script>)', lambda m: m.group(1) + tampered + m.group(2), page.html,
+                  flags=re.S)  # fmt: skip
+    path = ExplorePage(page.title, html).save(tmp_path / "tampered.html")
+    browser.get(path.resolve().as_uri())
+    body = browser.find_element("tag name", "body")
+    assert body.get_attribute("data-selfcheck") == "fail"
+    assert float(body.get_attribute("data-selfcheck-difference")) == pytest.approx(1e-6)
+    assert "FAILED at 1 values" in browser.find_element("id", "selfcheck").text
+
+
+def test_the_library_gives_a_model_page() -> None:
+    data = embedded(explore(model="resnet18", layer="layer4.1.conv2"))
+    assert data["mode"] == "model" and data["model"]["config"]["cin"] == 512
+    assert data["model"]["field"]["size"] == [435, 435]
+    with pytest.raises(TypeError, match="model= and layer= together"):
+        explore(model="resnet18")
+
+
 def test_a_model_layer_page_in_a_browser(browser, tmp_path: Path, capsys, monkeypatch) -> None:
     import torchvision.datasets.cifar as cifar
 

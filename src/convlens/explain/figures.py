@@ -77,9 +77,16 @@ def _grid(
         axis.imshow(values.numpy(), cmap="RdBu_r", vmin=-1.6 * top, vmax=1.6 * top, interpolation="nearest")
     else:
         axis.imshow(values.numpy(), cmap=cmap, interpolation="nearest")
-    if mask is not None:  # padding cells, hatched
-        for row, col in mask.nonzero().tolist():
-            axis.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="///", color="0.6", lw=0))
+    if mask is not None:  # padding cells, hatched: the frame around the input as four bands, not a patch a cell
+        rows, cols = values.shape
+        inside = (~mask).nonzero()
+        top, left = inside.min(dim=0).values.tolist() if len(inside) else (rows, cols)
+        bottom, right = (inside.max(dim=0).values + 1).tolist() if len(inside) else (rows, cols)
+        for x0, y0, width, height in ((0, 0, cols, top), (0, bottom, cols, rows - bottom), (0, top, left, bottom - top),
+                                      (right, top, cols - right, bottom - top)):  # fmt: skip
+            if width > 0 and height > 0:
+                band = Rectangle((x0 - 0.5, y0 - 0.5), width, height, fill=False, hatch="///", color="0.6", lw=0)
+                axis.add_patch(band)
     if annotate:
         low, high = float(values.min()), float(values.max())
         middle = (low + high) / 2

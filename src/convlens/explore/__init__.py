@@ -72,10 +72,23 @@ def explore(
     transposed: bool = False,
     output_padding: tuple[int, ...] | None = None,
     seed: int = 0,
+    model: str | None = None,
+    layer: str | None = None,
+    weights: Path | None = None,
+    image: Path | None = None,
 ) -> ExplorePage:
     """The page for one configuration (sizes per spatial dimension: two, or one for a signal), its
     values convlens explain's kind (input 0..2, weights -1..1, biases 0, 1, 2, ...). Arguments are
-    checked as ``convlens.conv2d`` checks them."""
+    checked as ``convlens.conv2d`` checks them.
+
+    With ``model`` and ``layer`` (a torchvision model name and a Conv2d in it): that layer, fed the
+    bundled photo or ``image`` at 224x224, with random weights (``seed``) or ``weights`` (a
+    state_dict file); the configuration arguments are then the layer's own and not used."""
+    if model is not None or layer is not None:
+        if model is None or layer is None:
+            raise TypeError("explore() takes model= and layer= together")
+        data = model_data(model, layer, weights=weights, image=image, seed=seed)
+        return render(f"convlens explore: {model}.{layer}", data)
     data = configuration_data(size, channels, filters, kernel, stride=stride, padding=padding, dilation=dilation,
                               groups=groups, padding_mode=padding_mode, transposed=transposed,
                               output_padding=output_padding, seed=seed)  # fmt: skip
