@@ -9,7 +9,7 @@ constructors of ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d``. The number of spa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -54,21 +54,24 @@ class ConvSpec:
     dtype: torch.dtype
     device: torch.device
     channels_last: bool = False  # the input's memory layout, which some buffers depend on
+    # derived once at construction (read several times in every call), not arguments
+    out_size: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    padded_size: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # object.__setattr__: the dataclass is frozen. (Not functools.cached_property: its lock,
+        # on Python 3.11, stops torch.compile's tracing.)
+        out = check_window_fits(self.in_size, self.kernel_size, self.stride, self.padding, self.dilation)
+        padded = tuple(size + before + after for size, (before, after) in zip(self.in_size, pad_pairs(self.padding),
+                                                                              strict=True))  # fmt: skip
+        object.__setattr__(self, "out_size", out)
+        object.__setattr__(self, "padded_size", padded)
 
     # ---- derived sizes ---------------------------------------------------------------
     @property
     def rank(self) -> int:
         """The number of spatial dimensions: 1, 2 or 3."""
         return len(self.in_size)
-
-    @property
-    def out_size(self) -> tuple[int, ...]:
-        return check_window_fits(self.in_size, self.kernel_size, self.stride, self.padding, self.dilation)
-
-    @property
-    def padded_size(self) -> tuple[int, ...]:
-        pairs = pad_pairs(self.padding)
-        return tuple(size + before + after for size, (before, after) in zip(self.in_size, pairs, strict=True))
 
     def as_2d(self) -> ConvSpec:
         """A 1-D convolution as the 2-D one it equals, over an image one row high: every size of
