@@ -72,8 +72,11 @@ def convolution(
         # the output keeps the algorithm's layout (vmap cannot query a channels-last layout)
         out = FuncConv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
         return out if spec.batched else out.squeeze(0)
-    else:
+    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (seen, weight, bias)):
         out = Conv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
+    else:  # no gradient to record: the algorithm alone, without an autograd Function's bookkeeping per call
+        with torch.no_grad():  # as inside the Function: the algorithm may keep scratch buffers
+            out = chosen.forward(seen, weight, bias, run_spec, workspace)
     out = out.contiguous(memory_format=output_layout(seen, weight, spec))
     if out.numel() == 0:  # every layout test passes on an empty tensor: take PyTorch's strides
         out = out.as_strided(out.shape, empty_output_strides(seen, out.shape))
