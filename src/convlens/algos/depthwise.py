@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import torch
 
+from convlens import native as native_kernels
 from convlens.algos import Algorithm, accumulation_dtype, exact, register
 from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
+
+native = True  # whether forward uses the compiled kernel where it applies (tests switch it off to test both)
 
 
 def supports(spec: ConvSpec) -> str | None:
@@ -73,6 +76,13 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    if native and native_kernels.runs_depthwise(x, weight, bias, spec):  # the same math in one pass, in C
+        return native_kernels.depthwise_forward(x, weight, bias, spec)
+    return forward_python(x, weight, bias, spec)
+
+
+def forward_python(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """The reference: one broadcast multiply-add per tap over stride phases (the module docstring)."""
     compute = accumulation_dtype(x.dtype)
     if spec.out_per_group > 1:  # channel multiplier m: channel c feeds outputs c*m .. c*m + m - 1
         x = x.repeat_interleave(spec.out_per_group, dim=1)

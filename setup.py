@@ -1,0 +1,17 @@
+"""The compiled core (src/convlens/native/): plain C, no Python or torch headers, called through
+ctypes on tensors' data pointers. ``optional=True``: without a C compiler the install still
+succeeds and convlens runs its Python algorithms (``convlens.native.available()`` says why)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "convlens.native._kernels",
+            sources=["src/convlens/native/depthwise.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11"],
+            extra_link_args=["-pthread"],
+            optional=True,
+        )
+    ]
+)
