@@ -36,8 +36,13 @@ def test_predicted_phases_are_the_ones_the_forward_makes(options: dict) -> None:
     the largest piece's phases the forward really makes."""
     x, w = torch.randn(2, 12, 15, 15), torch.randn(12, 1, 3, 3)
     spec = ConvSpec.from_args(x, w, groups=12, **options)
-    with mock.patch.object(depthwise, "PIECE_BYTES", 2000), phases_made(depthwise) as made:
+    python_path = mock.patch.object(depthwise, "native", False)  # the compiled kernel makes no phases
+    with python_path, mock.patch.object(depthwise, "PIECE_BYTES", 2000), phases_made(depthwise) as made:
         convlens.conv2d(x, w, groups=12, **options, algorithm="depthwise")
         predicted = depthwise.buffer_bytes(spec, convlens.get_workspace_limit())
     assert len(made) > 1  # several pieces of channels
     assert max(made) == predicted["phases"]
+    if convlens.native.available():  # the compiled kernel: no phases made, none predicted
+        with phases_made(depthwise) as made:
+            convlens.conv2d(x, w, groups=12, **options, algorithm="depthwise")
+        assert made == [] and depthwise.buffer_bytes(spec, convlens.get_workspace_limit())["phases"] == 0

@@ -59,7 +59,10 @@ def piece_channels(spec: ConvSpec) -> int:
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
     shapes: the input ``repeated`` for a channel multiplier, and one piece's ``phases`` and
-    ``products`` (fresh tensors, freed piece by piece)."""
+    ``products`` (fresh tensors, freed piece by piece); none when the compiled kernel takes the
+    call (it writes the output directly)."""
+    if native and native_kernels.takes(spec):
+        return {"repeated": 0, "phases": 0, "products": 0}
     s_h, s_w = spec.stride
     h_q, w_q, tail = phase_grid(spec)
     positions = spec.batch * h_q * w_q

@@ -61,20 +61,32 @@ def reason() -> str:
     return _reason
 
 
+def takes(spec: ConvSpec) -> bool:
+    """Whether depthwise_forward takes a convolution of this spec (given plain tensors): a 2-D
+    depthwise one with one filter per channel, float32 on the CPU, the input contiguous NCHW."""
+    return (
+        spec.rank == 2
+        and spec.is_depthwise
+        and spec.out_per_group == 1
+        and spec.dtype == torch.float32
+        and spec.device.type == "cpu"
+        and not spec.channels_last
+        and _load() is not None
+    )
+
+
 def runs_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
-    """Whether depthwise_forward takes this call: float32 CPU tensors, contiguous NCHW input, one
-    filter per channel, a 2-D convolution, nothing tracing or transforming the call."""
+    """Whether depthwise_forward takes this call: ``takes(spec)``, with float32 CPU tensors, the
+    input contiguous NCHW, and nothing tracing or transforming the call."""
     from convlens.algos.scratch import vmapped
 
     tensors = (x, weight) if bias is None else (x, weight, bias)
     return (
-        spec.rank == 2
-        and spec.out_per_group == 1
+        takes(spec)
         and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
         and x.is_contiguous()
         and not torch.compiler.is_compiling()
         and not vmapped(*tensors)
-        and _load() is not None
     )
 
 
