@@ -387,12 +387,11 @@ def explain_transposed_command(args: argparse.Namespace) -> int:
     from convlens.files import prepare_out_dir, save_figure
 
     t = transposed_configuration(args)
-    size, channels, filters, kernel, groups = t.size, t.channels, t.filters, t.kernel, t.groups
-    stride, padding, output_padding, dilation = t.stride, t.padding, t.output_padding, t.dilation
-    x, w, b = transposed_example(size, channels, filters, kernel, groups, args.seed)
+    x, w, b = transposed_example(t.size, t.channels, t.filters, t.kernel, t.groups, args.seed)
     filter_index, at = 0 if args.filter is None else args.filter, args.at or (1, 1)
     try:
-        explanation = explain_transposed(x, w, b, filter_index, at, stride, padding, output_padding, groups, dilation)
+        explanation = explain_transposed(x, w, b, filter_index, at, t.stride, t.padding, t.output_padding, t.groups,
+                                         t.dilation)  # fmt: skip
     except ArgumentError as error:
         raise UsageError(f"--transposed: {error}") from None
     out = prepare_out_dir(args.out)

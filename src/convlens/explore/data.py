@@ -11,7 +11,7 @@ import torch
 
 import convlens
 from convlens.errors import ArgumentError
-from convlens.spec import Padding
+from convlens.spec import Padding, volume
 
 # what the page draws cell by cell (larger configurations: convlens explain)
 PAGE_LIMITS = {"input": 48 * 48, "channels": 16, "output": 64 * 64}
@@ -92,12 +92,7 @@ def padding_text(padding: Padding) -> str:
 
 
 def check_page_limits(size: tuple[int, ...], channels: int, filters: int, out_size: tuple[int, ...]) -> None:
-    cells = 1
-    for n in size:
-        cells *= n
-    out_cells = 1
-    for n in out_size:
-        out_cells *= n
+    cells, out_cells = volume(size), volume(out_size)
     too_many_channels = max(channels, filters) > PAGE_LIMITS["channels"]
     if cells > PAGE_LIMITS["input"] or too_many_channels or out_cells > PAGE_LIMITS["output"]:
         raise ExploreError(

@@ -40,9 +40,8 @@ function fmt(value) {  // integers as they are, others to 4 significant digits, 
 
 function factor(value) { return value < 0 ? `(${fmt(value)})` : fmt(value); }
 
-function sumText(terms) {  // "a + b - c": a negative term is subtracted, not "+ -c"
-  return terms.map((t, i) => (i === 0 ? t.text : t.value < 0 && !t.text.startsWith("(") ? `- ${t.text.slice(1)}`
-    : `+ ${t.text}`)).join(" ");
+function sumText(terms) {  // "a + b - c": a negative number is subtracted, not "+ -c"; a product is always added
+  return terms.map((t, i) => (i === 0 ? t.text : t.value < 0 ? `- ${t.text.slice(1)}` : `+ ${t.text}`)).join(" ");
 }
 
 function colour(value, scale) {
@@ -410,8 +409,7 @@ function showOutput(co, y, xx) {
     const products = mine.map((t) => ({ text: `${factor(t.wv)}*${factor(t.xv)}`, value: 1 }));
     lines.push(`channel ${mine.length ? mine[0].ci : cil}: ${products.length ? sumText(products) : "(no window lands here)"} = ${fmt(total)}`);
   }
-  partials.push({ text: `bias ${fmt(b[co])}`, value: 1 });
-  lines.push(`sum: ${sumText(partials.slice(0, -1))} + bias ${fmt(b[co])} = ${fmt(value)}`);
+  lines.push(`sum: ${sumText(partials)} + bias ${fmt(b[co])} = ${fmt(value)}`);
   document.getElementById("explanation").textContent = lines.join("\n");
   if (!c.transposed) drawIm2col(Math.floor(co / (c.cout / c.groups)), co, y * Wo + xx);
 }
