@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 
 import torch
 import torch.nn.functional as F
 
 import convlens
 from convlens.algos import depthwise
+from convlens.benchmark.report import cpu_name
 from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import speedups_over, with_attributes
 
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     if not convlens.native.available():
         raise SystemExit(f"no compiled kernels: {convlens.native.reason()}")
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; speedup over F.conv2d")
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads; speedup over F.conv2d")
     for name in args.suite.split(","):
         layers = [layer for layer in suite(name) if layer.spec(1).is_depthwise]
         for batch in (int(value) for value in args.batch.split(",")):

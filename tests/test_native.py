@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import convlens
 from convlens import native
 from convlens.algos import depthwise
+from convlens.algos.winograd import MATRICES, plan
 from convlens.verify import allowed_error
 
 
@@ -99,3 +100,105 @@ def test_without_the_kernels_convlens_says_so_once_and_runs_python(monkeypatch) 
     assert caught == []
     x, w = torch.randn(1, 3, 8, 8), torch.randn(3, 1, 3, 3)
     torch.testing.assert_close(convlens.conv2d(x, w, groups=3, algorithm="depthwise"), F.conv2d(x, w, groups=3))
+
+
+def test_winograd_tables_are_the_python_transforms() -> None:
+    if not native.available():
+        pytest.skip(native.reason())
+    for m, (a_t, _, b_t) in MATRICES.items():
+        c_b_t, c_a_t = native.winograd_tables(m)
+        assert torch.equal(c_b_t.double(), b_t) and torch.equal(c_a_t.double(), a_t)
+    with pytest.raises(ValueError, match="m = 2 and 4 only"):
+        native.winograd_tables(3)
+
+
+winograd_configurations = st.fixed_dictionaries({
+    "batch": st.integers(1, 3), "groups": st.sampled_from([1, 2]), "in_per_group": st.integers(1, 20),
+    "out_per_group": st.integers(1, 20), "size": pairs(1, 15), "padding": pairs(0, 2), "bias": st.booleans(),
+    "channels_last": st.booleans(), "precision": st.sampled_from(["highest", "high"]), "threads": st.integers(1, 3),
+})  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(winograd_configurations)
+def test_winograd_passes_match_pytorch_float64_and_python(c: dict) -> None:
+    """winograd.c's passes (input any layout, any padding, channels not a multiple of 16, groups,
+    F(2x2) and F(4x4)) against float64 by verify's rule and against the Python path; the passes
+    give the same bits whatever the number of threads (the products between them are torch's
+    BLAS, whose sums may split differently by thread count)."""
+    if not native.available():
+        pytest.skip(native.reason())
+    if any(n + 2 * p < 3 for n, p in zip(c["size"], c["padding"])):
+        return  # the window does not fit: conv2d's own error, tested elsewhere
+    generator = torch.Generator().manual_seed(1)
+    groups = c["groups"]
+    x = torch.randn(c["batch"], groups * c["in_per_group"], *c["size"], generator=generator)
+    if c["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(groups * c["out_per_group"], c["in_per_group"], 3, 3, generator=generator)
+    b = torch.randn(w.shape[0], generator=generator) if c["bias"] else None
+    options = {"padding": c["padding"], "groups": groups}
+    threads, precision = torch.get_num_threads(), convlens.get_precision()
+    torch.set_num_threads(c["threads"])
+    convlens.set_precision(c["precision"])
+    try:
+        plan.native = True
+        spec = convlens.ConvSpec.from_args(x, w, b, **options)
+        assert plan.uses_native(spec)
+        ours = convlens.conv2d(x, w, b, **options, algorithm="winograd")
+        assert passes_agree_across_threads(x, spec, c["threads"])
+        plan.native = False
+        python = convlens.conv2d(x, w, b, **options, algorithm="winograd")
+        bound = convlens.algos.get("winograd").error_bound(spec)
+    finally:
+        plan.native = False
+        torch.set_num_threads(threads)
+        convlens.set_precision(precision)
+    exact = F.conv2d(x.double(), w.double(), None if b is None else b.double(), **options)
+    theirs = F.conv2d(x, w, b, **options)
+    layout = torch.channels_last
+    assert ours.shape == theirs.shape
+    assert ours.is_contiguous(memory_format=layout) == theirs.is_contiguous(memory_format=layout)
+    allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(exact.abs().max()), bound)
+    assert float((ours.double() - exact).abs().max()) <= allowed
+    assert float((python.double() - exact).abs().max()) <= allowed
+
+
+def passes_agree_across_threads(x: torch.Tensor, spec: convlens.ConvSpec, threads: int) -> bool:
+    """Both passes of the whole batch as one piece, with 1 and with ``threads`` threads: the same bits."""
+    m = plan.tile_size(spec)
+    tiles_h, tiles_w = plan.tile_grid(spec, m)
+    piece, t = (0, spec.batch, 0, tiles_h, tiles_w), m + 2
+    results = []
+    for count in (1, threads):
+        torch.set_num_threads(count)
+        v = torch.empty(t * t, spec.batch * tiles_h * tiles_w, spec.in_channels)
+        native.winograd_input(x, spec, m, piece, v)
+        out = torch.empty(spec.batch, spec.in_channels, *spec.out_size)
+        native.winograd_output(v, None, out, m, piece)  # V's channels stand in for products
+        results.append((v, out))
+    return all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_winograd_passes_take_only_plain_float32_cpu_calls(monkeypatch) -> None:
+    x, w = torch.randn(2, 4, 9, 9), torch.randn(4, 4, 3, 3)
+    spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
+    monkeypatch.setattr(plan, "native", True)
+    assert plan.uses_native(spec) is native.available()
+    assert native.runs_winograd(x, None, spec) is native.available()
+    assert not plan.uses_native(convlens.ConvSpec.from_args(x.double(), w.double(), None, padding=1))
+    wide = torch.randn(1, 1, 3, 600)  # wider than one band of the passes: the Python path
+    assert not plan.uses_native(convlens.ConvSpec.from_args(wide, torch.randn(1, 1, 3, 3), None))
+    out = convlens.conv2d(wide, torch.ones(1, 1, 3, 3), algorithm="winograd")
+    torch.testing.assert_close(out, F.conv2d(wide, torch.ones(1, 1, 3, 3)), rtol=1e-5, atol=1e-4)
+    # the native path's buffers are V and M only (with the cached weight transform), and the
+    # scratch it leaves behind is what buffer_bytes predicts
+    if native.available():
+        predicted = convlens.algos.get("winograd").buffer_bytes(spec, convlens.get_workspace_limit())
+        taken = {name for name, size in predicted.items() if size}
+        assert taken == {"v", "products", "transformed weight", "saved weight"}
+        from convlens.algos.winograd import SCRATCH
+
+        SCRATCH.clear()
+        convlens.conv2d(x, w, None, padding=1, algorithm="winograd")
+        assert SCRATCH.bytes() == predicted["v"] + predicted["products"]

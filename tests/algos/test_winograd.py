@@ -261,10 +261,12 @@ def test_a_large_image_goes_in_bands_of_tile_rows() -> None:
     [(3, 16, 13, False), (8, 8, 28, False), (1, 8, 30, True)],
 )
 def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: int, size: int, bands: bool) -> None:
-    """The bench's extra-memory figure for Winograd is ``buffer_bytes``: it must be what a call really holds."""
+    """The bench's extra-memory figure for Winograd is ``buffer_bytes``: it must be what a call really holds.
+    (The Python path's; tests/test_native.py checks the compiled passes'.)"""
     x, w = torch.randn(batch, channels, size, size), torch.randn(channels * 2, channels, 3, 3)
     spec = ConvSpec.from_args(x, w, padding=1)
     limits = {"PIECE_BYTES": 64 * 1024, "LARGE_IMAGE_BYTES": 32 * 1024 if bands else 1 << 30, "BAND_BYTES": 8 * 1024}
+    limits["native"] = False
     with (
         winograd_tiles_of("high"),
         mock.patch.multiple(winograd_plan, **limits),

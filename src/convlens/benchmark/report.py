@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import platform
 from datetime import date
+from pathlib import Path
 
 import torch
 
 from convlens.benchmark.runner import GEMM, REFERENCE, SEED, Row
 
 
+def cpu_name() -> str:
+    """The processor by its model name and widest vector instructions, e.g. "AMD EPYC (AVX2)" (what
+    lscpu prints; speed figures differ between such machines), or the architecture where unknown."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    widest = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{fields.get('model name', platform.machine())} ({widest})"
+
+
 def machine_description(device: torch.device) -> str:
     """The processor, threads and torch version; on CUDA also the GPU, cuDNN and its TF32 setting."""
-    machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
+    machine = f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if device.type == "cuda":
         tf32 = "on" if torch.backends.cudnn.allow_tf32 else "off"
         machine += f"; {torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()} (TF32 {tf32})"

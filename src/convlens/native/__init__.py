@@ -5,6 +5,11 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     available()            whether the kernels were built and load
     reason()               why not, when they do not ("" when they do)
     depthwise_forward      depthwise.c: float32, NCHW, multiplier 1, zero padding
+    winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
+    winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
+
+Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and starts
+them itself (parallel.c); none runs a second OpenMP runtime.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ def _load() -> ctypes.CDLL | None:
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     library.convlens_depthwise_forward.argtypes = [pointer] * 4 + [int64] * 15
     library.convlens_depthwise_forward.restype = ctypes.c_int
+    library.convlens_winograd_input.argtypes = [pointer] + [int64] * 15 + [pointer] + [int64] * 3
+    library.convlens_winograd_output.argtypes = [pointer, int64, int64, pointer, pointer, *[int64] * 14]
+    library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
+    for name in ("winograd_input", "winograd_output", "winograd_tables"):
+        getattr(library, f"convlens_{name}").restype = ctypes.c_int
     _library, _reason = library, ""
     return library
 
@@ -61,6 +71,19 @@ def reason() -> str:
     return _reason
 
 
+def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
+    """Whether every tensor given is a float32 CPU tensor that the kernels can read through its
+    data pointer: not traced by torch.compile, not batched by vmap."""
+    from convlens.algos.scratch import vmapped
+
+    given = [t for t in tensors if t is not None]
+    return (
+        all(t.dtype == torch.float32 and t.device.type == "cpu" for t in given)
+        and not torch.compiler.is_compiling()
+        and not vmapped(*given)
+    )
+
+
 def takes(spec: ConvSpec) -> bool:
     """Whether depthwise_forward takes a convolution of this spec (given plain tensors): a 2-D
     depthwise one with one filter per channel, float32 on the CPU, the input contiguous NCHW."""
@@ -78,16 +101,7 @@ def takes(spec: ConvSpec) -> bool:
 def runs_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
     """Whether depthwise_forward takes this call: ``takes(spec)``, with float32 CPU tensors, the
     input contiguous NCHW, and nothing tracing or transforming the call."""
-    from convlens.algos.scratch import vmapped
-
-    tensors = (x, weight) if bias is None else (x, weight, bias)
-    return (
-        takes(spec)
-        and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
-        and x.is_contiguous()
-        and not torch.compiler.is_compiling()
-        and not vmapped(*tensors)
-    )
+    return takes(spec) and x.is_contiguous() and plain_cpu_float32(x, weight, bias)
 
 
 def depthwise_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
@@ -100,11 +114,89 @@ def depthwise_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     weight = weight.contiguous()
     bias = None if bias is None else bias.contiguous()
     out = x.new_empty((n, c, h_out, w_out))
-    failed = library.convlens_depthwise_forward(
-        x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(), out.data_ptr(),
-        n, c, *spec.in_size, *spec.kernel_size, *spec.stride, spec.padding[0], spec.padding[2], *spec.dilation,
-        h_out, w_out, torch.get_num_threads(),
-    )  # fmt: skip
-    if failed:
-        raise RuntimeError("convlens's depthwise kernel could not start its threads")
+    library.convlens_depthwise_forward(
+        x.data_ptr(),
+        weight.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        out.data_ptr(),
+        n,
+        c,
+        *spec.in_size,
+        *spec.kernel_size,
+        *spec.stride,
+        spec.padding[0],
+        spec.padding[2],
+        *spec.dilation,
+        h_out,
+        w_out,
+        torch.get_num_threads(),
+    )  # fmt: skip  (returns 1 when a thread could not start: its share then ran on the calling thread)
     return out
+
+
+MAX_BAND_WIDTH = 512  # winograd.c's MAX_BAND_W: the widest tiled output row its passes take
+
+
+def runs_winograd_spec(spec: ConvSpec) -> bool:
+    """Whether winograd.c's passes take a convolution of this spec (given plain tensors): 2-D,
+    float32 on the CPU, an output at most MAX_BAND_WIDTH wide (the Python side checks the rest:
+    3x3, stride 1, dilation 1)."""
+    return (
+        spec.rank == 2
+        and spec.dtype == torch.float32
+        and spec.device.type == "cpu"
+        and spec.out_size[1] + 3 <= MAX_BAND_WIDTH  # tiles_w * m, whatever m
+        and _load() is not None
+    )
+
+
+def runs_winograd(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
+    """``runs_winograd_spec``, with x and bias plain float32 CPU tensors."""
+    return runs_winograd_spec(spec) and plain_cpu_float32(x, bias)
+
+
+Piece = tuple[int, int, int, int, int]  # (first image, images, first tile row, tile rows, tiles per row)
+
+
+def winograd_input(x: torch.Tensor, spec: ConvSpec, m: int, piece: Piece, v: torch.Tensor) -> None:
+    """winograd.c: V = B^T d B for the tiles of ``piece`` of x (N, C_in, H, W) in any layout, with
+    the zero padding of ``spec``, into v (t*t, P, C_in), each v[xi] contiguous (the stride between
+    them may be larger: see ``padded_rows``)."""
+    library = _load()
+    assert library is not None and v.stride(2) == 1
+    library.convlens_winograd_input(
+        x.data_ptr(), *x.stride(), spec.in_channels, *spec.in_size, spec.padding[0], spec.padding[2], m, *piece,
+        v.data_ptr(), *v.stride()[:2], torch.get_num_threads(),
+    )  # fmt: skip
+
+
+def winograd_output(products: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor, m: int, piece: Piece) -> None:
+    """winograd.c: out = A^T M A + bias for the tiles of ``piece``, from products M (t*t, P, C_out),
+    each M[xi] contiguous, into out (N, C_out, H_out, W_out) in any layout, cropped to it."""
+    library = _load()
+    assert library is not None and products.stride(2) == 1
+    bias = None if bias is None else bias.contiguous()
+    library.convlens_winograd_output(
+        products.data_ptr(), *products.stride()[:2], None if bias is None else bias.data_ptr(), out.data_ptr(),
+        *out.stride(), out.shape[1], *out.shape[2:], m, *piece, torch.get_num_threads(),
+    )  # fmt: skip
+
+
+def padded_rows(buffer: torch.Tensor, rows: int, shape: tuple[int, int]) -> torch.Tensor:
+    """A (rows, *shape) view of ``buffer`` whose rows start 16 floats (a cache line) further apart
+    than their size. V's and M's t*t rows are read and written together, one line from each; when
+    a row's size is a multiple of 4 KiB (P*C*4 bytes with C a multiple of 16 and P of 64, as in most
+    layers) every line of a tile falls in the same cache set and they evict each other."""
+    size = shape[0] * shape[1]
+    return buffer[: rows * (size + 16)].view(rows, size + 16)[:, :size].view(rows, *shape)
+
+
+def winograd_tables(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """winograd.c's own B^T (t, t) and A^T (m, t), for the tests to compare with transforms.py's."""
+    library = _load()
+    assert library is not None
+    t = m + 2
+    b_t, a_t = torch.empty(t, t), torch.empty(m, t)
+    if library.convlens_winograd_tables(m, b_t.data_ptr(), a_t.data_ptr()):
+        raise ValueError(f"winograd.c has tables for m = 2 and 4 only, got m={m}")
+    return b_t, a_t

@@ -19,19 +19,19 @@
  * CPU dispatch: target_clones compiles the plane loop for x86-64-v4 (AVX-512), x86-64-v3 (AVX2,
  * FMA) and plain x86-64; the dynamic loader picks the widest the CPU has. Built with
  * -ffp-contract=off, so no clone fuses a multiply and an add: every machine gives the same bits.
- * Threads: as many as the caller says (torch.get_num_threads()), each a share of the planes;
- * no OpenMP runtime.
+ * Threads: as many as the caller says (torch.get_num_threads()), each a share of the planes
+ * (parallel.h).
  */
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "parallel.h"
 
 typedef struct {
     const float *x, *weight, *bias;
     float *out;
     int64_t channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
     int64_t dilation_h, dilation_w, out_h, out_w;
-    int64_t first_plane, end_plane; /* this share: planes n*C + c in [first_plane, end_plane) */
 } Job;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
@@ -40,11 +40,12 @@ static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a +
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-static void run_planes(const Job *job) {
+static void run_planes(const void *context, int64_t first_plane, int64_t end_plane) {
+    const Job *job = (const Job *)context; /* planes n*C + c in [first_plane, end_plane) */
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
     const int64_t sh = job->stride_h, sw = job->stride_w, dh = job->dilation_h, dw = job->dilation_w;
     const int64_t H_out = job->out_h, W_out = job->out_w;
-    for (int64_t plane = job->first_plane; plane < job->end_plane; plane++) {
+    for (int64_t plane = first_plane; plane < end_plane; plane++) {
         const int64_t c = plane % job->channels;
         const float *input = job->x + plane * H * W;
         const float *taps = job->weight + c * kh * kw;
@@ -78,36 +79,12 @@ static void run_planes(const Job *job) {
     }
 }
 
-static void *run_share(void *job) {
-    run_planes((const Job *)job);
-    return NULL;
-}
-
-/* Returns 0, or 1 when a thread could not be started (the caller then has a partial output). */
+/* Returns 0, or 1 when a thread could not be started (its share then ran on the calling thread). */
 int convlens_depthwise_forward(const float *x, const float *weight, const float *bias, float *out, int64_t batch,
                                int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w,
                                int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                                int64_t dilation_h, int64_t dilation_w, int64_t out_h, int64_t out_w, int64_t threads) {
-    enum { MAX_THREADS = 256 };
-    const int64_t planes = batch * channels;
-    if (threads > planes) threads = planes;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads < 1) threads = 1;
-    Job jobs[MAX_THREADS];
-    pthread_t workers[MAX_THREADS];
-    int failed = 0;
-    for (int64_t t = 0; t < threads; t++) {
-        Job share = {x, weight, bias, out, channels, height, width, kernel_h, kernel_w, stride_h, stride_w,
-                     pad_top, pad_left, dilation_h, dilation_w, out_h, out_w,
-                     planes * t / threads, planes * (t + 1) / threads};
-        jobs[t] = share;
-    }
-    int64_t started = 0;
-    for (int64_t t = 1; t < threads; t++) { /* share 0 runs on the calling thread */
-        if (pthread_create(&workers[t], NULL, run_share, &jobs[t]) != 0) { failed = 1; break; }
-        started = t;
-    }
-    run_planes(&jobs[0]);
-    for (int64_t t = 1; t <= started; t++) pthread_join(workers[t], NULL);
-    return failed;
+    const Job job = {x, weight, bias, out, channels, height, width, kernel_h, kernel_w, stride_h, stride_w,
+                     pad_top, pad_left, dilation_h, dilation_w, out_h, out_w};
+    return convlens_parallel(run_planes, &job, batch * channels, threads);
 }

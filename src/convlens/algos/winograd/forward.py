@@ -3,15 +3,21 @@
 channels_last_tiled   x_pad, channels last, zero-padded and extended to whole tiles   one copy
 transformed_tiles     V = B^T d B for every tile of a piece                            gather + one product
 products_of           M = V @ U, one product per tile position xi
-forward               the pieces, then Y = A^T M A + bias into the output
+forward               the compiled passes where they apply (forward_native), else forward_python
+forward_python        the reference: the pieces, then Y = A^T M A + bias into the output
+forward_native        the same pieces, with winograd.c's two passes around the same products:
+                      x -> V in one pass (padding, gather, transform), M -> out in one (transform,
+                      bias, crop, layout); no padded copy, no tiles, no Y, no detour
 """
 
 from __future__ import annotations
 
 import torch
 
+from convlens import native as native_kernels
 from convlens.algos import accumulation_dtype
 from convlens.algos.scratch import Scratch
+from convlens.algos.winograd import plan
 from convlens.algos.winograd.plan import output_via_hwc, pieces, tile_grid, tile_size, tiled_input_size
 from convlens.algos.winograd.transforms import KRON, R, cached_weight_transform
 from convlens.spec import ConvSpec, prefers_channels_last
@@ -76,6 +82,45 @@ def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    if plan.uses_native(spec) and native_kernels.runs_winograd(x, bias, spec):
+        return forward_native(x, weight, bias, spec)
+    return forward_python(x, weight, bias, spec)
+
+
+def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """forward_python's pieces and products, with the passes before and after them in C (winograd.c):
+    V (t*t, P, C_in) straight from x, and the output straight from M (t*t, P, C_out), in x's layout."""
+    m = tile_size(spec)
+    t = m + R - 1
+    n = x.shape[0]
+    tiles_h, tiles_w = tile_grid(spec, m)
+    u = cached_weight_transform(weight, m, spec.groups, torch.float32)  # (G, t*t, C_in/G, C_out/G)
+    layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
+    out = torch.empty((n, spec.out_channels, *spec.out_size), dtype=x.dtype, device=x.device, memory_format=layout)
+    images, band = pieces(spec, m, (tiles_h, tiles_w), u.numel() * u.element_size())
+    for n0 in range(0, n, images):
+        for i0 in range(0, tiles_h, band):
+            piece = (n0, min(images, n - n0), i0, min(band, tiles_h - i0), tiles_w)
+            tiles = piece[1] * piece[3] * tiles_w
+            v = padded_scratch("v", t * t, (tiles, spec.in_channels))
+            native_kernels.winograd_input(x, spec, m, piece, v)  # V = B^T d B                (t*t, P, C_in)
+            if spec.groups == 1:  # M = V @ U                                                  (t*t, P, C_out)
+                products = torch.bmm(v, u[0], out=padded_scratch("products", t * t, (tiles, spec.out_channels)))
+            else:
+                products = products_of(v, u, spec.groups).reshape(t * t, tiles, spec.out_channels).contiguous()
+            native_kernels.winograd_output(products, bias, out, m, piece)  # out = A^T M A + bias
+    return out
+
+
+def padded_scratch(name: str, rows: int, shape: tuple[int, int]) -> torch.Tensor:
+    """A float32 (rows, *shape) scratch buffer whose rows are a cache line apart more than their size
+    (``native.padded_rows`` says why)."""
+    buffer = SCRATCH.take(name, (rows * (shape[0] * shape[1] + 16),), torch.float32, torch.device("cpu"))
+    return native_kernels.padded_rows(buffer, rows, shape)
+
+
+def forward_python(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """The reference: every step a torch op (the module docstrings of this package)."""
     m = tile_size(spec)
     compute = accumulation_dtype(x.dtype)
     n = x.shape[0]

@@ -16,6 +16,13 @@ from convlens.algos.winograd.transforms import R
 from convlens.config import get_precision
 from convlens.spec import ConvSpec, ceil_div
 
+# Whether the forward uses winograd.c's passes (float32, CPU) instead of the torch-op pipeline. Off:
+# on the EPYC of this project (2 cores) the compiled passes, though they make two fewer passes over
+# memory, measured slower than the pipeline on 6 of ResNet-50's 8 3x3 layer/precision pairs at
+# batch 8; evidence: ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md). On for a
+# machine where that script shows them ahead; the tests run both.
+native = False
+
 MIN_TILES = 32  # tiles over the batch below which the products mostly stream U: F(4x4) falls back to F(2x2), auto
 #               to im2col (each of the t*t products reads all of U once per piece of tiles)
 F4_MIN_OUTPUT = 6  # F(4x4) only for outputs at least this tall and wide: below, its tiles are mostly overhang
@@ -92,6 +99,13 @@ def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tupl
     return 1, max(1, min(tiles_h, max(BAND_BYTES, u_bytes) // row_bytes))
 
 
+def uses_native(spec: ConvSpec) -> bool:
+    """Whether the forward of this spec runs winograd.c's passes (given plain float32 CPU tensors)."""
+    from convlens import native as native_kernels
+
+    return native and native_kernels.runs_winograd_spec(spec)
+
+
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
     from the shapes: the scratch buffers (``x``, ``tiles``, ``v``, ``products``, ``y``, and ``out``
@@ -109,6 +123,13 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     images, band = pieces(spec, m, (tiles_h, tiles_w), u_elements * itemsize)
     tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
     h_out, w_out = spec.out_size
+    if uses_native(spec):  # V and M only (each row a cache line longer), straight from x and into the output
+        return {
+            "v": t * t * (tiles * spec.in_channels + 16) * itemsize,
+            "products": t * t * (tiles * spec.out_channels + 16) * itemsize * (1 if spec.groups == 1 else 2),
+            "transformed weight": u_elements * itemsize,
+            "saved weight": spec.out_channels * spec.in_per_group * R * R * spec.dtype.itemsize,
+        }
     full = spec.batch * spec.out_channels * tiles_h * m * tiles_w * m  # the output with its overhang
     via_hwc = output_via_hwc(spec.channels_last, tiles_w * m)
     return {

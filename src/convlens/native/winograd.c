@@ -1,0 +1,312 @@
+/* winograd.c: Winograd F(2x2, 3x3) and F(4x4, 3x3), the two passes over memory around the products.
+ *
+ * The math of its Python sibling (src/convlens/algos/winograd/). An m x m output tile is
+ *
+ *   Y = A^T [ (G g G^T) * (B^T d B) ] A        d: the t x t input tile, t = m + 2
+ *
+ * and over a piece of P tiles (k images, tile rows i0 .. i0 + rows, tiles_w tiles per row) the
+ * Python side runs the products on the BLAS matmul between this file's two passes:
+ *
+ *   winograd_input:   x (N, C_in, H, W), any strides     -> V (t*t, P, C_in)    V = B^T d B per tile
+ *                     (the zero padding, the tile gather and the transform in one pass)
+ *   (Python)          M = V @ U, one product per xi       -> M (t*t, P, C_out)   U = G g G^T, cached
+ *   winograd_output:  M                                   -> out (N, C_out, H_out, W_out), any strides
+ *                     (Y = A^T M A, the bias, the crop to the output and its layout in one pass)
+ *
+ * Tile p = (n, i, j) of the piece reads input rows (i0 + i)*m - pad_top + a and columns
+ * j*m - pad_left + b (a, b < t), zeros outside the input, and writes output rows (i0 + i)*m + a,
+ * columns j*m + b (a, b < m) that fall inside the output.
+ *
+ * Both passes go through a piece one unit at a time: LANES channels of one tile row of one image.
+ * The input pass first copies the t input rows the tile row reads into a small buffer, channels
+ * innermost, with the padding's zeros (gather_band: one read of x whatever its layout); each tile
+ * is then transformed row by row as it is read (d[a] B) and column by column into V (B^T .). The
+ * output pass transforms each tile's M into a buffer of m output rows and writes them, plus the
+ * bias, into the output in its layout. Every step of a transform is one multiply-add of LANES
+ * contiguous floats, which the compiler vectorises. B^T and A^T are the tables below (equal to
+ * transforms.py's; the tests check), constants once inlined, so their zero entries cost nothing
+ * and their +-1 entries no multiply. CPU dispatch and -ffp-contract=off as in depthwise.c: the
+ * same bits on every CPU. Threads (parallel.h): a share of the units each.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "parallel.h"
+
+enum { LANES = 16, MAX_T = 6 }; /* channels per step: one AVX-512 register, two AVX2 ones */
+enum { MAX_BAND_W = 512 };      /* widest tiled row (tiles_w * m) in one band; wider goes to Python */
+
+/* B^T (t x t) and A^T (m x t), row-major: transforms.py's MATRICES for m = 2 and m = 4. */
+static const float BT_2[4 * 4] = {
+    -1, 0,  1, 0,
+    0,  1,  1, 0,
+    0,  -1, 1, 0,
+    0,  -1, 0, 1,
+};
+static const float AT_2[2 * 4] = {
+    1, 1, 1,  0,
+    0, 1, -1, 1,
+};
+static const float BT_4[6 * 6] = {
+    0.25f, 0,      -1.25f, 0,      1, 0,
+    0,     -0.25f, -0.25f, 1,      1, 0,
+    0,     0.25f,  -0.25f, -1,     1, 0,
+    0,     -0.5f,  -1,     0.5f,   1, 0,
+    0,     0.5f,   -1,     -0.5f,  1, 0,
+    0,     0.25f,  0,      -1.25f, 0, 1,
+};
+static const float AT_4[4 * 6] = {
+    1, 1, 1,  1,      1,       0,
+    0, 1, -1, 0.5f,   -0.5f,   0,
+    0, 1, 1,  0.25f,  0.25f,   0,
+    0, 1, -1, 0.125f, -0.125f, 1,
+};
+
+/* Where a piece's tiles are: images first_image .., tile rows first_row .. first_row + rows. */
+typedef struct {
+    int64_t first_image, images, first_row, rows, tiles_w, tiles; /* tiles = images * rows * tiles_w */
+} Piece;
+
+/* Element strides of an (N, C, H, W) tensor, whatever its memory layout. */
+typedef struct {
+    int64_t n, c, h, w;
+} Strides;
+
+typedef struct {
+    const float *x;
+    Strides x_strides;
+    int64_t channels, height, width, pad_top, pad_left;
+    Piece piece;
+    float *v; /* (t*t, tiles, C_in): V[xi][p][c] at xi * xi_stride + p * tile_stride + c */
+    int64_t xi_stride, tile_stride;
+} InputJob;
+
+typedef struct {
+    const float *products; /* (t*t, tiles, C_out): M[xi][p][c] at xi * xi_stride + p * tile_stride + c */
+    int64_t xi_stride, tile_stride;
+    const float *bias;     /* (C_out) or NULL */
+    float *out;
+    Strides out_strides;
+    int64_t channels, out_h, out_w;
+    Piece piece;
+} OutputJob;
+
+/* out[r][q][l] = sum_s matrix[r][s] * tile[s][q][l] for r < rows: the left product, LANES channels
+ * at a time (tile: `inner` x `cols` x LANES, out: rows x cols x LANES). */
+static inline __attribute__((always_inline)) void left_product(const float *matrix, int rows, int inner, int cols,
+                                                               const float *tile, float *out) {
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) {
+#pragma GCC unroll 8
+        for (int q = 0; q < cols; q++) {
+            float *sum = out + (r * cols + q) * LANES;
+            for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
+#pragma GCC unroll 8
+            for (int s = 0; s < inner; s++) {
+                const float coefficient = matrix[r * inner + s];
+                if (coefficient == 0.0f) continue; /* a constant once inlined: the zeros vanish */
+                const float *term = tile + (s * cols + q) * LANES;
+                for (int l = 0; l < LANES; l++) sum[l] += coefficient * term[l];
+            }
+        }
+    }
+}
+
+/* out[q][r][l] = sum_s tile[q][s][l] * matrix[r][s]: the right product by matrix^T. */
+static inline __attribute__((always_inline)) void right_product(const float *matrix, int rows, int inner, int cols,
+                                                                const float *tile, float *out) {
+#pragma GCC unroll 8
+    for (int q = 0; q < cols; q++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) {
+            float *sum = out + (q * rows + r) * LANES;
+            for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
+#pragma GCC unroll 8
+            for (int s = 0; s < inner; s++) {
+                const float coefficient = matrix[r * inner + s];
+                if (coefficient == 0.0f) continue;
+                const float *term = tile + (q * inner + s) * LANES;
+                for (int l = 0; l < LANES; l++) sum[l] += coefficient * term[l];
+            }
+        }
+    }
+}
+
+/* One unit of work: LANES channels from c0, of one image n, one tile row i (absolute). */
+typedef struct {
+    int64_t c0, lanes, n, i, p0; /* p0: the piece's index of the row's first tile */
+} Unit;
+
+static Unit unit_of(const Piece *piece, int64_t channels, int64_t unit) {
+    const int64_t block = unit / (piece->images * piece->rows), rest = unit % (piece->images * piece->rows);
+    const int64_t c0 = block * LANES, lanes = channels - c0 < LANES ? channels - c0 : LANES;
+    const Unit u = {c0, lanes, piece->first_image + rest / piece->rows, piece->first_row + rest % piece->rows,
+                    rest * piece->tiles_w};
+    return u;
+}
+
+/* The input rows one tile row reads, channels innermost, in an L1-sized buffer:
+ * band[a][col][l] = x[n, c0 + l, i*m - pad_top + a, col - pad_left], zero outside the input and past C.
+ * (t rows, band_w = tiles_w*m + 2 columns.) One read of the rows whatever x's layout. */
+static void gather_band(const InputJob *job, int m, const Unit *u, float *band, int64_t band_w) {
+    const int t = m + 2;
+    const Strides xs = job->x_strides;
+    const int64_t H = job->height, W = job->width, left = job->pad_left;
+    const int64_t col_first = left < 0 ? 0 : left, col_end = left + W < band_w ? left + W : band_w;
+    for (int a = 0; a < t; a++) {
+        float *band_row = band + a * band_w * LANES;
+        const int64_t row = u->i * m - job->pad_top + a;
+        if (row < 0 || row >= H || u->lanes < LANES) memset(band_row, 0, sizeof(float) * (size_t)(band_w * LANES));
+        if (row < 0 || row >= H) continue;
+        if (u->lanes == LANES) { /* the padding columns only */
+            memset(band_row, 0, sizeof(float) * (size_t)(col_first * LANES));
+            memset(band_row + col_end * LANES, 0, sizeof(float) * (size_t)((band_w - col_end) * LANES));
+        }
+        const float *x_row = job->x + u->n * xs.n + u->c0 * xs.c + row * xs.h;
+        if (xs.c == 1 && u->lanes == LANES) { /* channels-last: LANES contiguous channels per column */
+            for (int64_t col = col_first; col < col_end; col++)
+                memcpy(band_row + col * LANES, x_row + (col - left) * xs.w, sizeof(float) * LANES);
+        } else { /* one channel's row at a time */
+            for (int64_t l = 0; l < u->lanes; l++) {
+                const float *plane_row = x_row + l * xs.c;
+                for (int64_t col = col_first; col < col_end; col++) band_row[col * LANES + l] = plane_row[(col - left) * xs.w];
+            }
+        }
+    }
+}
+
+/* The input pass for tile size m (t = m + 2, B^T = bt), units [first, end). For each tile j of the
+ * unit's row: rows[a] = d[a] B (each input row as it is read), then V[i][jj] = sum_a B^T[i][a] rows[a][jj],
+ * written straight into V. */
+static inline __attribute__((always_inline)) void input_units(const InputJob *job, int m, const float *bt,
+                                                              int64_t first, int64_t end) {
+    const int t = m + 2;
+    const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m + 2;
+    float band[MAX_T * (MAX_BAND_W + 2) * LANES], rows[MAX_T * MAX_T * LANES], sum[LANES];
+    for (int64_t unit = first; unit < end; unit++) {
+        const Unit u = unit_of(&job->piece, C, unit);
+        gather_band(job, m, &u, band, band_w);
+        for (int64_t j = 0; j < tiles_w; j++) {
+#pragma GCC unroll 8
+            for (int a = 0; a < t; a++) /* rows[a][jj] = sum_b d[a][b] B^T[jj][b] */
+                right_product(bt, t, t, 1, band + (a * band_w + j * m) * LANES, rows + a * t * LANES);
+            float *target = job->v + (u.p0 + j) * job->tile_stride + u.c0; /* V[xi] of this tile, xi = i*t + jj */
+#pragma GCC unroll 8
+            for (int i = 0; i < t; i++) {
+#pragma GCC unroll 8
+                for (int jj = 0; jj < t; jj++) {
+                    for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
+#pragma GCC unroll 8
+                    for (int a = 0; a < t; a++) {
+                        const float coefficient = bt[i * t + a];
+                        if (coefficient == 0.0f) continue;
+                        for (int l = 0; l < LANES; l++) sum[l] += coefficient * rows[(a * t + jj) * LANES + l];
+                    }
+                    float *xi_target = target + (int64_t)(i * t + jj) * job->xi_stride;
+                    if (u.lanes == LANES) {
+                        for (int l = 0; l < LANES; l++) xi_target[l] = sum[l];
+                    } else {
+                        for (int64_t l = 0; l < u.lanes; l++) xi_target[l] = sum[l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The output pass for tile size m (A^T = at), units [first, end): for each tile j of the unit's row,
+ * Y = (A^T M) A into a band of m output rows, channels innermost; then the band, plus the bias,
+ * into the output rows that exist, in the output's layout. */
+static inline __attribute__((always_inline)) void output_units(const OutputJob *job, int m, const float *at,
+                                                               int64_t first, int64_t end) {
+    const int t = m + 2;
+    const Strides os = job->out_strides;
+    const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m;
+    float band[MAX_T * MAX_BAND_W * LANES], products[MAX_T * MAX_T * LANES], left[MAX_T * MAX_T * LANES];
+    float bias[LANES];
+    for (int64_t unit = first; unit < end; unit++) {
+        const Unit u = unit_of(&job->piece, C, unit);
+        for (int l = 0; l < LANES; l++) bias[l] = job->bias != NULL && l < u.lanes ? job->bias[u.c0 + l] : 0.0f;
+        for (int64_t j = 0; j < tiles_w; j++) {
+            const float *source = job->products + (u.p0 + j) * job->tile_stride + u.c0; /* M[xi] of this tile */
+            for (int xi = 0; xi < t * t; xi++) {
+                const float *lane = source + (int64_t)xi * job->xi_stride;
+                float *product = products + xi * LANES;
+                if (u.lanes == LANES) {
+                    for (int l = 0; l < LANES; l++) product[l] = lane[l];
+                } else {
+                    for (int l = 0; l < LANES; l++) product[l] = l < u.lanes ? lane[l] : 0.0f;
+                }
+            }
+            left_product(at, m, t, t, products, left); /* A^T M: (m, t) */
+#pragma GCC unroll 8
+            for (int a = 0; a < m; a++) /* y[a][b] = sum_jj (A^T M)[a][jj] A^T[b][jj] */
+                right_product(at, m, t, 1, left + a * t * LANES, band + (a * band_w + j * m) * LANES);
+        }
+        for (int a = 0; a < m; a++) {
+            const int64_t row = u.i * m + a;
+            if (row >= job->out_h) break;
+            const float *band_row = band + a * band_w * LANES;
+            float *out_row = job->out + u.n * os.n + u.c0 * os.c + row * os.h;
+            if (os.c == 1 && u.lanes == LANES) { /* channels-last */
+                for (int64_t col = 0; col < job->out_w; col++)
+                    for (int l = 0; l < LANES; l++) out_row[col * os.w + l] = band_row[col * LANES + l] + bias[l];
+            } else {
+                for (int64_t l = 0; l < u.lanes; l++) {
+                    float *plane_row = out_row + l * os.c;
+                    for (int64_t col = 0; col < job->out_w; col++)
+                        plane_row[col * os.w] = band_row[col * LANES + l] + bias[l];
+                }
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CPU_CLONES
+#endif
+
+CPU_CLONES static void input_f2(const void *job, int64_t first, int64_t end) { input_units(job, 2, BT_2, first, end); }
+CPU_CLONES static void input_f4(const void *job, int64_t first, int64_t end) { input_units(job, 4, BT_4, first, end); }
+CPU_CLONES static void output_f2(const void *job, int64_t first, int64_t end) { output_units(job, 2, AT_2, first, end); }
+CPU_CLONES static void output_f4(const void *job, int64_t first, int64_t end) { output_units(job, 4, AT_4, first, end); }
+
+/* Units of work of a piece: channel blocks x images x tile rows. */
+static int64_t units_of(int64_t channels, const Piece *piece) {
+    return (channels + LANES - 1) / LANES * piece->images * piece->rows;
+}
+
+/* V = B^T d B for every tile of a piece (see the top of the file). Returns 0, 1 when a thread could
+ * not start (the result is complete all the same), 2 for a tile size other than 2 or 4. */
+int convlens_winograd_input(const float *x, int64_t stride_n, int64_t stride_c, int64_t stride_h, int64_t stride_w,
+                            int64_t channels, int64_t height, int64_t width, int64_t pad_top, int64_t pad_left,
+                            int64_t m, int64_t first_image, int64_t images, int64_t first_row, int64_t rows,
+                            int64_t tiles_w, float *v, int64_t xi_stride, int64_t tile_stride, int64_t threads) {
+    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W) return 2;
+    const InputJob job = {x, {stride_n, stride_c, stride_h, stride_w}, channels, height, width, pad_top, pad_left,
+                          {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}, v, xi_stride, tile_stride};
+    return convlens_parallel(m == 2 ? input_f2 : input_f4, &job, units_of(channels, &job.piece), threads);
+}
+
+/* out = A^T M A + bias for every tile of a piece, cropped to the output. Returns as above. */
+int convlens_winograd_output(const float *products, int64_t xi_stride, int64_t tile_stride, const float *bias, float *out, int64_t stride_n,
+                             int64_t stride_c, int64_t stride_h, int64_t stride_w, int64_t channels, int64_t out_h,
+                             int64_t out_w, int64_t m, int64_t first_image, int64_t images, int64_t first_row,
+                             int64_t rows, int64_t tiles_w, int64_t threads) {
+    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W) return 2;
+    const OutputJob job = {products, xi_stride, tile_stride, bias, out, {stride_n, stride_c, stride_h, stride_w}, channels, out_h, out_w,
+                           {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}};
+    return convlens_parallel(m == 2 ? output_f2 : output_f4, &job, units_of(channels, &job.piece), threads);
+}
+
+/* Copies this file's B^T (t*t floats) and A^T (m*t floats) for tile size m, for the tests to compare
+ * with transforms.py's. Returns 0, or 2 for a tile size other than 2 or 4. */
+int convlens_winograd_tables(int64_t m, float *bt, float *at) {
+    if (m != 2 && m != 4) return 2;
+    const int64_t t = m + 2;
+    memcpy(bt, m == 2 ? BT_2 : BT_4, sizeof(float) * (size_t)(t * t));
+    memcpy(at, m == 2 ? AT_2 : AT_4, sizeof(float) * (size_t)(m * t));
+    return 0;
+}
