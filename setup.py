@@ -8,7 +8,7 @@ setup(
     ext_modules=[
         Extension(
             "convlens.native._kernels",
-            sources=[f"src/convlens/native/{name}.c" for name in ("parallel", "depthwise", "winograd")],
+            sources=[f"src/convlens/native/{name}.c" for name in ("parallel", "direct", "winograd")],
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11"],
             extra_link_args=["-pthread"],
             optional=True,

@@ -5,7 +5,8 @@
 On an input this small the arithmetic is negligible, so the times are the fixed cost of each
 step of ``convlens.conv2d``: checking the arguments into a ConvSpec, resolving the algorithm,
 the autograd Function around the algorithm, and the algorithm's own torch calls. PyTorch's
-F.conv2d on the same input is printed for scale. This fixed cost is what makes small layers
+F.conv2d on the same input is printed for scale. auto takes this input to the compiled direct
+kernel (its rule 5); "direct.c alone" is that kernel's call without the rest. This fixed cost is what makes small layers
 (MobileNetV2's at batch 1 take 0.05-0.3 ms) slower relative to PyTorch than large ones.
 """
 
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 import torch.utils.benchmark as benchmark
 
 import convlens
-from convlens import algos
+from convlens import algos, native
 from convlens.autograd import Conv2dFunction
-from convlens.spec import ConvSpec
+from convlens.spec import ConvSpec, conv_spec
 
 
 def microseconds(function) -> float:
@@ -36,10 +37,13 @@ def main() -> None:
         "F.conv2d (PyTorch)": lambda: F.conv2d(x, w, b, padding=1),
         "convlens.conv2d, auto": lambda: convlens.conv2d(x, w, b, padding=1),
         "convlens.conv2d, im2col": lambda: convlens.conv2d(x, w, b, padding=1, algorithm="im2col"),
+        "convlens.conv2d, direct": lambda: convlens.conv2d(x, w, b, padding=1, algorithm="direct"),
         "  ConvSpec.from_args": lambda: ConvSpec.from_args(x, w, b, padding=1),
+        "  conv_spec (remembered)": lambda: conv_spec(x, w, b, 1, 1, 1, 1, "zeros", 2),
         "  algos.resolve('auto')": lambda: algos.resolve("auto", spec),
         "  Conv2dFunction.apply": lambda: Conv2dFunction.apply(x, w, b, spec, im2col, workspace),
         "    im2col.forward alone": lambda: im2col.forward(x, w, b, spec, workspace),
+        "    direct.c alone": lambda: native.direct_forward(x, w, b, spec),
     }
     with torch.no_grad():
         for name, function in steps.items():

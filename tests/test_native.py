@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import convlens
 from convlens import native
-from convlens.algos import depthwise
+from convlens.algos import depthwise, direct
 from convlens.algos.winograd import MATRICES, plan
 from convlens.verify import allowed_error
 
@@ -31,58 +31,78 @@ def pairs(low: int, high: int) -> st.SearchStrategy[tuple[int, int]]:
 
 
 configurations = st.fixed_dictionaries({
-    "batch": st.integers(1, 3), "channels": st.integers(2, 9), "size": pairs(1, 13), "kernel": pairs(1, 5),
-    "stride": pairs(1, 3), "padding": pairs(0, 3), "dilation": pairs(1, 3), "bias": st.booleans(),
-    "threads": st.integers(1, 3),
+    "batch": st.integers(1, 3), "groups": st.integers(1, 6), "in_per_group": st.sampled_from([1, 1, 2, 3]),
+    "out_per_group": st.integers(1, 3), "size": pairs(1, 13), "kernel": pairs(1, 5), "stride": pairs(1, 3),
+    "padding": pairs(0, 3), "dilation": pairs(1, 3), "bias": st.booleans(), "threads": st.integers(1, 3),
 })  # fmt: skip
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(configurations)
-def test_depthwise_kernel_matches_pytorch_float64_and_python(c: dict) -> None:
+def test_direct_kernel_matches_pytorch_float64_and_python(c: dict) -> None:
+    """direct.c through both algorithms that use it: depthwise (one input channel per group, any
+    channel multiplier) and direct (any groups), against float64 by verify's rule and against the
+    Python path; the same bits whatever the number of threads."""
     if not native.available():
         pytest.skip(native.reason())
     span = [d * (k - 1) + 1 for d, k in zip(c["dilation"], c["kernel"])]
     if any(n + 2 * p < s for n, p, s in zip(c["size"], c["padding"], span)):
         return  # the window does not fit: conv2d's own error, tested elsewhere
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(c["batch"], c["channels"], *c["size"], generator=generator)
-    w = torch.randn(c["channels"], 1, *c["kernel"], generator=generator)
-    b = torch.randn(c["channels"], generator=generator) if c["bias"] else None
-    options = {"stride": c["stride"], "padding": c["padding"], "dilation": c["dilation"], "groups": c["channels"]}
+    groups = c["groups"]
+    x = torch.randn(c["batch"], groups * c["in_per_group"], *c["size"], generator=generator)
+    w = torch.randn(groups * c["out_per_group"], c["in_per_group"], *c["kernel"], generator=generator)
+    b = torch.randn(w.shape[0], generator=generator) if c["bias"] else None
+    options = {"stride": c["stride"], "padding": c["padding"], "dilation": c["dilation"], "groups": groups}
+    spec = convlens.ConvSpec.from_args(x, w, b, **options)
+    name, module = ("depthwise", depthwise) if spec.is_depthwise else ("direct", direct)
+    assert native.runs_direct(x, w, b, spec)
     threads = torch.get_num_threads()
     torch.set_num_threads(c["threads"])
     try:
-        ours = convlens.conv2d(x, w, b, **options, algorithm="depthwise")
-        depthwise.native = False
-        python = convlens.conv2d(x, w, b, **options, algorithm="depthwise")
+        ours = convlens.conv2d(x, w, b, **options, algorithm=name)
+        torch.set_num_threads(1)
+        assert torch.equal(convlens.conv2d(x, w, b, **options, algorithm=name), ours)  # whatever the threads
+        module.native = False
+        python = convlens.conv2d(x, w, b, **options, algorithm=name)
     finally:
-        depthwise.native = True
+        module.native = True
         torch.set_num_threads(threads)
     exact = F.conv2d(x.double(), w.double(), None if b is None else b.double(), **options)
     theirs = F.conv2d(x, w, b, **options)
     # against float64 by verify's rule: the algorithm's bound times PyTorch's own error (or 4 ulps of the output)
-    bound = convlens.algos.get("depthwise").error_bound(convlens.ConvSpec.from_args(x, w, b, **options))
+    bound = convlens.algos.get(name).error_bound(spec)
     allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(exact.abs().max()), bound)
     assert float((ours.double() - exact).abs().max()) <= allowed
     assert float((python.double() - exact).abs().max()) <= allowed
-    # the same bits whatever the number of threads
-    torch.set_num_threads(1)
-    try:
-        assert torch.equal(convlens.conv2d(x, w, b, **options, algorithm="depthwise"), ours)
-    finally:
-        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_direct_kernel_channel_blocks_give_the_bits_of_its_plane_loop(multiplier: int) -> None:
+    """direct.c takes depthwise outputs up to 32 columns wide LANES channels at a time, wider ones
+    plane by plane: the same sums in the same order, so the same bits. An output 40 wide (planes) and
+    its first 20 columns (blocks, from the first 22 input columns; no padding across) must agree."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 20, 9, 42, generator=generator)
+    w = torch.randn(20 * multiplier, 1, 3, 3, generator=generator)
+    b = torch.randn(20 * multiplier, generator=generator)
+    options = {"padding": (1, 0), "groups": 20}
+    wide = convlens.conv2d(x, w, b, **options, algorithm="depthwise")  # 40 columns: plane by plane
+    narrow = convlens.conv2d(x[..., :22].contiguous(), w, b, **options, algorithm="depthwise")  # 20: blocks
+    assert torch.equal(wide[..., :20], narrow)
 
 
 def test_what_the_kernel_does_not_take_goes_to_python() -> None:
     x, w = torch.randn(2, 4, 9, 9), torch.randn(4, 1, 3, 3)
     spec = convlens.ConvSpec.from_args(x, w, None, groups=4)
-    assert native.runs_depthwise(x, w, None, spec) is native.available()
-    assert not native.runs_depthwise(x.double(), w.double(), None, spec)  # float64: the Python path
+    assert native.runs_direct(x, w, None, spec) is native.available()
+    assert not native.runs_direct(x.double(), w.double(), None, spec)  # float64: the Python path
     channels_last = x.contiguous(memory_format=torch.channels_last)
-    assert not native.runs_depthwise(channels_last, w, None, spec)
-    doubled = torch.randn(8, 1, 3, 3)  # a channel multiplier of 2
-    assert not native.runs_depthwise(x, doubled, None, convlens.ConvSpec.from_args(x, doubled, None, groups=4))
+    assert not native.runs_direct(channels_last, w, None, spec)
+    volume = torch.randn(1, 4, 3, 9, 9)  # 3-D: the Python path, which autograd differentiates step by step
+    assert not native.takes(convlens.ConvSpec.from_args(volume, torch.randn(4, 1, 3, 3, 3), None, groups=4, rank=3))
     for dtype in (torch.float64, torch.bfloat16):
         out = convlens.conv2d(x.to(dtype), w.to(dtype), groups=4, algorithm="depthwise")
         torch.testing.assert_close(out, F.conv2d(x.to(dtype), w.to(dtype), groups=4), rtol=2e-2, atol=2e-2)

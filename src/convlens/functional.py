@@ -12,7 +12,7 @@ from convlens.autograd import Conv2dFunction
 from convlens.config import resolve_workspace
 from convlens.func import FuncConv2dFunction, transforms_active
 from convlens.padding import pad_input
-from convlens.spec import ConvSpec, IntOrSizes, Padding, prefers_channels_last
+from convlens.spec import ConvSpec, IntOrSizes, Padding, conv_spec, prefers_channels_last
 from convlens.spec.layout import channels_last_format
 
 
@@ -46,7 +46,7 @@ def convolution(
     A 1-D convolution is the 2-D one of an image one row high, as in PyTorch's own conv1d: every
     2-D algorithm serves it. A 3-D one runs direct or im2col over (D, H, W), and autograd
     differentiates their steps; a 2-D one runs through the shared autograd Function."""
-    spec = ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank=rank)
+    spec = conv_spec(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
     if rank == 1:
         row = spec.as_2d()
         padding_2d = padding if isinstance(padding, str) else (0, spec.padding[0])

@@ -137,18 +137,21 @@ def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algor
 
         return choose(spec, workspace).algorithm
     algorithm = get(checked)
-    check_rank(checked, spec.rank, f"this convolution ({spec.describe()})")
+    check_rank(checked, spec.rank, spec)
     reason = algorithm.supports(spec)
     if reason is not None:
         raise ArgumentError(f"algorithm={name!r} cannot run this convolution ({spec.describe()}): {reason}")
     return algorithm
 
 
-def check_rank(name: str, rank: int, what: str = "this convolution") -> None:
+def check_rank(name: str, rank: int, what: str | ConvSpec = "this convolution") -> None:
     """Refuse ``algorithm=name`` for a convolution over ``rank`` spatial dimensions that it does not
-    run (1-D runs as 2-D: every algorithm serves it)."""
+    run (1-D runs as 2-D: every algorithm serves it). ``what``: the words for the convolution, or
+    its spec (described only when refused: describing costs microseconds on every call)."""
     if name == "auto" or rank == 1 or rank in get(name).ranks:
         return
+    if isinstance(what, ConvSpec):
+        what = f"this convolution ({what.describe()})"
     names_here = ", ".join(repr(a.name) for a in concrete() if rank in a.ranks)
     raise ArgumentError(
         f"algorithm={name!r} cannot run {what}: it runs 2-D convolutions (and 1-D ones, as images one row "

@@ -37,7 +37,12 @@ first match wins:
    k_h*k_w copy of the input; no convlens algorithm comes near PyTorch's depthwise kernel. Why:
    level with or ahead of im2col on every MobileNetV2 depthwise layer but the smallest stride-2
    ones; evidence: ``convlens bench --suite mobilenet_v2,seed --batch 1,8`` (benchmarks/RESULTS.md);
-5. otherwise ``im2col`` — one large matrix multiply (per group).
+5. a small layer, at most TINY_MACS = 2^19 multiply-adds, float32 NCHW on the CPU with the
+   compiled core built: ``direct``, one call of direct.c (no padded copy, no columns, no matmul
+   launched from Python), where the call's fixed cost, not its arithmetic, is the time. Why: direct
+   leads im2col up to 4.6e5 multiply-adds, not from 5.9e5; evidence: ``python
+   benchmarks/tiny_rule.py`` (benchmarks/RESULTS.md);
+6. otherwise ``im2col`` — one large matrix multiply (per group).
 
 The figures behind every rule are in benchmarks/RESULTS.md.
 
@@ -56,6 +61,7 @@ from functools import cache
 
 import torch
 
+from convlens import native
 from convlens.algos import Algorithm, concrete, get
 from convlens.algos.winograd.plan import MIN_TILES, tile_count, tile_size
 from convlens.config import get_autotune, get_precision, get_workspace_limit
@@ -69,6 +75,7 @@ FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
 BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise layer; see rule 2 above
 BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
+TINY_MACS = 1 << 19  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, without im2col's k_h*k_w copy of the input")
+    if spec.flops // 2 <= TINY_MACS and native.takes(spec):
+        return Choice(get("direct"), "a small layer: one compiled pass, where im2col's copies and calls cost more")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
 
 

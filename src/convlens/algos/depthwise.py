@@ -79,8 +79,8 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    if native and native_kernels.runs_depthwise(x, weight, bias, spec):  # the same math in one pass, in C
-        return native_kernels.depthwise_forward(x, weight, bias, spec)
+    if native and native_kernels.runs_direct(x, weight, bias, spec):  # the same math in one pass, in C
+        return native_kernels.direct_forward(x, weight, bias, spec)
     return forward_python(x, weight, bias, spec)
 
 

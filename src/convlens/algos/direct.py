@@ -25,6 +25,10 @@ The same loop runs over every spatial dimension there is: over (i, j, l) taps of
 kernel for a 3-D convolution, each tap's slice (N, C_in, D_out, H_out, W_out). This is the
 3-D convolution's readable reference too, and autograd differentiates it step by step (the 2-D
 one has the shared backward of :mod:`convlens.autograd`).
+
+A 2-D float32 forward on the CPU runs the same sum in C where the compiled core is built
+(src/convlens/native/direct.c: one pass over the output, each output row accumulating every tap
+of every input channel of its group); ``forward_python`` stays the reference.
 """
 
 from __future__ import annotations
@@ -33,15 +37,21 @@ from types import EllipsisType
 
 import torch
 
+from convlens import native as native_kernels
 from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
 from convlens.spec import ConvSpec, volume
 from convlens.unfold import tap_slices, taps, zero_pad
+
+native = True  # whether a 2-D float32 forward uses the compiled kernel (tests switch it off to test both)
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes beyond input, weight and output, predicted from the shapes: the zero-``padded input``
     (a fresh tensor), its float32 ``compute copy`` and the float32 ``accumulator`` for float16 and
-    bfloat16, and one tap's ``tap product`` (the einsum's result, a fresh tensor per tap)."""
+    bfloat16, and one tap's ``tap product`` (the einsum's result, a fresh tensor per tap); none when
+    the compiled kernel takes the call (it writes the output directly)."""
+    if native and native_kernels.takes(spec):
+        return {"padded input": 0, "compute copy": 0, "accumulator": 0, "tap product": 0}
     itemsize, compute = spec.dtype.itemsize, accumulation_dtype(spec.dtype).itemsize
     padded = spec.batch * spec.in_channels * volume(spec.padded_size)
     outputs = spec.batch * spec.out_channels * volume(spec.out_size)
@@ -57,6 +67,13 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    if native and native_kernels.runs_direct(x, weight, bias, spec):  # the same sum in one pass, in C
+        return native_kernels.direct_forward(x, weight, bias, spec)
+    return forward_python(x, weight, bias, spec)
+
+
+def forward_python(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """The reference: one channel-mixing product per tap (the module docstring)."""
     x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad)
     groups = spec.groups
     acc = accumulation_dtype(x_pad.dtype)

@@ -4,7 +4,7 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
 
     available()            whether the kernels were built and load
     reason()               why not, when they do not ("" when they do)
-    depthwise_forward      depthwise.c: float32, NCHW, multiplier 1, zero padding
+    direct_forward         direct.c: float32, NCHW, any groups, zero padding (depthwise and direct use it)
     winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
     winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
 
@@ -45,8 +45,8 @@ def _load() -> ctypes.CDLL | None:
         _reason = f"cannot load {found[0].name}: {error}"
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
-    library.convlens_depthwise_forward.argtypes = [pointer] * 4 + [int64] * 15
-    library.convlens_depthwise_forward.restype = ctypes.c_int
+    library.convlens_direct_forward.argtypes = [pointer] * 4 + [ctypes.POINTER(DirectSizes), int64]
+    library.convlens_direct_forward.restype = ctypes.c_int
     library.convlens_winograd_input.argtypes = [pointer] + [int64] * 15 + [pointer] + [int64] * 3
     library.convlens_winograd_output.argtypes = [pointer, int64, int64, pointer, pointer, *[int64] * 14]
     library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
@@ -85,12 +85,10 @@ def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
 
 
 def takes(spec: ConvSpec) -> bool:
-    """Whether depthwise_forward takes a convolution of this spec (given plain tensors): a 2-D
-    depthwise one with one filter per channel, float32 on the CPU, the input contiguous NCHW."""
+    """Whether direct.c takes a convolution of this spec (given plain tensors): 2-D, float32 on the
+    CPU, the input NCHW."""
     return (
         spec.rank == 2
-        and spec.is_depthwise
-        and spec.out_per_group == 1
         and spec.dtype == torch.float32
         and spec.device.type == "cpu"
         and not spec.channels_last
@@ -98,39 +96,57 @@ def takes(spec: ConvSpec) -> bool:
     )
 
 
-def runs_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
-    """Whether depthwise_forward takes this call: ``takes(spec)``, with float32 CPU tensors, the
-    input contiguous NCHW, and nothing tracing or transforming the call."""
+def runs_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
+    """Whether direct_forward takes this call: ``takes(spec)``, the input contiguous NCHW, and
+    float32 CPU tensors that nothing traces or transforms."""
     return takes(spec) and x.is_contiguous() and plain_cpu_float32(x, weight, bias)
 
 
-def depthwise_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    """depthwise.c: x (N, C, H, W) contiguous float32, weight (C, 1, k_h, k_w), bias (C) or None
-    -> (N, C, H_out, W_out), with the zero padding of ``spec``."""
+class DirectSizes(ctypes.Structure):
+    """direct.c's ``Sizes``: one convolution's sizes, filled once per spec (see ``direct_sizes``)."""
+
+    _fields_ = [
+        (name, ctypes.c_int64)
+        for name in (
+            "batch", "in_channels", "out_channels", "groups", "height", "width", "kernel_h", "kernel_w",
+            "stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "out_h", "out_w",
+        )
+    ]  # fmt: skip
+
+
+_sizes: dict[int, tuple[ConvSpec, DirectSizes]] = {}
+
+
+def direct_sizes(spec: ConvSpec) -> DirectSizes:
+    """The DirectSizes of ``spec``, made once per spec object (a repeated call gets the same spec from
+    ``conv_spec``): converting 16 Python ints for ctypes on every call cost more than the kernel on a
+    small layer. Kept by id, with the spec itself, so an id reused after the spec is gone cannot match."""
+    known = _sizes.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    sizes = DirectSizes(
+        spec.batch, spec.in_channels, spec.out_channels, spec.groups, *spec.in_size, *spec.kernel_size,
+        *spec.stride, spec.padding[0], spec.padding[2], *spec.dilation, *spec.out_size,
+    )  # fmt: skip
+    if len(_sizes) >= 4096:
+        _sizes.clear()
+    _sizes[id(spec)] = (spec, sizes)
+    return sizes
+
+
+def direct_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """direct.c: x (N, C_in, H, W) contiguous float32, weight (C_out, C_in/G, k_h, k_w), bias (C_out)
+    or None -> (N, C_out, H_out, W_out), with the zero padding of ``spec``."""
     library = _load()
     assert library is not None
-    n, c = x.shape[:2]
-    h_out, w_out = spec.out_size
+    out = x.new_empty((spec.batch, spec.out_channels, *spec.out_size))
     weight = weight.contiguous()
-    bias = None if bias is None else bias.contiguous()
-    out = x.new_empty((n, c, h_out, w_out))
-    library.convlens_depthwise_forward(
-        x.data_ptr(),
-        weight.data_ptr(),
-        None if bias is None else bias.data_ptr(),
-        out.data_ptr(),
-        n,
-        c,
-        *spec.in_size,
-        *spec.kernel_size,
-        *spec.stride,
-        spec.padding[0],
-        spec.padding[2],
-        *spec.dilation,
-        h_out,
-        w_out,
-        torch.get_num_threads(),
-    )  # fmt: skip  (returns 1 when a thread could not start: its share then ran on the calling thread)
+    bias_pointer = None if bias is None else bias.contiguous().data_ptr()
+    status = library.convlens_direct_forward(
+        x.data_ptr(), weight.data_ptr(), bias_pointer, out.data_ptr(), direct_sizes(spec), torch.get_num_threads()
+    )  # 1: a thread could not start, and its share ran on the calling thread: the output is whole
+    if status == 2:
+        raise MemoryError("convlens's direct kernel could not allocate its column ranges")
     return out
 
 

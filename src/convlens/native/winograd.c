@@ -287,7 +287,9 @@ int convlens_winograd_input(const float *x, int64_t stride_n, int64_t stride_c, 
     if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W) return 2;
     const InputJob job = {x, {stride_n, stride_c, stride_h, stride_w}, channels, height, width, pad_top, pad_left,
                           {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}, v, xi_stride, tile_stride};
-    return convlens_parallel(m == 2 ? input_f2 : input_f4, &job, units_of(channels, &job.piece), threads);
+    const int64_t work = job.piece.tiles * channels * (m + 2) * (m + 2) * 4; /* about 4 per value of V */
+    return convlens_parallel(m == 2 ? input_f2 : input_f4, &job, units_of(channels, &job.piece),
+                             convlens_threads_for(work, threads));
 }
 
 /* out = A^T M A + bias for every tile of a piece, cropped to the output. Returns as above. */
@@ -298,7 +300,9 @@ int convlens_winograd_output(const float *products, int64_t xi_stride, int64_t t
     if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W) return 2;
     const OutputJob job = {products, xi_stride, tile_stride, bias, out, {stride_n, stride_c, stride_h, stride_w}, channels, out_h, out_w,
                            {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}};
-    return convlens_parallel(m == 2 ? output_f2 : output_f4, &job, units_of(channels, &job.piece), threads);
+    const int64_t work = job.piece.tiles * channels * (m + 2) * (m + 2) * 2; /* about 2 per value of M */
+    return convlens_parallel(m == 2 ? output_f2 : output_f4, &job, units_of(channels, &job.piece),
+                             convlens_threads_for(work, threads));
 }
 
 /* Copies this file's B^T (t*t floats) and A^T (m*t floats) for tile size m, for the tests to compare

@@ -12,7 +12,8 @@ argument, the value and the rule.
     args.py        one argument at a time: ints, one size per spatial dimension, padding modes, tensors
     shape.py       the output-size formula and its transposed form, "same" padding, a kernel too
                    large shown with its numbers
-    conv.py        ConvSpec: a whole conv1d/2d/3d call validated; nn.ConvNd's constructor rules
+    conv.py        ConvSpec: a whole conv1d/2d/3d call validated (conv_spec: remembered for repeated
+                   calls); nn.ConvNd's constructor rules
     transposed.py  TransposedSpec: a conv_transpose1d/2d/3d call, and the convolution it is the gradient of
     window.py      WindowSpec: unfold's and fold's window arguments and inputs
     layout.py      whether a tensor is channels-last, by PyTorch's rule
@@ -42,7 +43,14 @@ from convlens.spec.args import (
     to_int,
     to_sizes,
 )
-from convlens.spec.conv import ConvSpec, check_layer_args, check_memory, check_mode_padding, device_memory_bytes
+from convlens.spec.conv import (
+    ConvSpec,
+    check_layer_args,
+    check_memory,
+    check_mode_padding,
+    conv_spec,
+    device_memory_bytes,
+)
 from convlens.spec.layout import prefers_channels_last
 from convlens.spec.shape import (
     ceil_div,
@@ -83,6 +91,7 @@ __all__ = [
     "check_transposed_sizes",
     "check_unfold_input",
     "check_window_fits",
+    "conv_spec",
     "device_memory_bytes",
     "formula_text",
     "non_negative_sizes",

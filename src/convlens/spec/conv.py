@@ -210,6 +210,44 @@ class ConvSpec:
         return spec
 
 
+SPEC_CACHE_SIZE = 4096  # specs remembered by conv_spec; the whole cache is dropped when it fills
+_specs: dict[tuple, ConvSpec] = {}
+
+
+def conv_spec(
+    input: object,
+    weight: object,
+    bias: object,
+    stride: IntOrSizes,
+    padding: Padding,
+    dilation: IntOrSizes,
+    groups: int,
+    padding_mode: str,
+    rank: int,
+) -> ConvSpec:
+    """``ConvSpec.from_args``, remembered: a call whose tensors have the shapes, strides, dtypes and
+    devices, and whose other arguments the values, of an earlier valid call gets that call's spec
+    without checking again (the checks read nothing else). Calls with unhashable arguments (a list
+    for ``stride``), and calls while torch.compile traces, are checked every time. Why: checking
+    took 40 us of a call whose arithmetic takes 1 us (a 1x4x8x8 input), every call of every layer;
+    evidence: ``python benchmarks/overhead.py``."""
+    tensors = (input, weight) if bias is None else (input, weight, bias)
+    if torch.compiler.is_compiling() or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
+    described = tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)  # type: ignore[union-attr]
+    key = (rank, described, stride, padding, dilation, groups, padding_mode)
+    try:
+        spec = _specs.get(key)
+    except TypeError:  # an unhashable argument
+        return ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
+    if spec is None:
+        spec = ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
+        if len(_specs) >= SPEC_CACHE_SIZE:
+            _specs.clear()
+        _specs[key] = spec
+    return spec
+
+
 def device_memory_bytes(device: torch.device) -> int | None:
     """Total memory of the device tensors live on (None where it cannot be known, e.g. meta)."""
     if device.type == "cpu":
