@@ -231,10 +231,10 @@ def conv_spec(
     for ``stride``), and calls while torch.compile traces, are checked every time. Why: checking
     took 40 us of a call whose arithmetic takes 1 us (a 1x4x8x8 input), every call of every layer;
     evidence: ``python benchmarks/overhead.py``."""
-    tensors = (input, weight) if bias is None else (input, weight, bias)
-    if torch.compiler.is_compiling() or not all(isinstance(t, torch.Tensor) for t in tensors):
+    tensors = [t for t in (input, weight, bias) if isinstance(t, torch.Tensor)]
+    if torch.compiler.is_compiling() or len(tensors) != (2 if bias is None else 3):
         return ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
-    described = tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)  # type: ignore[union-attr]
+    described = tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)
     key = (rank, described, stride, padding, dilation, groups, padding_mode)
     try:
         spec = _specs.get(key)
