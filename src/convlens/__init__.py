@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from convlens import algos as _algos
 from convlens import grad, nn
+from convlens.choice import explain_choice
 from convlens.config import (
     get_autotune,
     get_cache_limit,
@@ -61,6 +62,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "explain_choice",
     "explore",
     "fold",
     "get_autotune",
