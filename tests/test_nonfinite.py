@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
+from convlens import native
 from convlens.algos.auto import choose
 
 # (input shape, weight shape, options): layers auto gives to each of its algorithms
@@ -19,8 +20,10 @@ LAYERS = {
     "fft": ((4, 32, 10, 10), (32, 32, 7, 7), {"padding": 3}),
     "banded": ((1, 8, 10, 10), (8, 1, 5, 5), {"padding": 2, "groups": 8}),
     "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 8}),
-    "im2col": ((2, 4, 9, 9), (6, 4, 3, 3), {"stride": 2}),
+    "im2col": ((2, 16, 33, 33), (32, 16, 3, 3), {"stride": 2}),  # 2.4 million multiply-adds: not a small layer
 }
+if native.available():  # auto's rule 5: a small layer goes to the compiled direct kernel
+    LAYERS["direct"] = ((2, 4, 9, 9), (6, 4, 3, 3), {"stride": 2, "padding": 1})
 
 
 @pytest.mark.parametrize("picked", LAYERS)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import convlens
-from convlens import algos
+from convlens import algos, native
 from convlens.algos.auto import choose
 from convlens.spec import ConvSpec
 
@@ -32,8 +32,10 @@ PICKS = {
     "banded": (((8, 96, 20, 32), (96, 1, 7, 7), {"padding": 3, "groups": 96}), ("depthwise", "5x5", "narrow output")),
     "fft": (((8, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
     "depthwise": (((8, 96, 28, 28), (96, 1, 3, 3), {"padding": 1, "groups": 96}), ("depthwise",)),
-    "im2col": (((1, 16, 14, 14), (16, 16, 3, 3), {"padding": 1}), ("general case",)),
+    "im2col": (((1, 32, 16, 16), (32, 32, 3, 3), {"padding": 1}), ("general case",)),
 }
+if native.available():  # rule 5: a layer of at most 2^19 multiply-adds goes to the compiled direct kernel
+    PICKS["direct"] = (((1, 16, 14, 14), (16, 16, 3, 3), {"padding": 1}), ("small layer", "compiled"))
 
 
 def test_auto_gives_a_reason() -> None:
@@ -53,8 +55,10 @@ def test_auto_gives_a_reason() -> None:
 def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
     wide = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), padding=1)
     assert choose(wide).algorithm.name == "winograd"
-    narrow = ConvSpec.from_args(torch.empty(1, 16, 14, 14), torch.empty(16, 16, 3, 3), padding=1)
+    narrow = ConvSpec.from_args(torch.empty(1, 32, 16, 16), torch.empty(32, 32, 3, 3), padding=1)
     assert choose(narrow).algorithm.name == "im2col"
+    small = ConvSpec.from_args(torch.empty(1, 16, 14, 14), torch.empty(16, 16, 3, 3), padding=1)  # 451,584 MACs
+    assert choose(small).algorithm.name == ("direct" if native.available() else "im2col")
     strided = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), stride=2)
     assert choose(strided).algorithm.name == "im2col"
 

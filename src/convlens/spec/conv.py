@@ -227,15 +227,17 @@ def conv_spec(
 ) -> ConvSpec:
     """``ConvSpec.from_args``, remembered: a call whose tensors have the shapes, strides, dtypes and
     devices, and whose other arguments the values, of an earlier valid call gets that call's spec
-    without checking again (the checks read nothing else). Calls with unhashable arguments (a list
-    for ``stride``), and calls while torch.compile traces, are checked every time. Why: checking
+    without checking again (the checks read nothing else; the arguments are compared with their
+    types, so ``stride=(1, True)`` is not ``stride=(1, 1)``). Calls with unhashable arguments, and
+    calls while torch.compile traces, are checked every time. Why: checking
     took 40 us of a call whose arithmetic takes 1 us (a 1x4x8x8 input), every call of every layer;
     evidence: ``python benchmarks/overhead.py``."""
     tensors = [t for t in (input, weight, bias) if isinstance(t, torch.Tensor)]
     if torch.compiler.is_compiling() or len(tensors) != (2 if bias is None else 3):
         return ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
     described = tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)
-    key = (rank, described, stride, padding, dilation, groups, padding_mode)
+    # typed: True == 1 and 1.0 == 1, but PyTorch takes or refuses them by type and place
+    key = (rank, described, typed(stride), typed(padding), typed(dilation), typed(groups), padding_mode)
     try:
         spec = _specs.get(key)
     except TypeError:  # an unhashable argument
@@ -246,6 +248,13 @@ def conv_spec(
             _specs.clear()
         _specs[key] = spec
     return spec
+
+
+def typed(value: object) -> object:
+    """``value`` with the type of every item beside it, for a cache key: (1, True) and (1, 1) differ."""
+    if isinstance(value, tuple | list):
+        return (type(value), *(typed(item) for item in value))
+    return (type(value), value)
 
 
 def device_memory_bytes(device: torch.device) -> int | None:
