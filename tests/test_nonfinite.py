@@ -18,7 +18,7 @@ from convlens.algos.auto import choose
 LAYERS = {
     "winograd": ((2, 128, 8, 8), (128, 128, 3, 3), {"padding": 1}),
     "fft": ((4, 32, 10, 10), (32, 32, 7, 7), {"padding": 3}),
-    "banded": ((1, 8, 10, 10), (8, 1, 5, 5), {"padding": 2, "groups": 8}),
+    "banded": ((1, 8, 12, 12), (8, 1, 9, 9), {"padding": 4, "groups": 8}),
     "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 8}),
     "im2col": ((2, 16, 33, 33), (32, 16, 3, 3), {"stride": 2}),  # 2.4 million multiply-adds: not a small layer
 }

@@ -29,7 +29,7 @@ def test_unknown_algorithm_names_the_choices() -> None:
 # the properties of the layer that made the choice.
 PICKS = {
     "winograd": (((1, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}), ("3x3", "stride 1", "channels", "tiles")),
-    "banded": (((8, 96, 20, 32), (96, 1, 7, 7), {"padding": 3, "groups": 96}), ("depthwise", "5x5", "narrow output")),
+    "banded": (((8, 96, 20, 32), (96, 1, 9, 9), {"padding": 4, "groups": 96}), ("depthwise", "5x5", "narrow output")),
     "fft": (((8, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
     "depthwise": (((8, 96, 28, 28), (96, 1, 3, 3), {"padding": 1, "groups": 96}), ("depthwise",)),
     "im2col": (((1, 32, 16, 16), (32, 32, 3, 3), {"padding": 1}), ("general case",)),
@@ -99,7 +99,8 @@ def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
         (96, 3, 8, "depthwise", "depthwise"),
     ],
 )
-def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options, expected) -> None:
+def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options, expected, monkeypatch) -> None:
+    monkeypatch.setattr(native, "takes", lambda spec: False)  # layers the compiled kernel does not take
     groups = channels if options == "depthwise" else 1
     stride = 2 if options == "stride 2" else 1
     x = torch.empty(batch, channels, 28, 28)
@@ -113,12 +114,29 @@ def test_auto_rule_takes_fft_for_large_kernels(channels, kernel, batch, options,
     ("kernel", "width", "expected"),
     [(7, 32, "banded"), (7, 33, "fft"), (5, 32, "banded"), (5, 33, "depthwise"), (3, 14, "depthwise")],
 )
-def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(kernel: int, width: int, expected: str) -> None:
+def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(
+    kernel: int, width: int, expected: str, monkeypatch
+) -> None:
     """Each banded product does W_pad / k_w times the band's work: wide outputs stay with FFT (7x7)
-    or the depthwise path (5x5), and 3x3 kernels with the depthwise path."""
+    or the depthwise path (5x5), and 3x3 kernels with the depthwise path. (Layers the compiled
+    kernel does not take: float64, channels-last, or no build; the next test has those it takes.)"""
+    monkeypatch.setattr(native, "takes", lambda spec: False)
     x, w = torch.empty(8, 96, 20, width), torch.empty(96, 1, kernel, kernel)
     spec = ConvSpec.from_args(x, w, padding=kernel // 2, groups=96)
     assert choose(spec).algorithm.name == expected
+
+
+@pytest.mark.parametrize(("kernel", "expected"), [(3, "depthwise"), (5, "depthwise"), (7, "depthwise"), (9, "banded")])
+def test_auto_rule_keeps_compiled_depthwise_layers_up_to_7x7(kernel: int, expected: str) -> None:
+    """Rule 2: where direct.c takes a depthwise layer (float32 NCHW on the CPU), kernels up to 7x7
+    stay with the depthwise algorithm, ahead of banded and FFT; larger ones keep rules 2-3."""
+    if not native.available():
+        pytest.skip(native.reason())
+    x, w = torch.empty(8, 96, 20, 28), torch.empty(96, 1, kernel, kernel)
+    spec = ConvSpec.from_args(x, w, padding=kernel // 2, groups=96)
+    assert choose(spec).algorithm.name == expected
+    channels_last = ConvSpec.from_args(x.to(memory_format=torch.channels_last), w, padding=kernel // 2, groups=96)
+    assert choose(channels_last).algorithm.name == ("banded" if kernel >= 5 else "depthwise")
 
 
 def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:

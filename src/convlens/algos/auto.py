@@ -13,7 +13,12 @@ first match wins:
    counted here are those of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4
    F(4x4) tiles, 16 F(2x2) tiles). Why: from these channel and tile counts Winograd overtakes im2col;
    evidence: ``convlens bench`` (ResNet-50, ``--kernel 3 --precision highest`` for F(2x2); benchmarks/RESULTS.md);
-2. depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
+2. a depthwise layer the compiled kernel takes (float32, NCHW, on the CPU; ``native.takes``) with a
+   kernel of at most COMPILED_DEPTHWISE_MAX_TAPS = 49 taps (7x7): ``depthwise``, which then runs
+   direct.c. Why: on ConvNeXt-T's four 7x7 depthwise layers at batch 1 and 8 it leads FFT and
+   banded by 1.7x to 18x; evidence: ``convlens bench --suite convnext_tiny --algorithms
+   depthwise,fft,banded`` (benchmarks/RESULTS.md, eleventh session). Otherwise,
+   depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
    taps (5x5) and an output at most BANDED_MAX_WIDTH = 32 columns wide: ``banded``, one
    product per kernel row with banded matrices, where the depthwise path makes k_h*k_w passes.
    Each product does W_pad / k_w times the band's work, so wide outputs and small kernels stay
@@ -75,6 +80,7 @@ FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
 BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise layer; see rule 2 above
 BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
+COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
 TINY_MACS = 1 << 19  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
 
 
@@ -99,6 +105,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         and tile_count(spec) >= MIN_TILES
     ):
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
+    if spec.is_depthwise and spec.taps <= COMPILED_DEPTHWISE_MAX_TAPS and native.takes(spec):
+        return Choice(get("depthwise"), "depthwise, up to 7x7, in the compiled kernel: ahead of banded and FFT")
     floating = spec.dtype in (torch.float32, torch.float64)
     workspace = get_workspace_limit() if workspace is None else workspace
     if floating and banded_pays(spec, workspace):
