@@ -3,6 +3,7 @@ convlens's Python depthwise path, on the depthwise layers of MobileNetV2 and Con
 
     python benchmarks/depthwise_native.py                  # batch 1 and 8, NCHW
     python benchmarks/depthwise_native.py --suite convnext_tiny --batch 8
+    python benchmarks/depthwise_native.py --channels-last  # input (and so output) channels-last
 
 Forward only, float32, torch's threads; the three candidates are interleaved in one process
 (``speedups_over``); prints each layer's speedup over F.conv2d and the geometric means. Issue 20's
@@ -28,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="mobilenet_v2,convnext_tiny")
     parser.add_argument("--batch", default="1,8")
+    parser.add_argument("--channels-last", action="store_true", help="the input in channels-last layout")
     args = parser.parse_args()
     if not convlens.native.available():
         raise SystemExit(f"no compiled kernels: {convlens.native.reason()}")
@@ -38,6 +40,8 @@ def main() -> None:
             logs: dict[str, list[float]] = {"native": [], "python": []}
             for layer in layers:
                 x, w, b = layer.tensors(batch)
+                if args.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 options = layer.options
 
                 def ours(x=x, w=w, b=b, options=options) -> torch.Tensor:

@@ -4,7 +4,7 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
 
     available()            whether the kernels were built and load
     reason()               why not, when they do not ("" when they do)
-    direct_forward         direct.c: float32, NCHW, any groups, zero padding (depthwise and direct use it)
+    direct_forward         direct.c: float32, NCHW (any groups) or channels-last (depthwise), zero padding
     winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
     winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
 
@@ -84,22 +84,26 @@ def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
     )
 
 
+MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_SMALL_PLANE: the most kernel taps of a channels-last layer
+
+
 def takes(spec: ConvSpec) -> bool:
     """Whether direct.c takes a convolution of this spec (given plain tensors): 2-D, float32 on the
-    CPU, the input NCHW."""
-    return (
-        spec.rank == 2
-        and spec.dtype == torch.float32
-        and spec.device.type == "cpu"
-        and not spec.channels_last
-        and _load() is not None
-    )
+    CPU, the input NCHW, or channels-last for a depthwise layer with one filter per channel and at
+    most MAX_CHANNELS_LAST_TAPS kernel taps."""
+    if spec.rank != 2 or spec.dtype != torch.float32 or spec.device.type != "cpu" or _load() is None:
+        return False
+    if not spec.channels_last:
+        return True
+    return spec.is_depthwise and spec.out_per_group == 1 and spec.taps <= MAX_CHANNELS_LAST_TAPS
 
 
 def runs_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
-    """Whether direct_forward takes this call: ``takes(spec)``, the input contiguous NCHW, and
-    float32 CPU tensors that nothing traces or transforms."""
-    return takes(spec) and x.is_contiguous() and plain_cpu_float32(x, weight, bias)
+    """Whether direct_forward takes this call: ``takes(spec)``, the input dense in its layout (NCHW,
+    or channels-last where ``takes`` allows it), and float32 CPU tensors that nothing traces or
+    transforms."""
+    layout = torch.channels_last if spec.channels_last else torch.contiguous_format
+    return takes(spec) and x.is_contiguous(memory_format=layout) and plain_cpu_float32(x, weight, bias)
 
 
 class DirectSizes(ctypes.Structure):
@@ -110,6 +114,7 @@ class DirectSizes(ctypes.Structure):
         for name in (
             "batch", "in_channels", "out_channels", "groups", "height", "width", "kernel_h", "kernel_w",
             "stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "out_h", "out_w",
+            "channels_last",
         )
     ]  # fmt: skip
 
@@ -126,7 +131,7 @@ def direct_sizes(spec: ConvSpec) -> DirectSizes:
         return known[1]
     sizes = DirectSizes(
         spec.batch, spec.in_channels, spec.out_channels, spec.groups, *spec.in_size, *spec.kernel_size,
-        *spec.stride, spec.padding[0], spec.padding[2], *spec.dilation, *spec.out_size,
+        *spec.stride, spec.padding[0], spec.padding[2], *spec.dilation, *spec.out_size, int(spec.channels_last),
     )  # fmt: skip
     if len(_sizes) >= 4096:
         _sizes.clear()
@@ -135,11 +140,13 @@ def direct_sizes(spec: ConvSpec) -> DirectSizes:
 
 
 def direct_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    """direct.c: x (N, C_in, H, W) contiguous float32, weight (C_out, C_in/G, k_h, k_w), bias (C_out)
-    or None -> (N, C_out, H_out, W_out), with the zero padding of ``spec``."""
+    """direct.c: x (N, C_in, H, W) float32, dense NCHW or channels-last (see ``takes``), weight
+    (C_out, C_in/G, k_h, k_w), bias (C_out) or None -> (N, C_out, H_out, W_out) in x's layout, with
+    the zero padding of ``spec``."""
     library = _load()
     assert library is not None
-    out = x.new_empty((spec.batch, spec.out_channels, *spec.out_size))
+    layout = torch.channels_last if spec.channels_last else torch.contiguous_format
+    out = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
     weight = weight.contiguous()
     bias_pointer = None if bias is None else bias.contiguous().data_ptr()
     status = library.convlens_direct_forward(
@@ -147,6 +154,8 @@ def direct_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     )  # 1: a thread could not start, and its share ran on the calling thread: the output is whole
     if status == 2:
         raise MemoryError("convlens's direct kernel could not allocate its column ranges")
+    if status == 3:
+        raise ValueError(f"direct.c does not take this channels-last layer ({spec.describe()}): see native.takes")
     return out
 
 

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "parallel.h"
 
@@ -38,6 +39,7 @@
 typedef struct {
     int64_t batch, in_channels, out_channels, groups, height, width, kernel_h, kernel_w;
     int64_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, out_h, out_w;
+    int64_t channels_last; /* 1: x and out are channels-last (depthwise, multiplier 1, only) */
 } Sizes;
 
 typedef struct {
@@ -49,10 +51,23 @@ typedef struct {
     const int64_t *columns;   /* [2*kx], [2*kx + 1]: the output columns [x_first, x_end) tap column kx reads inside the input */
     const int64_t *tap_rows;  /* [2*y], [2*y + 1]: the kernel rows [ky_first, ky_end) output row y reads inside the input */
     const int64_t *tap_cols;  /* [2*x], [2*x + 1]: the kernel columns [kx_first, kx_end) output column x reads inside */
+    int channels_last;        /* x and out laid out (N, H, W, C): only with one input channel per group */
 } Job;
 
 enum { LANES = 16, MAX_SMALL_PLANE = 1024 }; /* run_channel_blocks: channels at a time; largest plane, kernel */
 enum { SMALL_PLANE_WIDTH = 32 };             /* outputs at most this wide go through run_channel_blocks */
+
+/* Half of LANES floats as one value of GCC's vector extension: each + and * is one elementwise IEEE
+ * operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code would.
+ * (A whole LANES-float vector left GCC spilling it through the stack on AVX2.) Loads and stores
+ * through memcpy, at any alignment. */
+typedef float Half __attribute__((vector_size(LANES / 2 * sizeof(float))));
+static inline __attribute__((always_inline)) Half load_half(const float *from) {
+    Half half;
+    memcpy(&half, from, sizeof half);
+    return half;
+}
+static inline __attribute__((always_inline)) void store_half(float *to, Half half) { memcpy(to, &half, sizeof half); }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -104,11 +119,12 @@ static void run_planes(const void *context, int64_t first_plane, int64_t end_pla
     }
 }
 
-/* Small planes with one input channel per group (depthwise), LANES output channels at a time.
- * On a 7x7 plane run_planes's loops run a few iterations each and cost more than the sums; here the
- * LANES planes are copied channels innermost, input[row][col][l], and every tap is one multiply-add
- * of LANES contiguous floats. Each output sums the taps that read inside the input in the order
- * run_planes sums them (ky, then kx), and the bias last: the same bits as run_planes. */
+/* One input channel per group (depthwise), LANES output channels at a time, channels innermost:
+ * input[row][col][l], and every tap one multiply-add of LANES contiguous floats. A channels-last
+ * input and output are read and written where they are; a small NCHW plane (on which run_planes's
+ * loops run a few iterations each and cost more than the sums) is copied channels innermost
+ * first, and its outputs copied back. Each output sums the taps that read inside the input in the
+ * order run_planes sums them (ky, then kx), and the bias last: the same bits as run_planes. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
@@ -116,41 +132,67 @@ static void run_channel_blocks(const void *context, int64_t first_block, int64_t
     const Job *job = (const Job *)context; /* blocks n * blocks_per_image + b in [first_block, end_block) */
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
     const int64_t sh = job->stride_h, sw = job->stride_w, dh = job->dilation_h, dw = job->dilation_w;
-    const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels;
+    const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels, C_in = job->in_channels;
     const int64_t blocks_per_image = (C_out + LANES - 1) / LANES;
+    const int channels_last = job->channels_last;
+    /* the copies of a small NCHW plane, and the taps: MAX_SMALL_PLANE positions of LANES floats each */
     float input[MAX_SMALL_PLANE * LANES], output[MAX_SMALL_PLANE * LANES], taps[MAX_SMALL_PLANE * LANES];
-    float bias[LANES], sum[LANES];
+    float bias[LANES], value[LANES];
     for (int64_t block = first_block; block < end_block; block++) {
         const int64_t n = block / blocks_per_image, o0 = block % blocks_per_image * LANES;
         const int64_t lanes = C_out - o0 < LANES ? C_out - o0 : LANES;
         for (int64_t l = 0; l < LANES; l++) { /* lanes past C_out repeat channel o0: computed, never stored */
             const int64_t o = l < lanes ? o0 + l : o0;
-            const float *plane = job->x + (n * job->in_channels + o / job->out_per_group) * H * W;
-            for (int64_t p = 0; p < H * W; p++) input[p * LANES + l] = plane[p];
+            if (!channels_last) {
+                const float *plane = job->x + (n * C_in + o / job->out_per_group) * H * W;
+                for (int64_t p = 0; p < H * W; p++) input[p * LANES + l] = plane[p];
+            }
             for (int64_t t = 0; t < kh * kw; t++) taps[t * LANES + l] = job->weight[o * kh * kw + t];
             bias[l] = job->bias != NULL ? job->bias[o] : 0.0f;
         }
+        const Half bias_low = load_half(bias), bias_high = load_half(bias + LANES / 2);
+        /* where lane 0 of input position (row, col) is, and how far apart positions are */
+        const float *source = channels_last ? job->x + n * H * W * C_in + o0 : input;
+        const int64_t step = channels_last ? C_in : LANES;
+        const int whole = lanes == LANES || !channels_last; /* all LANES lanes readable at every position */
         for (int64_t y = 0; y < H_out; y++) {
             const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
             for (int64_t x = 0; x < W_out; x++) {
                 const int64_t kx_first = job->tap_cols[2 * x], kx_end = job->tap_cols[2 * x + 1];
-                for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
+                Half low = {0}, high = {0}; /* lanes 0 .. LANES/2 - 1 and LANES/2 .. LANES - 1 */
                 for (int64_t ky = ky_first; ky < ky_end; ky++) {
                     const int64_t row = y * sh - job->pad_top + ky * dh;
                     for (int64_t kx = kx_first; kx < kx_end; kx++) {
-                        const float *value = input + (row * W + x * sw - job->pad_left + kx * dw) * LANES;
+                        const float *at = source + (row * W + x * sw - job->pad_left + kx * dw) * step;
+                        if (!whole) { /* the last block of a channels-last input: read only its channels */
+                            for (int l = 0; l < LANES; l++) value[l] = l < lanes ? at[l] : 0.0f;
+                            at = value;
+                        }
                         const float *tap = taps + (ky * kw + kx) * LANES;
-                        for (int l = 0; l < LANES; l++) sum[l] += tap[l] * value[l];
+                        low += load_half(tap) * load_half(at);
+                        high += load_half(tap + LANES / 2) * load_half(at + LANES / 2);
                     }
                 }
-                if (job->bias != NULL)
-                    for (int l = 0; l < LANES; l++) sum[l] += bias[l];
-                for (int l = 0; l < LANES; l++) output[(y * W_out + x) * LANES + l] = sum[l];
+                if (job->bias != NULL) {
+                    low += bias_low;
+                    high += bias_high;
+                }
+                float *target = channels_last ? job->out + ((n * H_out + y) * W_out + x) * C_out + o0
+                                              : output + (y * W_out + x) * LANES;
+                if (whole) {
+                    store_half(target, low);
+                    store_half(target + LANES / 2, high);
+                } else {
+                    for (int l = 0; l < LANES / 2; l++) value[l] = low[l], value[LANES / 2 + l] = high[l];
+                    for (int64_t l = 0; l < lanes; l++) target[l] = value[l];
+                }
             }
         }
-        for (int64_t l = 0; l < lanes; l++) {
-            float *plane = job->out + (n * C_out + o0 + l) * H_out * W_out;
-            for (int64_t p = 0; p < H_out * W_out; p++) plane[p] = output[p * LANES + l];
+        if (!channels_last) {
+            for (int64_t l = 0; l < lanes; l++) {
+                float *plane = job->out + (n * C_out + o0 + l) * H_out * W_out;
+                for (int64_t p = 0; p < H_out * W_out; p++) plane[p] = output[p * LANES + l];
+            }
         }
     }
 }
@@ -168,8 +210,9 @@ static void tap_ranges(int64_t *ranges, int64_t count, int64_t size, int64_t ker
     }
 }
 
-/* Returns 0, 1 when a thread could not be started (its share then ran on the calling thread), or 2
- * when there was no memory for the column ranges (nothing computed). */
+/* Returns 0, 1 when a thread could not be started (its share then ran on the calling thread), 2 when
+ * there was no memory for the column ranges, 3 for a channels-last layer it does not take (nothing
+ * computed in either case). */
 int convlens_direct_forward(const float *x, const float *weight, const float *bias, float *out, const Sizes *sizes,
                             int64_t threads) {
     const Sizes z = *sizes;
@@ -189,7 +232,8 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     tap_ranges(tap_cols, z.out_w, z.width, z.kernel_w, z.stride_w, z.pad_left, z.dilation_w);
     const Job job = {x, weight, bias, out, z.in_channels, z.in_channels / z.groups, z.out_channels,
                      z.out_channels / z.groups, z.height, z.width, z.kernel_h, z.kernel_w, z.stride_h, z.stride_w,
-                     z.pad_top, z.pad_left, z.dilation_h, z.dilation_w, z.out_h, z.out_w, columns, tap_rows, tap_cols};
+                     z.pad_top, z.pad_left, z.dilation_h, z.dilation_w, z.out_h, z.out_w, columns, tap_rows, tap_cols,
+                     (int)z.channels_last};
     const int64_t taps = z.kernel_h * z.kernel_w;
     const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * (z.in_channels / z.groups) * taps;
     const int64_t threads_used = convlens_threads_for(work, threads);
@@ -197,9 +241,13 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
      * benchmarks/depthwise_native.py (benchmarks/RESULTS.md). */
     const int small = z.in_channels == z.groups && z.height * z.width <= MAX_SMALL_PLANE && taps <= MAX_SMALL_PLANE &&
                       z.out_h * z.out_w <= MAX_SMALL_PLANE && z.out_w <= SMALL_PLANE_WIDTH;
-    const int failed = small ? convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
-                                                 threads_used)
-                             : convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
+    if (z.channels_last && !(z.in_channels == z.groups && z.out_channels == z.groups && taps <= MAX_SMALL_PLANE)) {
+        free(ranges);
+        return 3; /* channels-last takes depthwise with multiplier 1 and at most MAX_SMALL_PLANE taps only */
+    }
+    const int64_t blocks = z.batch * ((z.out_channels + LANES - 1) / LANES);
+    const int failed = small || z.channels_last ? convlens_parallel(run_channel_blocks, &job, blocks, threads_used)
+                                                : convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
     free(ranges);
     return failed;
 }
