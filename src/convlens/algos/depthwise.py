@@ -27,6 +27,11 @@ broadcast along an innermost channel axis (channels last), the same multiply-add
 slower.
 
 A channel multiplier m = C_out / C_in > 1 repeats each channel m times first. No matmul, no im2col.
+
+Where the compiled core is built, a float32 CPU forward runs the same sums in C instead
+(src/convlens/native/direct.c, ``native.takes``): NCHW with any multiplier, channels-last with one
+filter per channel; 16 channels at a time, channels innermost, for planes up to 32 outputs wide
+and every channels-last layer, else one row loop per plane. ``forward_python`` stays the reference.
 """
 
 from __future__ import annotations
