@@ -128,15 +128,18 @@ def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(
 
 @pytest.mark.parametrize(("kernel", "expected"), [(3, "depthwise"), (5, "depthwise"), (7, "depthwise"), (9, "banded")])
 def test_auto_rule_keeps_compiled_depthwise_layers_up_to_7x7(kernel: int, expected: str) -> None:
-    """Rule 2: where direct.c takes a depthwise layer (float32 NCHW on the CPU), kernels up to 7x7
-    stay with the depthwise algorithm, ahead of banded and FFT; larger ones keep rules 2-3."""
+    """Rule 2: where direct.c takes a depthwise layer (float32 on the CPU, NCHW or channels-last),
+    kernels up to 7x7 stay with the depthwise algorithm, ahead of banded and FFT; larger ones keep
+    rules 2-3, as do the layers it does not take (float64 here)."""
     if not native.available():
         pytest.skip(native.reason())
     x, w = torch.empty(8, 96, 20, 28), torch.empty(96, 1, kernel, kernel)
     spec = ConvSpec.from_args(x, w, padding=kernel // 2, groups=96)
     assert choose(spec).algorithm.name == expected
     channels_last = ConvSpec.from_args(x.to(memory_format=torch.channels_last), w, padding=kernel // 2, groups=96)
-    assert choose(channels_last).algorithm.name == ("banded" if kernel >= 5 else "depthwise")
+    assert choose(channels_last).algorithm.name == expected
+    wide = ConvSpec.from_args(x.double(), w.double(), padding=kernel // 2, groups=96)
+    assert choose(wide).algorithm.name == ("banded" if kernel >= 5 else "depthwise")
 
 
 def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:

@@ -13,10 +13,11 @@ first match wins:
    counted here are those of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4
    F(4x4) tiles, 16 F(2x2) tiles). Why: from these channel and tile counts Winograd overtakes im2col;
    evidence: ``convlens bench`` (ResNet-50, ``--kernel 3 --precision highest`` for F(2x2); benchmarks/RESULTS.md);
-2. a depthwise layer the compiled kernel takes (float32, NCHW, on the CPU; ``native.takes``) with a
-   kernel of at most COMPILED_DEPTHWISE_MAX_TAPS = 49 taps (7x7): ``depthwise``, which then runs
-   direct.c. Why: on ConvNeXt-T's four 7x7 depthwise layers at batch 1 and 8 it leads FFT and
-   banded by 1.7x to 18x; evidence: ``convlens bench --suite convnext_tiny --algorithms
+2. a depthwise layer the compiled kernel takes (float32 on the CPU, NCHW, or channels-last with
+   one filter per channel; ``native.takes``) with a kernel of at most COMPILED_DEPTHWISE_MAX_TAPS =
+   49 taps (7x7): ``depthwise``, which then runs direct.c. Why: on ConvNeXt-T's four 7x7 depthwise
+   layers at batch 1 and 8 it leads FFT and banded by 1.7x to 18x (NCHW) and 3x to 12x
+   (channels-last); evidence: ``convlens bench --suite convnext_tiny --algorithms
    depthwise,fft,banded`` (benchmarks/RESULTS.md, eleventh session). Otherwise,
    depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
    taps (5x5) and an output at most BANDED_MAX_WIDTH = 32 columns wide: ``banded``, one
