@@ -314,8 +314,11 @@ def test_a_model_layer_value_is_named_with_its_batch_index(tmp_path: Path) -> No
 
 
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
-    """convlens summary resnet18 ... | head -1: the reader leaves early; no traceback, exit 141."""
-    command = [sys.executable, "-m", "convlens", "summary", "resnet18", "--input", "1,3,64,64"]
+    """convlens summary densenet201 ... | head -1: the reader leaves early; no traceback, exit 141.
+    densenet201's table (about 120 KB) is larger than a pipe's buffer (64 KB), so the command is
+    still writing when the reader leaves (resnet18's 12 KB could all be written, and the command
+    end normally, before the reader closed: the test then failed under load)."""
+    command = [sys.executable, "-m", "convlens", "summary", "densenet201", "--input", "1,3,64,64"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.readline()
