@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from convlens import algos, native
-from convlens.algos import auto, depthwise, direct
-from convlens.algos.winograd import plan as winograd_plan
+from convlens.algos import auto
 from convlens.config import get_autotune, get_precision, resolve_workspace
 from convlens.spec import ConvSpec, IntOrSizes, Padding, conv_spec
 
@@ -51,17 +50,6 @@ class ExplainedChoice:
         return "\n".join(lines)
 
 
-def runs_compiled(name: str, spec: ConvSpec) -> bool:
-    """Whether ``algorithm=name`` computes ``spec`` (given plain float32 CPU tensors) in C."""
-    if name == "direct":
-        return direct.native and native.takes(spec)
-    if name == "depthwise":
-        return depthwise.native and native.takes(spec)
-    if name == "winograd":
-        return winograd_plan.uses_native(spec)
-    return False
-
-
 def explain_choice(
     input: object,
     weight: object,
@@ -96,7 +84,7 @@ def explain_choice(
         spec=spec,
         algorithm=name,
         reason=choice.reason,
-        compiled=runs_compiled(name, run_spec),
+        compiled=algos.get(name).compiled(run_spec),
         buffers=algos.get(name).buffer_bytes(run_spec, workspace),
         alternatives=alternatives,
         settings=settings,

@@ -13,6 +13,7 @@ and differs only in how. Every algorithm is an :class:`Algorithm` with the same 
     forward(x, weight, bias, spec, workspace) -> (N, C_out, H_out, W_out)
     buffer_bytes(spec, workspace)           {name: bytes} of every buffer beyond input, weight and output
     error_bound(spec)                       its float32 error against float64, as a multiple of PyTorch's own
+    compiled(spec)                          whether a compiled kernel (src/convlens/native/) computes it
 
 The backward is shared by all of them (:mod:`convlens.autograd`). The zero padding is the
 algorithm's to apply: most call :func:`convlens.unfold.zero_pad` first, and those that copy the
@@ -35,6 +36,13 @@ Forward = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", ConvSpec,
 Supports = Callable[[ConvSpec], "str | None"]
 BufferBytes = Callable[[ConvSpec, int], dict[str, int]]
 ErrorBound = Callable[[ConvSpec], float]
+Compiled = Callable[[ConvSpec], bool]
+
+
+def never(spec: ConvSpec) -> bool:
+    """``compiled`` of the algorithms made of torch ops only."""
+    return False
+
 
 EXACT_BOUND = 2.0  # the accuracy rule for exact methods: float32 error at most 2x PyTorch's own
 
@@ -58,6 +66,7 @@ class Algorithm:
     error_bound: ErrorBound
     mixes_values: bool = False  # one input value feeds outputs far from it (a tile, an image): NaN/Inf spread
     ranks: tuple[int, ...] = (2,)  # spatial dimensions it runs (1-D convolutions run as 2-D ones, one row high)
+    compiled: Compiled = never  # whether a compiled kernel computes this spec (given plain float32 CPU tensors)
 
     def extra_bytes(self, spec: ConvSpec, workspace: int) -> int:
         """All of ``buffer_bytes`` added up."""

@@ -61,12 +61,17 @@ def piece_channels(spec: ConvSpec) -> int:
     return max(1, PIECE_BYTES // max(1, plane_bytes))
 
 
+def compiled(spec: ConvSpec) -> bool:
+    """Whether the forward of this spec runs direct.c (given plain float32 CPU tensors)."""
+    return native and native_kernels.takes(spec)
+
+
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of the buffers the forward uses besides input, weight and output, predicted from the
     shapes: the input ``repeated`` for a channel multiplier, and one piece's ``phases`` and
     ``products`` (fresh tensors, freed piece by piece); none when the compiled kernel takes the
     call (it writes the output directly)."""
-    if native and native_kernels.takes(spec):
+    if compiled(spec):
         return {"repeated": 0, "phases": 0, "products": 0}
     s_h, s_w = spec.stride
     h_q, w_q, tail = phase_grid(spec)
@@ -120,5 +125,6 @@ ALGORITHM = register(
         supports=supports,
         buffer_bytes=buffer_bytes,
         error_bound=exact,
+        compiled=compiled,
     )
 )

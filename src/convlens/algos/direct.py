@@ -45,12 +45,17 @@ from convlens.unfold import tap_slices, taps, zero_pad
 native = True  # whether a 2-D float32 forward uses the compiled kernel (tests switch it off to test both)
 
 
+def compiled(spec: ConvSpec) -> bool:
+    """Whether the forward of this spec runs direct.c (given plain float32 CPU tensors)."""
+    return native and native_kernels.takes(spec)
+
+
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes beyond input, weight and output, predicted from the shapes: the zero-``padded input``
     (a fresh tensor), its float32 ``compute copy`` and the float32 ``accumulator`` for float16 and
     bfloat16, and one tap's ``tap product`` (the einsum's result, a fresh tensor per tap); none when
     the compiled kernel takes the call (it writes the output directly)."""
-    if native and native_kernels.takes(spec):
+    if compiled(spec):
         return {"padded input": 0, "compute copy": 0, "accumulator": 0, "tap product": 0}
     itemsize, compute = spec.dtype.itemsize, accumulation_dtype(spec.dtype).itemsize
     padded = spec.batch * spec.in_channels * volume(spec.padded_size)
@@ -107,6 +112,7 @@ ALGORITHM = register(
         supports=always,
         buffer_bytes=buffer_bytes,
         error_bound=exact,
+        compiled=compiled,
         ranks=(2, 3),
     )
 )

@@ -87,11 +87,16 @@ def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
 MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_SMALL_PLANE: the most kernel taps of a channels-last layer
 
 
+def float32_2d_on_cpu(spec: ConvSpec) -> bool:
+    """What every kernel needs of a spec: a 2-D float32 convolution on the CPU, and the kernels built."""
+    return spec.rank == 2 and spec.dtype == torch.float32 and spec.device.type == "cpu" and _load() is not None
+
+
 def takes(spec: ConvSpec) -> bool:
     """Whether direct.c takes a convolution of this spec (given plain tensors): 2-D, float32 on the
     CPU, the input NCHW, or channels-last for a depthwise layer with one filter per channel and at
     most MAX_CHANNELS_LAST_TAPS kernel taps."""
-    if spec.rank != 2 or spec.dtype != torch.float32 or spec.device.type != "cpu" or _load() is None:
+    if not float32_2d_on_cpu(spec):
         return False
     if not spec.channels_last:
         return True
@@ -166,13 +171,7 @@ def runs_winograd_spec(spec: ConvSpec) -> bool:
     """Whether winograd.c's passes take a convolution of this spec (given plain tensors): 2-D,
     float32 on the CPU, an output at most MAX_BAND_WIDTH wide (the Python side checks the rest:
     3x3, stride 1, dilation 1)."""
-    return (
-        spec.rank == 2
-        and spec.dtype == torch.float32
-        and spec.device.type == "cpu"
-        and spec.out_size[1] + 3 <= MAX_BAND_WIDTH  # tiles_w * m, whatever m
-        and _load() is not None
-    )
+    return float32_2d_on_cpu(spec) and spec.out_size[1] + 3 <= MAX_BAND_WIDTH  # tiles_w * m, whatever m
 
 
 def runs_winograd(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
@@ -189,10 +188,11 @@ def winograd_input(x: torch.Tensor, spec: ConvSpec, m: int, piece: Piece, v: tor
     them may be larger: see ``padded_rows``)."""
     library = _load()
     assert library is not None and v.stride(2) == 1
-    library.convlens_winograd_input(
+    status = library.convlens_winograd_input(
         x.data_ptr(), *x.stride(), spec.in_channels, *spec.in_size, spec.padding[0], spec.padding[2], m, *piece,
         v.data_ptr(), *v.stride()[:2], torch.get_num_threads(),
     )  # fmt: skip
+    check_winograd_status(status, m, piece)
 
 
 def winograd_output(products: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor, m: int, piece: Piece) -> None:
@@ -201,10 +201,19 @@ def winograd_output(products: torch.Tensor, bias: torch.Tensor | None, out: torc
     library = _load()
     assert library is not None and products.stride(2) == 1
     bias = None if bias is None else bias.contiguous()
-    library.convlens_winograd_output(
+    status = library.convlens_winograd_output(
         products.data_ptr(), *products.stride()[:2], None if bias is None else bias.data_ptr(), out.data_ptr(),
         *out.stride(), out.shape[1], *out.shape[2:], m, *piece, torch.get_num_threads(),
     )  # fmt: skip
+    check_winograd_status(status, m, piece)
+
+
+def check_winograd_status(status: int, m: int, piece: Piece) -> None:
+    """winograd.c returns 2 (nothing computed) for a tile size other than 2 or 4, or a tiled row
+    wider than MAX_BAND_WIDTH; 1 means a thread could not start and its share ran on the caller."""
+    if status == 2:
+        raise ValueError(f"winograd.c takes m = 2 or 4 and tiled rows up to {MAX_BAND_WIDTH} wide, got m={m}, "
+                         f"{piece[4]} tiles per row")  # fmt: skip
 
 
 def padded_rows(buffer: torch.Tensor, rows: int, shape: tuple[int, int]) -> torch.Tensor:

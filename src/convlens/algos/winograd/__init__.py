@@ -47,7 +47,15 @@ from __future__ import annotations
 from convlens.algos import Algorithm, register
 from convlens.algos.winograd import forward, transforms  # the submodules, named as such
 from convlens.algos.winograd.forward import SCRATCH
-from convlens.algos.winograd.plan import buffer_bytes, error_bound, supports, tile_count, tile_grid, tile_size
+from convlens.algos.winograd.plan import (
+    buffer_bytes,
+    error_bound,
+    supports,
+    tile_count,
+    tile_grid,
+    tile_size,
+    uses_native,
+)
 from convlens.algos.winograd.transforms import KRON, KRON_G, MATRICES, WEIGHT_CACHE
 
 ALGORITHM = register(
@@ -59,6 +67,7 @@ ALGORITHM = register(
         buffer_bytes=buffer_bytes,
         error_bound=error_bound,
         mixes_values=True,
+        compiled=uses_native,
     )
 )
 

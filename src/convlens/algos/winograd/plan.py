@@ -18,7 +18,7 @@ from convlens.spec import ConvSpec, ceil_div
 
 # Whether the forward uses winograd.c's passes (float32, CPU) instead of the torch-op pipeline. Off:
 # on the EPYC of this project (2 cores) the compiled passes, though they make two fewer passes over
-# memory, measured slower than the pipeline on 6 of ResNet-50's 8 3x3 layer/precision pairs at
+# memory, measured slower than the pipeline on 7 of ResNet-50's 8 3x3 layer/precision pairs at
 # batch 8; evidence: ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md). On for a
 # machine where that script shows them ahead; the tests run both.
 native = False
