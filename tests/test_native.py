@@ -247,3 +247,55 @@ def test_winograd_passes_take_only_plain_float32_cpu_calls(monkeypatch) -> None:
         SCRATCH.clear()
         convlens.conv2d(x, w, None, padding=1, algorithm="winograd")
         assert SCRATCH.bytes() == predicted["v"] + predicted["products"]
+
+
+# Layers with at least 2 * 2^18 multiply-adds (parallel.h's MIN_THREAD_WORK), so that two threads
+# really start: the random configurations above are small enough to run on one whatever is asked.
+THREADED = {
+    "direct, planes": ((2, 32, 40, 40), (32, 1, 3, 3), {"padding": 1, "groups": 32}),  # 40 wide: row loop
+    "direct, channel blocks": ((4, 64, 20, 20), (64, 1, 3, 3), {"padding": 1, "groups": 64}),
+    "direct, channels-last": ((4, 64, 20, 20), (64, 1, 3, 3), {"padding": 1, "groups": 64, "channels_last": True}),
+    "direct, dense": ((1, 16, 20, 20), (16, 16, 3, 3), {"padding": 1}),
+}
+
+
+@pytest.mark.parametrize("case", THREADED)
+def test_direct_kernel_gives_the_same_bits_on_two_threads_as_on_one(case: str) -> None:
+    if not native.available():
+        pytest.skip(native.reason())
+    x_shape, w_shape, options = THREADED[case]
+    options = dict(options)
+    generator = torch.Generator().manual_seed(3)
+    x, w = torch.randn(x_shape, generator=generator), torch.randn(w_shape, generator=generator)
+    if options.pop("channels_last", False):
+        x = x.contiguous(memory_format=torch.channels_last)
+    spec = convlens.ConvSpec.from_args(x, w, None, **options)
+    assert spec.flops // 2 >= 2 * 2**18 and native.runs_direct(x, w, None, spec)
+    threads = torch.get_num_threads()
+    try:
+        outputs = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            outputs.append(native.direct_forward(x, w, None, spec))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(*outputs)
+    torch.testing.assert_close(outputs[0], F.conv2d(x.contiguous(), w, None, **options), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_winograd_passes_give_the_same_bits_on_two_threads_as_on_one(precision: str) -> None:
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(4)
+    x, w = torch.randn(4, 64, 24, 24, generator=generator), torch.randn(64, 64, 3, 3, generator=generator)
+    with convlens.settings(precision=precision):
+        spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
+        m = plan.tile_size(spec)
+        tiles = spec.batch * plan.tile_grid(spec, m)[0] * plan.tile_grid(spec, m)[1]
+        assert tiles * spec.in_channels * (m + 2) ** 2 * 4 >= 2 * 2**18  # winograd.c's work estimate: two threads
+        threads = torch.get_num_threads()
+        try:
+            assert passes_agree_across_threads(x, spec, 2)
+        finally:
+            torch.set_num_threads(threads)
