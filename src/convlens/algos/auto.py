@@ -16,9 +16,9 @@ first match wins:
 2. a depthwise layer the compiled kernel takes (float32 on the CPU, NCHW, or channels-last with
    one filter per channel; ``native.takes``) with a kernel of at most COMPILED_DEPTHWISE_MAX_TAPS =
    49 taps (7x7): ``depthwise``, which then runs direct.c. Why: on ConvNeXt-T's four 7x7 depthwise
-   layers at batch 1 and 8 it leads FFT and banded by 1.7x to 18x (NCHW) and 3x to 12x
-   (channels-last); evidence: ``convlens bench --suite convnext_tiny --algorithms
-   depthwise,fft,banded`` (benchmarks/RESULTS.md, eleventh session). Otherwise,
+   layers at batch 1 and 8 it leads FFT and banded by 1.4x to 18x (NCHW) and 3x to 18x
+   (channels-last); evidence: ``python benchmarks/depthwise_rule.py [--channels-last]``
+   (benchmarks/RESULTS.md, eleventh session). Otherwise,
    depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
    taps (5x5) and an output at most BANDED_MAX_WIDTH = 32 columns wide: ``banded``, one
    product per kernel row with banded matrices, where the depthwise path makes k_h*k_w passes.

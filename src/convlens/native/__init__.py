@@ -129,8 +129,9 @@ _sizes: dict[int, tuple[ConvSpec, DirectSizes]] = {}
 
 def direct_sizes(spec: ConvSpec) -> DirectSizes:
     """The DirectSizes of ``spec``, made once per spec object (a repeated call gets the same spec from
-    ``conv_spec``): converting 16 Python ints for ctypes on every call cost more than the kernel on a
-    small layer. Kept by id, with the spec itself, so an id reused after the spec is gone cannot match."""
+    ``conv_spec``), so that a call converts no Python ints for ctypes: on a small layer the call's
+    fixed cost is the time (``python benchmarks/overhead.py``). Kept by id, with the spec itself, so an
+    id reused after the spec is gone cannot match."""
     known = _sizes.get(id(spec))
     if known is not None and known[0] is spec:
         return known[1]

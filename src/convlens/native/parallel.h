@@ -16,9 +16,10 @@ typedef void (*ShareWork)(const void *context, int64_t begin, int64_t end);
 
 int convlens_parallel(ShareWork work, const void *context, int64_t count, int64_t threads);
 
-/* How many of `threads` to start for `work` multiply-adds: one per MIN_THREAD_WORK of them at most.
- * Starting and joining a thread costs some 10-20 us; a share smaller than that costs more than it saves
- * (a 1x4x8x8 convolution with 2 threads took twice as long as with 1). */
+/* How many of `threads` to start for `work` multiply-adds: one per MIN_THREAD_WORK of them at most,
+ * so that a thread's share of the work (tens of microseconds or more) outweighs starting and
+ * joining it. The threshold is a judgement, not tuned by a script; tests/test_native.py checks that
+ * the bits do not depend on it. */
 enum { MIN_THREAD_WORK = 1 << 18 };
 static inline int64_t convlens_threads_for(int64_t work, int64_t threads) {
     const int64_t useful = work / MIN_THREAD_WORK;
