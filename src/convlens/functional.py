@@ -74,9 +74,11 @@ def convolution(
         return out if spec.batched else out.squeeze(0)
     elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (seen, weight, bias)):
         out = Conv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
-    else:  # no gradient to record: the algorithm alone, without an autograd Function's bookkeeping per call
-        with torch.no_grad():  # as inside the Function: the algorithm may keep scratch buffers
+    elif torch.is_grad_enabled():  # no gradient to record: the algorithm alone, without an autograd
+        with torch.no_grad():  # Function's bookkeeping; under no_grad as inside the Function (scratch buffers)
             out = chosen.forward(seen, weight, bias, run_spec, workspace)
+    else:  # already under no_grad (or inference_mode): entering it again costs 2 us of a small layer
+        out = chosen.forward(seen, weight, bias, run_spec, workspace)
     out = out.contiguous(memory_format=output_layout(seen, weight, spec))
     if out.numel() == 0:  # every layout test passes on an empty tensor: take PyTorch's strides
         out = out.as_strided(out.shape, empty_output_strides(seen, out.shape))
@@ -88,6 +90,8 @@ def output_layout(seen: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> t
     non-zero padding modes the padded input) or the weight is laid out channels-last, else
     contiguous. Algorithms may return any layout; the caller puts it right (a no-op when it is).
     In 3-D, PyTorch's CPU kernel keeps channels-last-3d for float32 only (its oneDNN path)."""
+    if seen.is_contiguous() and weight.is_contiguous():  # quick: a contiguous tensor never counts as channels-last
+        return torch.contiguous_format
     if not (prefers_channels_last(seen) or prefers_channels_last(weight)):
         return torch.contiguous_format
     if spec.rank == 3 and spec.device.type == "cpu" and spec.dtype != torch.float32:

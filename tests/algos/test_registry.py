@@ -74,6 +74,20 @@ def test_auto_rule_wants_more_channels_for_the_smaller_tiles(channels: int, prec
         assert choose(spec).algorithm.name == expected
 
 
+def test_auto_remembers_its_choice_per_spec_workspace_and_precision() -> None:
+    """One spec object, asked again under another precision or workspace, gets that setting's choice,
+    not the one remembered first; asked again under the same, the same choice object."""
+    spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 3, 3), padding=1)
+    for _ in range(2):
+        with convlens.settings(precision="high"):
+            first = choose(spec)
+            assert first.algorithm.name == "winograd" and choose(spec) is first
+        with convlens.settings(precision="highest"):
+            assert choose(spec).algorithm.name == "im2col"
+    fft_spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 7, 7), padding=3)
+    assert [choose(fft_spec, workspace=w).algorithm.name for w in (1 << 30, 1, 1 << 30)] == ["fft", "im2col", "fft"]
+
+
 @pytest.mark.parametrize(("batch", "expected"), [(1, "im2col"), (8, "winograd")])
 def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
     """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at batch 1."""
@@ -155,6 +169,7 @@ def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:
     x, w = torch.randn(4, 64, 12, 12), torch.randn(64, 64, 7, 7)
     small = ConvSpec.from_args(x, w, padding=3)
     assert choose(small).algorithm.name == "fft"
+    convlens.conv2d(x, w, padding=3)  # auto's choice for this call's spec is now remembered (ConvSpec.memo)
     refusing = dataclasses.replace(fft.ALGORITHM, forward=mock.Mock(side_effect=AssertionError("FFT ran")))
     with mock.patch.dict(algos._REGISTRY, {"fft": refusing}):
         with pytest.raises(AssertionError, match="FFT ran"):  # the check sees the registry

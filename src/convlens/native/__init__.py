@@ -74,14 +74,17 @@ def reason() -> str:
 def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
     """Whether every tensor given is a float32 CPU tensor that the kernels can read through its
     data pointer: not traced by torch.compile, not batched by vmap."""
-    from convlens.algos.scratch import vmapped
-
-    given = [t for t in tensors if t is not None]
-    return (
-        all(t.dtype == torch.float32 and t.device.type == "cpu" for t in given)
-        and not torch.compiler.is_compiling()
-        and not vmapped(*given)
-    )
+    if torch.compiler.is_compiling():
+        return False
+    for tensor in tensors:  # a loop, not all(...): this runs on every call of a small layer
+        if tensor is not None and (
+            tensor.dtype != torch.float32
+            or not tensor.is_cpu
+            or torch._C._functorch.is_functorch_wrapped_tensor(tensor)  # as scratch.vmapped
+            or torch._C._functorch.is_legacy_batchedtensor(tensor)
+        ):
+            return False
+    return True
 
 
 MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_SMALL_PLANE: the most kernel taps of a channels-last layer
@@ -89,18 +92,22 @@ MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_SMALL_PLANE: the most kernel tap
 
 def float32_2d_on_cpu(spec: ConvSpec) -> bool:
     """What every kernel needs of a spec: a 2-D float32 convolution on the CPU, and the kernels built."""
-    return spec.rank == 2 and spec.dtype == torch.float32 and spec.device.type == "cpu" and _load() is not None
+    return _load() is not None and spec.remembered(
+        "float32 2-D CPU", lambda: spec.rank == 2 and spec.dtype == torch.float32 and spec.device.type == "cpu"
+    )
 
 
 def takes(spec: ConvSpec) -> bool:
     """Whether direct.c takes a convolution of this spec (given plain tensors): 2-D, float32 on the
     CPU, the input NCHW, or channels-last for a depthwise layer with one filter per channel and at
     most MAX_CHANNELS_LAST_TAPS kernel taps."""
-    if not float32_2d_on_cpu(spec):
-        return False
-    if not spec.channels_last:
-        return True
-    return spec.is_depthwise and spec.out_per_group == 1 and spec.taps <= MAX_CHANNELS_LAST_TAPS
+    return float32_2d_on_cpu(spec) and spec.remembered(
+        "direct.c layout",
+        lambda: (
+            not spec.channels_last
+            or (spec.is_depthwise and spec.out_per_group == 1 and spec.taps <= MAX_CHANNELS_LAST_TAPS)
+        ),
+    )
 
 
 def runs_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
@@ -124,25 +131,13 @@ class DirectSizes(ctypes.Structure):
     ]  # fmt: skip
 
 
-_sizes: dict[int, tuple[ConvSpec, DirectSizes]] = {}
-
-
 def direct_sizes(spec: ConvSpec) -> DirectSizes:
-    """The DirectSizes of ``spec``, made once per spec object (a repeated call gets the same spec from
-    ``conv_spec``), so that a call converts no Python ints for ctypes: on a small layer the call's
-    fixed cost is the time (``python benchmarks/overhead.py``). Kept by id, with the spec itself, so an
-    id reused after the spec is gone cannot match."""
-    known = _sizes.get(id(spec))
-    if known is not None and known[0] is spec:
-        return known[1]
-    sizes = DirectSizes(
+    """The DirectSizes of ``spec``, made once per spec object (``ConvSpec.remembered``), so that a
+    repeated call converts no Python ints for ctypes."""
+    return spec.remembered("direct.c sizes", lambda: DirectSizes(
         spec.batch, spec.in_channels, spec.out_channels, spec.groups, *spec.in_size, *spec.kernel_size,
         *spec.stride, spec.padding[0], spec.padding[2], *spec.dilation, *spec.out_size, int(spec.channels_last),
-    )  # fmt: skip
-    if len(_sizes) >= 4096:
-        _sizes.clear()
-    _sizes[id(spec)] = (spec, sizes)
-    return sizes
+    ))  # fmt: skip
 
 
 def direct_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:

@@ -9,7 +9,9 @@ constructors of ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d``. The number of spa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import torch
 
@@ -26,6 +28,8 @@ from convlens.spec.args import (
 )
 from convlens.spec.layout import prefers_channels_last
 from convlens.spec.shape import check_window_fits, effective_stride, pad_pairs, padding_name, resolve_padding, volume
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class ConvSpec:
     # derived once at construction (read several times in every call), not arguments
     out_size: tuple[int, ...] = field(init=False, repr=False, compare=False)
     padded_size: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    # what the algorithms work out from this spec alone, once per spec object (``remembered``)
+    memo: dict[object, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # object.__setattr__: the dataclass is frozen. (Not functools.cached_property: its lock,
@@ -66,6 +72,18 @@ class ConvSpec:
                                                                               strict=True))  # fmt: skip
         object.__setattr__(self, "out_size", out)
         object.__setattr__(self, "padded_size", padded)
+
+    def remembered(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, worked out once per spec object and ``key``: what an algorithm derives from
+        the spec alone (auto's choice, the compiled kernel's sizes). A repeated call gets the same
+        spec object from ``conv_spec``, so it pays a dict lookup instead. Why: on a small layer the
+        call's fixed cost, not its arithmetic, is the time; evidence: ``python
+        benchmarks/overhead.py``. Two threads may both make a value; either is right."""
+        try:
+            return self.memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = self.memo[key] = make()
+            return value
 
     # ---- derived sizes ---------------------------------------------------------------
     @property
@@ -91,7 +109,9 @@ class ConvSpec:
         """The same convolution seen from its already padded input: ``in_size`` is the padded size
         and no padding is left to apply. The non-zero padding modes pad with ``F.pad`` before an
         algorithm runs, and the algorithm then gets this spec."""
-        return replace(self, in_size=self.padded_size, padding=(0,) * len(self.padding))
+        return self.remembered(
+            "prepadded", lambda: replace(self, in_size=self.padded_size, padding=(0,) * len(self.padding))
+        )
 
     @property
     def in_per_group(self) -> int:
