@@ -1,4 +1,4 @@
-"""The compiled depthwise kernel (src/convlens/native/depthwise.c) against PyTorch and against
+"""The compiled depthwise kernel (src/convlens/native/direct.c) against PyTorch and against
 convlens's Python depthwise path, on the depthwise layers of MobileNetV2 and ConvNeXt-T.
 
     python benchmarks/depthwise_native.py                  # batch 1 and 8, NCHW

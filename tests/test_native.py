@@ -96,6 +96,53 @@ def pytorch_references(
     return exact, F.conv2d(x, w, b, **options)
 
 
+loop_configurations = st.fixed_dictionaries({
+    "batch": st.integers(1, 2), "groups": st.integers(1, 3), "in_per_group": st.integers(1, 5),
+    "out_per_group": st.integers(1, 20), "size": pairs(1, 12), "kernel": pairs(1, 4), "stride": pairs(1, 3),
+    "padding": pairs(0, 2), "dilation": pairs(1, 2), "bias": st.booleans(),
+})  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(loop_configurations)
+def test_every_loop_of_the_direct_kernel_gives_the_same_bits(c: dict) -> None:
+    """direct.c's loops (planes; output blocks for several input channels per group, channel blocks
+    for one) add each output's terms in the same order: asked for by name, each gives the bits of
+    the kernel's own pick, within verify's rule of float64. Up to 20 outputs per group, so blocks of
+    16 lanes come full, partial and split."""
+    if not native.available():
+        pytest.skip(native.reason())
+    span = [d * (k - 1) + 1 for d, k in zip(c["dilation"], c["kernel"])]
+    if any(n + 2 * p < s for n, p, s in zip(c["size"], c["padding"], span)):
+        return
+    generator = torch.Generator().manual_seed(1)
+    groups = c["groups"]
+    x = torch.randn(c["batch"], groups * c["in_per_group"], *c["size"], generator=generator)
+    w = torch.randn(groups * c["out_per_group"], c["in_per_group"], *c["kernel"], generator=generator)
+    b = torch.randn(w.shape[0], generator=generator) if c["bias"] else None
+    options = {"stride": c["stride"], "padding": c["padding"], "dilation": c["dilation"], "groups": groups}
+    spec = convlens.ConvSpec.from_args(x, w, b, **options)
+    picked = native.direct_forward(x, w, b, spec)
+    for loop in ("planes", "blocks"):
+        assert torch.equal(native.direct_forward(x, w, b, spec, loop=loop), picked), loop
+    exact, theirs = pytorch_references(x, w, b, options)
+    bound = convlens.algos.get("direct").error_bound(spec)
+    allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(exact.abs().max()), bound)
+    assert float((picked.double() - exact).abs().max()) <= allowed
+
+
+def test_the_direct_kernel_refuses_a_loop_it_cannot_run() -> None:
+    """Channel blocks copy an NCHW plane into a buffer of MAX_SMALL_PLANE positions; a larger
+    depthwise plane cannot go that way, and the kernel says so instead of computing nothing."""
+    if not native.available():
+        pytest.skip(native.reason())
+    x, w = torch.randn(1, 2, 40, 40), torch.randn(2, 1, 3, 3)
+    spec = convlens.ConvSpec.from_args(x, w, None, groups=2)
+    with pytest.raises(ValueError, match="loop='blocks'"):
+        native.direct_forward(x, w, None, spec, loop="blocks")
+    torch.testing.assert_close(native.direct_forward(x, w, None, spec, loop="planes"), F.conv2d(x, w, groups=2))
+
+
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_direct_kernel_channel_blocks_give_the_bits_of_its_plane_loop(multiplier: int) -> None:
     """direct.c takes depthwise outputs up to 32 columns wide LANES channels at a time, wider ones

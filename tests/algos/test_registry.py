@@ -32,9 +32,9 @@ PICKS = {
     "banded": (((8, 96, 20, 32), (96, 1, 9, 9), {"padding": 4, "groups": 96}), ("depthwise", "5x5", "narrow output")),
     "fft": (((8, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
     "depthwise": (((8, 96, 28, 28), (96, 1, 3, 3), {"padding": 1, "groups": 96}), ("depthwise",)),
-    "im2col": (((1, 32, 16, 16), (32, 32, 3, 3), {"padding": 1}), ("general case",)),
+    "im2col": (((1, 32, 56, 56), (32, 32, 3, 3), {"padding": 1}), ("general case",)),
 }
-if native.available():  # rule 5: a layer of at most 2^19 multiply-adds goes to the compiled direct kernel
+if native.available():  # rule 5: a layer of at most 2^22 multiply-adds goes to the compiled direct kernel
     PICKS["direct"] = (((1, 16, 14, 14), (16, 16, 3, 3), {"padding": 1}), ("small layer", "compiled"))
 
 
@@ -55,12 +55,28 @@ def test_auto_gives_a_reason() -> None:
 def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
     wide = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), padding=1)
     assert choose(wide).algorithm.name == "winograd"
-    narrow = ConvSpec.from_args(torch.empty(1, 32, 16, 16), torch.empty(32, 32, 3, 3), padding=1)
+    narrow = ConvSpec.from_args(torch.empty(1, 32, 56, 56), torch.empty(32, 32, 3, 3), padding=1)
     assert choose(narrow).algorithm.name == "im2col"
     small = ConvSpec.from_args(torch.empty(1, 16, 14, 14), torch.empty(16, 16, 3, 3), padding=1)  # 451,584 MACs
     assert choose(small).algorithm.name == ("direct" if native.available() else "im2col")
-    strided = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), stride=2)
-    assert choose(strided).algorithm.name == "im2col"
+    strided = ConvSpec.from_args(torch.empty(1, 128, 28, 28), torch.empty(128, 128, 3, 3), stride=2)
+    assert choose(strided).algorithm.name == "im2col"  # 22 million multiply-adds: not small
+
+
+@pytest.mark.parametrize(
+    ("channels", "kernel", "stride", "stem"),
+    [(3, 7, 2, True), (3, 11, 4, True), (4, 5, 2, True), (3, 3, 1, False), (3, 4, 4, False), (8, 7, 2, False)],
+)
+def test_auto_rule_sends_stems_to_the_compiled_direct_kernel(channels, kernel, stride, stem) -> None:
+    """Rule 6: at most 4 input channels and a kernel of at least 5x5 (ResNet's, AlexNet's stems);
+    3x3 and 4x4 (ConvNeXt's patchify) stems, and 8 input channels, stay with im2col. Without the
+    compiled kernels, im2col."""
+    x, w = torch.empty(8, channels, 224, 224), torch.empty(64, channels, kernel, kernel)
+    spec = ConvSpec.from_args(x, w, stride=stride, padding=kernel // 2)
+    choice = choose(spec)
+    expected = "direct" if stem and native.available() else "im2col"
+    assert choice.algorithm.name == expected, choice
+    assert ("stem" in choice.reason) is (expected == "direct")
 
 
 @pytest.mark.parametrize(

@@ -43,12 +43,20 @@ first match wins:
    k_h*k_w copy of the input; no convlens algorithm comes near PyTorch's depthwise kernel. Why:
    level with or ahead of im2col on every MobileNetV2 depthwise layer but the smallest stride-2
    ones; evidence: ``convlens bench --suite mobilenet_v2,seed --batch 1,8`` (benchmarks/RESULTS.md);
-5. a small layer, at most TINY_MACS = 2^19 multiply-adds, float32 NCHW on the CPU with the
+5. a small layer, at most TINY_MACS = 2^22 multiply-adds, float32 NCHW on the CPU with the
    compiled core built: ``direct``, one call of direct.c (no padded copy, no columns, no matmul
-   launched from Python), where the call's fixed cost, not its arithmetic, is the time. Why: direct
-   leads im2col up to 4.6e5 multiply-adds, not from 5.9e5; evidence: ``python
-   benchmarks/tiny_rule.py`` (benchmarks/RESULTS.md);
-6. otherwise ``im2col`` — one large matrix multiply (per group).
+   launched from Python), where the call's fixed cost, not its arithmetic, is the time; direct.c
+   sums 16 output channels per vector with no cache blocking, so its time grows fastest. Why:
+   direct leads im2col up to 2.4e6 multiply-adds, the two are level within the noise from 5e6 to
+   9e6, and im2col leads from 1.4e7; evidence: ``python
+   benchmarks/tiny_rule.py`` (benchmarks/RESULTS.md, twelfth session);
+6. a stem: a dense layer with at most STEM_MAX_CHANNELS = 4 input channels per group and a kernel
+   of at least STEM_MIN_TAPS = 25 taps (5x5), which direct.c takes: ``direct``. im2col's columns
+   are k_h*k_w copies of the image for a product only C_in*k_h*k_w deep, while direct.c keeps the
+   whole filter bank in cache and reads the image in place. Why: ResNet's 7x7 stride-2 stem and
+   AlexNet's 11x11 stride-4 one, batch 1 and 8, run faster in direct.c than in im2col (3x3 stems
+   do not); evidence: ``python benchmarks/tiny_rule.py``;
+7. otherwise ``im2col`` — one large matrix multiply (per group).
 
 The figures behind every rule are in benchmarks/RESULTS.md.
 
@@ -82,7 +90,9 @@ BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise l
 BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
-TINY_MACS = 1 << 19  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
+TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
+STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 6
+STEM_MIN_TAPS = 25  # kernel taps from which it is
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, without im2col's k_h*k_w copy of the input")
     if spec.flops // 2 <= TINY_MACS and native.takes(spec):
         return Choice(get("direct"), "a small layer: one compiled pass, where im2col's copies and calls cost more")
+    if spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS and native.takes(spec):
+        return Choice(get("direct"), "a stem (few input channels, large kernel): im2col copies the image k*k times")
     return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
 
 

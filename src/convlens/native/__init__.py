@@ -45,10 +45,12 @@ def _load() -> ctypes.CDLL | None:
         _reason = f"cannot load {found[0].name}: {error}"
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
-    library.convlens_direct_forward.argtypes = [pointer] * 4 + [ctypes.POINTER(DirectSizes), int64]
+    library.convlens_direct_forward.argtypes = [pointer] * 4 + [ctypes.POINTER(DirectSizes), int64, int64]
     library.convlens_direct_forward.restype = ctypes.c_int
     library.convlens_winograd_input.argtypes = [pointer] + [int64] * 15 + [pointer] + [int64] * 3
     library.convlens_winograd_output.argtypes = [pointer, int64, int64, pointer, pointer, *[int64] * 14]
+    library.convlens_direct_pick.argtypes = [ctypes.POINTER(DirectSizes)]
+    library.convlens_direct_pick.restype = ctypes.c_int
     library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
     for name in ("winograd_input", "winograd_output", "winograd_tables"):
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
@@ -140,24 +142,37 @@ def direct_sizes(spec: ConvSpec) -> DirectSizes:
     ))  # fmt: skip
 
 
-def direct_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+DIRECT_LOOPS = {"any": 0, "planes": 1, "blocks": 2}  # direct.c's ANY_LOOP, PLANE_LOOP, BLOCK_LOOP
+
+
+def direct_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, loop: str = "any"
+) -> torch.Tensor:
     """direct.c: x (N, C_in, H, W) float32, dense NCHW or channels-last (see ``takes``), weight
     (C_out, C_in/G, k_h, k_w), bias (C_out) or None -> (N, C_out, H_out, W_out) in x's layout, with
-    the zero padding of ``spec``."""
+    the zero padding of ``spec``. ``loop``: "any" (the kernel picks), or "planes" / "blocks" to ask
+    for one of its loops (tests and benchmarks: every loop gives the same bits)."""
     library = _load()
     assert library is not None
     layout = torch.channels_last if spec.channels_last else torch.contiguous_format
     out = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
     weight = weight.contiguous()
     bias_pointer = None if bias is None else bias.contiguous().data_ptr()
-    status = library.convlens_direct_forward(
-        x.data_ptr(), weight.data_ptr(), bias_pointer, out.data_ptr(), direct_sizes(spec), torch.get_num_threads()
-    )  # 1: a thread could not start, and its share ran on the calling thread: the output is whole
+    pointers = (x.data_ptr(), weight.data_ptr(), bias_pointer, out.data_ptr())
+    status = library.convlens_direct_forward(*pointers, direct_sizes(spec), DIRECT_LOOPS[loop], torch.get_num_threads())
+    # status 1: a thread could not start, and its share ran on the calling thread: the output is whole
     if status == 2:
-        raise MemoryError("convlens's direct kernel could not allocate its column ranges")
+        raise MemoryError("convlens's direct kernel could not allocate its column ranges or weight blocks")
     if status == 3:
-        raise ValueError(f"direct.c does not take this channels-last layer ({spec.describe()}): see native.takes")
+        raise ValueError(f"direct.c does not take this layer ({spec.describe()}) with loop={loop!r}: see native.takes")
     return out
+
+
+def direct_loop(spec: ConvSpec) -> str:
+    """The loop direct.c picks for a layer it takes (``takes``): "planes" or "blocks"."""
+    library = _load()
+    assert library is not None and takes(spec)
+    return {value: name for name, value in DIRECT_LOOPS.items()}[library.convlens_direct_pick(direct_sizes(spec))]
 
 
 MAX_BAND_WIDTH = 512  # winograd.c's MAX_BAND_W: the widest tiled output row its passes take
@@ -230,3 +245,6 @@ def winograd_tables(m: int) -> tuple[torch.Tensor, torch.Tensor]:
     if library.convlens_winograd_tables(m, b_t.data_ptr(), a_t.data_ptr()):
         raise ValueError(f"winograd.c has tables for m = 2 and 4 only, got m={m}")
     return b_t, a_t
+
+
+_load()  # at import: a first load while torch.compile traces would break its graph (a file system call)

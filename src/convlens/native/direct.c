@@ -11,21 +11,32 @@
  * Shapes, all contiguous: x (N, C_in, H, W), weight (C_out, C_in/G, k_h, k_w), bias (C_out) or NULL,
  * out (N, C_out, H_out, W_out). The bottom and right padding are implied by H_out and W_out.
  *
- * One output plane (n, o) at a time, one output row at a time: the row starts at zero, then each
- * tap of each input channel adds weight * the input row it reads. The output columns x for which a
- * tap reads inside the input are worked out once per (row, tap), so the inner loop has no bounds
- * checks and, at stride 1, is a plain a += w * b over contiguous floats that the compiler
- * vectorises. The bias is added last, as the Python siblings add it.
+ * Three loops compute these sums, each adding an output's terms in the same order (input channel,
+ * then ky, then kx, only the taps that read inside the input; the bias last), so all three give the
+ * same bits and a test holds them to it:
+ *   - run_planes: one output plane (n, o) at a time, one row at a time: the row starts at zero, then
+ *     each tap of each input channel adds weight * the input row it reads. The output columns a tap
+ *     reads inside the input are worked out once per kernel column, so the inner loop has no bounds
+ *     checks and, at stride 1, is a plain a += w * b over contiguous floats that the compiler
+ *     vectorises. Best on wide stride-1 rows.
+ *   - run_output_blocks (several input channels per group): LANES output channels of a group at a
+ *     time, in one vector; each (input channel, tap) is one multiply-add of LANES weights by one
+ *     input value, for POSITIONS outputs of a row at once. Best on narrow or strided rows, and on the
+ *     few-channel, large-kernel stems (ResNet's 7x7 stride 2).
+ *   - run_channel_blocks (one input channel per group, depthwise): LANES channels at a time,
+ *     channels innermost; channels-last layers in place, small NCHW planes through a copy.
+ * direct_forward picks one (output_blocks_pay, SMALL_PLANE_WIDTH); a caller may ask for one.
  *
- * No blocking for cache or registers: this is the reference in C and the kernel for the calls
- * where a single call's fixed cost, not its arithmetic, is the time (small layers), and for
- * depthwise layers, where each output reads only k_h*k_w inputs.
+ * No blocking for cache: this is the reference in C and the kernel for the calls where a single
+ * call's fixed cost, not its arithmetic, is the time (small layers), for depthwise layers, where
+ * each output reads only k_h*k_w inputs, and for stems with few input channels, where im2col's
+ * columns are k_h*k_w copies of the image for a thin product.
  *
- * CPU dispatch: target_clones compiles the plane loop for x86-64-v4 (AVX-512), x86-64-v3 (AVX2,
+ * CPU dispatch: target_clones compiles each loop for x86-64-v4 (AVX-512), x86-64-v3 (AVX2,
  * FMA) and plain x86-64; the dynamic loader picks the widest the CPU has. Built with
  * -ffp-contract=off, so no clone fuses a multiply and an add: every machine gives the same bits.
  * Threads: as many as the caller says (torch.get_num_threads()), each a share of the planes
- * (parallel.h).
+ * (parallel.h): planes, or blocks.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -52,10 +63,14 @@ typedef struct {
     const int64_t *tap_rows;  /* [2*y], [2*y + 1]: the kernel rows [ky_first, ky_end) output row y reads inside the input */
     const int64_t *tap_cols;  /* [2*x], [2*x + 1]: the kernel columns [kx_first, kx_end) output column x reads inside */
     int channels_last;        /* x and out laid out (N, H, W, C): only with one input channel per group */
+    int *no_memory;           /* set to 1 by a share that could not allocate its buffers */
 } Job;
 
 enum { LANES = 16, MAX_SMALL_PLANE = 1024 }; /* run_channel_blocks: channels at a time; largest plane, kernel */
 enum { SMALL_PLANE_WIDTH = 32 };             /* outputs at most this wide go through run_channel_blocks */
+enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
+#ifndef BLOCKED_OUTPUTS
+#endif
 
 /* Half of LANES floats as one value of GCC's vector extension: each + and * is one elementwise IEEE
  * operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code would.
@@ -119,8 +134,100 @@ static void run_planes(const void *context, int64_t first_plane, int64_t end_pla
     }
 }
 
+/* POSITIONS when output columns x .. x + POSITIONS - 1 exist and read the same kernel columns inside
+ * the input (tap_cols: see Job), so that one load of each tap's weights serves them all; else 1. */
+static inline int64_t outputs_sharing_taps(const int64_t *tap_cols, int64_t x, int64_t W_out) {
+    if (x + POSITIONS > W_out) return 1;
+    for (int64_t p = 1; p < POSITIONS; p++) {
+        if (tap_cols[2 * (x + p)] != tap_cols[2 * x] || tap_cols[2 * (x + p) + 1] != tap_cols[2 * x + 1]) return 1;
+    }
+    return POSITIONS;
+}
+
+/* Where the taps of an output read, for the blocked loops: the input element its tap (0, 0) would
+ * read (padding included, so it may be outside), how far apart kernel rows, kernel columns and
+ * neighbouring outputs of the row read, and the taps inside the input. Offsets in floats. */
+typedef struct {
+    int64_t first, row_step, column_step, output_step;
+    int64_t ky_first, ky_end, kx_first, kx_end, kernel_w;
+} Reads;
+
+/* run_channel_blocks's outputs, `positions` of them at once (a constant where it is called, so that
+ * their sums stay in registers): each lane sums tap * input over the taps of `reads` (taps[(ky * k_w
+ * + kx) * LANES + l]; the inputs of lanes past `lanes` read as zeros: the last block of a
+ * channels-last input), adds its bias (NULL: none), and goes to target + p * target_step. */
+static inline __attribute__((always_inline)) void lane_outputs(int positions, const float *source, const float *taps,
+                                                               const Reads *reads, int64_t lanes, const float *bias,
+                                                               float *target, int64_t target_step) {
+    Half sums[POSITIONS][2] = {{{0}}}; /* per output: lanes 0 .. LANES/2 - 1, LANES/2 .. LANES - 1 */
+    float value[LANES];
+    for (int64_t ky = reads->ky_first; ky < reads->ky_end; ky++) {
+        for (int64_t kx = reads->kx_first; kx < reads->kx_end; kx++) {
+            const float *tap = taps + (ky * reads->kernel_w + kx) * LANES;
+            const Half tap_low = load_half(tap), tap_high = load_half(tap + LANES / 2);
+            const float *at = source + (reads->first + ky * reads->row_step + kx * reads->column_step);
+            for (int p = 0; p < positions; p++) {
+                const float *input = at + p * reads->output_step;
+                if (lanes < LANES) { /* read only the block's channels */
+                    for (int l = 0; l < LANES; l++) value[l] = l < lanes ? input[l] : 0.0f;
+                    input = value;
+                }
+                sums[p][0] += tap_low * load_half(input);
+                sums[p][1] += tap_high * load_half(input + LANES / 2);
+            }
+        }
+    }
+    for (int p = 0; p < positions; p++) {
+        if (bias != NULL) {
+            sums[p][0] += load_half(bias);
+            sums[p][1] += load_half(bias + LANES / 2);
+        }
+        if (lanes == LANES) {
+            store_half(target + p * target_step, sums[p][0]);
+            store_half(target + p * target_step + LANES / 2, sums[p][1]);
+        } else { /* the last block of a channels-last output: write only its channels */
+            store_half(value, sums[p][0]);
+            store_half(value + LANES / 2, sums[p][1]);
+            for (int64_t l = 0; l < lanes; l++) target[p * target_step + l] = value[l];
+        }
+    }
+}
+
+/* run_output_blocks's outputs, `positions` of them at once (a constant where it is called): each
+ * lane sums weight * input over the group's input channels (image, planes plane_size apart) and
+ * the taps of `reads`, the input value broadcast to every lane (w_lanes[((c * k_h + ky) * k_w + kx)
+ * * LANES + l], taps = k_h * k_w), adds its bias (NULL: none) and goes to output plane l of
+ * `planes` (plane_size apart), column p. */
+static inline __attribute__((always_inline)) void group_outputs(int positions, const float *image, int64_t per_group,
+                                                                int64_t plane_size, const float *w_lanes, int64_t taps,
+                                                                const Reads *reads, int64_t lanes, const float *bias,
+                                                                float *planes, int64_t out_plane_size) {
+    Half sums[POSITIONS][2] = {{{0}}}; /* per output: lanes 0 .. LANES/2 - 1, LANES/2 .. LANES - 1 */
+    for (int64_t c = 0; c < per_group; c++) {
+        for (int64_t ky = reads->ky_first; ky < reads->ky_end; ky++) {
+            for (int64_t kx = reads->kx_first; kx < reads->kx_end; kx++) {
+                const float *w = w_lanes + (c * taps + ky * reads->kernel_w + kx) * LANES;
+                const Half low = load_half(w), high = load_half(w + LANES / 2);
+                const float *at = image + (c * plane_size + reads->first + ky * reads->row_step + kx * reads->column_step);
+                for (int p = 0; p < positions; p++) {
+                    sums[p][0] += low * at[p * reads->output_step];
+                    sums[p][1] += high * at[p * reads->output_step];
+                }
+            }
+        }
+    }
+    for (int p = 0; p < positions; p++) {
+        float value[LANES];
+        store_half(value, sums[p][0]);
+        store_half(value + LANES / 2, sums[p][1]);
+        for (int64_t l = 0; l < lanes; l++) planes[l * out_plane_size + p] = bias != NULL ? value[l] + bias[l] : value[l];
+    }
+}
+
 /* One input channel per group (depthwise), LANES output channels at a time, channels innermost:
- * input[row][col][l], and every tap one multiply-add of LANES contiguous floats. A channels-last
+ * input[row][col][l], and every tap one multiply-add of LANES contiguous floats, for POSITIONS
+ * outputs of a row at once (one load of the tap's weights serves them, and their sums are
+ * independent chains for the CPU to overlap). A channels-last
  * input and output are read and written where they are; a small NCHW plane (on which run_planes's
  * loops run a few iterations each and cost more than the sums) is copied channels innermost
  * first, and its outputs copied back. Each output sums the taps that read inside the input in the
@@ -137,7 +244,7 @@ static void run_channel_blocks(const void *context, int64_t first_block, int64_t
     const int channels_last = job->channels_last;
     /* the copies of a small NCHW plane, and the taps: MAX_SMALL_PLANE positions of LANES floats each */
     float input[MAX_SMALL_PLANE * LANES], output[MAX_SMALL_PLANE * LANES], taps[MAX_SMALL_PLANE * LANES];
-    float bias[LANES], value[LANES];
+    float bias[LANES];
     for (int64_t block = first_block; block < end_block; block++) {
         const int64_t n = block / blocks_per_image, o0 = block % blocks_per_image * LANES;
         const int64_t lanes = C_out - o0 < LANES ? C_out - o0 : LANES;
@@ -150,42 +257,27 @@ static void run_channel_blocks(const void *context, int64_t first_block, int64_t
             for (int64_t t = 0; t < kh * kw; t++) taps[t * LANES + l] = job->weight[o * kh * kw + t];
             bias[l] = job->bias != NULL ? job->bias[o] : 0.0f;
         }
-        const Half bias_low = load_half(bias), bias_high = load_half(bias + LANES / 2);
         /* where lane 0 of input position (row, col) is, and how far apart positions are */
         const float *source = channels_last ? job->x + n * H * W * C_in + o0 : input;
         const int64_t step = channels_last ? C_in : LANES;
         const int whole = lanes == LANES || !channels_last; /* all LANES lanes readable at every position */
         for (int64_t y = 0; y < H_out; y++) {
             const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
-            for (int64_t x = 0; x < W_out; x++) {
+            for (int64_t x = 0; x < W_out;) {
                 const int64_t kx_first = job->tap_cols[2 * x], kx_end = job->tap_cols[2 * x + 1];
-                Half low = {0}, high = {0}; /* lanes 0 .. LANES/2 - 1 and LANES/2 .. LANES - 1 */
-                for (int64_t ky = ky_first; ky < ky_end; ky++) {
-                    const int64_t row = y * sh - job->pad_top + ky * dh;
-                    for (int64_t kx = kx_first; kx < kx_end; kx++) {
-                        const float *at = source + (row * W + x * sw - job->pad_left + kx * dw) * step;
-                        if (!whole) { /* the last block of a channels-last input: read only its channels */
-                            for (int l = 0; l < LANES; l++) value[l] = l < lanes ? at[l] : 0.0f;
-                            at = value;
-                        }
-                        const float *tap = taps + (ky * kw + kx) * LANES;
-                        low += load_half(tap) * load_half(at);
-                        high += load_half(tap + LANES / 2) * load_half(at + LANES / 2);
-                    }
-                }
-                if (job->bias != NULL) {
-                    low += bias_low;
-                    high += bias_high;
-                }
+                const int64_t count = whole ? outputs_sharing_taps(job->tap_cols, x, W_out) : 1;
+                const Reads reads = {(y * sh - job->pad_top) * W * step + (x * sw - job->pad_left) * step,
+                                     dh * W * step, dw * step, sw * step, ky_first, ky_end, kx_first, kx_end, kw};
                 float *target = channels_last ? job->out + ((n * H_out + y) * W_out + x) * C_out + o0
                                               : output + (y * W_out + x) * LANES;
-                if (whole) {
-                    store_half(target, low);
-                    store_half(target + LANES / 2, high);
+                const int64_t target_step = channels_last ? C_out : LANES;
+                const float *bias_lanes = job->bias != NULL ? bias : NULL;
+                if (count == POSITIONS) {
+                    lane_outputs(POSITIONS, source, taps, &reads, LANES, bias_lanes, target, target_step);
                 } else {
-                    for (int l = 0; l < LANES / 2; l++) value[l] = low[l], value[LANES / 2 + l] = high[l];
-                    for (int64_t l = 0; l < lanes; l++) target[l] = value[l];
+                    lane_outputs(1, source, taps, &reads, whole ? LANES : lanes, bias_lanes, target, target_step);
                 }
+                x += count;
             }
         }
         if (!channels_last) {
@@ -195,6 +287,61 @@ static void run_channel_blocks(const void *context, int64_t first_block, int64_t
             }
         }
     }
+}
+
+/* Several input channels per group (dense or grouped): LANES output channels of one group at a time,
+ * output channels innermost. Every (input channel, tap) is one multiply-add of LANES weights by one
+ * input value, broadcast: no short loops over an output row, which is where run_planes spends a small
+ * layer's time (an 8-wide row is one vector and a scalar tail per tap). Each output sums its group's
+ * input channels, then the taps that read inside the input (ky, then kx), then the bias: the order of
+ * run_planes, so the same bits. The block's weights, (C_in/G, k_h, k_w, LANES), must fit
+ * MAX_SMALL_PLANE positions (direct_forward checks). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void run_output_blocks(const void *context, int64_t first_block, int64_t end_block) {
+    const Job *job = (const Job *)context; /* blocks (n, group, chunk of LANES outputs) in [first_block, end_block) */
+    const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
+    const int64_t sh = job->stride_h, sw = job->stride_w, dh = job->dilation_h, dw = job->dilation_w;
+    const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels, C_in = job->in_channels;
+    const int64_t per_group = job->in_per_group, out_per_group = job->out_per_group;
+    const int64_t chunks = (out_per_group + LANES - 1) / LANES, groups = C_out / out_per_group;
+    const int64_t *tap_cols = job->tap_cols;
+    /* [(c * k_h + ky) * k_w + kx][l]: weight[o0 + l, c, ky, kx] */
+    float *w_lanes = malloc(sizeof(float) * (size_t)(per_group * kh * kw * LANES));
+    if (w_lanes == NULL) {
+        *job->no_memory = 1;
+        return;
+    }
+    for (int64_t block = first_block; block < end_block; block++) {
+        const int64_t n = block / (groups * chunks), g = block / chunks % groups;
+        const int64_t o0 = g * out_per_group + block % chunks * LANES, o_end = (g + 1) * out_per_group;
+        const int64_t lanes = o_end - o0 < LANES ? o_end - o0 : LANES;
+        for (int64_t l = 0; l < LANES; l++) { /* lanes past the chunk repeat its first channel: computed, never stored */
+            const float *filter = job->weight + (l < lanes ? o0 + l : o0) * per_group * kh * kw;
+            for (int64_t t = 0; t < per_group * kh * kw; t++) w_lanes[t * LANES + l] = filter[t];
+        }
+        const float *image = job->x + (n * C_in + g * per_group) * H * W; /* the group's first input channel */
+        float *planes = job->out + (n * C_out + o0) * H_out * W_out;     /* output channel o0's plane */
+        for (int64_t y = 0; y < H_out; y++) {
+            const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
+            for (int64_t x = 0; x < W_out;) {
+                const int64_t kx_first = tap_cols[2 * x], kx_end = tap_cols[2 * x + 1];
+                const int64_t count = outputs_sharing_taps(tap_cols, x, W_out);
+                const Reads reads = {(y * sh - job->pad_top) * W + x * sw - job->pad_left, dh * W, dw, sw,
+                                     ky_first, ky_end, kx_first, kx_end, kw};
+                const float *bias = job->bias != NULL ? job->bias + o0 : NULL;
+                float *at = planes + y * W_out + x;
+                if (count == POSITIONS) { /* a constant count, so that the sums stay in registers */
+                    group_outputs(POSITIONS, image, per_group, H * W, w_lanes, kh * kw, &reads, lanes, bias, at, H_out * W_out);
+                } else {
+                    group_outputs(1, image, per_group, H * W, w_lanes, kh * kw, &reads, lanes, bias, at, H_out * W_out);
+                }
+                x += count;
+            }
+        }
+    }
+    free(w_lanes);
 }
 
 /* The kernel rows (or columns) [first, end) that output row (column) i reads inside an input of `size`:
@@ -210,15 +357,51 @@ static void tap_ranges(int64_t *ranges, int64_t count, int64_t size, int64_t ker
     }
 }
 
+/* Whether run_output_blocks beats run_planes on a layer with several input channels per group. The
+ * blocks waste the lanes past a group's last output channel, and store each output apart from its
+ * row neighbours; run_planes pays a loop over an output row per (input channel, tap), which a wide
+ * stride-1 row amortises. So the blocks need at least a quarter of their lanes used, and a row at most
+ * 64 wide, a stride, or full blocks with at least 64 (input channel, tap) pairs per output. Why: on
+ * dense and grouped layers from 8x8 to 224x224 the blocks lead where this says and the planes
+ * elsewhere; evidence: python benchmarks/direct_loops.py (benchmarks/RESULTS.md). */
+static int output_blocks_pay(const Sizes *z) {
+    const int64_t per_group = z->in_channels / z->groups, out_per_group = z->out_channels / z->groups;
+    const int64_t chunks = (out_per_group + LANES - 1) / LANES;
+    const int64_t sums = per_group * z->kernel_h * z->kernel_w; /* (input channel, tap) pairs per output */
+    return 4 * out_per_group >= LANES * chunks &&
+           (z->out_w <= 64 || z->stride_w > 1 || (out_per_group >= LANES && sums >= 64));
+}
+
+/* Which loop computes a call: the kernel's choice, or one a test or benchmark asks for. */
+enum { ANY_LOOP = 0, PLANE_LOOP = 1, BLOCK_LOOP = 2 };
+
+/* Whether an NCHW layer's planes and kernel fit run_channel_blocks's copies (MAX_SMALL_PLANE positions). */
+static int fits_channel_blocks(const Sizes *z) {
+    return z->height * z->width <= MAX_SMALL_PLANE && z->kernel_h * z->kernel_w <= MAX_SMALL_PLANE &&
+           z->out_h * z->out_w <= MAX_SMALL_PLANE;
+}
+
+/* The kernel's choice for a layer it takes: BLOCK_LOOP (channel blocks for one input channel per
+ * group, output blocks for several) or PLANE_LOOP. */
+int convlens_direct_pick(const Sizes *z) {
+    if (z->in_channels > z->groups) return output_blocks_pay(z) ? BLOCK_LOOP : PLANE_LOOP;
+    return z->channels_last || (fits_channel_blocks(z) && z->out_w <= SMALL_PLANE_WIDTH) ? BLOCK_LOOP : PLANE_LOOP;
+}
+
 /* Returns 0, 1 when a thread could not be started (its share then ran on the calling thread), 2 when
- * there was no memory for the column ranges, 3 for a channels-last layer it does not take (nothing
- * computed in either case). */
+ * there was no memory for the column ranges or the weight blocks, 3 for a layer the kernel does not
+ * take that way (a channels-last layer other than depthwise with one filter per channel and at most
+ * MAX_SMALL_PLANE taps; a loop asked for that cannot run it): nothing is computed in cases 2 and 3. */
 int convlens_direct_forward(const float *x, const float *weight, const float *bias, float *out, const Sizes *sizes,
-                            int64_t threads) {
+                            int64_t loop, int64_t threads) {
     const Sizes z = *sizes;
+    const int64_t taps = z.kernel_h * z.kernel_w, per_group = z.in_channels / z.groups;
+    const int64_t out_per_group = z.out_channels / z.groups;
+    if (z.channels_last && !(per_group == 1 && out_per_group == 1 && taps <= MAX_SMALL_PLANE)) return 3;
+    if ((loop == PLANE_LOOP && z.channels_last) || (loop == BLOCK_LOOP && per_group == 1 && !fits_channel_blocks(&z))) return 3;
     /* For each kernel column kx, the output columns [x_first, x_end) whose tap reads inside the input:
      * the same for every row, so worked out once here (two divisions each), not per row and tap. And
-     * for run_channel_blocks, the taps each output row and column reads inside the input. */
+     * for the blocked loops, the taps each output row and column reads inside the input. */
     int64_t *ranges = malloc(sizeof(int64_t) * 2 * (size_t)(z.kernel_w + z.out_h + z.out_w));
     if (ranges == NULL) return 2;
     int64_t *columns = ranges, *tap_rows = ranges + 2 * z.kernel_w, *tap_cols = tap_rows + 2 * z.out_h;
@@ -230,24 +413,23 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     }
     tap_ranges(tap_rows, z.out_h, z.height, z.kernel_h, z.stride_h, z.pad_top, z.dilation_h);
     tap_ranges(tap_cols, z.out_w, z.width, z.kernel_w, z.stride_w, z.pad_left, z.dilation_w);
-    const Job job = {x, weight, bias, out, z.in_channels, z.in_channels / z.groups, z.out_channels,
-                     z.out_channels / z.groups, z.height, z.width, z.kernel_h, z.kernel_w, z.stride_h, z.stride_w,
-                     z.pad_top, z.pad_left, z.dilation_h, z.dilation_w, z.out_h, z.out_w, columns, tap_rows, tap_cols,
-                     (int)z.channels_last};
-    const int64_t taps = z.kernel_h * z.kernel_w;
-    const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * (z.in_channels / z.groups) * taps;
+    int no_memory = 0;
+    const Job job = {x, weight, bias, out, z.in_channels, per_group, z.out_channels, out_per_group, z.height, z.width,
+                     z.kernel_h, z.kernel_w, z.stride_h, z.stride_w, z.pad_top, z.pad_left, z.dilation_h, z.dilation_w,
+                     z.out_h, z.out_w, columns, tap_rows, tap_cols, (int)z.channels_last, &no_memory};
+    const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * per_group * taps;
     const int64_t threads_used = convlens_threads_for(work, threads);
-    /* Small planes, one input channel per group: channel blocks (see run_channel_blocks). Why 32 columns:
-     * benchmarks/depthwise_native.py (benchmarks/RESULTS.md). */
-    const int small = z.in_channels == z.groups && z.height * z.width <= MAX_SMALL_PLANE && taps <= MAX_SMALL_PLANE &&
-                      z.out_h * z.out_w <= MAX_SMALL_PLANE && z.out_w <= SMALL_PLANE_WIDTH;
-    if (z.channels_last && !(z.in_channels == z.groups && z.out_channels == z.groups && taps <= MAX_SMALL_PLANE)) {
-        free(ranges);
-        return 3; /* channels-last takes depthwise with multiplier 1 and at most MAX_SMALL_PLANE taps only */
+    const int blocked = (loop == ANY_LOOP ? convlens_direct_pick(&z) : loop) == BLOCK_LOOP;
+    int failed;
+    if (blocked && per_group == 1) {
+        failed = convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
+                                   threads_used);
+    } else if (blocked) {
+        failed = convlens_parallel(run_output_blocks, &job, z.batch * z.groups * ((out_per_group + LANES - 1) / LANES),
+                                   threads_used);
+    } else {
+        failed = convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
     }
-    const int64_t blocks = z.batch * ((z.out_channels + LANES - 1) / LANES);
-    const int failed = small || z.channels_last ? convlens_parallel(run_channel_blocks, &job, blocks, threads_used)
-                                                : convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
     free(ranges);
-    return failed;
+    return no_memory ? 2 : failed;
 }

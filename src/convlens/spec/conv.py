@@ -78,7 +78,10 @@ class ConvSpec:
         the spec alone (auto's choice, the compiled kernel's sizes). A repeated call gets the same
         spec object from ``conv_spec``, so it pays a dict lookup instead. Why: on a small layer the
         call's fixed cost, not its arithmetic, is the time; evidence: ``python
-        benchmarks/overhead.py``. Two threads may both make a value; either is right."""
+        benchmarks/overhead.py``. Two threads may both make a value; either is right. Not while
+        torch.compile traces: a traced graph keeps no state, and writing the memo is a side effect."""
+        if torch.compiler.is_compiling():
+            return make()
         try:
             return self.memo[key]  # type: ignore[return-value]
         except KeyError:
