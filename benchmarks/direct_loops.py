@@ -1,17 +1,23 @@
-"""direct.c's two loops for layers with several input channels per group: which one it should run.
+"""direct.c's loops on the layers each is for: which one it should run, and whether it picks it.
 
-    python benchmarks/direct_loops.py
+    python benchmarks/direct_loops.py               # several input channels per group: planes vs output blocks
+    python benchmarks/direct_loops.py --depthwise   # MobileNetV2's and ConvNeXt-T's depthwise layers, NCHW
 
-run_planes sums an output row at a time (one loop over the row per input channel and tap);
-run_output_blocks sums 16 output channels at a time in one vector, 4 outputs of a row sharing each
-weight load. Both give the same bits; the kernel picks one by ``output_blocks_pay`` (direct.c).
-Sweeps dense and grouped layers from 8x8 to 224x224, stride 1 to 4, including the stems of
-ResNet (7x7 stride 2) and AlexNet (11x11 stride 4), float32, NCHW, torch's threads; each loop is
-asked for by name and interleaved with F.conv2d (and convlens's im2col, for scale) in one
-process. Prints each one's speedup over PyTorch, the kernel's pick, and whether it is the faster loop.
+run_planes sums an output row at a time (one loop over the row per input channel and tap, the
+row in memory); run_output_blocks sums 16 output channels at a time in one vector, 4 outputs of a
+row sharing each weight load; for depthwise layers run_channel_blocks sums 16 channels per vector
+(an NCHW plane copied channels innermost and back), and run_row_vectors 8 outputs of a row per
+vector, 4 vectors at once, in registers (stride 1 along the row). All give the same bits; the
+kernel picks one (``convlens_direct_pick``). The dense sweep takes layers from 8x8 to 224x224,
+stride 1 to 4, including the stems of ResNet (7x7 stride 2) and AlexNet (11x11 stride 4). Each loop
+is asked for by name and interleaved with F.conv2d (and, for the dense layers, convlens's im2col,
+for scale) in one process, float32, torch's threads. Prints each one's speedup over PyTorch, the
+kernel's pick, and whether it is the fastest loop.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 import convlens
 from convlens import native
 from convlens.benchmark.report import cpu_name
+from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import speedups_over
 
 # (batch, C_in, C_out, size, kernel, stride, groups)
@@ -32,30 +39,51 @@ LAYERS = [
 ]  # fmt: skip
 
 
+def depthwise_layers(batches: tuple[int, ...]) -> list[tuple[int, int, int, int, int, int, int]]:
+    """MobileNetV2's and ConvNeXt-T's depthwise layers, NCHW, in LAYERS's form."""
+    found = []
+    for name in ("mobilenet_v2", "convnext_tiny"):
+        for layer in suite(name):
+            spec = layer.spec(1)
+            if spec.is_depthwise:
+                for batch in batches:
+                    found.append((batch, spec.in_channels, spec.out_channels, spec.in_size[1], spec.kernel_size[1],
+                                  spec.stride[1], spec.groups))  # fmt: skip
+    return found
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depthwise", action="store_true", help="MobileNetV2's and ConvNeXt-T's depthwise layers")
+    args = parser.parse_args()
     if not native.available():
         raise SystemExit(f"no compiled kernels: {native.reason()}")
     print(f"{cpu_name()}, {torch.get_num_threads()} threads; speedup over F.conv2d")
     torch.manual_seed(0)
+    layers = depthwise_layers((1, 8)) if args.depthwise else LAYERS
     right = 0
-    for batch, c_in, c_out, size, k, stride, groups in LAYERS:
+    for batch, c_in, c_out, size, k, stride, groups in layers:
         x, w, b = torch.randn(batch, c_in, size, size), torch.randn(c_out, c_in // groups, k, k), torch.randn(c_out)
         options = {"stride": stride, "padding": k // 2, "groups": groups}
         spec = convlens.ConvSpec.from_args(x, w, b, **options)
-        candidates = {
-            "pytorch": lambda x=x, w=w, b=b, options=options: F.conv2d(x, w, b, **options),
-            "planes": lambda x=x, w=w, b=b, spec=spec: native.direct_forward(x, w, b, spec, loop="planes"),
-            "blocks": lambda x=x, w=w, b=b, spec=spec: native.direct_forward(x, w, b, spec, loop="blocks"),
-            "im2col": lambda x=x, w=w, b=b, options=options: convlens.conv2d(x, w, b, **options, algorithm="im2col"),
-        }
+        loops = ["planes"]
+        if c_in > groups or size * size <= 1024:  # channel blocks copy a depthwise plane of at most 1024
+            loops.append("blocks")
+        if c_in == groups and stride == 1:
+            loops.append("row vectors")
+        candidates = {"pytorch": lambda x=x, w=w, b=b, options=options: F.conv2d(x, w, b, **options)}
+        for loop in loops:
+            candidates[loop] = lambda x=x, w=w, b=b, spec=spec, loop=loop: native.direct_forward(x, w, b, spec, loop)
+        if not args.depthwise:
+            candidates["im2col"] = lambda x=x, w=w, b=b, o=options: convlens.conv2d(x, w, b, **o, algorithm="im2col")
         pytorch_ms, speedup = speedups_over("pytorch", candidates, rounds=3, min_run_time=0.05)
         pick = native.direct_loop(spec)
-        faster = max(("planes", "blocks"), key=speedup.__getitem__)
-        right += pick == faster
+        fastest = max(loops, key=speedup.__getitem__)
+        right += pick == fastest
+        times = "  ".join(f"{name} {value:.2f}x" for name, value in speedup.items())
         print(f"N={batch} {c_in}->{c_out} {k}x{k} s{stride} g={groups} @{size}  PyTorch {pytorch_ms * 1000:7.0f} us  "
-              f"planes {speedup['planes']:.2f}x  blocks {speedup['blocks']:.2f}x  im2col {speedup['im2col']:.2f}x  "
-              f"pick: {pick}{'' if pick == faster else '  (the other is faster)'}", flush=True)  # fmt: skip
-    print(f"the kernel picks the faster loop on {right} of {len(LAYERS)} layers")
+              f"{times}  pick: {pick}{'' if pick == fastest else f'  ({fastest} is faster)'}", flush=True)  # fmt: skip
+    print(f"the kernel picks the fastest loop on {right} of {len(layers)} layers")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ im2col's columns are k_h*k_w copies of the image for a thin product, while direc
 blocks keep the whole filter bank in cache. Sweeps dense and grouped layers from 10 thousand to 30
 million multiply-adds at batch 1 and 4, and stems at batch 1 and 8 (float32, NCHW, torch's
 threads), interleaved with F.conv2d in one process, and prints each one's speedup over PyTorch with
-auto's pick; rule 5's threshold is where direct stops leading on the small layers.
+auto's pick; rule 5's thresholds are where direct stops leading on the small layers, 3x3 and 1x1.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ LAYERS = [
     (1, 32, 32, 16, 3, 4, 1), (1, 32, 32, 16, 3, 1, 1), (1, 48, 48, 16, 3, 1, 1), (1, 64, 64, 14, 3, 1, 1),
     (1, 128, 128, 7, 3, 1, 1), (4, 16, 16, 32, 3, 1, 1), (2, 32, 32, 28, 3, 1, 1), (1, 96, 96, 14, 3, 1, 1),
     (1, 64, 64, 28, 3, 1, 1),
+    # 1x1 (pointwise), whose columns are the input itself
+    (1, 32, 64, 16, 1, 1, 1), (1, 64, 64, 14, 1, 1, 1), (1, 32, 192, 28, 1, 1, 1), (1, 960, 160, 7, 1, 1, 1),
     # stems
     (1, 3, 64, 224, 7, 1, 2), (8, 3, 64, 224, 7, 1, 2), (1, 3, 64, 224, 11, 1, 4), (8, 3, 64, 224, 11, 1, 4),
     (1, 3, 32, 224, 5, 1, 2), (1, 3, 64, 224, 3, 1, 1), (1, 3, 32, 224, 3, 1, 2),

@@ -98,7 +98,8 @@ def pytorch_references(
 
 loop_configurations = st.fixed_dictionaries({
     "batch": st.integers(1, 2), "groups": st.integers(1, 3), "in_per_group": st.integers(1, 5),
-    "out_per_group": st.integers(1, 20), "size": pairs(1, 12), "kernel": pairs(1, 4), "stride": pairs(1, 3),
+    "out_per_group": st.integers(1, 20), "size": st.tuples(st.integers(1, 12), st.integers(1, 45)),
+    "kernel": pairs(1, 4), "stride": pairs(1, 3),
     "padding": pairs(0, 2), "dilation": pairs(1, 2), "bias": st.booleans(),
 })  # fmt: skip
 
@@ -107,9 +108,10 @@ loop_configurations = st.fixed_dictionaries({
 @given(loop_configurations)
 def test_every_loop_of_the_direct_kernel_gives_the_same_bits(c: dict) -> None:
     """direct.c's loops (planes; output blocks for several input channels per group, channel blocks
-    for one) add each output's terms in the same order: asked for by name, each gives the bits of
-    the kernel's own pick, within verify's rule of float64. Up to 20 outputs per group, so blocks of
-    16 lanes come full, partial and split."""
+    for one; row vectors for one at stride 1 along the row) add each output's terms in the same
+    order: asked for by name, each gives the bits of the kernel's own pick, within verify's rule of
+    float64. Up to 20 outputs per group, so blocks of 16 lanes come full, partial and split; rows up
+    to 45 wide, so row vectors come 4 at a time, one at a time and overlapping."""
     if not native.available():
         pytest.skip(native.reason())
     span = [d * (k - 1) + 1 for d, k in zip(c["dilation"], c["kernel"])]
@@ -123,7 +125,12 @@ def test_every_loop_of_the_direct_kernel_gives_the_same_bits(c: dict) -> None:
     options = {"stride": c["stride"], "padding": c["padding"], "dilation": c["dilation"], "groups": groups}
     spec = convlens.ConvSpec.from_args(x, w, b, **options)
     picked = native.direct_forward(x, w, b, spec)
-    for loop in ("planes", "blocks"):
+    loops = ["planes"]
+    if spec.in_per_group > 1 or spec.in_size[0] * spec.in_size[1] <= 1024:  # channel blocks copy a plane
+        loops.append("blocks")
+    if spec.in_per_group == 1 and spec.stride[1] == 1:
+        loops.append("row vectors")
+    for loop in loops:
         assert torch.equal(native.direct_forward(x, w, b, spec, loop=loop), picked), loop
     exact, theirs = pytorch_references(x, w, b, options)
     bound = convlens.algos.get("direct").error_bound(spec)
@@ -132,22 +139,27 @@ def test_every_loop_of_the_direct_kernel_gives_the_same_bits(c: dict) -> None:
 
 
 def test_the_direct_kernel_refuses_a_loop_it_cannot_run() -> None:
-    """Channel blocks copy an NCHW plane into a buffer of MAX_SMALL_PLANE positions; a larger
-    depthwise plane cannot go that way, and the kernel says so instead of computing nothing."""
+    """Channel blocks copy an NCHW plane into a buffer of MAX_SMALL_PLANE positions, row vectors
+    need stride 1 along the row: a layer that cannot go the way asked is refused, not left
+    uncomputed."""
     if not native.available():
         pytest.skip(native.reason())
     x, w = torch.randn(1, 2, 40, 40), torch.randn(2, 1, 3, 3)
     spec = convlens.ConvSpec.from_args(x, w, None, groups=2)
     with pytest.raises(ValueError, match="loop='blocks'"):
         native.direct_forward(x, w, None, spec, loop="blocks")
+    strided = convlens.ConvSpec.from_args(x, w, None, groups=2, stride=(1, 2))
+    with pytest.raises(ValueError, match="loop='row vectors'"):  # row vectors read contiguous input columns
+        native.direct_forward(x, w, None, strided, loop="row vectors")
     torch.testing.assert_close(native.direct_forward(x, w, None, spec, loop="planes"), F.conv2d(x, w, groups=2))
 
 
 @pytest.mark.parametrize("multiplier", [1, 2])
-def test_direct_kernel_channel_blocks_give_the_bits_of_its_plane_loop(multiplier: int) -> None:
-    """direct.c takes depthwise outputs up to 32 columns wide LANES channels at a time, wider ones
-    plane by plane: the same sums in the same order, so the same bits. An output 40 wide (planes) and
-    its first 20 columns (blocks, from the first 22 input columns; no padding across) must agree."""
+def test_direct_kernel_picks_by_width_give_the_same_bits(multiplier: int) -> None:
+    """direct.c takes depthwise stride-1 outputs up to 16 columns wide LANES channels at a time,
+    wider ones 32 outputs of a row at a time (row vectors): the same sums in the same order, so the
+    same bits. An output 40 wide and its first 14 columns (from the first 16 input columns; no
+    padding across) must agree, through the public conv2d."""
     if not native.available():
         pytest.skip(native.reason())
     generator = torch.Generator().manual_seed(2)
@@ -155,9 +167,31 @@ def test_direct_kernel_channel_blocks_give_the_bits_of_its_plane_loop(multiplier
     w = torch.randn(20 * multiplier, 1, 3, 3, generator=generator)
     b = torch.randn(20 * multiplier, generator=generator)
     options = {"padding": (1, 0), "groups": 20}
-    wide = convlens.conv2d(x, w, b, **options, algorithm="depthwise")  # 40 columns: plane by plane
-    narrow = convlens.conv2d(x[..., :22].contiguous(), w, b, **options, algorithm="depthwise")  # 20: blocks
-    assert torch.equal(wide[..., :20], narrow)
+    wide = convlens.conv2d(x, w, b, **options, algorithm="depthwise")  # 40 columns: row vectors
+    narrow = convlens.conv2d(x[..., :16].contiguous(), w, b, **options, algorithm="depthwise")  # 14: blocks
+    spec = convlens.ConvSpec.from_args(x[..., :16], w, b, **options)
+    assert native.direct_loop(spec) == "blocks"
+    assert torch.equal(wide[..., :14], narrow)
+
+
+@pytest.mark.parametrize("width", [5, 21, 40])
+def test_every_depthwise_loop_puts_nan_and_inf_where_the_plane_loop_does(width: int) -> None:
+    """Row vectors mask the terms that read the zero margin instead of skipping them; a NaN or Inf
+    weight times a margin zero must not reach the output. Planted in input and weights, every loop
+    gives the plane loop's bits, NaN for NaN."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(width)
+    x, w = torch.randn(2, 6, 7, width, generator=generator), torch.randn(6, 1, 3, 3, generator=generator)
+    x[0, 1, 3, 0], x[1, 2, 0, width - 1], x[0, 3, 6, width // 2] = float("nan"), float("inf"), -float("inf")
+    w[4, 0, 0, 0], w[5, 0, 2, 2] = float("nan"), float("inf")
+    spec = convlens.ConvSpec.from_args(x, w, None, padding=1, groups=6)
+    planes = native.direct_forward(x, w, None, spec, loop="planes")
+    assert planes[1, 4].isnan().any() and not planes[1, 4].isnan().all()  # the NaN tap skips the padding
+    for loop in ("blocks", "row vectors"):
+        torch.testing.assert_close(
+            native.direct_forward(x, w, None, spec, loop=loop), planes, rtol=0, atol=0, equal_nan=True
+        )
 
 
 def test_what_the_kernel_does_not_take_goes_to_python() -> None:

@@ -80,6 +80,19 @@ def test_auto_rule_sends_stems_to_the_compiled_direct_kernel(channels, kernel, s
 
 
 @pytest.mark.parametrize(
+    ("size", "kernel", "padding", "expected"),
+    [(8, 1, 0, "direct"), (14, 1, 0, "im2col"), (14, 1, 1, "direct"), (8, 3, 1, "direct")],
+)
+def test_auto_rule_keeps_larger_pointwise_layers_on_the_one_product(size, kernel, padding, expected) -> None:
+    """Rule 5 for a 1x1 unpadded layer, whose columns are its input: direct.c only up to 2^19
+    multiply-adds. 64->64 at 14x14 is 0.8e6 of them (im2col: one product), at 8x8 0.26e6; a padded
+    1x1 at 14x14 (1.0e6) or a 3x3 at 8x8 (2.4e6) stays within the 2^22 of other layers."""
+    x, w = torch.empty(1, 64, size, size), torch.empty(64, 64, kernel, kernel)
+    choice = choose(ConvSpec.from_args(x, w, padding=padding))
+    assert choice.algorithm.name == (expected if native.available() else "im2col"), choice
+
+
+@pytest.mark.parametrize(
     ("channels", "precision", "expected"),
     [(64, "high", "winograd"), (64, "highest", "im2col"), (128, "highest", "winograd")],
 )

@@ -49,7 +49,11 @@ first match wins:
    sums 16 output channels per vector with no cache blocking, so its time grows fastest. Why:
    direct leads im2col up to 2.4e6 multiply-adds, the two are level within the noise from 5e6 to
    9e6, and im2col leads from 1.4e7; evidence: ``python
-   benchmarks/tiny_rule.py`` (benchmarks/RESULTS.md, twelfth session);
+   benchmarks/tiny_rule.py`` (benchmarks/RESULTS.md, twelfth session). A 1x1 stride-1 layer
+   without padding, whose columns are the input itself (one product, no copy), only up to
+   TINY_POINTWISE_MACS = 2^19: im2col leads on every MobileNetV2 1x1 layer at batch 1 (0.6e6 to
+   7.5e6 multiply-adds); evidence: the same script, and ``convlens bench --suite mobilenet_v2
+   --batch 1 --algorithms direct,im2col``;
 6. a stem: a dense layer with at most STEM_MAX_CHANNELS = 4 input channels per group and a kernel
    of at least STEM_MIN_TAPS = 25 taps (5x5), which direct.c takes: ``direct``. im2col's columns
    are k_h*k_w copies of the image for a product only C_in*k_h*k_w deep, while direct.c keeps the
@@ -77,6 +81,7 @@ import torch
 
 from convlens import native
 from convlens.algos import Algorithm, concrete, get
+from convlens.algos.im2col import columns_are_input
 from convlens.algos.winograd.plan import MIN_TILES, tile_count, tile_size
 from convlens.config import get_autotune, get_precision, get_workspace_limit
 from convlens.spec import ConvSpec
@@ -91,6 +96,7 @@ BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
 TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
+TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
 STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 6
 STEM_MIN_TAPS = 25  # kernel taps from which it is
 
@@ -126,7 +132,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, without im2col's k_h*k_w copy of the input")
-    if spec.flops // 2 <= TINY_MACS and native.takes(spec):
+    tiny = TINY_POINTWISE_MACS if columns_are_input(spec) else TINY_MACS
+    if spec.flops // 2 <= tiny and native.takes(spec):
         return Choice(get("direct"), "a small layer: one compiled pass, where im2col's copies and calls cost more")
     if spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS and native.takes(spec):
         return Choice(get("direct"), "a stem (few input channels, large kernel): im2col copies the image k*k times")

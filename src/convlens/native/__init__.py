@@ -142,7 +142,7 @@ def direct_sizes(spec: ConvSpec) -> DirectSizes:
     ))  # fmt: skip
 
 
-DIRECT_LOOPS = {"any": 0, "planes": 1, "blocks": 2}  # direct.c's ANY_LOOP, PLANE_LOOP, BLOCK_LOOP
+DIRECT_LOOPS = {"any": 0, "planes": 1, "blocks": 2, "row vectors": 3}  # direct.c's ANY_LOOP, PLANE_LOOP, ...
 
 
 def direct_forward(
@@ -150,8 +150,8 @@ def direct_forward(
 ) -> torch.Tensor:
     """direct.c: x (N, C_in, H, W) float32, dense NCHW or channels-last (see ``takes``), weight
     (C_out, C_in/G, k_h, k_w), bias (C_out) or None -> (N, C_out, H_out, W_out) in x's layout, with
-    the zero padding of ``spec``. ``loop``: "any" (the kernel picks), or "planes" / "blocks" to ask
-    for one of its loops (tests and benchmarks: every loop gives the same bits)."""
+    the zero padding of ``spec``. ``loop``: "any" (the kernel picks), or "planes", "blocks" or "row
+    vectors" to ask for one of its loops (tests and benchmarks: every loop gives the same bits)."""
     library = _load()
     assert library is not None
     layout = torch.channels_last if spec.channels_last else torch.contiguous_format
@@ -169,7 +169,7 @@ def direct_forward(
 
 
 def direct_loop(spec: ConvSpec) -> str:
-    """The loop direct.c picks for a layer it takes (``takes``): "planes" or "blocks"."""
+    """The loop direct.c picks for a layer it takes (``takes``): "planes", "blocks" or "row vectors"."""
     library = _load()
     assert library is not None and takes(spec)
     return {value: name for name, value in DIRECT_LOOPS.items()}[library.convlens_direct_pick(direct_sizes(spec))]

@@ -11,8 +11,8 @@
  * Shapes, all contiguous: x (N, C_in, H, W), weight (C_out, C_in/G, k_h, k_w), bias (C_out) or NULL,
  * out (N, C_out, H_out, W_out). The bottom and right padding are implied by H_out and W_out.
  *
- * Three loops compute these sums, each adding an output's terms in the same order (input channel,
- * then ky, then kx, only the taps that read inside the input; the bias last), so all three give the
+ * Four loops compute these sums, each adding an output's terms in the same order (input channel,
+ * then ky, then kx, only the taps that read inside the input; the bias last), so all four give the
  * same bits and a test holds them to it:
  *   - run_planes: one output plane (n, o) at a time, one row at a time: the row starts at zero, then
  *     each tap of each input channel adds weight * the input row it reads. The output columns a tap
@@ -25,7 +25,11 @@
  *     few-channel, large-kernel stems (ResNet's 7x7 stride 2).
  *   - run_channel_blocks (one input channel per group, depthwise): LANES channels at a time,
  *     channels innermost; channels-last layers in place, small NCHW planes through a copy.
- * direct_forward picks one (output_blocks_pay, SMALL_PLANE_WIDTH); a caller may ask for one.
+ *   - run_row_vectors (depthwise, NCHW, stride 1 along the row): 8 outputs of a row per vector, 4
+ *     vectors at once, their sums in registers over every tap; the plane copied with zero margins,
+ *     the vectors at its edges masked. Best on stride-1 rows wider than NARROW_ROW.
+ * convlens_direct_pick picks one (output_blocks_pay, NARROW_ROW, SMALL_PLANE_WIDTH: measured by
+ * benchmarks/direct_loops.py); a caller may ask for one.
  *
  * No blocking for cache: this is the reference in C and the kernel for the calls where a single
  * call's fixed cost, not its arithmetic, is the time (small layers), for depthwise layers, where
@@ -67,10 +71,9 @@ typedef struct {
 } Job;
 
 enum { LANES = 16, MAX_SMALL_PLANE = 1024 }; /* run_channel_blocks: channels at a time; largest plane, kernel */
-enum { SMALL_PLANE_WIDTH = 32 };             /* outputs at most this wide go through run_channel_blocks */
+enum { SMALL_PLANE_WIDTH = 32 };             /* outputs at most this wide may go through run_channel_blocks */
+enum { NARROW_ROW = 16 };                    /* stride-1 depthwise rows wider than this go through run_row_vectors */
 enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
-#ifndef BLOCKED_OUTPUTS
-#endif
 
 /* Half of LANES floats as one value of GCC's vector extension: each + and * is one elementwise IEEE
  * operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code would.
@@ -344,6 +347,110 @@ static void run_output_blocks(const void *context, int64_t first_block, int64_t 
     free(w_lanes);
 }
 
+/* Lane masks of GCC's vector extension: all ones where a lane's term counts, zeros where it does not. */
+typedef int32_t HalfMask __attribute__((vector_size(LANES / 2 * sizeof(int32_t))));
+
+/* run_row_vectors's outputs x0 .. x0 + LANES/2 - 1 of a row, `chunks` vectors of them at once (a
+ * constant where it is called, so that the sums stay in registers; the vectors' x0 LANES/2 apart):
+ * each tap is one multiply-add of a vector of inputs (rows: the input plane with zero margins, the
+ * first kernel row's row; row_length apart), its weight broadcast. `masks` (NULL: every term counts)
+ * holds, per kernel column, which lanes read inside the input: the others add +0 instead of
+ * weight * margin, which leaves the sum as it was (a sum begun at +0 is never -0), so each output
+ * sums exactly the terms run_planes sums, in its order. */
+static inline __attribute__((always_inline)) void row_vector_outputs(int chunks, const float *rows, int64_t row_length,
+                                                                     const float *filter, const Job *job, int64_t y,
+                                                                     const HalfMask *masks, Half *sums) {
+    const int64_t kw = job->kernel_w, dw = job->dilation_w;
+    for (int v = 0; v < chunks; v++) sums[v] = (Half){0};
+    for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
+        const float *in_row = rows + ky * job->dilation_h * row_length;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            const float tap = filter[ky * kw + kx];
+            for (int v = 0; v < chunks; v++) {
+                const Half product = tap * load_half(in_row + kx * dw + v * (LANES / 2));
+                sums[v] += masks == NULL ? product : (Half)((HalfMask)product & masks[kx]);
+            }
+        }
+    }
+}
+
+/* One input channel per group (depthwise), NCHW, stride 1 along the row: one output plane at a time,
+ * one row at a time, LANES / 2 outputs of the row per vector, up to POSITIONS vectors at once, their
+ * sums in registers from the first tap to the bias (run_planes adds each tap into the output row in
+ * memory). Each plane is first copied into a buffer with zero margins left and right, so that every
+ * vector's reads are in memory; vectors with a column next to the padding mask the terms that read
+ * outside the input (row_vector_outputs). The last vector of a row overlaps the one before where
+ * the row does not divide (the same values again). The same bits as run_planes. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void run_row_vectors(const void *context, int64_t first_plane, int64_t end_plane) {
+    const Job *job = (const Job *)context; /* planes n*C_out + o in [first_plane, end_plane) */
+    const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w, dw = job->dilation_w;
+    const int64_t H_out = job->out_h, W_out = job->out_w, width = LANES / 2;
+    const int64_t *tap_cols = job->tap_cols;
+    /* vector c covers outputs [starts[c], starts[c] + width): the last one ends at the row's end when
+     * the row is at least one vector wide, else it runs past it (those lanes are not stored) */
+    const int64_t vectors = (W_out + width - 1) / width, covered = W_out < width ? width : W_out;
+    const int64_t left = job->pad_left; /* margins: input column j sits at left + j */
+    const int64_t right_reach = covered - 1 - job->pad_left + (kw - 1) * dw - (W - 1);
+    const int64_t row_length = left + W + (right_reach > 0 ? right_reach : 0);
+    float *padded = calloc((size_t)(H * row_length), sizeof(float));
+    HalfMask *masks = malloc(sizeof(HalfMask) * (size_t)(vectors * kw));
+    int64_t *starts = malloc(sizeof(int64_t) * (size_t)vectors);
+    char *inside = malloc((size_t)vectors); /* 1: every lane of the vector reads every kernel column inside */
+    if (padded == NULL || masks == NULL || starts == NULL || inside == NULL) {
+        *job->no_memory = 1;
+        free(padded), free(masks), free(starts), free(inside);
+        return;
+    }
+    for (int64_t c = 0; c < vectors; c++) {
+        starts[c] = c * width + width <= covered ? c * width : covered - width;
+        inside[c] = 1;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            for (int l = 0; l < width; l++) {
+                const int64_t x = starts[c] + l;
+                const int counts = x < W_out && tap_cols[2 * x] <= kx && kx < tap_cols[2 * x + 1];
+                masks[c * kw + kx][l] = counts ? -1 : 0;
+                inside[c] &= counts;
+            }
+        }
+    }
+    for (int64_t plane = first_plane; plane < end_plane; plane++) {
+        const int64_t n = plane / job->out_channels, o = plane % job->out_channels;
+        const float *input = job->x + (n * job->in_channels + o / job->out_per_group) * H * W;
+        const float *filter = job->weight + o * kh * kw;
+        for (int64_t i = 0; i < H; i++) memcpy(padded + i * row_length + left, input + i * W, sizeof(float) * (size_t)W);
+        for (int64_t y = 0; y < H_out; y++) {
+            const float *rows = padded + (y * job->stride_h - job->pad_top) * row_length; /* kernel row 0's, maybe outside */
+            float *out_row = job->out + (plane * H_out + y) * W_out;
+            Half sums[POSITIONS];
+            for (int64_t c = 0; c < vectors;) {
+                int chunks = 1;
+                if (inside[c] && c + POSITIONS <= vectors && inside[c + POSITIONS - 1] &&
+                    starts[c + POSITIONS - 1] == starts[c] + (POSITIONS - 1) * width) {
+                    row_vector_outputs(POSITIONS, rows + starts[c], row_length, filter, job, y, NULL, sums);
+                    chunks = POSITIONS;
+                } else if (inside[c]) {
+                    row_vector_outputs(1, rows + starts[c], row_length, filter, job, y, NULL, sums);
+                } else {
+                    row_vector_outputs(1, rows + starts[c], row_length, filter, job, y, masks + c * kw, sums);
+                }
+                for (int v = 0; v < chunks; v++) {
+                    const Half out = job->bias != NULL ? sums[v] + job->bias[o] : sums[v];
+                    if (W_out >= width) {
+                        store_half(out_row + starts[c] + v * width, out);
+                    } else {
+                        for (int64_t x = 0; x < W_out; x++) out_row[x] = out[x];
+                    }
+                }
+                c += chunks;
+            }
+        }
+    }
+    free(padded), free(masks), free(starts), free(inside);
+}
+
 /* The kernel rows (or columns) [first, end) that output row (column) i reads inside an input of `size`:
  * i*stride - pad + k*dilation in [0, size). Written to ranges[2*i], ranges[2*i + 1] for i < count. */
 static void tap_ranges(int64_t *ranges, int64_t count, int64_t size, int64_t kernel, int64_t stride, int64_t pad,
@@ -373,7 +480,7 @@ static int output_blocks_pay(const Sizes *z) {
 }
 
 /* Which loop computes a call: the kernel's choice, or one a test or benchmark asks for. */
-enum { ANY_LOOP = 0, PLANE_LOOP = 1, BLOCK_LOOP = 2 };
+enum { ANY_LOOP = 0, PLANE_LOOP = 1, BLOCK_LOOP = 2, ROW_VECTOR_LOOP = 3 };
 
 /* Whether an NCHW layer's planes and kernel fit run_channel_blocks's copies (MAX_SMALL_PLANE positions). */
 static int fits_channel_blocks(const Sizes *z) {
@@ -382,10 +489,13 @@ static int fits_channel_blocks(const Sizes *z) {
 }
 
 /* The kernel's choice for a layer it takes: BLOCK_LOOP (channel blocks for one input channel per
- * group, output blocks for several) or PLANE_LOOP. */
+ * group, output blocks for several), ROW_VECTOR_LOOP (one input channel per group, NCHW, stride 1
+ * along the row) or PLANE_LOOP. */
 int convlens_direct_pick(const Sizes *z) {
     if (z->in_channels > z->groups) return output_blocks_pay(z) ? BLOCK_LOOP : PLANE_LOOP;
-    return z->channels_last || (fits_channel_blocks(z) && z->out_w <= SMALL_PLANE_WIDTH) ? BLOCK_LOOP : PLANE_LOOP;
+    if (z->channels_last) return BLOCK_LOOP;
+    if (z->stride_w == 1 && z->out_w > NARROW_ROW) return ROW_VECTOR_LOOP;
+    return fits_channel_blocks(z) && z->out_w <= SMALL_PLANE_WIDTH ? BLOCK_LOOP : PLANE_LOOP;
 }
 
 /* Returns 0, 1 when a thread could not be started (its share then ran on the calling thread), 2 when
@@ -398,7 +508,9 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     const int64_t taps = z.kernel_h * z.kernel_w, per_group = z.in_channels / z.groups;
     const int64_t out_per_group = z.out_channels / z.groups;
     if (z.channels_last && !(per_group == 1 && out_per_group == 1 && taps <= MAX_SMALL_PLANE)) return 3;
-    if ((loop == PLANE_LOOP && z.channels_last) || (loop == BLOCK_LOOP && per_group == 1 && !fits_channel_blocks(&z))) return 3;
+    if ((loop == PLANE_LOOP && z.channels_last) || (loop == BLOCK_LOOP && per_group == 1 && !fits_channel_blocks(&z)) ||
+        (loop == ROW_VECTOR_LOOP && (per_group > 1 || z.channels_last || z.stride_w != 1)))
+        return 3;
     /* For each kernel column kx, the output columns [x_first, x_end) whose tap reads inside the input:
      * the same for every row, so worked out once here (two divisions each), not per row and tap. And
      * for the blocked loops, the taps each output row and column reads inside the input. */
@@ -419,14 +531,16 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
                      z.out_h, z.out_w, columns, tap_rows, tap_cols, (int)z.channels_last, &no_memory};
     const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * per_group * taps;
     const int64_t threads_used = convlens_threads_for(work, threads);
-    const int blocked = (loop == ANY_LOOP ? convlens_direct_pick(&z) : loop) == BLOCK_LOOP;
+    const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
     int failed;
-    if (blocked && per_group == 1) {
+    if (chosen == BLOCK_LOOP && per_group == 1) {
         failed = convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
                                    threads_used);
-    } else if (blocked) {
+    } else if (chosen == BLOCK_LOOP) {
         failed = convlens_parallel(run_output_blocks, &job, z.batch * z.groups * ((out_per_group + LANES - 1) / LANES),
                                    threads_used);
+    } else if (chosen == ROW_VECTOR_LOOP) {
+        failed = convlens_parallel(run_row_vectors, &job, z.batch * z.out_channels, threads_used);
     } else {
         failed = convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
     }
