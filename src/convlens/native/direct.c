@@ -77,8 +77,9 @@ enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a 
 
 /* Half of LANES floats as one value of GCC's vector extension: each + and * is one elementwise IEEE
  * operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code would.
- * (A whole LANES-float vector left GCC spilling it through the stack on AVX2.) Loads and stores
- * through memcpy, at any alignment. */
+ * (A whole LANES-float vector has no register on AVX2: GCC keeps it on the stack, 8-15x the spills
+ * of the v3 clones as built, and it ran only 0-15% faster on AVX-512: benchmarks/RESULTS.md,
+ * thirteenth session.) Loads and stores through memcpy, at any alignment. */
 typedef float Half __attribute__((vector_size(LANES / 2 * sizeof(float))));
 static inline __attribute__((always_inline)) Half load_half(const float *from) {
     Half half;
@@ -350,16 +351,18 @@ static void run_output_blocks(const void *context, int64_t first_block, int64_t 
 /* Lane masks of GCC's vector extension: all ones where a lane's term counts, zeros where it does not. */
 typedef int32_t HalfMask __attribute__((vector_size(LANES / 2 * sizeof(int32_t))));
 
-/* run_row_vectors's outputs x0 .. x0 + LANES/2 - 1 of a row, `chunks` vectors of them at once (a
- * constant where it is called, so that the sums stay in registers; the vectors' x0 LANES/2 apart):
- * each tap is one multiply-add of a vector of inputs (rows: the input plane with zero margins, the
- * first kernel row's row; row_length apart), its weight broadcast. `masks` (NULL: every term counts)
- * holds, per kernel column, which lanes read inside the input: the others add +0 instead of
- * weight * margin, which leaves the sum as it was (a sum begun at +0 is never -0), so each output
- * sums exactly the terms run_planes sums, in its order. */
-static inline __attribute__((always_inline)) void row_vector_outputs(int chunks, const float *rows, int64_t row_length,
-                                                                     const float *filter, const Job *job, int64_t y,
-                                                                     const HalfMask *masks, Half *sums) {
+/* run_row_vectors's outputs: `chunks` vectors of LANES / 2 outputs of a row at once (a constant
+ * where it is called, so that the sums stay in registers), vector v's first output reading rows + starts[v]
+ * (rows: the input plane with zero margins at the first kernel row's row, row_length apart). Each tap
+ * is one multiply-add of a vector of inputs by its weight, broadcast. Terms that read a margin add
+ * tap * 0 = +-0, which leaves a sum as it was (a sum begun at +0 is never -0), so each output sums
+ * the terms run_planes sums, in its order; unless the tap is Inf or NaN: then `masks` (per vector
+ * v and kernel column kx: masks[v * k_w + kx], the lanes that read inside the input) keep the
+ * margin's terms out. NULL: a filter of finite taps, no masks needed. */
+static inline __attribute__((always_inline)) void row_vector_outputs(int chunks, const float *rows, const int64_t *starts,
+                                                                     int64_t row_length, const float *filter,
+                                                                     const Job *job, int64_t y, const HalfMask *masks,
+                                                                     Half *sums) {
     const int64_t kw = job->kernel_w, dw = job->dilation_w;
     for (int v = 0; v < chunks; v++) sums[v] = (Half){0};
     for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
@@ -367,8 +370,8 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
         for (int64_t kx = 0; kx < kw; kx++) {
             const float tap = filter[ky * kw + kx];
             for (int v = 0; v < chunks; v++) {
-                const Half product = tap * load_half(in_row + kx * dw + v * (LANES / 2));
-                sums[v] += masks == NULL ? product : (Half)((HalfMask)product & masks[kx]);
+                const Half product = tap * load_half(in_row + starts[v] + kx * dw);
+                sums[v] += masks == NULL ? product : (Half)((HalfMask)product & masks[v * kw + kx]);
             }
         }
     }
@@ -378,9 +381,9 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
  * one row at a time, LANES / 2 outputs of the row per vector, up to POSITIONS vectors at once, their
  * sums in registers from the first tap to the bias (run_planes adds each tap into the output row in
  * memory). Each plane is first copied into a buffer with zero margins left and right, so that every
- * vector's reads are in memory; vectors with a column next to the padding mask the terms that read
- * outside the input (row_vector_outputs). The last vector of a row overlaps the one before where
- * the row does not divide (the same values again). The same bits as run_planes. */
+ * vector's reads are in memory (row_vector_outputs: why the margins' terms change nothing). The last
+ * vector of a row overlaps the one before where the row does not divide (the same values again).
+ * The same bits as run_planes. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
@@ -398,21 +401,17 @@ static void run_row_vectors(const void *context, int64_t first_plane, int64_t en
     float *padded = calloc((size_t)(H * row_length), sizeof(float));
     HalfMask *masks = malloc(sizeof(HalfMask) * (size_t)(vectors * kw));
     int64_t *starts = malloc(sizeof(int64_t) * (size_t)vectors);
-    char *inside = malloc((size_t)vectors); /* 1: every lane of the vector reads every kernel column inside */
-    if (padded == NULL || masks == NULL || starts == NULL || inside == NULL) {
+    if (padded == NULL || masks == NULL || starts == NULL) {
         *job->no_memory = 1;
-        free(padded), free(masks), free(starts), free(inside);
+        free(padded), free(masks), free(starts);
         return;
     }
     for (int64_t c = 0; c < vectors; c++) {
         starts[c] = c * width + width <= covered ? c * width : covered - width;
-        inside[c] = 1;
         for (int64_t kx = 0; kx < kw; kx++) {
             for (int l = 0; l < width; l++) {
                 const int64_t x = starts[c] + l;
-                const int counts = x < W_out && tap_cols[2 * x] <= kx && kx < tap_cols[2 * x + 1];
-                masks[c * kw + kx][l] = counts ? -1 : 0;
-                inside[c] &= counts;
+                masks[c * kw + kx][l] = x < W_out && tap_cols[2 * x] <= kx && kx < tap_cols[2 * x + 1] ? -1 : 0;
             }
         }
     }
@@ -420,26 +419,25 @@ static void run_row_vectors(const void *context, int64_t first_plane, int64_t en
         const int64_t n = plane / job->out_channels, o = plane % job->out_channels;
         const float *input = job->x + (n * job->in_channels + o / job->out_per_group) * H * W;
         const float *filter = job->weight + o * kh * kw;
+        int finite = 1; /* every tap finite: the margins' terms are +-0, no masks needed */
+        for (int64_t t = 0; t < kh * kw; t++) finite &= __builtin_isfinite(filter[t]) != 0;
         for (int64_t i = 0; i < H; i++) memcpy(padded + i * row_length + left, input + i * W, sizeof(float) * (size_t)W);
         for (int64_t y = 0; y < H_out; y++) {
             const float *rows = padded + (y * job->stride_h - job->pad_top) * row_length; /* kernel row 0's, maybe outside */
             float *out_row = job->out + (plane * H_out + y) * W_out;
             Half sums[POSITIONS];
             for (int64_t c = 0; c < vectors;) {
-                int chunks = 1;
-                if (inside[c] && c + POSITIONS <= vectors && inside[c + POSITIONS - 1] &&
-                    starts[c + POSITIONS - 1] == starts[c] + (POSITIONS - 1) * width) {
-                    row_vector_outputs(POSITIONS, rows + starts[c], row_length, filter, job, y, NULL, sums);
-                    chunks = POSITIONS;
-                } else if (inside[c]) {
-                    row_vector_outputs(1, rows + starts[c], row_length, filter, job, y, NULL, sums);
+                const int chunks = c + POSITIONS <= vectors ? POSITIONS : 1;
+                const HalfMask *chunk_masks = finite ? NULL : masks + c * kw;
+                if (chunks == POSITIONS) {
+                    row_vector_outputs(POSITIONS, rows, starts + c, row_length, filter, job, y, chunk_masks, sums);
                 } else {
-                    row_vector_outputs(1, rows + starts[c], row_length, filter, job, y, masks + c * kw, sums);
+                    row_vector_outputs(1, rows, starts + c, row_length, filter, job, y, chunk_masks, sums);
                 }
                 for (int v = 0; v < chunks; v++) {
                     const Half out = job->bias != NULL ? sums[v] + job->bias[o] : sums[v];
                     if (W_out >= width) {
-                        store_half(out_row + starts[c] + v * width, out);
+                        store_half(out_row + starts[c + v], out);
                     } else {
                         for (int64_t x = 0; x < W_out; x++) out_row[x] = out[x];
                     }
@@ -448,7 +446,7 @@ static void run_row_vectors(const void *context, int64_t first_plane, int64_t en
             }
         }
     }
-    free(padded), free(masks), free(starts), free(inside);
+    free(padded), free(masks), free(starts);
 }
 
 /* The kernel rows (or columns) [first, end) that output row (column) i reads inside an input of `size`:
