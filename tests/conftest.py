@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import torch
 from hypothesis import HealthCheck, settings
@@ -14,3 +15,7 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "convlens"))
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+# auto reads a machine's calibration (convlens tune) from the user's cache folder: the tests see an
+# empty one of their own, so a developer's calibration never changes what they check
+os.environ["CONVLENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="convlens-test-cache-")

@@ -62,6 +62,12 @@ first match wins:
    do not); evidence: ``python benchmarks/tiny_rule.py``;
 7. otherwise ``im2col`` — one large matrix multiply (per group).
 
+Rules 5 and 6 hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
+im2col leads from about 2^19 multiply-adds and on ResNet's stem (benchmarks/RESULTS.md, thirteenth
+session). ``convlens tune`` measures the machine once (:mod:`convlens.tune`): where it has, its
+thresholds replace TINY_MACS, TINY_POINTWISE_MACS and whether stems go to direct.c, and the
+choice's reason names the file.
+
 The figures behind every rule are in benchmarks/RESULTS.md.
 
 With ``convlens.set_autotune(True)``, the first call for each (sizes, options, dtype, device,
@@ -79,7 +85,7 @@ from functools import cache
 
 import torch
 
-from convlens import native
+from convlens import native, tune
 from convlens.algos import Algorithm, concrete, get
 from convlens.algos.im2col import columns_are_input
 from convlens.algos.winograd.plan import MIN_TILES, tile_count, tile_size
@@ -132,12 +138,22 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, without im2col's k_h*k_w copy of the input")
-    tiny = TINY_POINTWISE_MACS if columns_are_input(spec) else TINY_MACS
-    if spec.flops // 2 <= tiny and native.takes(spec):
-        return Choice(get("direct"), "a small layer: one compiled pass, where im2col's copies and calls cost more")
-    if spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS and native.takes(spec):
-        return Choice(get("direct"), "a stem (few input channels, large kernel): im2col copies the image k*k times")
-    return Choice(get("im2col"), "general case: one matrix multiply over im2col columns")
+    general = "general case: one matrix multiply over im2col columns"
+    if not native.takes(spec):
+        return Choice(get("im2col"), general)
+    measured = tune.stored()
+    if measured is None:
+        tiny, stems, said = (TINY_POINTWISE_MACS if columns_are_input(spec) else TINY_MACS), True, ""
+    else:
+        tiny = measured.tiny_pointwise_macs if columns_are_input(spec) else measured.tiny_macs
+        stems, said = measured.stems, f" (rules 5 and 6 as `convlens tune` measured this machine: {measured.source})"
+    if spec.flops // 2 <= tiny:
+        reason = "a small layer: one compiled pass, where im2col's copies and calls cost more"
+        return Choice(get("direct"), reason + said)
+    if stems and spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS:
+        reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
+        return Choice(get("direct"), reason + said)
+    return Choice(get("im2col"), general + said)
 
 
 def fft_pays(spec: ConvSpec, workspace: int) -> bool:
@@ -223,14 +239,16 @@ def ruled(spec: ConvSpec, workspace: int) -> Choice:
     """The rule's choice, guarded, worked out once per spec object, workspace and precision (what
     the rule reads besides the build) and kept in the spec's memo: the rule costs 5 us per call
     (``python benchmarks/overhead.py``). Worked out again when the registry no longer holds the
-    algorithm chosen (a test or a user swapped it)."""
+    algorithm chosen (a test or a user swapped it), or the machine's calibration changed
+    (``convlens tune``, another thread count)."""
     key = ("auto", workspace, get_precision())
     remembered = spec.memo.get(key)
-    if isinstance(remembered, tuple) and get(remembered[0].name) is remembered[0]:
+    measured = tune.stored()
+    if isinstance(remembered, tuple) and get(remembered[0].name) is remembered[0] and remembered[2] is measured:
         return remembered[1]
     chosen = rule(spec, workspace)
     choice = guarded(chosen)
-    spec.memo[key] = (chosen.algorithm, choice)
+    spec.memo[key] = (chosen.algorithm, choice, measured)
     return choice
 
 

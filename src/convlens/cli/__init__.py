@@ -6,6 +6,7 @@
     convlens animate   the sliding window as a GIF, MP4 or HTML animation
     convlens verify    every algorithm against PyTorch and float64
     convlens bench     speed against PyTorch on real layers
+    convlens tune      measure this machine once for auto's choice of the compiled kernel
     convlens solve     the output-size formula backwards: the settings that give the wanted size
     convlens summary   every layer of a model, its receptive field, and why its shapes break
 
@@ -22,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from convlens.cli import animate, bench, demo, explain, explore, solve, summary, verify
+from convlens.cli import animate, bench, demo, explain, explore, solve, summary, tune, verify
 from convlens.cli.options import Parser
 from convlens.errors import ConvlensError
 
@@ -35,7 +36,7 @@ EXIT_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader close
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="convlens", description="PyTorch's Conv2d, rebuilt and explained.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, explain, explore, animate, verify, bench, solve, summary):
+    for command in (demo, explain, explore, animate, verify, bench, tune, solve, summary):
         command.add_parser(commands)
     return parser
 

@@ -1,0 +1,270 @@
+"""One calibration per machine for auto's compiled-kernel rules: ``convlens tune``.
+
+auto's rules 5 and 6 (:mod:`convlens.algos.auto`) send small layers and stems to the compiled
+direct kernel (direct.c) instead of im2col. Where direct.c stops paying depends on the CPU: the
+built-in thresholds were measured on an AMD EPYC (AVX2), where direct leads im2col on 3x3 layers
+up to about 2^22 multiply-adds and on ResNet's 7x7 stem; on an Intel Xeon with AVX-512 im2col
+(oneDNN's matmul) leads from about 2^19 and on that stem (benchmarks/RESULTS.md, thirteenth
+session). So a machine can be measured once:
+
+    probes    a ladder of small 3x3 layers, of 1x1 layers, and three stems (PROBES), each timed
+              with direct and im2col, interleaved, median of rounds (``interleaved_medians``)
+    fit       each threshold t (0 or a probe's multiply-adds) routes the probes of at most t
+              multiply-adds to direct; the t kept misroutes the least time, the cost of a misrouted
+              probe being log(slower / faster) (``fit_threshold``); stems go to direct when direct
+              is faster over the three stems (geometric mean)
+    stored    as JSON in the user's cache directory (``cache_dir``), named by a digest of the
+              machine's key: CPU model, torch's CPU capability (AVX512, AVX2, ...), threads, torch
+              and convlens versions (``machine``); written atomically
+
+auto reads the file whose key is this process's (``stored``: once per key, so every process on
+that machine and thread count makes the same choices) and keeps its built-in constants when there
+is none. A different thread count, torch or convlens version is another key: measured again, or
+the built-in rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from convlens.files import atomic_write_bytes
+
+FORMAT = 1  # the file's layout; a file of another layout is ignored
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What auto's rules 5 and 6 read: multiply-adds up to which direct.c takes a layer (a 1x1
+    unpadded stride-1 layer: ``tiny_pointwise_macs``), and whether it takes stems."""
+
+    tiny_macs: int
+    tiny_pointwise_macs: int
+    stems: bool
+    source: str = ""  # the file they came from
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One layer ``convlens tune`` times: which threshold it informs, and its sizes."""
+
+    rule: str  # "tiny", "pointwise" or "stem"
+    batch: int
+    in_channels: int
+    out_channels: int
+    size: int
+    kernel: int
+    stride: int = 1
+    groups: int = 1
+
+    @property
+    def padding(self) -> int:
+        return 0 if self.rule == "pointwise" else self.kernel // 2
+
+    @property
+    def out_size(self) -> int:
+        return (self.size + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        per_output = self.in_channels // self.groups * self.kernel**2
+        return self.batch * self.out_channels * self.out_size**2 * per_output
+
+    def __str__(self) -> str:
+        groups = f" g={self.groups}" if self.groups > 1 else ""
+        stride = f" s{self.stride}" if self.stride > 1 else ""
+        return (
+            f"N={self.batch} {self.in_channels}->{self.out_channels} {self.kernel}x{self.kernel}{stride}{groups} "
+            f"@{self.size}"
+        )
+
+
+PROBES = (
+    *(Probe("tiny", 1, c, c, size, 3) for c, size in ((4, 8), (8, 16), (16, 16), (32, 16), (48, 16), (64, 14))),
+    Probe("tiny", 1, 3, 16, 32, 3), Probe("tiny", 4, 8, 8, 16, 3), Probe("tiny", 1, 32, 32, 16, 3, groups=4),
+    Probe("tiny", 4, 16, 16, 32, 3), Probe("tiny", 1, 96, 96, 14, 3), Probe("tiny", 1, 64, 64, 28, 3),
+    *(Probe("pointwise", 1, c_in, c_out, size, 1) for c_in, c_out, size in (
+        (16, 16, 16), (64, 64, 8), (32, 64, 16), (64, 64, 14), (32, 192, 28), (960, 160, 7))),
+    Probe("stem", 1, 3, 64, 224, 7, stride=2), Probe("stem", 1, 3, 64, 224, 11, stride=4),
+    Probe("stem", 1, 3, 32, 224, 5, stride=2),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A probe's median seconds per call with direct.c and with im2col."""
+
+    probe: Probe
+    direct: float
+    im2col: float
+
+
+def cache_dir() -> Path:
+    """Where calibrations are kept: $CONVLENS_CACHE_DIR, else $XDG_CACHE_HOME/convlens, else
+    ~/.cache/convlens."""
+    if os.environ.get("CONVLENS_CACHE_DIR"):
+        return Path(os.environ["CONVLENS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "convlens"
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (Linux: /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(threads: int | None = None) -> dict[str, str | int]:
+    """The key a calibration holds for: what changes which algorithm is faster."""
+    from convlens import __version__
+
+    return {
+        "cpu": cpu_model(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "torch": torch.__version__,
+        "convlens": __version__,
+    }
+
+
+def path(threads: int | None = None) -> Path:
+    """The file of this machine's calibration (which may not exist)."""
+    key = json.dumps(machine(threads), sort_keys=True)
+    return cache_dir() / f"tune-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+_lock = threading.Lock()
+_stored: dict[tuple[str, int], Thresholds | None] = {}
+
+
+def stored() -> Thresholds | None:
+    """This machine's calibration, read once per cache folder and thread count; None without one.
+    A file that cannot be read is reported once and ignored (auto keeps its built-in rules)."""
+    key = (os.environ.get("CONVLENS_CACHE_DIR", ""), torch.get_num_threads())
+    try:
+        return _stored[key]
+    except KeyError:
+        pass
+    with _lock:
+        if key not in _stored:
+            _stored[key] = read(path())
+        return _stored[key]
+
+
+def read(file: Path) -> Thresholds | None:
+    """The thresholds in ``file``; None where it does not exist, or (with a warning) is not a
+    calibration this version can use."""
+    try:
+        data = json.loads(file.read_text())
+        if data["format"] != FORMAT:
+            raise ValueError(f"format {data['format']!r}, not {FORMAT}")
+        found = data["thresholds"]
+        thresholds = Thresholds(int(found["tiny_macs"]), int(found["tiny_pointwise_macs"]), bool(found["stems"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"convlens tune: ignoring {file} ({error}); auto uses its built-in rules", RuntimeWarning, 2)
+        return None
+    return Thresholds(thresholds.tiny_macs, thresholds.tiny_pointwise_macs, thresholds.stems, source=str(file))
+
+
+def forget() -> Path | None:
+    """Delete this machine's calibration; the file deleted, or None where there was none."""
+    file = path()
+    with _lock:
+        _stored.clear()
+    if not file.exists():
+        return None
+    file.unlink()
+    return file
+
+
+def measure(
+    probes: Sequence[Probe] = PROBES,
+    rounds: int = 3,
+    min_run_time: float = 0.05,
+    progress: Callable[[Probe], None] | None = None,
+) -> list[Timing]:
+    """Each probe timed with direct.c and im2col, forward, float32, interleaved, on random data."""
+    import convlens
+    from convlens.timing import interleaved_medians
+
+    generator = torch.Generator().manual_seed(0)
+    timings = []
+    for probe in probes:
+        x = torch.randn(probe.batch, probe.in_channels, probe.size, probe.size, generator=generator)
+        w = torch.randn(probe.out_channels, probe.in_channels // probe.groups, probe.kernel, probe.kernel)
+        runs = {
+            name: functools.partial(
+                convlens.conv2d, x, w, stride=probe.stride, padding=probe.padding, groups=probe.groups, algorithm=name
+            )
+            for name in ("direct", "im2col")
+        }
+        with torch.no_grad():
+            for call in runs.values():
+                call()  # warm up
+            seconds = interleaved_medians(runs, rounds=rounds, min_run_time=min_run_time)
+        timings.append(Timing(probe, seconds["direct"], seconds["im2col"]))
+        if progress is not None:
+            progress(probe)
+    return timings
+
+
+def fit_threshold(timings: Sequence[Timing]) -> int:
+    """The multiply-adds t (0 or a probe's) up to which direct should take a layer: the t whose
+    routing (direct for probes of at most t multiply-adds, im2col above) misroutes the least time,
+    a misrouted probe costing log(slower / faster); the smallest such t."""
+
+    def misrouted(t: int) -> float:
+        return sum(
+            abs(math.log(timing.direct / timing.im2col))
+            for timing in timings
+            if (timing.probe.macs <= t) != (timing.direct < timing.im2col)
+        )
+
+    return min([0, *sorted(timing.probe.macs for timing in timings)], key=lambda t: (misrouted(t), t))
+
+
+def fit(timings: Sequence[Timing]) -> Thresholds:
+    """The thresholds the timings call for (``fit_threshold`` per ladder, stems by geometric mean)."""
+    by_rule = {rule: [t for t in timings if t.probe.rule == rule] for rule in ("tiny", "pointwise", "stem")}
+    stems = sum(math.log(t.im2col / t.direct) for t in by_rule["stem"]) > 0
+    return Thresholds(fit_threshold(by_rule["tiny"]), fit_threshold(by_rule["pointwise"]), stems)
+
+
+def save(thresholds: Thresholds, timings: Sequence[Timing]) -> Path:
+    """Write the calibration for this machine (atomically) and use it from now on in this process."""
+    file = path()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "format": FORMAT,
+        "machine": machine(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "thresholds": {k: v for k, v in asdict(thresholds).items() if k != "source"},
+        "probes": [
+            dict(layer=str(t.probe), rule=t.probe.rule, macs=t.probe.macs, direct_s=t.direct, im2col_s=t.im2col)
+            for t in timings
+        ],
+    }
+    atomic_write_bytes(file, (json.dumps(data, indent=1) + "\n").encode())
+    with _lock:
+        _stored.clear()
+    return file

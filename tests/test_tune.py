@@ -1,0 +1,145 @@
+"""convlens tune: one calibration per machine for auto's compiled-kernel rules, kept in the user's
+cache folder and used by auto in every process with the same key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import convlens
+from convlens import native, tune
+from convlens.algos.auto import choose
+from convlens.spec import ConvSpec
+
+needs_kernels = pytest.mark.skipif(not native.available(), reason="auto's rules 5 and 6 need the compiled kernels")
+
+
+def timing(probe: tune.Probe, direct: float, im2col: float) -> tune.Timing:
+    return tune.Timing(probe, direct, im2col)
+
+
+LADDER = [tune.Probe("tiny", 1, c, c, 16, 3) for c in (4, 8, 16, 32, 64)]  # 36,864 .. 9,437,184 MACs
+
+
+def test_the_threshold_is_where_direct_stops_leading() -> None:
+    faster = [True, True, True, False, False]
+    timings = [timing(p, 1.0 if f else 2.0, 2.0 if f else 1.0) for p, f in zip(LADDER, faster)]
+    assert tune.fit_threshold(timings) == LADDER[2].macs
+    assert tune.fit_threshold([timing(p, 2.0, 1.0) for p in LADDER]) == 0  # im2col everywhere: direct takes none
+    assert tune.fit_threshold([timing(p, 1.0, 2.0) for p in LADDER]) == LADDER[-1].macs
+
+
+def test_a_near_tie_out_of_line_does_not_move_the_threshold() -> None:
+    """Misrouting costs log(slower / faster): a 2% win for im2col inside direct's range costs less
+    than sending a 2x im2col win to direct."""
+    times = [(1.0, 2.0), (1.02, 1.0), (1.0, 2.0), (2.0, 1.0), (2.0, 1.0)]
+    assert tune.fit_threshold([timing(p, d, i) for p, (d, i) in zip(LADDER, times)]) == LADDER[2].macs
+
+
+def test_stems_go_to_direct_when_it_is_faster_over_the_stems() -> None:
+    stems = [p for p in tune.PROBES if p.rule == "stem"]
+    assert len(stems) == 3 and all(p.in_channels <= 4 and p.kernel >= 5 for p in stems)
+    ladder = [timing(p, 1.0, 2.0) for p in tune.PROBES if p.rule != "stem"]
+    assert tune.fit([*ladder, *(timing(p, 1.0, 1.5) for p in stems)]).stems
+    assert not tune.fit([*ladder, timing(stems[0], 1.0, 1.1), *(timing(p, 1.5, 1.0) for p in stems[1:])]).stems
+
+
+def test_the_probe_sizes_are_the_layers_they_name() -> None:
+    """Each probe's multiply-adds are those of the layer it times (ConvSpec's own count)."""
+    for probe in tune.PROBES:
+        x = torch.empty(probe.batch, probe.in_channels, probe.size, probe.size, device="meta")
+        w = torch.empty(
+            probe.out_channels, probe.in_channels // probe.groups, probe.kernel, probe.kernel, device="meta"
+        )
+        spec = ConvSpec.from_args(x, w, stride=probe.stride, padding=probe.padding, groups=probe.groups)
+        assert spec.flops // 2 == probe.macs, probe
+
+
+def test_the_key_holds_the_thread_count_cpu_and_versions() -> None:
+    key = tune.machine()
+    assert {"cpu", "capability", "threads", "torch", "convlens"} <= key.keys()
+    assert key["threads"] == torch.get_num_threads()
+    assert tune.path(threads=1) != tune.path(threads=2)
+    assert tune.path().parent == tune.cache_dir()
+
+
+@needs_kernels
+def test_a_calibration_changes_autos_choice_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVLENS_CACHE_DIR", str(tmp_path))
+    small = (torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3))
+    stem = ConvSpec.from_args(torch.empty(1, 3, 224, 224), torch.empty(64, 3, 7, 7), stride=2, padding=3)
+    assert convlens.explain_choice(*small, padding=1).algorithm == "direct"  # the built-in rules
+    assert choose(stem).algorithm.name == "direct"
+
+    file = tune.save(tune.Thresholds(tiny_macs=0, tiny_pointwise_macs=0, stems=False), [])
+    assert file.parent == tmp_path and json.loads(file.read_text())["thresholds"]["stems"] is False
+    explained = convlens.explain_choice(*small, padding=1)
+    assert explained.algorithm == "im2col"
+    assert choose(stem).algorithm.name == "im2col"
+    torch.testing.assert_close(convlens.conv2d(*small, padding=1), torch.nn.functional.conv2d(*small, padding=1))
+
+    tune.save(tune.Thresholds(tiny_macs=10**6, tiny_pointwise_macs=0, stems=True), [])
+    explained = convlens.explain_choice(*small, padding=1)
+    assert explained.algorithm == "direct" and str(file) in explained.reason
+    assert tune.forget() == file and not file.exists()
+    assert "convlens tune" not in convlens.explain_choice(*small, padding=1).reason
+    tune.save(tune.Thresholds(tiny_macs=0, tiny_pointwise_macs=0, stems=False), [])
+    assert str(file) in convlens.explain_choice(*small, padding=1).reason  # im2col, past the measured thresholds
+
+
+def test_a_broken_calibration_is_ignored_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVLENS_CACHE_DIR", str(tmp_path))
+    tune.path().write_text('{"format": 1, "thresholds": {"tiny_macs": "lots"}}')
+    with pytest.warns(RuntimeWarning, match="ignoring .* built-in rules"):
+        assert tune.stored() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tune.stored() is None  # read once per key: no second warning
+        convlens.conv2d(torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3))
+
+
+@needs_kernels
+def test_the_command_measures_writes_and_every_process_uses_it(tmp_path: Path) -> None:
+    env = {**os.environ, "CONVLENS_CACHE_DIR": str(tmp_path), "COLUMNS": "200"}
+
+    def convlens_command(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "convlens", "tune", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    dry = convlens_command("--rounds", "1", "--min-run-time", "0.001", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "--dry-run: nothing written" in dry.stdout and not list(tmp_path.iterdir())
+    done = convlens_command("--rounds", "1", "--min-run-time", "0.001")
+    assert done.returncode == 0, done.stderr
+    for probe in tune.PROBES:
+        assert str(probe) in done.stdout
+    (file,) = tmp_path.iterdir()
+    assert f"wrote {file}" in done.stdout.replace("\n", "")
+    data = json.loads(file.read_text())
+    assert [p["layer"] for p in data["probes"]] == [str(p) for p in tune.PROBES]
+    assert all(p["direct_s"] > 0 and p["im2col_s"] > 0 for p in data["probes"])
+    timings = [tune.Timing(probe, p["direct_s"], p["im2col_s"]) for probe, p in zip(tune.PROBES, data["probes"])]
+    assert data["thresholds"] == {k: v for k, v in vars(tune.fit(timings)).items() if k != "source"}
+
+    # another process on this machine, with the same threads, reads it: the same choice, saying why
+    thresholds = data["thresholds"]
+    script = (
+        f"import torch, convlens; torch.set_num_threads({torch.get_num_threads()}); "
+        "print(convlens.explain_choice(torch.randn(1, 64, 8, 8), torch.randn(64, 64, 1, 1)).reason)"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert str(file) in other.stdout, other.stdout + other.stderr
+    assert ("small layer" in other.stdout) is (thresholds["tiny_pointwise_macs"] >= 64 * 64 * 64)
+
+    shown = convlens_command("--show")
+    assert shown.returncode == 0 and f"from {file}" in shown.stdout.replace("\n", "")
+    forgot = convlens_command("--forget")
+    assert forgot.returncode == 0 and f"deleted {file}" in forgot.stdout.replace("\n", "") and not file.exists()
+    assert "no calibration for this machine" in convlens_command("--show").stdout
