@@ -37,8 +37,13 @@
  * columns are k_h*k_w copies of the image for a thin product.
  *
  * CPU dispatch: target_clones compiles each loop for x86-64-v4 (AVX-512), x86-64-v3 (AVX2,
- * FMA) and plain x86-64; the dynamic loader picks the widest the CPU has. Built with
- * -ffp-contract=off, so no clone fuses a multiply and an add: every machine gives the same bits.
+ * FMA) and plain x86-64; the dynamic loader picks the widest the CPU has. Every term
+ * weight * input + sum is one fused multiply-add (FMA: one rounding) in the v4 and v3 clones, which
+ * run the same 8-float vectors in the same order, so every CPU with AVX2 and FMA gives the same
+ * bits; the plain clone (CPUs from before 2013) rounds the product first. (The pragma below turns on
+ * GCC's contraction for this file only; the rest of the core is built with -ffp-contract=off.) Why:
+ * the unfused multiply and add are two instructions on the same two ports, and these loops are
+ * bound by them: benchmarks/RESULTS.md, thirteenth session.
  * Threads: as many as the caller says (torch.get_num_threads()), each a share of the planes
  * (parallel.h): planes, or blocks.
  */
@@ -48,6 +53,8 @@
 #include <string.h>
 
 #include "parallel.h"
+
+#pragma GCC optimize("fp-contract=fast")
 
 /* The sizes of one convolution, as the caller fills them once per spec (native/__init__.py's
  * DirectSizes mirrors this struct field for field). */
@@ -357,8 +364,8 @@ typedef int32_t HalfMask __attribute__((vector_size(LANES / 2 * sizeof(int32_t))
  * is one multiply-add of a vector of inputs by its weight, broadcast. Terms that read a margin add
  * tap * 0 = +-0, which leaves a sum as it was (a sum begun at +0 is never -0), so each output sums
  * the terms run_planes sums, in its order; unless the tap is Inf or NaN: then `masks` (per vector
- * v and kernel column kx: masks[v * k_w + kx], the lanes that read inside the input) keep the
- * margin's terms out. NULL: a filter of finite taps, no masks needed. */
+ * v and kernel column kx: masks[v * k_w + kx], the lanes that read inside the input) zero the
+ * weight where a lane reads the margin (0 * 0 adds +0). NULL: a filter of finite taps, no masks. */
 static inline __attribute__((always_inline)) void row_vector_outputs(int chunks, const float *rows, const int64_t *starts,
                                                                      int64_t row_length, const float *filter,
                                                                      const Job *job, int64_t y, const HalfMask *masks,
@@ -368,10 +375,10 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
     for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
         const float *in_row = rows + ky * job->dilation_h * row_length;
         for (int64_t kx = 0; kx < kw; kx++) {
-            const float tap = filter[ky * kw + kx];
+            const Half tap = (Half){0} + filter[ky * kw + kx];
             for (int v = 0; v < chunks; v++) {
-                const Half product = tap * load_half(in_row + starts[v] + kx * dw);
-                sums[v] += masks == NULL ? product : (Half)((HalfMask)product & masks[v * kw + kx]);
+                const Half weight = masks == NULL ? tap : (Half)((HalfMask)tap & masks[v * kw + kx]);
+                sums[v] += weight * load_half(in_row + starts[v] + kx * dw);
             }
         }
     }
@@ -428,11 +435,15 @@ static void run_row_vectors(const void *context, int64_t first_plane, int64_t en
             Half sums[POSITIONS];
             for (int64_t c = 0; c < vectors;) {
                 const int chunks = c + POSITIONS <= vectors ? POSITIONS : 1;
-                const HalfMask *chunk_masks = finite ? NULL : masks + c * kw;
-                if (chunks == POSITIONS) {
-                    row_vector_outputs(POSITIONS, rows, starts + c, row_length, filter, job, y, chunk_masks, sums);
+                /* constant chunks and masks where row_vector_outputs is inlined: four loops, no branches inside */
+                if (chunks == POSITIONS && finite) {
+                    row_vector_outputs(POSITIONS, rows, starts + c, row_length, filter, job, y, NULL, sums);
+                } else if (chunks == POSITIONS) {
+                    row_vector_outputs(POSITIONS, rows, starts + c, row_length, filter, job, y, masks + c * kw, sums);
+                } else if (finite) {
+                    row_vector_outputs(1, rows, starts + c, row_length, filter, job, y, NULL, sums);
                 } else {
-                    row_vector_outputs(1, rows, starts + c, row_length, filter, job, y, chunk_masks, sums);
+                    row_vector_outputs(1, rows, starts + c, row_length, filter, job, y, masks + c * kw, sums);
                 }
                 for (int v = 0; v < chunks; v++) {
                     const Half out = job->bias != NULL ? sums[v] + job->bias[o] : sums[v];

@@ -25,8 +25,8 @@
  * bias, into the output in its layout. Every step of a transform is one multiply-add of LANES
  * contiguous floats, which the compiler vectorises. B^T and A^T are the tables below (equal to
  * transforms.py's; the tests check), constants once inlined, so their zero entries cost nothing
- * and their +-1 entries no multiply. CPU dispatch and -ffp-contract=off as in direct.c: the
- * same bits on every CPU. Threads (parallel.h): a share of the units each.
+ * and their +-1 entries no multiply. CPU dispatch as in direct.c; built with -ffp-contract=off
+ * (no fused multiply-adds): the same bits on every CPU. Threads (parallel.h): a share of the units each.
  */
 #include <stdint.h>
 #include <string.h>
