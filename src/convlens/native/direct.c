@@ -23,11 +23,16 @@
  *     time, in one vector; each (input channel, tap) is one multiply-add of LANES weights by one
  *     input value, for POSITIONS outputs of a row at once. Best on narrow or strided rows, and on the
  *     few-channel, large-kernel stems (ResNet's 7x7 stride 2).
- *   - run_channel_blocks (one input channel per group, depthwise): LANES channels at a time,
- *     channels innermost; channels-last layers in place, small NCHW planes through a copy.
+ *   - run_channel_blocks (one input channel per group, depthwise, NCHW): LANES channels at a time,
+ *     channels innermost, small planes copied that way with zero margins and back; and
+ *     run_channel_rows, the same sums for channels-last layers, read in place a row at a time with
+ *     the channel blocks innermost. (Both are the "blocks" loop.)
  *   - run_row_vectors (depthwise, NCHW, stride 1 along the row): 8 outputs of a row per vector, 4
- *     vectors at once, their sums in registers over every tap; the plane copied with zero margins,
- *     the vectors at its edges masked. Best on stride-1 rows wider than NARROW_ROW.
+ *     vectors at once, their sums in registers over every tap; the plane copied with zero margins.
+ *     Best on stride-1 rows wider than NARROW_ROW.
+ * The copies with zero margins let an output sum every kernel column, the margin's terms adding
+ * tap * 0 = +-0, which changes no sum begun at +0; a filter with an Inf or NaN tap (Inf * 0 = NaN)
+ * sums only the taps inside, as run_planes does.
  * convlens_direct_pick picks one (output_blocks_pay, NARROW_ROW, SMALL_PLANE_WIDTH: measured by
  * benchmarks/direct_loops.py); a caller may ask for one.
  *
@@ -81,6 +86,7 @@ enum { LANES = 16, MAX_SMALL_PLANE = 1024 }; /* run_channel_blocks: channels at 
 enum { SMALL_PLANE_WIDTH = 32 };             /* outputs at most this wide may go through run_channel_blocks */
 enum { NARROW_ROW = 16 };                    /* stride-1 depthwise rows wider than this go through run_row_vectors */
 enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
+enum { ROW_WEIGHT_BYTES = 16384 };           /* run_channel_rows: the weights of the channel blocks it takes at once */
 
 /* Half of LANES floats as one value of GCC's vector extension: each + and * is one elementwise IEEE
  * operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code would.
@@ -235,14 +241,17 @@ static inline __attribute__((always_inline)) void group_outputs(int positions, c
     }
 }
 
-/* One input channel per group (depthwise), LANES output channels at a time, channels innermost:
- * input[row][col][l], and every tap one multiply-add of LANES contiguous floats, for POSITIONS
+/* One input channel per group (depthwise), NCHW planes small enough (MAX_SMALL_PLANE positions) that
+ * run_planes's row loops would run a few iterations each and cost more than the sums: LANES output
+ * channels at a time, their planes first copied channels innermost (input[row][col][l]) with zero
+ * margins left and right, and every tap one multiply-add of LANES contiguous floats, for POSITIONS
  * outputs of a row at once (one load of the tap's weights serves them, and their sums are
- * independent chains for the CPU to overlap). A channels-last
- * input and output are read and written where they are; a small NCHW plane (on which run_planes's
- * loops run a few iterations each and cost more than the sums) is copied channels innermost
- * first, and its outputs copied back. Each output sums the taps that read inside the input in the
- * order run_planes sums them (ky, then kx), and the bias last: the same bits as run_planes. */
+ * independent chains for the CPU to overlap); the outputs are copied back. Where the block's taps
+ * are all finite, every output sums every kernel column, the margin's zeros adding +-0 (which
+ * changes no sum begun at +0, as in run_row_vectors), so that all outputs of a row go POSITIONS at
+ * a time, the edges too; else only the taps inside the input, POSITIONS at a time where they share
+ * them. Either way each output sums the terms run_planes sums (ky, then kx), and the bias last: the
+ * same bits as run_planes. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
@@ -252,52 +261,121 @@ static void run_channel_blocks(const void *context, int64_t first_block, int64_t
     const int64_t sh = job->stride_h, sw = job->stride_w, dh = job->dilation_h, dw = job->dilation_w;
     const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels, C_in = job->in_channels;
     const int64_t blocks_per_image = (C_out + LANES - 1) / LANES;
-    const int channels_last = job->channels_last;
-    /* the copies of a small NCHW plane, and the taps: MAX_SMALL_PLANE positions of LANES floats each */
-    float input[MAX_SMALL_PLANE * LANES], output[MAX_SMALL_PLANE * LANES], taps[MAX_SMALL_PLANE * LANES];
+    /* the copy's rows: input column j at left + j, zeros before and after as far as outputs read */
+    const int64_t left = job->pad_left, right_reach = (W_out - 1) * sw - job->pad_left + (kw - 1) * dw - (W - 1);
+    const int64_t row_length = left + W + (right_reach > 0 ? right_reach : 0);
+    float *input = calloc((size_t)(H * row_length * LANES), sizeof(float));
+    float *output = malloc(sizeof(float) * (size_t)(H_out * W_out * LANES));
+    float *taps = malloc(sizeof(float) * (size_t)(kh * kw * LANES));
     float bias[LANES];
+    if (input == NULL || output == NULL || taps == NULL) {
+        *job->no_memory = 1;
+        free(input), free(output), free(taps);
+        return;
+    }
     for (int64_t block = first_block; block < end_block; block++) {
         const int64_t n = block / blocks_per_image, o0 = block % blocks_per_image * LANES;
         const int64_t lanes = C_out - o0 < LANES ? C_out - o0 : LANES;
+        int finite = 1; /* every tap finite: the margins' terms are +-0 */
         for (int64_t l = 0; l < LANES; l++) { /* lanes past C_out repeat channel o0: computed, never stored */
             const int64_t o = l < lanes ? o0 + l : o0;
-            if (!channels_last) {
-                const float *plane = job->x + (n * C_in + o / job->out_per_group) * H * W;
-                for (int64_t p = 0; p < H * W; p++) input[p * LANES + l] = plane[p];
+            const float *plane = job->x + (n * C_in + o / job->out_per_group) * H * W;
+            for (int64_t i = 0; i < H; i++) {
+                for (int64_t j = 0; j < W; j++) input[(i * row_length + left + j) * LANES + l] = plane[i * W + j];
             }
-            for (int64_t t = 0; t < kh * kw; t++) taps[t * LANES + l] = job->weight[o * kh * kw + t];
+            for (int64_t t = 0; t < kh * kw; t++) {
+                taps[t * LANES + l] = job->weight[o * kh * kw + t];
+                finite &= __builtin_isfinite(taps[t * LANES + l]) != 0;
+            }
             bias[l] = job->bias != NULL ? job->bias[o] : 0.0f;
         }
-        /* where lane 0 of input position (row, col) is, and how far apart positions are */
-        const float *source = channels_last ? job->x + n * H * W * C_in + o0 : input;
-        const int64_t step = channels_last ? C_in : LANES;
-        const int whole = lanes == LANES || !channels_last; /* all LANES lanes readable at every position */
+        const float *bias_lanes = job->bias != NULL ? bias : NULL;
         for (int64_t y = 0; y < H_out; y++) {
             const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
             for (int64_t x = 0; x < W_out;) {
-                const int64_t kx_first = job->tap_cols[2 * x], kx_end = job->tap_cols[2 * x + 1];
-                const int64_t count = whole ? outputs_sharing_taps(job->tap_cols, x, W_out) : 1;
-                const Reads reads = {(y * sh - job->pad_top) * W * step + (x * sw - job->pad_left) * step,
-                                     dh * W * step, dw * step, sw * step, ky_first, ky_end, kx_first, kx_end, kw};
-                float *target = channels_last ? job->out + ((n * H_out + y) * W_out + x) * C_out + o0
-                                              : output + (y * W_out + x) * LANES;
-                const int64_t target_step = channels_last ? C_out : LANES;
-                const float *bias_lanes = job->bias != NULL ? bias : NULL;
+                const int64_t kx_first = finite ? 0 : job->tap_cols[2 * x], kx_end = finite ? kw : job->tap_cols[2 * x + 1];
+                const int64_t count = finite ? (x + POSITIONS <= W_out ? POSITIONS : 1)
+                                             : outputs_sharing_taps(job->tap_cols, x, W_out);
+                const Reads reads = {((y * sh - job->pad_top) * row_length + x * sw) * LANES, dh * row_length * LANES,
+                                     dw * LANES, sw * LANES, ky_first, ky_end, kx_first, kx_end, kw};
+                float *target = output + (y * W_out + x) * LANES;
                 if (count == POSITIONS) {
-                    lane_outputs(POSITIONS, source, taps, &reads, LANES, bias_lanes, target, target_step);
+                    lane_outputs(POSITIONS, input, taps, &reads, LANES, bias_lanes, target, LANES);
                 } else {
-                    lane_outputs(1, source, taps, &reads, whole ? LANES : lanes, bias_lanes, target, target_step);
+                    lane_outputs(1, input, taps, &reads, LANES, bias_lanes, target, LANES);
                 }
                 x += count;
             }
         }
-        if (!channels_last) {
-            for (int64_t l = 0; l < lanes; l++) {
-                float *plane = job->out + (n * C_out + o0 + l) * H_out * W_out;
-                for (int64_t p = 0; p < H_out * W_out; p++) plane[p] = output[p * LANES + l];
-            }
+        for (int64_t l = 0; l < lanes; l++) {
+            float *plane = job->out + (n * C_out + o0 + l) * H_out * W_out;
+            for (int64_t p = 0; p < H_out * W_out; p++) plane[p] = output[p * LANES + l];
         }
     }
+    free(input), free(output), free(taps);
+}
+
+/* Channels-last depthwise (one filter per channel): one output row (n, y) at a time, and along it,
+ * for each POSITIONS outputs, every block of LANES channels in turn, so that the reads of one
+ * position run along the channels in memory order (a block at a time over the whole image, as
+ * run_channel_blocks goes, reads one cache line per position and moves C floats on: strided
+ * reads and writes the prefetchers follow less well). Each block's sums as lane_outputs makes
+ * them: the same bits as run_planes. The weights are first laid out (block, tap, lane) in a buffer
+ * of this share's own. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void run_channel_rows(const void *context, int64_t first_row, int64_t end_row) {
+    const Job *job = (const Job *)context; /* rows n * H_out + y in [first_row, end_row) */
+    const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
+    const int64_t H_out = job->out_h, W_out = job->out_w, C = job->out_channels;
+    const int64_t blocks = (C + LANES - 1) / LANES, taps = kh * kw;
+    float *w_lanes = malloc(sizeof(float) * (size_t)(blocks * taps * LANES)); /* [(b * taps + t) * LANES + l] */
+    float *bias = malloc(sizeof(float) * (size_t)(blocks * LANES));
+    if (w_lanes == NULL || bias == NULL) {
+        *job->no_memory = 1;
+        free(w_lanes), free(bias);
+        return;
+    }
+    for (int64_t o = 0; o < blocks * LANES; o++) { /* lanes past C repeat channel C - 1: computed, never stored */
+        const int64_t channel = o < C ? o : C - 1;
+        for (int64_t t = 0; t < taps; t++) w_lanes[(o / LANES * taps + t) * LANES + o % LANES] = job->weight[channel * taps + t];
+        bias[o] = job->bias != NULL ? job->bias[channel] : 0.0f;
+    }
+    /* blocks [b0, b0 + chunk) at a time along the row: their weights, chunk * taps * LANES floats, stay in L1 */
+    const int64_t fit = ROW_WEIGHT_BYTES / (int64_t)(taps * LANES * sizeof(float)), chunk = fit > 1 ? fit : 1;
+    for (int64_t row = first_row; row < end_row; row++) {
+      for (int64_t b0 = 0; b0 < blocks; b0 += chunk) {
+        const int64_t b_end = b0 + chunk < blocks ? b0 + chunk : blocks;
+        const int64_t n = row / H_out, y = row % H_out;
+        const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
+        const float *image = job->x + n * H * W * C;
+        for (int64_t x = 0; x < W_out;) {
+            const int64_t kx_first = job->tap_cols[2 * x], kx_end = job->tap_cols[2 * x + 1];
+            const int64_t count = outputs_sharing_taps(job->tap_cols, x, W_out);
+            const Reads reads = {(y * job->stride_h - job->pad_top) * W * C + (x * job->stride_w - job->pad_left) * C,
+                                 job->dilation_h * W * C, job->dilation_w * C, job->stride_w * C,
+                                 ky_first, ky_end, kx_first, kx_end, kw};
+            float *target = job->out + ((n * H_out + y) * W_out + x) * C;
+            for (int64_t b = b0; b < b_end; b++) {
+                const int64_t lanes = C - b * LANES < LANES ? C - b * LANES : LANES;
+                const float *block_bias = job->bias != NULL ? bias + b * LANES : NULL;
+                const float *block_taps = w_lanes + b * taps * LANES;
+                if (count == POSITIONS && lanes == LANES) { /* constant counts, so that the sums stay in registers */
+                    lane_outputs(POSITIONS, image + b * LANES, block_taps, &reads, LANES, block_bias, target + b * LANES, C);
+                } else {
+                    for (int64_t p = 0; p < count; p++) {
+                        const Reads one = {reads.first + p * reads.output_step, reads.row_step, reads.column_step,
+                                           reads.output_step, ky_first, ky_end, kx_first, kx_end, kw};
+                        lane_outputs(1, image + b * LANES, block_taps, &one, lanes, block_bias, target + p * C + b * LANES, C);
+                    }
+                }
+            }
+            x += count;
+        }
+      }
+    }
+    free(w_lanes), free(bias);
 }
 
 /* Several input channels per group (dense or grouped): LANES output channels of one group at a time,
@@ -542,7 +620,9 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     const int64_t threads_used = convlens_threads_for(work, threads);
     const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
     int failed;
-    if (chosen == BLOCK_LOOP && per_group == 1) {
+    if (chosen == BLOCK_LOOP && z.channels_last) {
+        failed = convlens_parallel(run_channel_rows, &job, z.batch * z.out_h, threads_used);
+    } else if (chosen == BLOCK_LOOP && per_group == 1) {
         failed = convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
                                    threads_used);
     } else if (chosen == BLOCK_LOOP) {
