@@ -141,7 +141,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     general = "general case: one matrix multiply over im2col columns"
     if not native.takes(spec):
         return Choice(get("im2col"), general)
-    measured = tune.stored()
+    # while torch.compile traces, the graph runs the Python algorithms, not the kernels tune timed
+    measured = None if torch.compiler.is_compiling() else tune.stored()
     if measured is None:
         tiny, stems, said = (TINY_POINTWISE_MACS if columns_are_input(spec) else TINY_MACS), True, ""
     else:
