@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import convlens
 from convlens.algos.auto import choose
 from convlens.benchmark.suites import SUITES, suite
 
@@ -35,3 +36,18 @@ def test_alexnet_5x5_layer(batch: int, expected: str) -> None:
 def test_unknown_suite_names_the_choices() -> None:
     with pytest.raises(ValueError, match=r"suite must be one of .*convnext_tiny.*got suite='lenet'"):
         suite("lenet")
+
+
+def test_the_bench_reports_the_algorithm_the_call_runs() -> None:
+    """``auto picks`` is auto's choice for the tensors the bench times (on the CPU the compiled
+    kernel may take a layer that a shape-only spec on no device would send to im2col), and the
+    buffers predicted for it are that algorithm's."""
+    from convlens.benchmark import runner
+    from convlens.benchmark.suites import Layer
+
+    stem = Layer("test", "conv1", 3, 8, (32, 32), (7, 7), (2, 2), (3, 3), (1, 1), 1)
+    row = runner.benchmark_layer(stem, 1, ["auto"], rounds=1, min_run_time=0.001, device=torch.device("cpu"))
+    x, w, _ = stem.tensors(1)
+    assert row.auto_choice == convlens.explain_choice(x, w, stride=2, padding=3).algorithm
+    assert row.auto_choice == ("direct" if convlens.native.available() else "im2col")
+    assert row.extra_bytes["auto"] == convlens.explain_choice(x, w, stride=2, padding=3).workspace_bytes

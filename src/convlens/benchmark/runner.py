@@ -14,7 +14,7 @@ memory, and max |error| against float64 next to PyTorch's own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -63,10 +63,14 @@ def _pair_padding(layer: Layer) -> tuple[int, ...]:
     return layer.padding if isinstance(layer.padding, tuple) else (0, 0)
 
 
-def predicted_extra_bytes(name: str, layer: Layer, batch: int) -> int:
-    """Memory a candidate allocates beyond input, weight and output, predicted from the shapes:
-    the algorithm's own ``buffer_bytes``; for the seed's method its padded input and columns."""
+def predicted_extra_bytes(name: str, layer: Layer, batch: int, device: torch.device | None = None) -> int:
+    """Memory a candidate allocates beyond input, weight and output, predicted from the shapes (on
+    ``device``, where the compiled kernels may take the call; default: any device, the Python
+    algorithms' buffers): the algorithm's own ``buffer_bytes``; for the seed's method its padded
+    input and columns."""
     spec = layer.spec(batch).as_2d()
+    if device is not None:
+        spec = replace(spec, device=device)
     if name == REFERENCE:  # PyTorch's own workspace is not visible from here
         return 0
     if name == SEED:
@@ -96,7 +100,9 @@ def benchmark_layer(
     PyTorch's reference is cuDNN's kernel; ``torch.utils.benchmark`` synchronizes the device around
     each timed block)."""
     x, w, b = (tensor.to(device) for tensor in layer.tensors(batch))
-    spec = layer.spec(batch).as_2d()  # for a transposed layer, the convolution whose input gradient it is
+    # for a transposed layer, the convolution whose input gradient it is; on the tensors' device, so
+    # that auto's choice reported is the one the call makes (the compiled kernels take CPU layers)
+    spec = replace(layer.spec(batch).as_2d(), device=x.device)
 
     def convlens_call(name: str) -> Callable[[], torch.Tensor]:
         return lambda: layer.convlens(x, w, b, algorithm=name)
@@ -121,7 +127,7 @@ def benchmark_layer(
             row.errors[name] = (function().double() - truth).abs().max().item()
             if not layer.transposed:  # a transposed layer's buffers are its backward's, not predicted here
                 chosen = choose(spec).algorithm.name if name == "auto" else name
-                row.extra_bytes[name] = predicted_extra_bytes(chosen, layer, batch)
+                row.extra_bytes[name] = predicted_extra_bytes(chosen, layer, batch, x.device)
         medians = interleaved_medians(candidates, rounds=rounds, min_run_time=min_run_time)
     row.milliseconds = {name: seconds * 1e3 for name, seconds in medians.items()}
     if "auto" in candidates and not layer.transposed:
