@@ -143,3 +143,20 @@ def test_the_command_measures_writes_and_every_process_uses_it(tmp_path: Path) -
     forgot = convlens_command("--forget")
     assert forgot.returncode == 0 and f"deleted {file}" in forgot.stdout.replace("\n", "") and not file.exists()
     assert "no calibration for this machine" in convlens_command("--show").stdout
+
+
+def test_without_the_kernels_there_is_nothing_to_tune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No compiled kernels: auto never picks direct.c, so tune says so, measures nothing and writes
+    nothing (exit 1: the answer is no); --show still prints the built-in rules."""
+    from convlens.cli import main
+
+    monkeypatch.setenv("CONVLENS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_library", None)
+    monkeypatch.setattr(native, "_reason", "no compiled kernels (test)")
+    assert main(["tune"]) == 1
+    assert "nothing to tune: no compiled kernels (no compiled kernels (test))" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+    assert main(["tune", "--show"]) == 0
+    assert "no calibration for this machine" in capsys.readouterr().out
