@@ -160,3 +160,18 @@ def test_without_the_kernels_there_is_nothing_to_tune(
     assert not list(tmp_path.iterdir())
     assert main(["tune", "--show"]) == 0
     assert "no calibration for this machine" in capsys.readouterr().out
+
+
+def test_an_unwritable_cache_folder_is_refused_before_any_timing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convlens.cli import main
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("CONVLENS_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(tune, "measure", lambda *args, **kwargs: pytest.fail("timed before checking the folder"))
+    if not native.available():
+        pytest.skip(native.reason())
+    assert main(["tune"]) == 2
+    assert f"cache (CONVLENS_CACHE_DIR) {blocker} exists and is not a folder" in capsys.readouterr().err

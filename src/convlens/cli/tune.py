@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from convlens.cli.options import finite_positive_float, positive_int
+from convlens.files import OutputError, prepare_out_dir
 
 if TYPE_CHECKING:  # imported by run, not at startup
     from rich.console import Console
@@ -55,14 +56,23 @@ def run(args: argparse.Namespace) -> int:
     if not native.available():
         console.print(f"nothing to tune: no compiled kernels ({native.reason()}), so auto never picks direct.c")
         return EXIT_NO_KERNELS
+    if not args.dry_run:  # before 20 seconds of timing: a folder the calibration can go to
+        prepare_out_dir(tune.cache_dir(), option="cache (CONVLENS_CACHE_DIR)")
     timings = measure(args, console)
     measured = tune.fit(timings)
     console.print(probe_table(timings))
     console.print(table(measured, built_in))
     if args.dry_run:
         console.print("--dry-run: nothing written")
-    else:
-        console.print(f"wrote {tune.save(measured, timings)}; auto uses it in every process with this key")
+        return 0
+    try:
+        written = tune.save(measured, timings)
+    except OSError as error:
+        raise OutputError(
+            f"cannot write the calibration to {tune.path()}: {error.strerror or error} "
+            "(set CONVLENS_CACHE_DIR to a writable folder)"
+        ) from None
+    console.print(f"wrote {written}; auto uses it in every process with this key")
     return 0
 
 
