@@ -1,4 +1,5 @@
-/* direct.c: the direct 2-D convolution in one pass over the output, float32, NCHW.
+/* direct.c: the direct 2-D convolution in one pass over the output, float32, NCHW (and channels-last
+ * for depthwise layers with one filter per channel).
  *
  * The math of its Python siblings (src/convlens/algos/direct.py, and depthwise.py: the case of one
  * input channel per group). Output channel o of group g = o / (C_out/G) sums the taps of its
@@ -17,8 +18,9 @@
  * channel order, the bias last. (Summing the k_h*k_w terms of a channel apart first keeps a long
  * sum's rounding error near that of PyTorch's blocked products: 128 channels of 3x3 in one running
  * sum erred 4.6x PyTorch's error against float64 on the Xeon, beyond verify's 2x.)
- *   - run_planes: one output plane (n, o) at a time, one row at a time: the row starts at zero, then
- *     each tap of each input channel adds weight * the input row it reads. The output columns a tap
+ *   - run_planes: one output plane (n, o) at a time, one row at a time: the row starts at zero; each
+ *     input channel's taps add weight * the input row they read into a partial row (the row itself
+ *     when there is one input channel), then added to the row. The output columns a tap
  *     reads inside the input are worked out once per kernel column, so the inner loop has no bounds
  *     checks and, at stride 1, is a plain a += w * b over contiguous floats that the compiler
  *     vectorises. Best on wide stride-1 rows.
@@ -52,8 +54,8 @@
  * GCC's contraction for this file only; the rest of the core is built with -ffp-contract=off.) Why:
  * the unfused multiply and add are two instructions on the same two ports, and these loops are
  * bound by them: benchmarks/RESULTS.md, thirteenth session.
- * Threads: as many as the caller says (torch.get_num_threads()), each a share of the planes
- * (parallel.h): planes, or blocks.
+ * Threads: as many as the caller says (torch.get_num_threads()), each a share of the loop's units
+ * (parallel.h): output planes, channel or output blocks, or output rows.
  */
 #include <stddef.h>
 #include <stdint.h>
