@@ -94,9 +94,16 @@ def test_a_calibration_changes_autos_choice_and_says_so(tmp_path: Path, monkeypa
     assert str(file) in convlens.explain_choice(*small, padding=1).reason  # im2col, past the measured thresholds
 
 
-def test_a_broken_calibration_is_ignored_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "thresholds",
+    ['{"tiny_macs": "lots"}', '{"tiny_macs": 1, "tiny_pointwise_macs": -1, "stems": true}',
+     '{"tiny_macs": 1, "tiny_pointwise_macs": 1, "stems": "no"}', "[1, 2]"],
+)  # fmt: skip
+def test_a_broken_calibration_is_ignored_with_one_warning(
+    thresholds: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONVLENS_CACHE_DIR", str(tmp_path))
-    tune.path().write_text('{"format": 1, "thresholds": {"tiny_macs": "lots"}}')
+    tune.path().write_text('{"format": 1, "thresholds": ' + thresholds + "}")
     with pytest.warns(RuntimeWarning, match="ignoring .* built-in rules"):
         assert tune.stored() is None
     with warnings.catch_warnings():

@@ -177,13 +177,18 @@ def read(file: Path) -> Thresholds | None:
         if data["format"] != FORMAT:
             raise ValueError(f"format {data['format']!r}, not {FORMAT}")
         found = data["thresholds"]
-        thresholds = Thresholds(int(found["tiny_macs"]), int(found["tiny_pointwise_macs"]), bool(found["stems"]))
+        tiny, pointwise, stems = found["tiny_macs"], found["tiny_pointwise_macs"], found["stems"]
+        for name, value in (("tiny_macs", tiny), ("tiny_pointwise_macs", pointwise)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not isinstance(stems, bool):
+            raise ValueError(f"stems must be true or false, got {stems!r}")
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as error:
         warnings.warn(f"convlens tune: ignoring {file} ({error}); auto uses its built-in rules", RuntimeWarning, 2)
         return None
-    return Thresholds(thresholds.tiny_macs, thresholds.tiny_pointwise_macs, thresholds.stems, source=str(file))
+    return Thresholds(tiny, pointwise, stems, source=str(file))
 
 
 def forget() -> Path | None:
