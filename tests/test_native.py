@@ -380,3 +380,28 @@ def test_winograd_passes_give_the_same_bits_on_two_threads_as_on_one(precision: 
             assert passes_agree_across_threads(x, spec, 2)
         finally:
             torch.set_num_threads(threads)
+
+
+@settings(max_examples=30)
+@given(
+    channels=st.integers(1, 40), kernel=st.sampled_from([1, 3, 5, 7]), width=st.integers(1, 40),
+    height=st.integers(1, 9), bias=st.booleans(), stride=st.sampled_from([(1, 1), (2, 1), (1, 2)]),
+)  # fmt: skip
+def test_channels_last_depthwise_gives_the_plane_loops_bits(channels, kernel, width, height, bias, stride) -> None:
+    """Channels-last depthwise layers go a row at a time (on AVX-512, 8 outputs of a row at a time
+    where all their kernel columns read inside); each output sums its terms in the plane loop's
+    order: the bits of the NCHW plane loop on the same values."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(channels * 1000 + width)
+    x = torch.randn(2, channels, height, width, generator=generator)
+    w = torch.randn(channels, 1, kernel, kernel, generator=generator)
+    b = torch.randn(channels, generator=generator) if bias else None
+    options = {"padding": kernel // 2, "groups": channels, "stride": stride}
+    nchw = convlens.ConvSpec.from_args(x, w, b, **options)
+    planes = native.direct_forward(x, w, b, nchw, loop="planes")
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    spec = convlens.ConvSpec.from_args(channels_last, w, b, **options)
+    rows = native.direct_forward(channels_last, w, b, spec)
+    assert rows.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(rows, planes)

@@ -85,6 +85,8 @@ typedef struct {
     const int64_t *tap_cols;  /* [2*x], [2*x + 1]: the kernel columns [kx_first, kx_end) output column x reads inside */
     int channels_last;        /* x and out laid out (N, H, W, C): only with one input channel per group */
     int *no_memory;           /* set to 1 by a share that could not allocate its buffers */
+    const float *w_lanes;     /* run_channel_rows: the weights laid out (block, tap, lane), bias_lanes (block, lane) */
+    const float *bias_lanes;
 } Job;
 
 enum { LANES = 16, MAX_SMALL_PLANE = 1024 }; /* run_channel_blocks: channels at a time; largest plane, kernel */
@@ -170,14 +172,18 @@ static void run_planes(const void *context, int64_t first_plane, int64_t end_pla
     free(partial);
 }
 
-/* POSITIONS when output columns x .. x + POSITIONS - 1 exist and read the same kernel columns inside
- * the input (tap_cols: see Job), so that one load of each tap's weights serves them all; else 1. */
-static inline int64_t outputs_sharing_taps(const int64_t *tap_cols, int64_t x, int64_t W_out) {
-    if (x + POSITIONS > W_out) return 1;
-    for (int64_t p = 1; p < POSITIONS; p++) {
+/* `want` when output columns x .. x + want - 1 exist and read the same kernel columns inside the
+ * input (tap_cols: see Job), so that one load of each tap's weights serves them all; else 1. */
+static inline int64_t outputs_sharing(const int64_t *tap_cols, int64_t x, int64_t W_out, int64_t want) {
+    if (x + want > W_out) return 1;
+    for (int64_t p = 1; p < want; p++) {
         if (tap_cols[2 * (x + p)] != tap_cols[2 * x] || tap_cols[2 * (x + p) + 1] != tap_cols[2 * x + 1]) return 1;
     }
-    return POSITIONS;
+    return want;
+}
+
+static inline int64_t outputs_sharing_taps(const int64_t *tap_cols, int64_t x, int64_t W_out) {
+    return outputs_sharing(tap_cols, x, W_out, POSITIONS);
 }
 
 /* Where the taps of an output read, for the blocked loops: the input element its tap (0, 0) would
@@ -339,35 +345,96 @@ static void run_channel_blocks(const void *context, int64_t first_block, int64_t
     free(input), free(output), free(taps);
 }
 
+/* LANES floats as one value: one AVX-512 register. Used only in code compiled for AVX-512
+ * (run_channel_rows_wide); elsewhere the loops take them as two Halves, which AVX2 keeps in its 16
+ * registers. */
+typedef float Wide __attribute__((vector_size(LANES * sizeof(float))));
+static inline __attribute__((always_inline)) Wide load_wide(const float *from) {
+    Wide wide;
+    memcpy(&wide, from, sizeof wide);
+    return wide;
+}
+
+enum { WIDE_POSITIONS = 8, WIDE_MAX_KW = 7 }; /* wide_outputs: outputs of a row at once; widest kernel row */
+enum { SEVEN = 7 };                           /* and the outputs of a row 7 wide (the last stage of many models) */
+
+/* run_channel_rows_wide's outputs x .. x + WIDE_POSITIONS - 1 of a row, LANES channels, stride and
+ * dilation 1 along the row; kw a constant where it is called. Each kernel row's kw tap vectors are
+ * loaded once, and each input vector of the row once for the (up to) kw outputs it feeds: input
+ * column x - pad_left + j (at + j * C) feeds output p = j - kx through tap kx; columns j outside
+ * [j_first, j_end) are the padding, whose terms are skipped, as run_planes skips them. The
+ * AVX-512 register file holds the kw taps and the WIDE_POSITIONS sums; the loads, not the
+ * multiply-adds, bound the loop that loads an input per multiply-add (benchmarks/RESULTS.md,
+ * thirteenth session). Each output's terms come ky, then kx, ascending: lane_outputs's order. */
+static inline __attribute__((always_inline)) void wide_outputs(int kw, int positions, const float *at, int64_t C,
+                                                               int64_t row_step,
+                                                               const float *taps, int64_t ky_first, int64_t ky_end,
+                                                               int64_t j_first, int64_t j_end, const float *bias,
+                                                               float *target) {
+    Wide sums[WIDE_POSITIONS];
+    for (int p = 0; p < positions; p++) sums[p] = (Wide){0};
+    for (int64_t ky = ky_first; ky < ky_end; ky++) {
+        const float *row = at + ky * row_step; /* input column x's channels, kernel row ky */
+        Wide tap[WIDE_MAX_KW];
+        for (int kx = 0; kx < kw; kx++) tap[kx] = load_wide(taps + (ky * kw + kx) * LANES);
+        /* unrolled whole (kw is a constant), so that taps and sums are registers, not an array */
+#pragma GCC unroll 16
+        for (int j = 0; j < positions + kw - 1; j++) {
+            if (j < j_first || j >= j_end) continue; /* a column of the padding: its terms are skipped */
+            const Wide input = load_wide(row + j * C);
+#pragma GCC unroll 8
+            for (int kx = 0; kx < kw; kx++) {
+                const int p = j - kx;
+                if (p >= 0 && p < positions) sums[p] += tap[kx] * input;
+            }
+        }
+    }
+    for (int p = 0; p < positions; p++) {
+        const Wide out = bias != NULL ? sums[p] + load_wide(bias) : sums[p];
+        memcpy(target + p * C, &out, sizeof out);
+    }
+}
+
+/* wide_outputs with kw and positions as constants: 3x3, 5x5, 7x7; WIDE_POSITIONS or SEVEN outputs. */
+static inline __attribute__((always_inline)) void wide_row(int64_t kw, int64_t positions, const float *at, int64_t C,
+                                                           int64_t row_step, const float *taps, int64_t ky_first,
+                                                           int64_t ky_end, int64_t j_first, int64_t j_end,
+                                                           const float *bias, float *target) {
+    if (positions == WIDE_POSITIONS && kw == 3) {
+        wide_outputs(3, WIDE_POSITIONS, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
+    } else if (positions == WIDE_POSITIONS && kw == 5) {
+        wide_outputs(5, WIDE_POSITIONS, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
+    } else if (positions == WIDE_POSITIONS) {
+        wide_outputs(7, WIDE_POSITIONS, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
+    } else if (kw == 3) {
+        wide_outputs(3, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
+    } else if (kw == 5) {
+        wide_outputs(5, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
+    } else {
+        wide_outputs(7, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
+    }
+}
+
 /* Channels-last depthwise (one filter per channel): one output row (n, y) at a time, and along it,
  * for each POSITIONS outputs, every block of LANES channels in turn, so that the reads of one
  * position run along the channels in memory order (a block at a time over the whole image, as
  * run_channel_blocks goes, reads one cache line per position and moves C floats on: strided
  * reads and writes the prefetchers follow less well). Each block's sums as lane_outputs makes
- * them: the same bits as run_planes. The weights are first laid out (block, tap, lane) in a buffer
- * of this share's own. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static void run_channel_rows(const void *context, int64_t first_row, int64_t end_row) {
-    const Job *job = (const Job *)context; /* rows n * H_out + y in [first_row, end_row) */
+ * them: the same bits as run_planes. The weights come laid out (block, tap, lane), once per call
+ * (channel_lanes). `wide` (a constant where it is inlined): the AVX-512 entry point, whose
+ * rows of stride and dilation 1 with a 3x3, 5x5 or 7x7 kernel go WIDE_POSITIONS outputs at a time
+ * through wide_outputs (a row 7 wide: 7 at a time), the edges too. */
+static inline __attribute__((always_inline)) void channel_rows(const Job *job, int64_t first_row, int64_t end_row,
+                                                               int wide) {
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
     const int64_t H_out = job->out_h, W_out = job->out_w, C = job->out_channels;
     const int64_t blocks = (C + LANES - 1) / LANES, taps = kh * kw;
-    float *w_lanes = malloc(sizeof(float) * (size_t)(blocks * taps * LANES)); /* [(b * taps + t) * LANES + l] */
-    float *bias = malloc(sizeof(float) * (size_t)(blocks * LANES));
-    if (w_lanes == NULL || bias == NULL) {
-        *job->no_memory = 1;
-        free(w_lanes), free(bias);
-        return;
-    }
-    for (int64_t o = 0; o < blocks * LANES; o++) { /* lanes past C repeat channel C - 1: computed, never stored */
-        const int64_t channel = o < C ? o : C - 1;
-        for (int64_t t = 0; t < taps; t++) w_lanes[(o / LANES * taps + t) * LANES + o % LANES] = job->weight[channel * taps + t];
-        bias[o] = job->bias != NULL ? job->bias[channel] : 0.0f;
-    }
+    const float *w_lanes = job->w_lanes, *bias = job->bias_lanes; /* [(b * taps + t) * LANES + l], [b * LANES + l] */
     /* blocks [b0, b0 + chunk) at a time along the row: their weights, chunk * taps * LANES floats, stay in L1 */
     const int64_t fit = ROW_WEIGHT_BYTES / (int64_t)(taps * LANES * sizeof(float)), chunk = fit > 1 ? fit : 1;
+    /* outputs of a row wide_outputs takes at a time (0: none; the AVX-512 entry point only) */
+    const int wide_kernel = wide && (kw == 3 || kw == 5 || kw == 7) && job->stride_w == 1 && job->dilation_w == 1;
+    const int64_t group = !wide_kernel ? 0 : W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0;
     for (int64_t row = first_row; row < end_row; row++) {
       for (int64_t b0 = 0; b0 < blocks; b0 += chunk) {
         const int64_t b_end = b0 + chunk < blocks ? b0 + chunk : blocks;
@@ -376,6 +443,33 @@ static void run_channel_rows(const void *context, int64_t first_row, int64_t end
         const float *image = job->x + n * H * W * C;
         for (int64_t x = 0; x < W_out;) {
             const int64_t kx_first = job->tap_cols[2 * x], kx_end = job->tap_cols[2 * x + 1];
+            if (group > 0) {
+                /* group outputs from x0; the row's last ones overlap the ones before (the same values again) */
+                const int64_t x0 = x + group <= W_out ? x : W_out - group;
+                const int64_t left = job->pad_left - x0, right = W + job->pad_left - x0; /* inside: j in [left, right) */
+                const int64_t j_first = left > 0 ? left : 0, j_end = right < group + kw - 1 ? right : group + kw - 1;
+                const float *at = image + ((y * job->stride_h - job->pad_top) * W + x0 - job->pad_left) * C;
+                float *target = job->out + ((n * H_out + y) * W_out + x0) * C;
+                const int64_t step = job->dilation_h * W * C;
+                for (int64_t b = b0; b < b_end; b++) {
+                    const float *block_bias = job->bias != NULL ? bias + b * LANES : NULL;
+                    const float *block_taps = w_lanes + b * taps * LANES;
+                    if (C - b * LANES < LANES) { /* the last, partial block: its lanes one output at a time */
+                        for (int64_t p = 0; p < group; p++) {
+                            const int64_t xp = x0 + p;
+                            const Reads one = {(y * job->stride_h - job->pad_top) * W * C + (xp - job->pad_left) * C, step, C,
+                                               C, ky_first, ky_end, job->tap_cols[2 * xp], job->tap_cols[2 * xp + 1], kw};
+                            lane_outputs(1, image + b * LANES, block_taps, &one, C - b * LANES, block_bias,
+                                         target + p * C + b * LANES, C);
+                        }
+                    } else {
+                        wide_row(kw, group, at + b * LANES, C, step, block_taps, ky_first, ky_end, j_first, j_end, block_bias,
+                                 target + b * LANES);
+                    }
+                }
+                x = x0 + group;
+                continue;
+            }
             const int64_t count = outputs_sharing_taps(job->tap_cols, x, W_out);
             const Reads reads = {(y * job->stride_h - job->pad_top) * W * C + (x * job->stride_w - job->pad_left) * C,
                                  job->dilation_h * W * C, job->dilation_w * C, job->stride_w * C,
@@ -399,8 +493,23 @@ static void run_channel_rows(const void *context, int64_t first_row, int64_t end
         }
       }
     }
-    free(w_lanes), free(bias);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void run_channel_rows(const void *context, int64_t first_row, int64_t end_row) {
+    channel_rows((const Job *)context, first_row, end_row, 0); /* rows n * H_out + y in [first_row, end_row) */
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HAVE_WIDE_ROWS 1
+/* run_channel_rows for CPUs with AVX-512 (convlens_direct_forward asks the CPU). */
+__attribute__((target("arch=x86-64-v4"))) static void run_channel_rows_wide(const void *context, int64_t first_row,
+                                                                             int64_t end_row) {
+    channel_rows((const Job *)context, first_row, end_row, 1);
+}
+#endif
 
 /* Several input channels per group (dense or grouped): LANES output channels of one group at a time,
  * output channels innermost. Every (input channel, tap) is one multiply-add of LANES weights by one
@@ -609,6 +718,21 @@ int convlens_direct_pick(const Sizes *z) {
     return fits_channel_blocks(z) && z->out_w <= SMALL_PLANE_WIDTH ? BLOCK_LOOP : PLANE_LOOP;
 }
 
+/* run_channel_rows's weights (C, 1, k_h, k_w) laid out (block, tap, lane) and its bias (block,
+ * lane), lanes past C repeating channel C - 1 (computed, never stored); NULL when out of memory. */
+static float *channel_lanes(const float *weight, const float *bias, int64_t C, int64_t taps, float **bias_lanes) {
+    const int64_t blocks = (C + LANES - 1) / LANES;
+    float *w_lanes = malloc(sizeof(float) * (size_t)(blocks * taps * LANES + blocks * LANES));
+    if (w_lanes == NULL) return NULL;
+    *bias_lanes = w_lanes + blocks * taps * LANES;
+    for (int64_t o = 0; o < blocks * LANES; o++) {
+        const int64_t channel = o < C ? o : C - 1;
+        for (int64_t t = 0; t < taps; t++) w_lanes[(o / LANES * taps + t) * LANES + o % LANES] = weight[channel * taps + t];
+        (*bias_lanes)[o] = bias != NULL ? bias[channel] : 0.0f;
+    }
+    return w_lanes;
+}
+
 /* Returns 0, 1 when a thread could not be started (its share then ran on the calling thread), 2 when
  * there was no memory for the column ranges or the weight blocks, 3 for a layer the kernel does not
  * take that way (a channels-last layer other than depthwise with one filter per channel and at most
@@ -637,15 +761,25 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     tap_ranges(tap_rows, z.out_h, z.height, z.kernel_h, z.stride_h, z.pad_top, z.dilation_h);
     tap_ranges(tap_cols, z.out_w, z.width, z.kernel_w, z.stride_w, z.pad_left, z.dilation_w);
     int no_memory = 0;
+    float *bias_lanes = NULL, *w_lanes = NULL;
+    if (z.channels_last && (w_lanes = channel_lanes(weight, bias, z.out_channels, taps, &bias_lanes)) == NULL) {
+        free(ranges);
+        return 2;
+    }
     const Job job = {x, weight, bias, out, z.in_channels, per_group, z.out_channels, out_per_group, z.height, z.width,
                      z.kernel_h, z.kernel_w, z.stride_h, z.stride_w, z.pad_top, z.pad_left, z.dilation_h, z.dilation_w,
-                     z.out_h, z.out_w, columns, tap_rows, tap_cols, (int)z.channels_last, &no_memory};
+                     z.out_h, z.out_w, columns, tap_rows, tap_cols, (int)z.channels_last, &no_memory, w_lanes, bias_lanes};
     const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * per_group * taps;
     const int64_t threads_used = convlens_threads_for(work, threads);
     const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
     int failed;
     if (chosen == BLOCK_LOOP && z.channels_last) {
-        failed = convlens_parallel(run_channel_rows, &job, z.batch * z.out_h, threads_used);
+        void (*rows)(const void *, int64_t, int64_t) = run_channel_rows;
+#ifdef HAVE_WIDE_ROWS
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) rows = run_channel_rows_wide;
+#endif
+        failed = convlens_parallel(rows, &job, z.batch * z.out_h, threads_used);
     } else if (chosen == BLOCK_LOOP && per_group == 1) {
         failed = convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
                                    threads_used);
@@ -657,6 +791,6 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     } else {
         failed = convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
     }
-    free(ranges);
+    free(ranges), free(w_lanes);
     return no_memory ? 2 : failed;
 }
