@@ -54,6 +54,12 @@
  * GCC's contraction for this file only; the rest of the core is built with -ffp-contract=off.) Why:
  * the unfused multiply and add are two instructions on the same two ports, and these loops are
  * bound by them: benchmarks/RESULTS.md, thirteenth session.
+ * Two loops have a second entry point compiled for x86-64-v4 alone and picked by asking the CPU
+ * (avx512): channels-last depthwise rows (wide_outputs: 8 outputs of 16 channels, each kernel row's
+ * taps in registers, each input vector loaded once for every output it feeds) and the NCHW row
+ * vectors (wide_row_outputs: 16 outputs per vector). Their 16-lane vectors fit AVX-512's registers
+ * only (AVX2 would keep them on the stack), and lanes are independent: the same bits as the
+ * 8-lane loops.
  * Threads: as many as the caller says (torch.get_num_threads()), each a share of the loop's units
  * (parallel.h): output planes, channel or output blocks, or output rows.
  */
@@ -509,6 +515,12 @@ __attribute__((target("arch=x86-64-v4"))) static void run_channel_rows_wide(cons
                                                                              int64_t end_row) {
     channel_rows((const Job *)context, first_row, end_row, 1);
 }
+
+/* Whether this CPU runs the x86-64-v4 entry points (AVX-512 F, VL and the rest of the level). */
+static int avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("x86-64-v4");
+}
 #endif
 
 /* Several input channels per group (dense or grouped): LANES output channels of one group at a time,
@@ -602,11 +614,25 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
  * vector's reads are in memory (row_vector_outputs: why the margins' terms change nothing). The last
  * vector of a row overlaps the one before where the row does not divide (the same values again).
  * The same bits as run_planes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static void run_row_vectors(const void *context, int64_t first_plane, int64_t end_plane) {
-    const Job *job = (const Job *)context; /* planes n*C_out + o in [first_plane, end_plane) */
+/* row_vector_outputs on AVX-512 for a filter of finite taps: `wides` (a constant where it is called)
+ * vectors of LANES outputs from rows + 0, LANES, ...: the same terms in the same order, twice the
+ * outputs per instruction. */
+static inline __attribute__((always_inline)) void wide_row_outputs(int wides, const float *rows, int64_t row_length,
+                                                                   const float *filter, const Job *job, int64_t y,
+                                                                   Wide *sums) {
+    const int64_t kw = job->kernel_w, dw = job->dilation_w;
+    for (int v = 0; v < wides; v++) sums[v] = (Wide){0};
+    for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
+        const float *in_row = rows + ky * job->dilation_h * row_length;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            const Wide tap = (Wide){0} + filter[ky * kw + kx];
+            for (int v = 0; v < wides; v++) sums[v] += tap * load_wide(in_row + v * LANES + kx * dw);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void row_vectors(const Job *job, int64_t first_plane, int64_t end_plane,
+                                                              int wide) {
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w, dw = job->dilation_w;
     const int64_t H_out = job->out_h, W_out = job->out_w, width = LANES / 2;
     const int64_t *tap_cols = job->tap_cols;
@@ -645,6 +671,25 @@ static void run_row_vectors(const void *context, int64_t first_plane, int64_t en
             float *out_row = job->out + (plane * H_out + y) * W_out;
             Half sums[POSITIONS];
             for (int64_t c = 0; c < vectors;) {
+                /* AVX-512, finite taps: 2 or 4 16-lane vectors over 4 or 8 neighbouring 8-lane ones */
+                const int64_t wides = !(wide && finite) ? 0
+                                      : c + 8 <= vectors && starts[c + 7] == starts[c] + 7 * width ? 4
+                                      : c + 4 <= vectors && starts[c + 3] == starts[c] + 3 * width ? 2
+                                                                                                   : 0;
+                if (wides > 0) {
+                    Wide wide_sums[4];
+                    if (wides == 4) {
+                        wide_row_outputs(4, rows + starts[c], row_length, filter, job, y, wide_sums);
+                    } else {
+                        wide_row_outputs(2, rows + starts[c], row_length, filter, job, y, wide_sums);
+                    }
+                    for (int v = 0; v < wides; v++) {
+                        const Wide out = job->bias != NULL ? wide_sums[v] + job->bias[o] : wide_sums[v];
+                        memcpy(out_row + starts[c] + v * LANES, &out, sizeof out);
+                    }
+                    c += 2 * wides;
+                    continue;
+                }
                 const int chunks = c + POSITIONS <= vectors ? POSITIONS : 1;
                 /* constant chunks and masks where row_vector_outputs is inlined: four loops, no branches inside */
                 if (chunks == POSITIONS && finite) {
@@ -670,6 +715,21 @@ static void run_row_vectors(const void *context, int64_t first_plane, int64_t en
     }
     free(padded), free(masks), free(starts);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void run_row_vectors(const void *context, int64_t first_plane, int64_t end_plane) {
+    row_vectors((const Job *)context, first_plane, end_plane, 0); /* planes n*C_out + o in [first_plane, end_plane) */
+}
+
+#ifdef HAVE_WIDE_ROWS
+/* run_row_vectors for CPUs with AVX-512 (convlens_direct_forward asks the CPU). */
+__attribute__((target("arch=x86-64-v4"))) static void run_row_vectors_wide(const void *context, int64_t first_plane,
+                                                                            int64_t end_plane) {
+    row_vectors((const Job *)context, first_plane, end_plane, 1);
+}
+#endif
 
 /* The kernel rows (or columns) [first, end) that output row (column) i reads inside an input of `size`:
  * i*stride - pad + k*dilation in [0, size). Written to ranges[2*i], ranges[2*i + 1] for i < count. */
@@ -776,8 +836,7 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     if (chosen == BLOCK_LOOP && z.channels_last) {
         void (*rows)(const void *, int64_t, int64_t) = run_channel_rows;
 #ifdef HAVE_WIDE_ROWS
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) rows = run_channel_rows_wide;
+        if (avx512()) rows = run_channel_rows_wide;
 #endif
         failed = convlens_parallel(rows, &job, z.batch * z.out_h, threads_used);
     } else if (chosen == BLOCK_LOOP && per_group == 1) {
@@ -787,7 +846,11 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
         failed = convlens_parallel(run_output_blocks, &job, z.batch * z.groups * ((out_per_group + LANES - 1) / LANES),
                                    threads_used);
     } else if (chosen == ROW_VECTOR_LOOP) {
-        failed = convlens_parallel(run_row_vectors, &job, z.batch * z.out_channels, threads_used);
+        void (*vectors)(const void *, int64_t, int64_t) = run_row_vectors;
+#ifdef HAVE_WIDE_ROWS
+        if (avx512()) vectors = run_row_vectors_wide;
+#endif
+        failed = convlens_parallel(vectors, &job, z.batch * z.out_channels, threads_used);
     } else {
         failed = convlens_parallel(run_planes, &job, z.batch * z.out_channels, threads_used);
     }
