@@ -607,13 +607,6 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
     }
 }
 
-/* One input channel per group (depthwise), NCHW, stride 1 along the row: one output plane at a time,
- * one row at a time, LANES / 2 outputs of the row per vector, up to POSITIONS vectors at once, their
- * sums in registers from the first tap to the bias (run_planes adds each tap into the output row in
- * memory). Each plane is first copied into a buffer with zero margins left and right, so that every
- * vector's reads are in memory (row_vector_outputs: why the margins' terms change nothing). The last
- * vector of a row overlaps the one before where the row does not divide (the same values again).
- * The same bits as run_planes. */
 /* row_vector_outputs on AVX-512 for a filter of finite taps: `wides` (a constant where it is called)
  * vectors of LANES outputs from rows + 0, LANES, ...: the same terms in the same order, twice the
  * outputs per instruction. */
@@ -631,6 +624,15 @@ static inline __attribute__((always_inline)) void wide_row_outputs(int wides, co
     }
 }
 
+/* One input channel per group (depthwise), NCHW, stride 1 along the row: one output plane at a time,
+ * one row at a time, LANES / 2 outputs of the row per vector, up to POSITIONS vectors at once, their
+ * sums in registers from the first tap to the bias (run_planes adds each tap into the output row in
+ * memory). Each plane is first copied into a buffer with zero margins left and right, so that every
+ * vector's reads are in memory (row_vector_outputs: why the margins' terms change nothing). The last
+ * vector of a row overlaps the one before where the row does not divide (the same values again).
+ * The same bits as run_planes. `wide` (a constant where it is inlined): the AVX-512 entry point, which
+ * takes a filter of finite taps 16 outputs per vector where 4 or 8 neighbouring vectors line up
+ * (wide_row_outputs; the 8-lane code differs from it in the vector type only). */
 static inline __attribute__((always_inline)) void row_vectors(const Job *job, int64_t first_plane, int64_t end_plane,
                                                               int wide) {
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w, dw = job->dilation_w;
