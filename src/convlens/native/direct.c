@@ -608,18 +608,18 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
 }
 
 /* row_vector_outputs on AVX-512 for a filter of finite taps: `wides` (a constant where it is called)
- * vectors of LANES outputs from rows + 0, LANES, ...: the same terms in the same order, twice the
- * outputs per instruction. */
-static inline __attribute__((always_inline)) void wide_row_outputs(int wides, const float *rows, int64_t row_length,
-                                                                   const float *filter, const Job *job, int64_t y,
-                                                                   Wide *sums) {
+ * vectors of LANES outputs, vector v's first output reading rows + starts[v]: the same terms in the
+ * same order, twice the outputs per instruction. */
+static inline __attribute__((always_inline)) void wide_row_outputs(int wides, const float *rows, const int64_t *starts,
+                                                                   int64_t row_length, const float *filter,
+                                                                   const Job *job, int64_t y, Wide *sums) {
     const int64_t kw = job->kernel_w, dw = job->dilation_w;
     for (int v = 0; v < wides; v++) sums[v] = (Wide){0};
     for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
         const float *in_row = rows + ky * job->dilation_h * row_length;
         for (int64_t kx = 0; kx < kw; kx++) {
             const Wide tap = (Wide){0} + filter[ky * kw + kx];
-            for (int v = 0; v < wides; v++) sums[v] += tap * load_wide(in_row + v * LANES + kx * dw);
+            for (int v = 0; v < wides; v++) sums[v] += tap * load_wide(in_row + starts[v] + kx * dw);
         }
     }
 }
@@ -631,7 +631,7 @@ static inline __attribute__((always_inline)) void wide_row_outputs(int wides, co
  * vector's reads are in memory (row_vector_outputs: why the margins' terms change nothing). The last
  * vector of a row overlaps the one before where the row does not divide (the same values again).
  * The same bits as run_planes. `wide` (a constant where it is inlined): the AVX-512 entry point, which
- * takes a filter of finite taps 16 outputs per vector where 4 or 8 neighbouring vectors line up
+ * takes the rows of a filter of finite taps, at least 16 wide, 16 outputs per vector
  * (wide_row_outputs; the 8-lane code differs from it in the vector type only). */
 static inline __attribute__((always_inline)) void row_vectors(const Job *job, int64_t first_plane, int64_t end_plane,
                                                               int wide) {
@@ -672,26 +672,30 @@ static inline __attribute__((always_inline)) void row_vectors(const Job *job, in
             const float *rows = padded + (y * job->stride_h - job->pad_top) * row_length; /* kernel row 0's, maybe outside */
             float *out_row = job->out + (plane * H_out + y) * W_out;
             Half sums[POSITIONS];
-            for (int64_t c = 0; c < vectors;) {
-                /* AVX-512, finite taps: 2 or 4 16-lane vectors over 4 or 8 neighbouring 8-lane ones */
-                const int64_t wides = !(wide && finite) ? 0
-                                      : c + 8 <= vectors && starts[c + 7] == starts[c] + 7 * width ? 4
-                                      : c + 4 <= vectors && starts[c + 3] == starts[c] + 3 * width ? 2
-                                                                                                   : 0;
-                if (wides > 0) {
-                    Wide wide_sums[4];
-                    if (wides == 4) {
-                        wide_row_outputs(4, rows + starts[c], row_length, filter, job, y, wide_sums);
+            if (wide && finite && W_out >= LANES) { /* AVX-512, finite taps: 16-lane vectors over the whole row */
+                for (int64_t x = 0; x < W_out; x += POSITIONS * LANES) {
+                    /* up to 4 vectors from x, none past the row's end (the last overlaps the one before: the
+                     * same values again); fewer than 4 left: the last repeated, so that the count is a constant */
+                    int64_t at[POSITIONS];
+                    const int64_t left = (W_out - x + LANES - 1) / LANES, count = left < POSITIONS ? left : POSITIONS;
+                    for (int64_t v = 0; v < POSITIONS; v++) {
+                        const int64_t start = x + (v < count ? v : count - 1) * LANES;
+                        at[v] = start + LANES <= W_out ? start : W_out - LANES;
+                    }
+                    Wide wide_sums[POSITIONS];
+                    if (count <= 2) {
+                        wide_row_outputs(2, rows, at, row_length, filter, job, y, wide_sums);
                     } else {
-                        wide_row_outputs(2, rows + starts[c], row_length, filter, job, y, wide_sums);
+                        wide_row_outputs(POSITIONS, rows, at, row_length, filter, job, y, wide_sums);
                     }
-                    for (int v = 0; v < wides; v++) {
+                    for (int64_t v = 0; v < count; v++) {
                         const Wide out = job->bias != NULL ? wide_sums[v] + job->bias[o] : wide_sums[v];
-                        memcpy(out_row + starts[c] + v * LANES, &out, sizeof out);
+                        memcpy(out_row + at[v], &out, sizeof out);
                     }
-                    c += 2 * wides;
-                    continue;
                 }
+                continue;
+            }
+            for (int64_t c = 0; c < vectors;) {
                 const int chunks = c + POSITIONS <= vectors ? POSITIONS : 1;
                 /* constant chunks and masks where row_vector_outputs is inlined: four loops, no branches inside */
                 if (chunks == POSITIONS && finite) {
