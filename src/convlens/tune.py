@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from convlens.files import atomic_write_bytes
+from convlens.spec import ConvSpec
 
 FORMAT = 1  # the file's layout; a file of another layout is ignored
 
@@ -73,14 +74,19 @@ class Probe:
     def padding(self) -> int:
         return 0 if self.rule == "pointwise" else self.kernel // 2
 
-    @property
-    def out_size(self) -> int:
-        return (self.size + 2 * self.padding - self.kernel) // self.stride + 1
+    def tensors(self, generator: torch.Generator | None = None, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+        """The probe's input and weight, random (on the meta device: shapes only)."""
+        x_shape = (self.batch, self.in_channels, self.size, self.size)
+        w_shape = (self.out_channels, self.in_channels // self.groups, self.kernel, self.kernel)
+        if device == "meta":
+            return torch.empty(x_shape, device="meta"), torch.empty(w_shape, device="meta")
+        return torch.randn(x_shape, generator=generator), torch.randn(w_shape, generator=generator)
 
     @property
     def macs(self) -> int:
-        per_output = self.in_channels // self.groups * self.kernel**2
-        return self.batch * self.out_channels * self.out_size**2 * per_output
+        """Multiply-adds, as ConvSpec counts them."""
+        x, w = self.tensors(device="meta")
+        return ConvSpec.from_args(x, w, None, stride=self.stride, padding=self.padding, groups=self.groups).flops // 2
 
     def __str__(self) -> str:
         groups = f" g={self.groups}" if self.groups > 1 else ""
@@ -215,8 +221,7 @@ def measure(
     generator = torch.Generator().manual_seed(0)
     timings = []
     for probe in probes:
-        x = torch.randn(probe.batch, probe.in_channels, probe.size, probe.size, generator=generator)
-        w = torch.randn(probe.out_channels, probe.in_channels // probe.groups, probe.kernel, probe.kernel)
+        x, w = probe.tensors(generator)
         runs = {
             name: functools.partial(
                 convlens.conv2d, x, w, stride=probe.stride, padding=probe.padding, groups=probe.groups, algorithm=name

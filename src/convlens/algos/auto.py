@@ -141,20 +141,29 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     general = "general case: one matrix multiply over im2col columns"
     if not native.takes(spec):
         return Choice(get("im2col"), general)
-    # while torch.compile traces, the graph runs the Python algorithms, not the kernels tune timed
-    measured = None if torch.compiler.is_compiling() else tune.stored()
-    if measured is None:
-        tiny, stems, said = (TINY_POINTWISE_MACS if columns_are_input(spec) else TINY_MACS), True, ""
-    else:
-        tiny = measured.tiny_pointwise_macs if columns_are_input(spec) else measured.tiny_macs
-        stems, said = measured.stems, f" (rules 5 and 6 as `convlens tune` measured this machine: {measured.source})"
+    limits = thresholds()
+    tiny = limits.tiny_pointwise_macs if columns_are_input(spec) else limits.tiny_macs
+    said = f" (rules 5 and 6 as `convlens tune` measured this machine: {limits.source})" if limits.source else ""
     if spec.flops // 2 <= tiny:
         reason = "a small layer: one compiled pass, where im2col's copies and calls cost more"
         return Choice(get("direct"), reason + said)
-    if stems and spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS:
+    if limits.stems and spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
         return Choice(get("direct"), reason + said)
     return Choice(get("im2col"), general + said)
+
+
+def built_in() -> tune.Thresholds:
+    """Rules 5 and 6's thresholds as this module sets them (no source: not a calibration)."""
+    return tune.Thresholds(TINY_MACS, TINY_POINTWISE_MACS, stems=True)
+
+
+def thresholds() -> tune.Thresholds:
+    """Rules 5 and 6's thresholds in force: this machine's calibration (``convlens tune``) where
+    there is one, else the built-in ones; the built-in ones too while torch.compile traces (the
+    traced graph runs the Python algorithms, not the kernels tune timed)."""
+    measured = None if torch.compiler.is_compiling() else tune.stored()
+    return built_in() if measured is None else measured
 
 
 def fft_pays(spec: ConvSpec, workspace: int) -> bool:

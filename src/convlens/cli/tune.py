@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         deleted = tune.forget()
         console.print(f"deleted {deleted}" if deleted else f"no calibration for this machine ({tune.path()})")
         return 0
-    built_in = tune.Thresholds(auto.TINY_MACS, auto.TINY_POINTWISE_MACS, stems=True, source="auto's built-in rules")
+    built_in = auto.built_in()
     if args.show:
         found = tune.stored()
         console.print(table(found or built_in, built_in))

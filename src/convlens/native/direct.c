@@ -89,7 +89,6 @@ typedef struct {
     const int64_t *columns;   /* [2*kx], [2*kx + 1]: the output columns [x_first, x_end) tap column kx reads inside the input */
     const int64_t *tap_rows;  /* [2*y], [2*y + 1]: the kernel rows [ky_first, ky_end) output row y reads inside the input */
     const int64_t *tap_cols;  /* [2*x], [2*x + 1]: the kernel columns [kx_first, kx_end) output column x reads inside */
-    int channels_last;        /* x and out laid out (N, H, W, C): only with one input channel per group */
     int *no_memory;           /* set to 1 by a share that could not allocate its buffers */
     const float *w_lanes;     /* run_channel_rows: the weights laid out (block, tap, lane), bias_lanes (block, lane) */
     const float *bias_lanes;
@@ -526,10 +525,10 @@ static int avx512(void) {
 /* Several input channels per group (dense or grouped): LANES output channels of one group at a time,
  * output channels innermost. Every (input channel, tap) is one multiply-add of LANES weights by one
  * input value, broadcast: no short loops over an output row, which is where run_planes spends a small
- * layer's time (an 8-wide row is one vector and a scalar tail per tap). Each output sums its group's
- * input channels, then the taps that read inside the input (ky, then kx), then the bias: the order of
- * run_planes, so the same bits. The block's weights, (C_in/G, k_h, k_w, LANES), must fit
- * MAX_SMALL_PLANE positions (direct_forward checks). */
+ * layer's time (an 8-wide row is one vector and a scalar tail per tap). Each output sums, per input
+ * channel of its group, the taps that read inside the input (ky, then kx) into a partial, the
+ * partials in channel order, then the bias: the order of run_planes, so the same bits. The block's
+ * weights are first laid out (C_in/G, k_h, k_w, LANES) in a buffer of the share's own. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
@@ -768,7 +767,8 @@ static int output_blocks_pay(const Sizes *z) {
 /* Which loop computes a call: the kernel's choice, or one a test or benchmark asks for. */
 enum { ANY_LOOP = 0, PLANE_LOOP = 1, BLOCK_LOOP = 2, ROW_VECTOR_LOOP = 3 };
 
-/* Whether an NCHW layer's planes and kernel fit run_channel_blocks's copies (MAX_SMALL_PLANE positions). */
+/* Whether an NCHW layer's planes and kernel are small (MAX_SMALL_PLANE positions): run_channel_blocks's
+ * copies of them pay, where run_planes's row loops would run a few iterations each. */
 static int fits_channel_blocks(const Sizes *z) {
     return z->height * z->width <= MAX_SMALL_PLANE && z->kernel_h * z->kernel_w <= MAX_SMALL_PLANE &&
            z->out_h * z->out_w <= MAX_SMALL_PLANE;
@@ -834,7 +834,7 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     }
     const Job job = {x, weight, bias, out, z.in_channels, per_group, z.out_channels, out_per_group, z.height, z.width,
                      z.kernel_h, z.kernel_w, z.stride_h, z.stride_w, z.pad_top, z.pad_left, z.dilation_h, z.dilation_w,
-                     z.out_h, z.out_w, columns, tap_rows, tap_cols, (int)z.channels_last, &no_memory, w_lanes, bias_lanes};
+                     z.out_h, z.out_w, columns, tap_rows, tap_cols, &no_memory, w_lanes, bias_lanes};
     const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * per_group * taps;
     const int64_t threads_used = convlens_threads_for(work, threads);
     const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
