@@ -12,7 +12,7 @@ setup(
             # -Wno-psabi: GCC notes that the baseline clone passes 8-float vectors differently; they
             # never cross a call (the helpers that take them are always inlined)
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11", "-Wno-psabi"],
-            extra_link_args=["-pthread"],
+            extra_link_args=["-pthread", "-ldl"],  # dlopen: parallel.c looks up torch's OpenMP runtime
             optional=True,
         )
     ]

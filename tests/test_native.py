@@ -4,7 +4,9 @@ against its Python sibling on random configurations; the fallback when it is not
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -356,13 +358,37 @@ def test_direct_kernel_gives_the_same_bits_on_two_threads_as_on_one(case: str) -
     threads = torch.get_num_threads()
     try:
         outputs = []
-        for count in (1, 2):
+        for count, openmp in ((1, True), (2, True), (2, False)):  # 2 threads: torch's OpenMP team, then our own
             torch.set_num_threads(count)
+            native.use_openmp(openmp)
             outputs.append(native.direct_forward(x, w, None, spec))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(*outputs)
+        native.use_openmp(True)
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
     torch.testing.assert_close(outputs[0], F.conv2d(x.contiguous(), w, None, **options), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the loaded libraries from /proc (Linux)")
+def test_the_kernels_run_on_torchs_openmp_team_and_load_no_runtime_of_their_own() -> None:
+    if not native.available():
+        pytest.skip(native.reason())
+    x, w = torch.randn(2, 32, 40, 40), torch.randn(32, 1, 3, 3)
+    spec = convlens.ConvSpec.from_args(x, w, None, padding=1, groups=32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        F.conv2d(x, w, None, padding=1, groups=32)  # torch's team exists
+        native.direct_forward(x, w, None, spec)
+    finally:
+        torch.set_num_threads(threads)
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "/" in line}
+    runtimes = {path for path in mapped if re.search(r"lib(gomp|iomp5|omp)[^/]*\.so", Path(path).name)}
+    assert len(runtimes) <= 1, runtimes  # one OpenMP runtime in the process: torch's
+    if torch.backends.openmp.is_available():
+        assert native.threads().startswith("torch's OpenMP team") and len(runtimes) == 1
+    else:
+        assert native.threads() == "threads started per call (POSIX)"
 
 
 @pytest.mark.parametrize("precision", ["highest", "high"])

@@ -8,8 +8,9 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
     winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
 
-Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and starts
-them itself (parallel.c); none runs a second OpenMP runtime.
+Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and runs its
+shares on torch's own OpenMP team (parallel.c finds the runtime torch loaded; ``threads()`` says
+which), or, where torch has none, on threads it starts per call; none loads a second OpenMP runtime.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from convlens.spec import ConvSpec
 
 _library: ctypes.CDLL | None = None
 _reason = "not loaded yet"
+_threads = "none"
+_OPENMP_RUNTIMES = {1: "libgomp.so.1", 2: "libiomp5.so", 3: "libomp.so"}  # parallel.c's convlens_use_openmp
 _warned = False
 
 
@@ -54,8 +57,28 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
     for name in ("winograd_input", "winograd_output", "winograd_tables"):
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
+    library.convlens_use_openmp.argtypes = [ctypes.c_int]
+    library.convlens_use_openmp.restype = ctypes.c_int
     _library, _reason = library, ""
+    use_openmp(True)
     return library
+
+
+def use_openmp(join: bool) -> None:
+    """Whether the kernels run their shares on torch's OpenMP team (the default where torch has
+    one: ``torch.backends.openmp.is_available()``) or on threads started per call (tests compare
+    the two)."""
+    global _threads
+    library = _load()
+    assert library is not None
+    found = library.convlens_use_openmp(int(join and torch.backends.openmp.is_available()))
+    _threads = f"torch's OpenMP team ({_OPENMP_RUNTIMES[found]})" if found else "threads started per call (POSIX)"
+
+
+def threads() -> str:
+    """Whose threads the kernels' shares run on: torch's OpenMP team, or threads of their own."""
+    _load()
+    return _threads
 
 
 def available() -> bool:

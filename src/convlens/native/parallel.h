@@ -2,10 +2,17 @@
  *
  * convlens_parallel(work, context, count, threads) splits the items 0 .. count-1 into `threads`
  * contiguous shares, calls work(context, begin, end) for each, the first share on the calling
- * thread and the others on threads started for this call, and returns when all are done. The
- * caller passes torch.get_num_threads(), so the kernels use as many threads as torch's own
- * pool and no OpenMP runtime competes with it. Returns 0, or 1 when a thread could not be
- * started (that share then runs on the calling thread: the result is complete either way).
+ * thread, and returns when all are done. The caller passes torch.get_num_threads().
+ *
+ * Whose threads: torch's own. PyTorch's CPU builds run their intra-op work on an OpenMP team, and
+ * convlens_use_openmp(1) finds the OpenMP runtime the process has already loaded (torch's: it loads
+ * none of its own) so that the shares run on that same team, whose threads wait spinning between
+ * torch's calls and take a share within microseconds. Without it (convlens_use_openmp(0), or no
+ * runtime loaded) each call starts threads of its own (POSIX), which costs tens of microseconds
+ * per call on a virtual machine whose idle CPU sleeps, and competes with torch's spinning team:
+ * a depthwise layer of 90 us ran slower on 2 threads than on 1 (benchmarks/RESULTS.md, fourteenth
+ * session). Returns 0, or 1 when a thread could not be started (that share then runs on the
+ * calling thread: the result is complete either way).
  */
 #ifndef CONVLENS_PARALLEL_H
 #define CONVLENS_PARALLEL_H
@@ -15,6 +22,11 @@
 typedef void (*ShareWork)(const void *context, int64_t begin, int64_t end);
 
 int convlens_parallel(ShareWork work, const void *context, int64_t count, int64_t threads);
+
+/* join != 0: run the shares on the team of the OpenMP runtime this process has loaded (libgomp,
+ * Intel's libiomp5 or LLVM's libomp, looked up by name, never loaded here); returns 1, 2 or 3 for
+ * the one found, 0 for none (threads of our own then). join == 0: threads of our own; returns 0. */
+int convlens_use_openmp(int join);
 
 /* How many of `threads` to start for `work` multiply-adds: one per MIN_THREAD_WORK of them at most,
  * so that a thread's share of the work (tens of microseconds or more) outweighs starting and
