@@ -333,7 +333,7 @@ def test_winograd_passes_take_only_plain_float32_cpu_calls(monkeypatch) -> None:
         assert SCRATCH.bytes() == predicted["v"] + predicted["products"]
 
 
-# Layers with at least 2 * 2^18 multiply-adds (parallel.h's MIN_THREAD_WORK), so that two threads
+# Layers with at least 2 * 2^18 multiply-adds (parallel.h's MIN_THREAD_WORK, the larger of its two), so that two threads
 # really start: the random configurations above are small enough to run on one whatever is asked.
 THREADED = {
     "direct, planes": ((2, 32, 40, 40), (32, 1, 3, 3), {"padding": 1, "groups": 32}),  # 40 wide: row loop

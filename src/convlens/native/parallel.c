@@ -55,6 +55,11 @@ static void run_team_share(void *share) {
     all->work(all->context, count * member / members, count * (member + 1) / members);
 }
 
+int64_t convlens_threads_for(int64_t work, int64_t threads) {
+    const int64_t useful = work / (gomp_parallel != NULL ? MIN_TEAM_WORK : MIN_THREAD_WORK);
+    return useful < 1 ? 1 : useful < threads ? useful : threads;
+}
+
 int convlens_parallel(ShareWork work, const void *context, int64_t count, int64_t threads) {
     if (threads > count) threads = count;
     if (threads > MAX_THREADS) threads = MAX_THREADS;

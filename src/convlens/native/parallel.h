@@ -28,14 +28,12 @@ int convlens_parallel(ShareWork work, const void *context, int64_t count, int64_
  * the one found, 0 for none (threads of our own then). join == 0: threads of our own; returns 0. */
 int convlens_use_openmp(int join);
 
-/* How many of `threads` to start for `work` multiply-adds: one per MIN_THREAD_WORK of them at most,
- * so that a thread's share of the work (tens of microseconds or more) outweighs starting and
- * joining it. The threshold is a judgement, not tuned by a script; tests/test_native.py checks that
- * the bits do not depend on it. */
-enum { MIN_THREAD_WORK = 1 << 18 };
-static inline int64_t convlens_threads_for(int64_t work, int64_t threads) {
-    const int64_t useful = work / MIN_THREAD_WORK;
-    return useful < 1 ? 1 : useful < threads ? useful : threads;
-}
+/* How many of `threads` to use for `work` multiply-adds: one per MIN_TEAM_WORK of them at most on
+ * torch's OpenMP team (handing a share to a waiting member costs a few microseconds: a depthwise layer
+ * of 73,728 multiply-adds, 11 us on one thread, ran 1.25x faster on two), one per MIN_THREAD_WORK on
+ * threads started per call (tens of microseconds each). Measured on the Xeon of benchmarks/RESULTS.md,
+ * fourteenth session; tests/test_native.py checks that the bits do not depend on the count. */
+enum { MIN_TEAM_WORK = 1 << 15, MIN_THREAD_WORK = 1 << 18 };
+int64_t convlens_threads_for(int64_t work, int64_t threads);
 
 #endif
