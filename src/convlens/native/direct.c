@@ -112,6 +112,13 @@ static inline __attribute__((always_inline)) Half load_half(const float *from) {
     return half;
 }
 static inline __attribute__((always_inline)) void store_half(float *to, Half half) { memcpy(to, &half, sizeof half); }
+/* `value` in every lane, for the lane masks: x - (+0) is x for every x, -0 included. Where a vector
+ * meets a scalar in a product, GCC broadcasts the scalar itself, one instruction, and the loops let
+ * it (this form compiled to lane-by-lane inserts there, and the +0 + tap the loops once wrote to an
+ * add and a broadcast per tap). */
+static inline __attribute__((always_inline)) Half splat_half(float value) {
+    return value - (Half){0};
+}
 
 static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -583,6 +590,140 @@ static void run_output_blocks(const void *context, int64_t first_block, int64_t 
     free(w_lanes);
 }
 
+#ifdef HAVE_WIDE_ROWS
+enum { QUAD = 4 * LANES, QUAD_POSITIONS = 6 }; /* run_output_quads: output channels, outputs of a row at once */
+
+/* run_output_quads's outputs x .. x + positions - 1 of a row, `vectors` x LANES output channels
+ * (both constants where it is called): per input channel, each tap's vectors of weights (w[(c *
+ * taps + ky * k_w + kx) * QUAD + l]) times the input value broadcast, summed from zero into a
+ * partial over the taps of `reads`, the partials then added in channel order: group_outputs's
+ * sums. With 4 vectors and 6 outputs the 24 partials, 4 weight vectors and the input fill
+ * AVX-512's 32 registers: 10 loads per 24 multiply-adds, where group_outputs's 8-lane halves make
+ * 6 loads per 8. */
+static inline __attribute__((always_inline)) void quad_outputs(int vectors, int positions, const float *image,
+                                                               int64_t per_group, int64_t plane_size, const float *w,
+                                                               int64_t taps, const Reads *reads,
+                                                               Wide sums[QUAD_POSITIONS][4]) {
+    for (int p = 0; p < positions; p++) {
+        for (int v = 0; v < vectors; v++) sums[p][v] = (Wide){0};
+    }
+    for (int64_t c = 0; c < per_group; c++) {
+        Wide partial[QUAD_POSITIONS][4];
+        for (int p = 0; p < positions; p++) {
+            for (int v = 0; v < vectors; v++) partial[p][v] = (Wide){0};
+        }
+        for (int64_t ky = reads->ky_first; ky < reads->ky_end; ky++) {
+            for (int64_t kx = reads->kx_first; kx < reads->kx_end; kx++) {
+                const float *tap = w + (c * taps + ky * reads->kernel_w + kx) * QUAD;
+                Wide weights[4];
+                for (int v = 0; v < vectors; v++) weights[v] = load_wide(tap + v * LANES);
+                const float *at = image + (c * plane_size + reads->first + ky * reads->row_step + kx * reads->column_step);
+                for (int p = 0; p < positions; p++) {
+                    const float input = at[p * reads->output_step]; /* broadcast by the vector * scalar product */
+                    for (int v = 0; v < vectors; v++) partial[p][v] += weights[v] * input;
+                }
+            }
+        }
+        for (int p = 0; p < positions; p++) {
+            for (int v = 0; v < vectors; v++) sums[p][v] += partial[p][v];
+        }
+    }
+}
+
+/* quad_outputs with its counts as constants: 1 to 4 vectors; QUAD_POSITIONS, 4, 2 or 1 outputs. */
+static inline __attribute__((always_inline)) void quad_row(int64_t vectors, int64_t positions, const float *image,
+                                                           int64_t per_group, int64_t plane_size, const float *w,
+                                                           int64_t taps, const Reads *reads,
+                                                           Wide sums[QUAD_POSITIONS][4]) {
+#define QUAD_CASE(V, P)                                                                                     \
+    if (vectors == V && positions == P) return quad_outputs(V, P, image, per_group, plane_size, w, taps, reads, sums)
+    QUAD_CASE(4, QUAD_POSITIONS);
+    QUAD_CASE(3, QUAD_POSITIONS);
+    QUAD_CASE(2, QUAD_POSITIONS);
+    QUAD_CASE(1, QUAD_POSITIONS);
+    QUAD_CASE(4, 4);
+    QUAD_CASE(3, 4);
+    QUAD_CASE(2, 4);
+    QUAD_CASE(1, 4);
+    QUAD_CASE(4, 2);
+    QUAD_CASE(3, 2);
+    QUAD_CASE(2, 2);
+    QUAD_CASE(1, 2);
+    QUAD_CASE(4, 1);
+    QUAD_CASE(3, 1);
+    QUAD_CASE(2, 1);
+    QUAD_CASE(1, 1);
+#undef QUAD_CASE
+}
+
+/* run_output_blocks on AVX-512: up to QUAD output channels of a group (a quad) at a time, one output
+ * row per unit (so that a batch of one still splits across threads), QUAD_POSITIONS outputs of the
+ * row at once where they read the same kernel columns inside the input. The weights come laid out
+ * once per call (quad_lanes). The same sums as group_outputs, the bias added last: the same bits. */
+__attribute__((target("arch=x86-64-v4"))) static void run_output_quads(const void *context, int64_t first_unit,
+                                                                        int64_t end_unit) {
+    const Job *job = (const Job *)context; /* units ((n * groups + g) * quads + q) * H_out + y */
+    const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w, taps = kh * kw;
+    const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels, C_in = job->in_channels;
+    const int64_t per_group = job->in_per_group, out_per_group = job->out_per_group, groups = C_out / out_per_group;
+    const int64_t quads = (out_per_group + QUAD - 1) / QUAD;
+    for (int64_t unit = first_unit; unit < end_unit; unit++) {
+        const int64_t y = unit % H_out, q = unit / H_out % quads, g = unit / H_out / quads % groups;
+        const int64_t n = unit / H_out / quads / groups;
+        const int64_t o0 = q * QUAD, outputs = out_per_group - o0 < QUAD ? out_per_group - o0 : QUAD;
+        const int64_t vectors = (outputs + LANES - 1) / LANES;
+        const float *w = job->w_lanes + (g * quads + q) * per_group * taps * QUAD;
+        const float *image = job->x + (n * C_in + g * per_group) * H * W;          /* the group's first input channel */
+        float *planes = job->out + (n * C_out + g * out_per_group + o0) * H_out * W_out; /* output channel o0's plane */
+        const float *bias = job->bias != NULL ? job->bias + g * out_per_group + o0 : NULL;
+        const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
+        for (int64_t x = 0; x < W_out;) {
+            /* the most of QUAD_POSITIONS, 4, 2 outputs from x that read the same kernel columns inside, else 1 */
+            const int64_t shared = outputs_sharing(job->tap_cols, x, W_out, QUAD_POSITIONS);
+            const int64_t count = shared > 1                                  ? shared
+                                  : outputs_sharing(job->tap_cols, x, W_out, 4) > 1 ? 4
+                                                                                    : outputs_sharing(job->tap_cols, x, W_out, 2);
+            const Reads reads = {(y * job->stride_h - job->pad_top) * W + x * job->stride_w - job->pad_left,
+                                 job->dilation_h * W, job->dilation_w, job->stride_w, ky_first, ky_end,
+                                 job->tap_cols[2 * x], job->tap_cols[2 * x + 1], kw};
+            Wide sums[QUAD_POSITIONS][4];
+            float tile[QUAD_POSITIONS][QUAD]; /* the sums, then each output channel's count outputs to its plane */
+            quad_row(vectors, count, image, per_group, H * W, w, taps, &reads, sums);
+            for (int64_t p = 0; p < count; p++) memcpy(tile[p], sums[p], sizeof(Wide) * (size_t)vectors);
+            for (int64_t o = 0; o < outputs; o++) {
+                float *row = planes + o * H_out * W_out + y * W_out + x;
+                for (int64_t p = 0; p < count; p++) row[p] = bias != NULL ? tile[p][o] + bias[o] : tile[p][o];
+            }
+            x += count;
+        }
+    }
+}
+
+/* run_output_quads's weights (C_out, C_in/G, k_h, k_w) laid out (group, quad, input channel, tap,
+ * lane), lanes past a group's last output channel repeating it (computed, never stored); NULL when
+ * out of memory. */
+static float *quad_lanes(const float *weight, const Sizes *z) {
+    const int64_t per_group = z->in_channels / z->groups, out_per_group = z->out_channels / z->groups;
+    const int64_t quads = (out_per_group + QUAD - 1) / QUAD, terms = per_group * z->kernel_h * z->kernel_w;
+    float *lanes = malloc(sizeof(float) * (size_t)(z->groups * quads * terms * QUAD));
+    if (lanes == NULL) return NULL;
+    for (int64_t g = 0; g < z->groups; g++) { /* written in memory order (a weight's lanes once scattered 64 floats apart) */
+        const float *filters[QUAD];          /* each lane's filter */
+        for (int64_t q = 0; q < quads; q++) {
+            for (int64_t l = 0; l < QUAD; l++) {
+                const int64_t o = q * QUAD + l < out_per_group ? q * QUAD + l : out_per_group - 1;
+                filters[l] = weight + (g * out_per_group + o) * terms;
+            }
+            float *to = lanes + (g * quads + q) * terms * QUAD;
+            for (int64_t t = 0; t < terms; t++) {
+                for (int64_t l = 0; l < QUAD; l++) to[t * QUAD + l] = filters[l][t];
+            }
+        }
+    }
+    return lanes;
+}
+#endif
+
 /* Lane masks of GCC's vector extension: all ones where a lane's term counts, zeros where it does not. */
 typedef int32_t HalfMask __attribute__((vector_size(LANES / 2 * sizeof(int32_t))));
 
@@ -603,10 +744,14 @@ static inline __attribute__((always_inline)) void row_vector_outputs(int chunks,
     for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
         const float *in_row = rows + ky * job->dilation_h * row_length;
         for (int64_t kx = 0; kx < kw; kx++) {
-            const Half tap = (Half){0} + filter[ky * kw + kx];
+            const float tap = filter[ky * kw + kx]; /* broadcast by the vector * scalar product */
             for (int v = 0; v < chunks; v++) {
-                const Half weight = masks == NULL ? tap : (Half)((HalfMask)tap & masks[v * kw + kx]);
-                sums[v] += weight * load_half(in_row + starts[v] + kx * dw);
+                const Half input = load_half(in_row + starts[v] + kx * dw);
+                if (masks == NULL) {
+                    sums[v] += input * tap;
+                } else {
+                    sums[v] += input * (Half)((HalfMask)splat_half(tap) & masks[v * kw + kx]);
+                }
             }
         }
     }
@@ -623,7 +768,7 @@ static inline __attribute__((always_inline)) void wide_row_outputs(int wides, co
     for (int64_t ky = job->tap_rows[2 * y]; ky < job->tap_rows[2 * y + 1]; ky++) {
         const float *in_row = rows + ky * job->dilation_h * row_length;
         for (int64_t kx = 0; kx < kw; kx++) {
-            const Wide tap = (Wide){0} + filter[ky * kw + kx];
+            const float tap = filter[ky * kw + kx]; /* broadcast by the vector * scalar product */
             for (int v = 0; v < wides; v++) sums[v] += tap * load_wide(in_row + starts[v] + kx * dw);
         }
     }
@@ -832,9 +977,18 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     }
     tap_ranges(tap_rows, z.out_h, z.height, z.kernel_h, z.stride_h, z.pad_top, z.dilation_h);
     tap_ranges(tap_cols, z.out_w, z.width, z.kernel_w, z.stride_w, z.pad_left, z.dilation_w);
-    int no_memory = 0;
+    int no_memory = 0, quads = 0; /* quads: run_output_quads (AVX-512) takes the blocks of several input channels */
+    const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
+#ifdef HAVE_WIDE_ROWS
+    quads = chosen == BLOCK_LOOP && per_group > 1 && avx512();
+#endif
     float *bias_lanes = NULL, *w_lanes = NULL;
-    if (z.channels_last && (w_lanes = channel_lanes(weight, bias, z.out_channels, taps, &bias_lanes)) == NULL) {
+    if (z.channels_last) {
+        w_lanes = channel_lanes(weight, bias, z.out_channels, taps, &bias_lanes);
+    } else if (quads) {
+        w_lanes = quad_lanes(weight, &z);
+    }
+    if ((z.channels_last || quads) && w_lanes == NULL) {
         free(ranges);
         return 2;
     }
@@ -843,8 +997,7 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
                      z.out_h, z.out_w, columns, tap_rows, tap_cols, &no_memory, w_lanes, bias_lanes};
     const int64_t work = z.batch * z.out_channels * z.out_h * z.out_w * per_group * taps;
     const int64_t threads_used = convlens_threads_for(work, threads);
-    const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
-    int failed;
+    int failed = 0;
     if (chosen == BLOCK_LOOP && z.channels_last) {
         void (*rows)(const void *, int64_t, int64_t) = run_channel_rows;
 #ifdef HAVE_WIDE_ROWS
@@ -854,6 +1007,11 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     } else if (chosen == BLOCK_LOOP && per_group == 1) {
         failed = convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
                                    threads_used);
+    } else if (chosen == BLOCK_LOOP && quads) {
+#ifdef HAVE_WIDE_ROWS
+        const int64_t quads = (out_per_group + QUAD - 1) / QUAD;
+        failed = convlens_parallel(run_output_quads, &job, z.batch * z.groups * quads * z.out_h, threads_used);
+#endif
     } else if (chosen == BLOCK_LOOP) {
         failed = convlens_parallel(run_output_blocks, &job, z.batch * z.groups * ((out_per_group + LANES - 1) / LANES),
                                    threads_used);
