@@ -409,15 +409,17 @@ def test_winograd_passes_give_the_same_bits_on_two_threads_as_on_one(precision: 
             torch.set_num_threads(threads)
 
 
-@settings(max_examples=30)
+@settings(max_examples=60)
 @given(
     channels=st.integers(1, 40), kernel=st.sampled_from([1, 3, 5, 7]), width=st.integers(1, 40),
-    height=st.integers(1, 9), bias=st.booleans(), stride=st.sampled_from([(1, 1), (2, 1), (1, 2)]),
+    height=st.integers(1, 14), bias=st.booleans(), stride=st.sampled_from([(1, 1), (2, 1), (1, 2)]),
 )  # fmt: skip
-def test_channels_last_depthwise_gives_the_plane_loops_bits(channels, kernel, width, height, bias, stride) -> None:
-    """Channels-last depthwise layers go a row at a time (on AVX-512, 8 outputs of a row at a time
-    where all their kernel columns read inside); each output sums its terms in the plane loop's
-    order: the bits of the NCHW plane loop on the same values."""
+def test_depthwise_loops_give_the_plane_loops_bits(channels, kernel, width, height, bias, stride) -> None:
+    """Every depthwise loop sums each output's terms in the plane loop's order, for kernels up to 7x7:
+    NCHW channel blocks (on AVX-512, 8 outputs x 16 channels of the copy at a time), row vectors
+    (on AVX-512, 4 output rows at a time where all their kernel rows read inside), and channels-last
+    layers, a row at a time (on AVX-512, 8 outputs of a row at a time): the bits of the NCHW plane
+    loop on the same values."""
     if not native.available():
         pytest.skip(native.reason())
     generator = torch.Generator().manual_seed(channels * 1000 + width)
@@ -427,6 +429,9 @@ def test_channels_last_depthwise_gives_the_plane_loops_bits(channels, kernel, wi
     options = {"padding": kernel // 2, "groups": channels, "stride": stride}
     nchw = convlens.ConvSpec.from_args(x, w, b, **options)
     planes = native.direct_forward(x, w, b, nchw, loop="planes")
+    assert torch.equal(native.direct_forward(x, w, b, nchw, loop="blocks"), planes)  # planes of at most 560
+    if stride[1] == 1:
+        assert torch.equal(native.direct_forward(x, w, b, nchw, loop="row vectors"), planes)
     channels_last = x.contiguous(memory_format=torch.channels_last)
     spec = convlens.ConvSpec.from_args(channels_last, w, b, **options)
     rows = native.direct_forward(channels_last, w, b, spec)

@@ -283,86 +283,6 @@ static inline __attribute__((always_inline)) void group_outputs(int positions, c
     }
 }
 
-/* One input channel per group (depthwise), NCHW planes small enough (MAX_SMALL_PLANE positions) that
- * run_planes's row loops would run a few iterations each and cost more than the sums: LANES output
- * channels at a time, their planes first copied channels innermost (input[row][col][l]) with zero
- * margins left and right, and every tap one multiply-add of LANES contiguous floats, for POSITIONS
- * outputs of a row at once (one load of the tap's weights serves them, and their sums are
- * independent chains for the CPU to overlap); the outputs are copied back. Where the block's taps
- * are all finite, every output sums every kernel column, the margin's zeros adding +-0 (which
- * changes no sum begun at +0, as in run_row_vectors), so that all outputs of a row go POSITIONS at
- * a time, the edges too; else only the taps inside the input, POSITIONS at a time where they share
- * them. Either way each output sums the terms run_planes sums (ky, then kx), and the bias last: the
- * same bits as run_planes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static void run_channel_blocks(const void *context, int64_t first_block, int64_t end_block) {
-    const Job *job = (const Job *)context; /* blocks n * blocks_per_image + b in [first_block, end_block) */
-    const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
-    const int64_t sh = job->stride_h, sw = job->stride_w, dh = job->dilation_h, dw = job->dilation_w;
-    const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels, C_in = job->in_channels;
-    const int64_t blocks_per_image = (C_out + LANES - 1) / LANES;
-    /* the copy's rows: input column j at left + j, zeros before and after as far as outputs read */
-    const int64_t left = job->pad_left, right_reach = (W_out - 1) * sw - job->pad_left + (kw - 1) * dw - (W - 1);
-    const int64_t row_length = left + W + (right_reach > 0 ? right_reach : 0);
-    float *input = calloc((size_t)(H * row_length * LANES), sizeof(float));
-    float *output = malloc(sizeof(float) * (size_t)(H_out * W_out * LANES));
-    float *taps = malloc(sizeof(float) * (size_t)(kh * kw * LANES));
-    float bias[LANES];
-    if (input == NULL || output == NULL || taps == NULL) {
-        *job->no_memory = 1;
-        free(input), free(output), free(taps);
-        return;
-    }
-    for (int64_t block = first_block; block < end_block; block++) {
-        const int64_t n = block / blocks_per_image, o0 = block % blocks_per_image * LANES;
-        const int64_t lanes = C_out - o0 < LANES ? C_out - o0 : LANES;
-        int finite = 1; /* every tap finite: the margins' terms are +-0 */
-        const float *planes[LANES]; /* the input plane of each lane */
-        for (int64_t l = 0; l < LANES; l++) { /* lanes past C_out repeat channel o0: computed, never stored */
-            const int64_t o = l < lanes ? o0 + l : o0;
-            planes[l] = job->x + (n * C_in + o / job->out_per_group) * H * W;
-            for (int64_t t = 0; t < kh * kw; t++) {
-                taps[t * LANES + l] = job->weight[o * kh * kw + t];
-                finite &= __builtin_isfinite(taps[t * LANES + l]) != 0;
-            }
-            bias[l] = job->bias != NULL ? job->bias[o] : 0.0f;
-        }
-        /* the copy written in memory order, LANES planes read side by side (a plane at a time wrote
-         * every 16th float, a pass over the whole copy per lane: 3x the time of the sums) */
-        for (int64_t i = 0; i < H; i++) {
-            for (int64_t j = 0; j < W; j++) {
-                float *to = input + (i * row_length + left + j) * LANES;
-                for (int64_t l = 0; l < LANES; l++) to[l] = planes[l][i * W + j];
-            }
-        }
-        const float *bias_lanes = job->bias != NULL ? bias : NULL;
-        for (int64_t y = 0; y < H_out; y++) {
-            const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
-            for (int64_t x = 0; x < W_out;) {
-                const int64_t kx_first = finite ? 0 : job->tap_cols[2 * x], kx_end = finite ? kw : job->tap_cols[2 * x + 1];
-                const int64_t count = finite ? (x + POSITIONS <= W_out ? POSITIONS : 1)
-                                             : outputs_sharing_taps(job->tap_cols, x, W_out);
-                const Reads reads = {((y * sh - job->pad_top) * row_length + x * sw) * LANES, dh * row_length * LANES,
-                                     dw * LANES, sw * LANES, ky_first, ky_end, kx_first, kx_end, kw};
-                float *target = output + (y * W_out + x) * LANES;
-                if (count == POSITIONS) {
-                    lane_outputs(POSITIONS, input, taps, &reads, LANES, bias_lanes, target, LANES);
-                } else {
-                    lane_outputs(1, input, taps, &reads, LANES, bias_lanes, target, LANES);
-                }
-                x += count;
-            }
-        }
-        float *out_planes = job->out + (n * C_out + o0) * H_out * W_out; /* the planes of channels o0 .. */
-        for (int64_t p = 0; p < H_out * W_out; p++) { /* read in memory order, the block's planes written side by side */
-            for (int64_t l = 0; l < lanes; l++) out_planes[l * H_out * W_out + p] = output[p * LANES + l];
-        }
-    }
-    free(input), free(output), free(taps);
-}
-
 /* LANES floats as one value: one AVX-512 register. Used only in code compiled for AVX-512
  * (run_channel_rows_wide); elsewhere the loops take them as two Halves, which AVX2 keeps in its 16
  * registers. */
@@ -432,6 +352,113 @@ static inline __attribute__((always_inline)) void wide_row(int64_t kw, int64_t p
         wide_outputs(7, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
     }
 }
+
+/* One input channel per group (depthwise), NCHW planes small enough (MAX_SMALL_PLANE positions) that
+ * run_planes's row loops would run a few iterations each and cost more than the sums: LANES output
+ * channels at a time, their planes first copied channels innermost (input[row][col][l]) with zero
+ * margins left and right, and every tap one multiply-add of LANES contiguous floats, for POSITIONS
+ * outputs of a row at once (one load of the tap's weights serves them, and their sums are
+ * independent chains for the CPU to overlap); the outputs are copied back. Where the block's taps
+ * are all finite, every output sums every kernel column, the margin's zeros adding +-0 (which
+ * changes no sum begun at +0, as in run_row_vectors), so that all outputs of a row go POSITIONS at
+ * a time, the edges too; else only the taps inside the input, POSITIONS at a time where they share
+ * them. Either way each output sums the terms run_planes sums (ky, then kx), and the bias last: the
+ * same bits as run_planes. */
+static inline __attribute__((always_inline)) void channel_blocks(const Job *job, int64_t first_block, int64_t end_block,
+                                                                 int wide) {
+    const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
+    const int64_t sh = job->stride_h, sw = job->stride_w, dh = job->dilation_h, dw = job->dilation_w;
+    const int64_t H_out = job->out_h, W_out = job->out_w, C_out = job->out_channels, C_in = job->in_channels;
+    const int64_t blocks_per_image = (C_out + LANES - 1) / LANES;
+    /* the copy's rows: input column j at left + j, zeros before and after as far as outputs read */
+    const int64_t left = job->pad_left, right_reach = (W_out - 1) * sw - job->pad_left + (kw - 1) * dw - (W - 1);
+    const int64_t row_length = left + W + (right_reach > 0 ? right_reach : 0);
+    /* outputs of a row wide_outputs takes at a time, reading every column of the copy (0: none; the
+     * AVX-512 entry point only, for stride and dilation 1 along the row and 3x3, 5x5, 7x7 kernels) */
+    const int wide_kernel = wide && (kw == 3 || kw == 5 || kw == 7) && sw == 1 && dw == 1;
+    const int64_t group = !wide_kernel ? 0 : W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0;
+    float *input = calloc((size_t)(H * row_length * LANES), sizeof(float));
+    float *output = malloc(sizeof(float) * (size_t)(H_out * W_out * LANES));
+    float *taps = malloc(sizeof(float) * (size_t)(kh * kw * LANES));
+    float bias[LANES];
+    if (input == NULL || output == NULL || taps == NULL) {
+        *job->no_memory = 1;
+        free(input), free(output), free(taps);
+        return;
+    }
+    for (int64_t block = first_block; block < end_block; block++) {
+        const int64_t n = block / blocks_per_image, o0 = block % blocks_per_image * LANES;
+        const int64_t lanes = C_out - o0 < LANES ? C_out - o0 : LANES;
+        int finite = 1; /* every tap finite: the margins' terms are +-0 */
+        const float *planes[LANES]; /* the input plane of each lane */
+        for (int64_t l = 0; l < LANES; l++) { /* lanes past C_out repeat channel o0: computed, never stored */
+            const int64_t o = l < lanes ? o0 + l : o0;
+            planes[l] = job->x + (n * C_in + o / job->out_per_group) * H * W;
+            for (int64_t t = 0; t < kh * kw; t++) {
+                taps[t * LANES + l] = job->weight[o * kh * kw + t];
+                finite &= __builtin_isfinite(taps[t * LANES + l]) != 0;
+            }
+            bias[l] = job->bias != NULL ? job->bias[o] : 0.0f;
+        }
+        /* the copy written in memory order, LANES planes read side by side (a plane at a time wrote
+         * every 16th float, a pass over the whole copy per lane: 3x the time of the sums) */
+        for (int64_t i = 0; i < H; i++) {
+            for (int64_t j = 0; j < W; j++) {
+                float *to = input + (i * row_length + left + j) * LANES;
+                for (int64_t l = 0; l < LANES; l++) to[l] = planes[l][i * W + j];
+            }
+        }
+        const float *bias_lanes = job->bias != NULL ? bias : NULL;
+        for (int64_t y = 0; y < H_out; y++) {
+            const int64_t ky_first = job->tap_rows[2 * y], ky_end = job->tap_rows[2 * y + 1];
+            if (finite && group > 0) { /* AVX-512: the copy is a channels-last image of LANES channels */
+                for (int64_t x = 0; x < W_out; x += group) {
+                    const int64_t x0 = x + group <= W_out ? x : W_out - group; /* the last overlaps: the same values */
+                    wide_row(kw, group, input + ((y * sh - job->pad_top) * row_length + x0) * LANES, LANES,
+                             dh * row_length * LANES, taps, ky_first, ky_end, 0, group + kw - 1, bias_lanes,
+                             output + (y * W_out + x0) * LANES);
+                }
+                continue;
+            }
+            for (int64_t x = 0; x < W_out;) {
+                const int64_t kx_first = finite ? 0 : job->tap_cols[2 * x], kx_end = finite ? kw : job->tap_cols[2 * x + 1];
+                const int64_t count = finite ? (x + POSITIONS <= W_out ? POSITIONS : 1)
+                                             : outputs_sharing_taps(job->tap_cols, x, W_out);
+                const Reads reads = {((y * sh - job->pad_top) * row_length + x * sw) * LANES, dh * row_length * LANES,
+                                     dw * LANES, sw * LANES, ky_first, ky_end, kx_first, kx_end, kw};
+                float *target = output + (y * W_out + x) * LANES;
+                if (count == POSITIONS) {
+                    lane_outputs(POSITIONS, input, taps, &reads, LANES, bias_lanes, target, LANES);
+                } else {
+                    lane_outputs(1, input, taps, &reads, LANES, bias_lanes, target, LANES);
+                }
+                x += count;
+            }
+        }
+        float *out_planes = job->out + (n * C_out + o0) * H_out * W_out; /* the planes of channels o0 .. */
+        for (int64_t p = 0; p < H_out * W_out; p++) { /* read in memory order, the block's planes written side by side */
+            for (int64_t l = 0; l < lanes; l++) out_planes[l * H_out * W_out + p] = output[p * LANES + l];
+        }
+    }
+    free(input), free(output), free(taps);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void run_channel_blocks(const void *context, int64_t first_block, int64_t end_block) {
+    channel_blocks((const Job *)context, first_block, end_block, 0); /* blocks n * blocks_per_image + b */
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* run_channel_blocks for CPUs with AVX-512: rows of stride 1 and 3x3, 5x5 or 7x7 kernels through
+ * wide_outputs, which reads the copy as a channels-last image of LANES channels (its zero margins
+ * add +-0 where a filter's taps are finite, as in the 8-lane loop). */
+__attribute__((target("arch=x86-64-v4"))) static void run_channel_blocks_wide(const void *context, int64_t first_block,
+                                                                               int64_t end_block) {
+    channel_blocks((const Job *)context, first_block, end_block, 1);
+}
+#endif
 
 /* Channels-last depthwise (one filter per channel): one output row (n, y) at a time, and along it,
  * for each POSITIONS outputs, every block of LANES channels in turn, so that the reads of one
@@ -774,6 +801,36 @@ static inline __attribute__((always_inline)) void wide_row_outputs(int wides, co
     }
 }
 
+enum { STACK = 4 }; /* run_row_vectors_wide: output rows at once where every kernel row of theirs reads inside */
+
+/* wide_row_outputs for STACK output rows at once (stride and dilation 1 down the plane, every kernel
+ * row inside the input): input row r feeds output row j through kernel row r - j, so each input vector
+ * is loaded once for the (up to) STACK rows it feeds, where one row at a time loads it once per
+ * multiply-add (the loads, not the multiply-adds, bounded the 7x7 rows). Each output's terms come ky,
+ * then kx, ascending: the same sums. */
+static inline __attribute__((always_inline)) void wide_stack_outputs(int wides, const float *rows,
+                                                                     const int64_t *starts, int64_t row_length,
+                                                                     const float *filter, const Job *job,
+                                                                     Wide sums[STACK][POSITIONS]) {
+    const int64_t kh = job->kernel_h, kw = job->kernel_w, dw = job->dilation_w;
+    for (int j = 0; j < STACK; j++) {
+        for (int v = 0; v < wides; v++) sums[j][v] = (Wide){0};
+    }
+    for (int64_t r = 0; r < kh + STACK - 1; r++) {
+        const float *in_row = rows + r * row_length;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            Wide input[POSITIONS];
+            for (int v = 0; v < wides; v++) input[v] = load_wide(in_row + starts[v] + kx * dw);
+            for (int j = 0; j < STACK; j++) {
+                const int64_t ky = r - j;
+                if (ky < 0 || ky >= kh) continue;
+                const float tap = filter[ky * kw + kx]; /* broadcast by the vector * scalar product */
+                for (int v = 0; v < wides; v++) sums[j][v] += tap * input[v];
+            }
+        }
+    }
+}
+
 /* One input channel per group (depthwise), NCHW, stride 1 along the row: one output plane at a time,
  * one row at a time, LANES / 2 outputs of the row per vector, up to POSITIONS vectors at once, their
  * sums in registers from the first tap to the bias (run_planes adds each tap into the output row in
@@ -823,6 +880,9 @@ static inline __attribute__((always_inline)) void row_vectors(const Job *job, in
             float *out_row = job->out + (plane * H_out + y) * W_out;
             Half sums[POSITIONS];
             if (wide && finite && W_out >= LANES) { /* AVX-512, finite taps: 16-lane vectors over the whole row */
+                const int64_t *tap_rows = job->tap_rows, last = y + STACK - 1; /* rows y .. last at once? */
+                const int stacked = job->stride_h == 1 && job->dilation_h == 1 && last < H_out && tap_rows[2 * y] == 0 &&
+                                    tap_rows[2 * last + 1] == kh;
                 for (int64_t x = 0; x < W_out; x += POSITIONS * LANES) {
                     /* up to 4 vectors from x, none past the row's end (the last overlaps the one before: the
                      * same values again); fewer than 4 left: the last repeated, so that the count is a constant */
@@ -832,17 +892,24 @@ static inline __attribute__((always_inline)) void row_vectors(const Job *job, in
                         const int64_t start = x + (v < count ? v : count - 1) * LANES;
                         at[v] = start + LANES <= W_out ? start : W_out - LANES;
                     }
-                    Wide wide_sums[POSITIONS];
-                    if (count <= 2) {
-                        wide_row_outputs(2, rows, at, row_length, filter, job, y, wide_sums);
+                    Wide wide_sums[STACK][POSITIONS];
+                    if (stacked && count <= 2) {
+                        wide_stack_outputs(2, rows, at, row_length, filter, job, wide_sums);
+                    } else if (stacked) {
+                        wide_stack_outputs(POSITIONS, rows, at, row_length, filter, job, wide_sums);
+                    } else if (count <= 2) {
+                        wide_row_outputs(2, rows, at, row_length, filter, job, y, wide_sums[0]);
                     } else {
-                        wide_row_outputs(POSITIONS, rows, at, row_length, filter, job, y, wide_sums);
+                        wide_row_outputs(POSITIONS, rows, at, row_length, filter, job, y, wide_sums[0]);
                     }
-                    for (int64_t v = 0; v < count; v++) {
-                        const Wide out = job->bias != NULL ? wide_sums[v] + job->bias[o] : wide_sums[v];
-                        memcpy(out_row + at[v], &out, sizeof out);
+                    for (int64_t j = 0; j < (stacked ? STACK : 1); j++) {
+                        for (int64_t v = 0; v < count; v++) {
+                            const Wide out = job->bias != NULL ? wide_sums[j][v] + job->bias[o] : wide_sums[j][v];
+                            memcpy(out_row + j * W_out + at[v], &out, sizeof out);
+                        }
                     }
                 }
+                if (stacked) y = last; /* rows y .. last are done */
                 continue;
             }
             for (int64_t c = 0; c < vectors;) {
@@ -1005,8 +1072,11 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
 #endif
         failed = convlens_parallel(rows, &job, z.batch * z.out_h, threads_used);
     } else if (chosen == BLOCK_LOOP && per_group == 1) {
-        failed = convlens_parallel(run_channel_blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES),
-                                   threads_used);
+        void (*blocks)(const void *, int64_t, int64_t) = run_channel_blocks;
+#ifdef HAVE_WIDE_ROWS
+        if (avx512()) blocks = run_channel_blocks_wide;
+#endif
+        failed = convlens_parallel(blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES), threads_used);
     } else if (chosen == BLOCK_LOOP && quads) {
 #ifdef HAVE_WIDE_ROWS
         const int64_t quads = (out_per_group + QUAD - 1) / QUAD;
