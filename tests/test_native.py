@@ -18,6 +18,7 @@ import convlens
 from convlens import native
 from convlens.algos import depthwise, direct
 from convlens.algos.winograd import MATRICES, plan
+from convlens.unfold import im2col, zero_pad
 from convlens.verify import allowed_error
 
 
@@ -437,3 +438,40 @@ def test_depthwise_loops_give_the_plane_loops_bits(channels, kernel, width, heig
     rows = native.direct_forward(channels_last, w, b, spec)
     assert rows.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(rows, planes)
+
+
+gather_configurations = st.fixed_dictionaries({
+    "batch": st.integers(1, 3), "channels": st.integers(1, 5), "size": pairs(1, 13), "kernel": pairs(1, 5),
+    "stride": pairs(1, 3), "padding": pairs(0, 3), "dilation": pairs(1, 3), "batch_last": st.booleans(),
+    "threads": st.integers(1, 3), "pieces": st.tuples(st.integers(0, 2), st.integers(0, 12), st.integers(0, 12)),
+})  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(gather_configurations)
+def test_im2col_gather_writes_the_python_columns(c: dict) -> None:
+    """im2col.c's columns of a piece (images n0..n1, output rows y0..y1) of the unpadded input are,
+    bit for bit, unfold's columns of the zero-padded band: every position, padding and stride, in
+    both layouts (batch first, and batch folded into the positions), on any number of threads."""
+    if not native.available():
+        pytest.skip(native.reason())
+    span = [d * (k - 1) + 1 for d, k in zip(c["dilation"], c["kernel"])]
+    if any(n + 2 * p < s for n, p, s in zip(c["size"], c["padding"], span)):
+        return
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(c["batch"], c["channels"], *c["size"], generator=generator)
+    w = torch.randn(2, c["channels"], *c["kernel"], generator=generator)
+    spec = convlens.ConvSpec.from_args(x, w, None, stride=c["stride"], padding=c["padding"], dilation=c["dilation"])
+    n0 = min(c["pieces"][0], spec.batch - 1)
+    y0 = min(c["pieces"][1], spec.out_size[0] - 1)
+    y1 = y0 + 1 + min(c["pieces"][2], spec.out_size[0] - y0 - 1)
+    band = zero_pad(x, spec.padding)[n0:, :, y0 * spec.stride[0] : (y1 - 1) * spec.stride[0] + span[0]]
+    expected = im2col(band, spec.kernel_size, spec.dilation, spec.stride, (y1 - y0, spec.out_size[1]), c["batch_last"])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(c["threads"])
+        cols = torch.full((expected.numel(),), float("nan"))  # every element must be written
+        native.im2col_columns(x, spec, (n0, spec.batch), (y0, y1), c["batch_last"], cols)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(cols.view(expected.shape), expected)

@@ -5,6 +5,7 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     available()            whether the kernels were built and load
     reason()               why not, when they do not ("" when they do)
     direct_forward         direct.c: float32, NCHW (any groups) or channels-last (depthwise), zero padding
+    im2col_columns         im2col.c: im2col's columns of a piece of an NCHW input, zero padding written in
     winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
     winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
 
@@ -48,15 +49,17 @@ def _load() -> ctypes.CDLL | None:
         _reason = f"cannot load {found[0].name}: {error}"
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
-    library.convlens_direct_forward.argtypes = [pointer] * 4 + [ctypes.POINTER(DirectSizes), int64, int64]
+    library.convlens_direct_forward.argtypes = [pointer] * 4 + [ctypes.POINTER(ConvSizes), int64, int64]
     library.convlens_direct_forward.restype = ctypes.c_int
     library.convlens_winograd_input.argtypes = [pointer] + [int64] * 15 + [pointer] + [int64] * 3
     library.convlens_winograd_output.argtypes = [pointer, int64, int64, pointer, pointer, *[int64] * 14]
-    library.convlens_direct_pick.argtypes = [ctypes.POINTER(DirectSizes)]
+    library.convlens_direct_pick.argtypes = [ctypes.POINTER(ConvSizes)]
     library.convlens_direct_pick.restype = ctypes.c_int
     library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
     for name in ("winograd_input", "winograd_output", "winograd_tables"):
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
+    library.convlens_im2col.argtypes = [pointer, ctypes.POINTER(ConvSizes), *[int64] * 5, pointer, int64]
+    library.convlens_im2col.restype = ctypes.c_int
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
     library.convlens_use_openmp.restype = ctypes.c_int
     _library, _reason = library, ""
@@ -143,8 +146,8 @@ def runs_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return takes(spec) and x.is_contiguous(memory_format=layout) and plain_cpu_float32(x, weight, bias)
 
 
-class DirectSizes(ctypes.Structure):
-    """direct.c's ``Sizes``: one convolution's sizes, filled once per spec (see ``direct_sizes``)."""
+class ConvSizes(ctypes.Structure):
+    """sizes.h's ``Sizes``: one convolution's sizes, filled once per spec (see ``conv_sizes``)."""
 
     _fields_ = [
         (name, ctypes.c_int64)
@@ -156,10 +159,10 @@ class DirectSizes(ctypes.Structure):
     ]  # fmt: skip
 
 
-def direct_sizes(spec: ConvSpec) -> DirectSizes:
-    """The DirectSizes of ``spec``, made once per spec object (``ConvSpec.remembered``), so that a
+def conv_sizes(spec: ConvSpec) -> ConvSizes:
+    """The ConvSizes of ``spec``, made once per spec object (``ConvSpec.remembered``), so that a
     repeated call converts no Python ints for ctypes."""
-    return spec.remembered("direct.c sizes", lambda: DirectSizes(
+    return spec.remembered("native sizes", lambda: ConvSizes(
         spec.batch, spec.in_channels, spec.out_channels, spec.groups, *spec.in_size, *spec.kernel_size,
         *spec.stride, spec.padding[0], spec.padding[2], *spec.dilation, *spec.out_size, int(spec.channels_last),
     ))  # fmt: skip
@@ -182,7 +185,7 @@ def direct_forward(
     weight = weight.contiguous()
     bias_pointer = None if bias is None else bias.contiguous().data_ptr()
     pointers = (x.data_ptr(), weight.data_ptr(), bias_pointer, out.data_ptr())
-    status = library.convlens_direct_forward(*pointers, direct_sizes(spec), DIRECT_LOOPS[loop], torch.get_num_threads())
+    status = library.convlens_direct_forward(*pointers, conv_sizes(spec), DIRECT_LOOPS[loop], torch.get_num_threads())
     # status 1: a thread could not start, and its share ran on the calling thread: the output is whole
     if status == 2:
         raise MemoryError("convlens's direct kernel could not allocate its column ranges or weight blocks")
@@ -191,11 +194,39 @@ def direct_forward(
     return out
 
 
+def gathers_columns(x: torch.Tensor, spec: ConvSpec) -> bool:
+    """Whether im2col.c gathers this call's columns: a 2-D float32 NCHW convolution on the CPU, the
+    input contiguous, a plain tensor that nothing traces or transforms."""
+    return float32_2d_on_cpu(spec) and not spec.channels_last and x.is_contiguous() and plain_cpu_float32(x)
+
+
+def im2col_columns(
+    x: torch.Tensor,
+    spec: ConvSpec,
+    images: tuple[int, int],
+    rows: tuple[int, int],
+    batch_last: bool,
+    cols: torch.Tensor,
+) -> torch.Tensor:
+    """im2col.c: the columns of output rows ``rows`` = (y0, y1) of images ``images`` = (n0, n1) of
+    the unpadded input x (N, C_in, H, W), the zero padding of ``spec`` written in, into ``cols``
+    (contiguous, as many elements): (n1 - n0, C_in*k_h*k_w, (y1 - y0)*W_out), or with
+    ``batch_last`` (C_in*k_h*k_w, (n1 - n0)*(y1 - y0)*W_out). Returns ``cols``."""
+    library = _load()
+    assert library is not None
+    (n0, n1), (y0, y1) = images, rows
+    status = library.convlens_im2col(x.data_ptr(), conv_sizes(spec), n0, n1 - n0, y0, y1, int(batch_last),
+                                     cols.data_ptr(), torch.get_num_threads())  # fmt: skip
+    if status == 2:
+        raise MemoryError("convlens's im2col kernel could not allocate its column ranges")
+    return cols
+
+
 def direct_loop(spec: ConvSpec) -> str:
     """The loop direct.c picks for a layer it takes (``takes``): "planes", "blocks" or "row vectors"."""
     library = _load()
     assert library is not None and takes(spec)
-    return {value: name for name, value in DIRECT_LOOPS.items()}[library.convlens_direct_pick(direct_sizes(spec))]
+    return {value: name for name, value in DIRECT_LOOPS.items()}[library.convlens_direct_pick(conv_sizes(spec))]
 
 
 MAX_BAND_WIDTH = 512  # winograd.c's MAX_BAND_W: the widest tiled output row its passes take

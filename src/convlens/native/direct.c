@@ -69,16 +69,9 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "sizes.h"
 
 #pragma GCC optimize("fp-contract=fast")
-
-/* The sizes of one convolution, as the caller fills them once per spec (native/__init__.py's
- * DirectSizes mirrors this struct field for field). */
-typedef struct {
-    int64_t batch, in_channels, out_channels, groups, height, width, kernel_h, kernel_w;
-    int64_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, out_h, out_w;
-    int64_t channels_last; /* 1: x and out are channels-last (depthwise, multiplier 1, only) */
-} Sizes;
 
 typedef struct {
     const float *x, *weight, *bias;
