@@ -12,9 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
+from convlens import native
 from convlens.algos import im2col
+from convlens.algos.cache import TransformCache
 from convlens.algos.im2col import folds_batch, plan_pieces
 from convlens.spec import ConvSpec
+from convlens.unfold import zero_pad
 from helpers import Case, assert_same_layout, conv_cases, reference_conv2d
 
 
@@ -113,33 +116,60 @@ def test_kept_buffers_never_leak_between_calls(workspace: int, fold: bool) -> No
         ((2, 6, 12, 12), 1, {}, 1),  # 1x1 stride 1: the columns are the input, nothing is taken
     ],
 )
-def test_predicted_buffers_are_the_ones_the_forward_takes(shape, kernel: int, options: dict, workspace: int) -> None:
-    """The bench's extra-memory figure for im2col is ``buffer_bytes``: it must be what a call really holds."""
+@pytest.mark.parametrize("gather", [True, False])
+def test_predicted_buffers_are_the_ones_the_forward_takes(
+    shape, kernel: int, options: dict, workspace: int, gather: bool
+) -> None:
+    """The bench's extra-memory figure for im2col is ``buffer_bytes``: it must be what a call really
+    holds, with the compiled gather (no padded copy: the padding goes into the columns) and without."""
     x, w = torch.randn(shape), torch.randn(5, shape[1], kernel, kernel)
     spec = ConvSpec.from_args(x, w, **options)
-    with mock.patch.object(im2col, "SCRATCH", im2col.Scratch()):
+    padded = []
+    with (
+        mock.patch.object(im2col, "SCRATCH", im2col.Scratch()),
+        mock.patch.object(im2col, "native", gather),
+        mock.patch.object(im2col, "zero_pad", lambda x, padding: padded.append(any(padding)) or zero_pad(x, padding)),
+    ):
         convlens.conv2d(x, w, **options, algorithm="im2col", workspace_limit=workspace)
         taken = {
             name: buffer.numel() * buffer.element_size() for (name, _, _), buffer in im2col.SCRATCH.buffers.items()
         }
-    predicted = im2col.buffer_bytes(spec, workspace)
+        predicted = im2col.buffer_bytes(spec, workspace)
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
-    assert predicted["padded input"] == (shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options else 0)
+    gathered = gather and native.available() and kernel > 1  # a 1x1 stride-1 layer's columns are the input
+    assert padded == ([] if gathered else [bool(options.get("padding"))])
+    expected = shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options and not gathered else 0
+    assert predicted["padded input"] == expected
 
 
 @pytest.mark.parametrize(("groups", "kernel"), [(1, 1), (1, 3), (2, 3)])
 def test_predicted_buffers_for_a_channels_last_input(groups: int, kernel: int) -> None:
     """Channels-last: no buffer for a 1x1 kernel (the input is the columns), columns for a 3x3 one,
-    and products as well when there are groups."""
+    and products as well when there are groups; and for a kernel larger than 1x1 the cached weight
+    columns with the copy of the weight they are checked against (a 1x1 weight's are a view of it)."""
     x = torch.randn(2, 4, 9, 9).contiguous(memory_format=torch.channels_last)
     w = torch.randn(6, 4 // groups, kernel, kernel)
     options = {"padding": kernel // 2, "groups": groups}
     spec = ConvSpec.from_args(x, w, **options)
-    with mock.patch.object(im2col, "SCRATCH", im2col.Scratch()):
+    with (
+        mock.patch.object(im2col, "SCRATCH", im2col.Scratch()),
+        mock.patch.object(im2col, "WEIGHT_COLUMNS", TransformCache()),
+    ):
         out = convlens.conv2d(x, w, **options, algorithm="im2col")
         taken = {
             name: buffer.numel() * buffer.element_size() for (name, _, _), buffer in im2col.SCRATCH.buffers.items()
         }
+        if im2col.WEIGHT_COLUMNS.nbytes:
+            taken["cached weight"] = im2col.WEIGHT_COLUMNS.nbytes
+        second = convlens.conv2d(x, w, **options, algorithm="im2col")
+        assert im2col.WEIGHT_COLUMNS.hits == (kernel > 1)  # the same weight: its columns from the cache
+        torch.testing.assert_close(second, out, rtol=0, atol=0)
+        changing = w.clone()
+        for _ in range(2):  # the same tensor, new values the second time: new columns
+            torch.testing.assert_close(
+                convlens.conv2d(x, changing, **options, algorithm="im2col"), F.conv2d(x, changing, **options)
+            )
+            changing.mul_(2)
     predicted = im2col.buffer_bytes(spec, convlens.get_workspace_limit())
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
     torch.testing.assert_close(out, F.conv2d(x, w, **options))

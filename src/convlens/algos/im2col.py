@@ -42,6 +42,13 @@ of the output, with the bias added while that slice is in cache. Why: a fresh 16
 piece is faulted in page by page on every call; evidence: ``python benchmarks/im2col_scratch.py``
 (benchmarks/RESULTS.md).
 
+On the CPU, for a float32 NCHW input, the compiled core gathers the columns (src/convlens/native/im2col.c):
+one pass from the unpadded input, the zero padding written into the columns, where this module pads
+the input (a copy) and copies a strided view of it (a second pass, slow where its innermost run is
+one strided output row). Why: ResNet-50's strided 3x3 layers and ConvNeXt's stem and downsampling
+layers; evidence: ``convlens bench`` (benchmarks/RESULTS.md, fourteenth session). ``native = False``
+keeps the Python gather (the tests run both).
+
 A 3-D convolution (``forward_volume``) takes the same three steps over (D, H, W)::
 
     cols     = unfold(x_pad)                   (N, C_in*k_d*k_h*k_w, D_out*H_out*W_out)
@@ -58,10 +65,13 @@ these steps, and it keeps each piece's columns for the backward while it records
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
+from convlens import native as native_kernels
 from convlens.algos import Algorithm, always, exact, register
+from convlens.algos.cache import TransformCache
 from convlens.algos.scratch import Scratch, vmapped
 from convlens.spec import ConvSpec, prefers_channels_last, volume
 from convlens.unfold import im2col, sliding_windows, zero_pad
@@ -69,6 +79,8 @@ from convlens.unfold import im2col, sliding_windows, zero_pad
 PIECE_BYTES = 16 * 1024**2  # cache-friendly piece size, see the module docstring
 FOLD_MAX_POSITIONS = 64  # outputs per image up to which the batch is folded into one product; see folds_batch
 SCRATCH = Scratch()  # one piece's columns (and products that cannot go straight into the output)
+WEIGHT_COLUMNS = TransformCache()  # the channels-last products' weight columns, per weight (cached_weight_columns)
+native = True  # whether the compiled kernel gathers the columns where it applies (tests switch it off to test both)
 
 
 def columns_are_input(spec: ConvSpec) -> bool:
@@ -111,7 +123,9 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     from the shapes: the zero-``padded input`` (a fresh tensor), and the scratch buffers kept
     between calls: the largest piece's ``cols`` and, when the batch is folded or the output is cut
     into bands of rows (for a channels-last input, ``spec.channels_last``: when there are groups), its
-    ``products``."""
+    ``products``; for a channels-last input and a kernel larger than 1x1, the ``cached weight`` (its
+    weight columns and the copy of the weight they are checked against, kept between calls:
+    cached_weight_columns)."""
     if spec.rank == 3:
         return volume_buffer_bytes(spec, workspace)
     images, rows = plan_pieces(spec, workspace)
@@ -125,10 +139,15 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
         view, through_buffer = not folds_batch(spec), folds_batch(spec) or rows < h_out
     cols = 0 if columns_are_input(spec) and view else images * spec.in_channels * spec.taps * rows * w_out
     products = images * spec.out_channels * rows * w_out if through_buffer else 0
+    # im2col.c writes the padding into the columns (a contiguous NCHW input: see gathers): no padded copy
+    gathered = native and not (spec.channels_last or columns_are_input(spec)) and native_kernels.float32_2d_on_cpu(spec)
+    padded = any(spec.padding) and not gathered
+    cached = spec.channels_last and spec.taps > 1  # see cached_weight_columns
     return {
-        "padded input": spec.batch * spec.in_channels * h_pad * w_pad * itemsize if any(spec.padding) else 0,
+        "padded input": spec.batch * spec.in_channels * h_pad * w_pad * itemsize if padded else 0,
         "cols": cols * itemsize,
         "products": products * itemsize,
+        "cached weight": 2 * spec.out_channels * spec.in_per_group * spec.taps * itemsize if cached else 0,
     }
 
 
@@ -143,6 +162,13 @@ def column_buffer(spec: ConvSpec, images: int, out_rows: int, like: torch.Tensor
     return SCRATCH.take("cols", (numel,), like.dtype, like.device)
 
 
+def gathers(x: torch.Tensor, spec: ConvSpec) -> bool:
+    """Whether the compiled kernel gathers this call's columns (``native``, and im2col.c takes it:
+    float32, NCHW, contiguous, on the CPU), unless they are the input itself (a view, nothing to
+    gather)."""
+    return native and not columns_are_input(spec) and native_kernels.gathers_columns(x, spec)
+
+
 def columns(x_band: torch.Tensor, spec: ConvSpec, out_rows: int, batch_last: bool) -> torch.Tensor:
     """The columns of a padded input band: a view when they are the input itself, else gathered
     into a scratch buffer kept between calls (see the module docstring)."""
@@ -153,20 +179,38 @@ def columns(x_band: torch.Tensor, spec: ConvSpec, out_rows: int, batch_last: boo
     return im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, out_size, batch_last, buffer)
 
 
-def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_piece: torch.Tensor) -> None:
-    """Output rows of a padded input band, written into ``out_piece`` (N, C_out, out_rows, W_out):
-    im2col, one batched matmul per group, view. The product goes straight into ``out_piece`` when
-    it is contiguous (whole images), else through a scratch buffer."""
+def gathered_columns(
+    x: torch.Tensor, spec: ConvSpec, images: tuple[int, int], rows: tuple[int, int], batch_last: bool
+) -> torch.Tensor:
+    """The columns of output rows ``rows`` of images ``images`` of the unpadded input, gathered by
+    the compiled kernel (im2col.c) in one pass, the zero padding written in: (N, C_in*k_h*k_w, L), or
+    with ``batch_last`` (C_in*k_h*k_w, N*L); into the scratch buffer as the Python path's are."""
+    n, out_rows = images[1] - images[0], rows[1] - rows[0]
+    buffer = column_buffer(spec, n, out_rows, x)
+    if buffer is None:
+        buffer = x.new_empty(n * spec.in_channels * spec.taps * out_rows * spec.out_size[1])
+    cols = native_kernels.im2col_columns(x, spec, images, rows, batch_last, buffer)
+    rows_total = spec.in_channels * spec.taps
+    return cols.view(rows_total, -1) if batch_last else cols.view(n, rows_total, -1)
+
+
+def multiply(
+    cols_of: Callable[[bool], torch.Tensor], w_rows: torch.Tensor, spec: ConvSpec, out_piece: torch.Tensor
+) -> None:
+    """Output rows of a piece, written into ``out_piece`` (N, C_out, out_rows, W_out): its columns
+    (``cols_of(batch_last)``: ``columns`` of a padded band, or ``gathered_columns``), one batched
+    matmul per group, view. The product goes straight into ``out_piece`` when it is contiguous
+    (whole images), else through a scratch buffer."""
     n, _, out_rows, w_out = out_piece.shape
     positions = out_rows * w_out
     rows_per_group = spec.in_per_group * spec.taps
     if folds_batch(spec):
-        cols = columns(x_band, spec, out_rows, batch_last=True)  # (C_in*k_h*k_w, N*L)
+        cols = cols_of(True)  # (C_in*k_h*k_w, N*L)
         products = SCRATCH.take("products", (spec.groups, spec.out_per_group, n * positions), cols.dtype, cols.device)
         torch.matmul(w_rows, cols.view(spec.groups, rows_per_group, n * positions), out=products)  # (G, C_out/G, N*L)
         out_piece.copy_(products.view(spec.out_channels, n, out_rows, w_out).transpose(0, 1))
         return
-    cols = columns(x_band, spec, out_rows, batch_last=False).view(n, spec.groups, rows_per_group, positions)
+    cols = cols_of(False).view(n, spec.groups, rows_per_group, positions)
     shape = (n, spec.groups, spec.out_per_group, positions)  # (G, C_out/G, C_in/G*k_h*k_w) @ cols -> this
     if out_piece.is_contiguous():
         torch.matmul(w_rows, cols, out=out_piece.view(shape))
@@ -175,10 +219,25 @@ def multiply(x_band: torch.Tensor, w_rows: torch.Tensor, spec: ConvSpec, out_pie
         out_piece.copy_(torch.matmul(w_rows, cols, out=products).view(out_piece.shape))
 
 
-def weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
-    """(C_out, C_in/G, k_h, k_w) -> w_cols (G, k_h*k_w*C_in/G, C_out/G), rows in (k_h, k_w, C) order."""
+def weight_columns(weight: torch.Tensor, spec: ConvSpec, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """(C_out, C_in/G, k_h, k_w) -> w_cols (G, k_h*k_w*C_in/G, C_out/G), rows in (k_h, k_w, C) order
+    (into ``buffer`` when given)."""
     blocks = weight.unflatten(0, (spec.groups, spec.out_per_group))  # (G, C_out/G, C_in/G, k_h, k_w)
-    return blocks.permute(0, 3, 4, 2, 1).reshape(spec.groups, -1, spec.out_per_group)
+    laid_out = blocks.permute(0, 3, 4, 2, 1)  # (G, k_h, k_w, C_in/G, C_out/G), a view
+    if buffer is None:
+        return laid_out.reshape(spec.groups, -1, spec.out_per_group)
+    return buffer.view(laid_out.shape).copy_(laid_out).view(spec.groups, -1, spec.out_per_group)
+
+
+def cached_weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """``weight_columns``, kept per weight (a TransformCache: recomputed whenever the weight's values
+    change). Why: ConvNeXt's downsampling layers see a channels-last input (LayerNorm2d's permuted
+    output), and laying the 384->768 2x2 weight out took 1.7 ms of a 50 ms forward at batch 1;
+    comparing the weight with the cache's copy reads it once; evidence: ``python benchmarks/models.py
+    --models convnext_tiny`` (benchmarks/RESULTS.md, fourteenth session)."""
+    if vmapped(weight) or spec.taps == 1:  # a 1x1 weight's columns are a view of it: nothing to keep
+        return weight_columns(weight, spec)
+    return WEIGHT_COLUMNS.get(weight, (spec.groups,), lambda buffer: weight_columns(weight, spec, buffer))
 
 
 def columns_channels_last(
@@ -219,25 +278,32 @@ def forward(
 ) -> torch.Tensor:
     if spec.rank == 3:
         return forward_volume(x, weight, bias, spec, workspace)
-    x_pad = zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad), in x's layout
+    gather = gathers(x, spec)  # im2col.c gathers the columns from x itself, padding included
+    x_pad = x if gather else zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad), in x's layout
     n = x_pad.shape[0]
     h_out, w_out = spec.out_size
     images, rows = plan_pieces(spec, workspace)
-    multiply_piece: Callable[[torch.Tensor, torch.Tensor, ConvSpec, torch.Tensor], None]
-    if prefers_channels_last(x_pad):  # positions as rows, and the output channels-last too
+    channels_last = prefers_channels_last(x_pad)
+    if channels_last:  # positions as rows, and the output channels-last too
         out = x_pad.new_empty((n, h_out, w_out, spec.out_channels)).permute(0, 3, 1, 2)
-        weights, multiply_piece = weight_columns(weight, spec), multiply_channels_last  # (G, k_h*k_w*C_in/G, C_out/G)
+        weights = cached_weight_columns(weight, spec)  # (G, k_h*k_w*C_in/G, C_out/G)
     else:
         out = x_pad.new_empty((n, spec.out_channels, h_out, w_out))
-        weights, multiply_piece = weight.reshape(spec.groups, spec.out_per_group, -1), multiply  # (G, C_out/G, K/G)
+        weights = weight.reshape(spec.groups, spec.out_per_group, -1)  # (G, C_out/G, K/G)
     bias_view = None if bias is None else bias.view(1, -1, 1, 1)
     span_h = spec.dilation[0] * (spec.kernel_size[0] - 1) + 1
     for n0 in range(0, n, images):
         for y0 in range(0, h_out, rows):
-            y1 = min(y0 + rows, h_out)
-            x_band = x_pad[n0 : n0 + images, :, y0 * spec.stride[0] : (y1 - 1) * spec.stride[0] + span_h]
-            out_piece = out[n0 : n0 + images, :, y0:y1]
-            multiply_piece(x_band, weights, spec, out_piece)
+            n1, y1 = min(n0 + images, n), min(y0 + rows, h_out)
+            out_piece = out[n0:n1, :, y0:y1]
+            if gather:
+                multiply(partial(gathered_columns, x, spec, (n0, n1), (y0, y1)), weights, spec, out_piece)
+            else:
+                x_band = x_pad[n0:n1, :, y0 * spec.stride[0] : (y1 - 1) * spec.stride[0] + span_h]
+                if channels_last:
+                    multiply_channels_last(x_band, weights, spec, out_piece)
+                else:
+                    multiply(partial(columns, x_band, spec, y1 - y0), weights, spec, out_piece)
             if bias_view is not None:
                 out_piece += bias_view  # while the piece is still in cache
     return out
