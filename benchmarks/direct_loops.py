@@ -67,7 +67,7 @@ def main() -> None:
         options = {"stride": stride, "padding": k // 2, "groups": groups}
         spec = convlens.ConvSpec.from_args(x, w, b, **options)
         loops = ["planes"]
-        if c_in > groups or size * size <= 1024:  # channel blocks copy a depthwise plane of at most 1024
+        if c_in > groups or size * size <= 16384:  # channel blocks copy a depthwise plane of at most 16384
             loops.append("blocks")
         if c_in == groups and stride == 1:
             loops.append("row vectors")

@@ -130,7 +130,7 @@ def test_every_loop_of_the_direct_kernel_gives_the_same_bits(c: dict) -> None:
     spec = convlens.ConvSpec.from_args(x, w, b, **options)
     picked = native.direct_forward(x, w, b, spec)
     loops = ["planes"]
-    if spec.in_per_group > 1 or spec.in_size[0] * spec.in_size[1] <= 1024:  # channel blocks copy a plane
+    if spec.in_per_group > 1 or spec.in_size[0] * spec.in_size[1] <= 16384:  # channel blocks copy a plane
         loops.append("blocks")
     if spec.in_per_group == 1 and spec.stride[1] == 1:
         loops.append("row vectors")
@@ -143,12 +143,12 @@ def test_every_loop_of_the_direct_kernel_gives_the_same_bits(c: dict) -> None:
 
 
 def test_the_direct_kernel_refuses_a_loop_it_cannot_run() -> None:
-    """Channel blocks copy an NCHW plane into a buffer of MAX_SMALL_PLANE positions, row vectors
-    need stride 1 along the row: a layer that cannot go the way asked is refused, not left
+    """Channel blocks copy an NCHW plane into a buffer of MAX_BLOCK_PLANE = 16384 positions, row
+    vectors need stride 1 along the row: a layer that cannot go the way asked is refused, not left
     uncomputed."""
     if not native.available():
         pytest.skip(native.reason())
-    x, w = torch.randn(1, 2, 40, 40), torch.randn(2, 1, 3, 3)
+    x, w = torch.randn(1, 2, 130, 130), torch.randn(2, 1, 3, 3)
     spec = convlens.ConvSpec.from_args(x, w, None, groups=2)
     with pytest.raises(ValueError, match="loop='blocks'"):
         native.direct_forward(x, w, None, spec, loop="blocks")

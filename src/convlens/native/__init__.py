@@ -115,7 +115,7 @@ def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
     return True
 
 
-MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_SMALL_PLANE: the most kernel taps of a channels-last layer
+MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_CHANNELS_LAST_TAPS: the most kernel taps of a channels-last layer
 
 
 def float32_2d_on_cpu(spec: ConvSpec) -> bool:

@@ -29,7 +29,7 @@
  *     input value, for POSITIONS outputs of a row at once. Best on narrow or strided rows, and on the
  *     few-channel, large-kernel stems (ResNet's 7x7 stride 2).
  *   - run_channel_blocks (one input channel per group, depthwise, NCHW): LANES channels at a time,
- *     channels innermost, small planes copied that way with zero margins and back; and
+ *     channels innermost, planes copied that way with zero margins and back (narrow or strided rows); and
  *     run_channel_rows, the same sums for channels-last layers, read in place a row at a time with
  *     the channel blocks innermost. (Both are the "blocks" loop.)
  *   - run_row_vectors (depthwise, NCHW, stride 1 along the row): 8 outputs of a row per vector, 4
@@ -87,8 +87,10 @@ typedef struct {
     const float *bias_lanes;
 } Job;
 
-enum { LANES = 16, MAX_SMALL_PLANE = 1024 }; /* run_channel_blocks: channels at a time; largest plane, kernel */
-enum { SMALL_PLANE_WIDTH = 32 };             /* outputs at most this wide may go through run_channel_blocks */
+enum { LANES = 16 };                         /* the blocked loops: channels at a time */
+enum { MAX_BLOCK_PLANE = 16384 };            /* run_channel_blocks: the largest plane (and kernel) it copies */
+enum { MAX_CHANNELS_LAST_TAPS = 1024 };      /* run_channel_rows: the most kernel taps (native/__init__.py's too) */
+enum { SMALL_PLANE_WIDTH = 32 };             /* stride-1 outputs at most this wide may go through run_channel_blocks */
 enum { NARROW_ROW = 16 };                    /* stride-1 depthwise rows wider than this go through run_row_vectors */
 enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
 enum { ROW_WEIGHT_BYTES = 16384 };           /* run_channel_rows: the weights of the channel blocks it takes at once */
@@ -346,8 +348,9 @@ static inline __attribute__((always_inline)) void wide_row(int64_t kw, int64_t p
     }
 }
 
-/* One input channel per group (depthwise), NCHW planes small enough (MAX_SMALL_PLANE positions) that
- * run_planes's row loops would run a few iterations each and cost more than the sums: LANES output
+/* One input channel per group (depthwise), NCHW, planes of up to MAX_BLOCK_PLANE positions: narrow
+ * rows, where run_planes's row loops would run a few iterations each and cost more than the sums,
+ * and strided rows, which run_planes reads a stride apart: LANES output
  * channels at a time, their planes first copied channels innermost (input[row][col][l]) with zero
  * margins left and right, and every tap one multiply-add of LANES contiguous floats, for POSITIONS
  * outputs of a row at once (one load of the tap's weights serves them, and their sums are
@@ -978,11 +981,11 @@ static int output_blocks_pay(const Sizes *z) {
 /* Which loop computes a call: the kernel's choice, or one a test or benchmark asks for. */
 enum { ANY_LOOP = 0, PLANE_LOOP = 1, BLOCK_LOOP = 2, ROW_VECTOR_LOOP = 3 };
 
-/* Whether an NCHW layer's planes and kernel are small (MAX_SMALL_PLANE positions): run_channel_blocks's
- * copies of them pay, where run_planes's row loops would run a few iterations each. */
+/* Whether an NCHW layer's planes and kernel fit run_channel_blocks's copies (MAX_BLOCK_PLANE positions:
+ * 1 MiB of copy per share at most). */
 static int fits_channel_blocks(const Sizes *z) {
-    return z->height * z->width <= MAX_SMALL_PLANE && z->kernel_h * z->kernel_w <= MAX_SMALL_PLANE &&
-           z->out_h * z->out_w <= MAX_SMALL_PLANE;
+    return z->height * z->width <= MAX_BLOCK_PLANE && z->kernel_h * z->kernel_w <= MAX_BLOCK_PLANE &&
+           z->out_h * z->out_w <= MAX_BLOCK_PLANE;
 }
 
 /* The kernel's choice for a layer it takes: BLOCK_LOOP (channel blocks for one input channel per
@@ -992,7 +995,9 @@ int convlens_direct_pick(const Sizes *z) {
     if (z->in_channels > z->groups) return output_blocks_pay(z) ? BLOCK_LOOP : PLANE_LOOP;
     if (z->channels_last) return BLOCK_LOOP;
     if (z->stride_w == 1 && z->out_w > NARROW_ROW) return ROW_VECTOR_LOOP;
-    return fits_channel_blocks(z) && z->out_w <= SMALL_PLANE_WIDTH ? BLOCK_LOOP : PLANE_LOOP;
+    /* strided rows: the blocks whenever the planes fit (MobileNetV2's stride-2 layers, batch 1 and 8:
+     * 1.3-2.1x the plane loop's speed on the Xeon of benchmarks/RESULTS.md, fourteenth session) */
+    return fits_channel_blocks(z) && (z->out_w <= SMALL_PLANE_WIDTH || z->stride_w > 1) ? BLOCK_LOOP : PLANE_LOOP;
 }
 
 /* run_channel_rows's weights (C, 1, k_h, k_w) laid out (block, tap, lane) and its bias (block,
@@ -1013,13 +1018,13 @@ static float *channel_lanes(const float *weight, const float *bias, int64_t C, i
 /* Returns 0, 1 when a thread could not be started (its share then ran on the calling thread), 2 when
  * there was no memory for the column ranges or the weight blocks, 3 for a layer the kernel does not
  * take that way (a channels-last layer other than depthwise with one filter per channel and at most
- * MAX_SMALL_PLANE taps; a loop asked for that cannot run it): nothing is computed in cases 2 and 3. */
+ * MAX_CHANNELS_LAST_TAPS taps; a loop asked for that cannot run it): nothing is computed in cases 2 and 3. */
 int convlens_direct_forward(const float *x, const float *weight, const float *bias, float *out, const Sizes *sizes,
                             int64_t loop, int64_t threads) {
     const Sizes z = *sizes;
     const int64_t taps = z.kernel_h * z.kernel_w, per_group = z.in_channels / z.groups;
     const int64_t out_per_group = z.out_channels / z.groups;
-    if (z.channels_last && !(per_group == 1 && out_per_group == 1 && taps <= MAX_SMALL_PLANE)) return 3;
+    if (z.channels_last && !(per_group == 1 && out_per_group == 1 && taps <= MAX_CHANNELS_LAST_TAPS)) return 3;
     if ((loop == PLANE_LOOP && z.channels_last) || (loop == BLOCK_LOOP && per_group == 1 && !fits_channel_blocks(&z)) ||
         (loop == ROW_VECTOR_LOOP && (per_group > 1 || z.channels_last || z.stride_w != 1)))
         return 3;
