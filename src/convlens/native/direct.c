@@ -299,7 +299,8 @@ enum { SEVEN = 7 };                           /* and the outputs of a row 7 wide
  * AVX-512 register file holds the kw taps and the WIDE_POSITIONS sums; the loads, not the
  * multiply-adds, bound the loop that loads an input per multiply-add (benchmarks/RESULTS.md,
  * thirteenth session). Each output's terms come ky, then kx, ascending: lane_outputs's order. */
-static inline __attribute__((always_inline)) void wide_outputs(int kw, int positions, const float *at, int64_t C,
+static inline __attribute__((always_inline)) void wide_outputs(int kw, int positions, int inside, const float *at,
+                                                               int64_t C,
                                                                int64_t row_step,
                                                                const float *taps, int64_t ky_first, int64_t ky_end,
                                                                int64_t j_first, int64_t j_end, const float *bias,
@@ -311,10 +312,11 @@ static inline __attribute__((always_inline)) void wide_outputs(int kw, int posit
         Wide tap[WIDE_MAX_KW];
         for (int kx = 0; kx < kw; kx++) tap[kx] = load_wide(taps + (ky * kw + kx) * LANES);
         /* unrolled whole (kw is a constant), so that taps and sums are registers, not an array */
+        const float *column = row; /* input column j's channels: a pointer stepped, not j * C (registers) */
 #pragma GCC unroll 16
-        for (int j = 0; j < positions + kw - 1; j++) {
-            if (j < j_first || j >= j_end) continue; /* a column of the padding: its terms are skipped */
-            const Wide input = load_wide(row + j * C);
+        for (int j = 0; j < positions + kw - 1; j++, column += C) {
+            if (!inside && (j < j_first || j >= j_end)) continue; /* a column of the padding: its terms are skipped */
+            const Wide input = load_wide(column);
 #pragma GCC unroll 8
             for (int kx = 0; kx < kw; kx++) {
                 const int p = j - kx;
@@ -328,24 +330,29 @@ static inline __attribute__((always_inline)) void wide_outputs(int kw, int posit
     }
 }
 
-/* wide_outputs with kw and positions as constants: 3x3, 5x5, 7x7; WIDE_POSITIONS or SEVEN outputs. */
+/* wide_outputs with kw, positions and inside as constants: 3x3, 5x5, 7x7; WIDE_POSITIONS or SEVEN
+ * outputs; every column inside the input (no test per column) or not. */
 static inline __attribute__((always_inline)) void wide_row(int64_t kw, int64_t positions, const float *at, int64_t C,
                                                            int64_t row_step, const float *taps, int64_t ky_first,
                                                            int64_t ky_end, int64_t j_first, int64_t j_end,
                                                            const float *bias, float *target) {
-    if (positions == WIDE_POSITIONS && kw == 3) {
-        wide_outputs(3, WIDE_POSITIONS, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
-    } else if (positions == WIDE_POSITIONS && kw == 5) {
-        wide_outputs(5, WIDE_POSITIONS, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
-    } else if (positions == WIDE_POSITIONS) {
-        wide_outputs(7, WIDE_POSITIONS, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
-    } else if (kw == 3) {
-        wide_outputs(3, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
-    } else if (kw == 5) {
-        wide_outputs(5, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
-    } else {
-        wide_outputs(7, SEVEN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target);
-    }
+    const int inside = j_first == 0 && j_end == positions + kw - 1;
+#define WIDE_CASE(KW, P, IN)                                                                                     \
+    if (kw == KW && positions == P && inside == IN)                                                              \
+    return wide_outputs(KW, P, IN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target)
+    WIDE_CASE(3, WIDE_POSITIONS, 1);
+    WIDE_CASE(5, WIDE_POSITIONS, 1);
+    WIDE_CASE(7, WIDE_POSITIONS, 1);
+    WIDE_CASE(3, SEVEN, 1);
+    WIDE_CASE(5, SEVEN, 1);
+    WIDE_CASE(7, SEVEN, 1);
+    WIDE_CASE(3, WIDE_POSITIONS, 0);
+    WIDE_CASE(5, WIDE_POSITIONS, 0);
+    WIDE_CASE(7, WIDE_POSITIONS, 0);
+    WIDE_CASE(3, SEVEN, 0);
+    WIDE_CASE(5, SEVEN, 0);
+    WIDE_CASE(7, SEVEN, 0);
+#undef WIDE_CASE
 }
 
 /* One input channel per group (depthwise), NCHW, planes of up to MAX_BLOCK_PLANE positions: narrow
