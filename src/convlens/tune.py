@@ -4,8 +4,10 @@ auto's rules 5 and 6 (:mod:`convlens.algos.auto`) send small layers and stems to
 direct kernel (direct.c) instead of im2col. Where direct.c stops paying depends on the CPU: the
 built-in thresholds were measured on an AMD EPYC (AVX2), where direct leads im2col on 3x3 layers
 up to about 2^22 multiply-adds and on ResNet's 7x7 stem; on an Intel Xeon with AVX-512 im2col
-(oneDNN's matmul) leads from about 2^19 and on that stem (benchmarks/RESULTS.md, thirteenth
-session). So a machine can be measured once:
+(oneDNN's matmul) led from about 2^19 and on that stem while direct.c started threads per call and
+summed 8 lanes (thirteenth session), and direct.c leads up to about 2^24 and on the stem since it
+runs on torch's OpenMP team with 16-lane output blocks (benchmarks/RESULTS.md, fourteenth session).
+So a machine can be measured once:
 
     probes    a ladder of small 3x3 layers, of 1x1 layers, and three stems (PROBES), each timed
               with direct and im2col, interleaved, median of rounds (``interleaved_medians``)

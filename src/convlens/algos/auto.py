@@ -63,8 +63,9 @@ first match wins:
 7. otherwise ``im2col`` — one large matrix multiply (per group).
 
 Rules 5 and 6 hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
-im2col leads from about 2^19 multiply-adds and on ResNet's stem (benchmarks/RESULTS.md, thirteenth
-session). ``convlens tune`` measures the machine once (:mod:`convlens.tune`): where it has, its
+the compiled kernel's reach moved with the kernel (im2col led from about 2^19 multiply-adds in the
+thirteenth session, direct.c up to about 2^24 in the fourteenth: benchmarks/RESULTS.md).
+``convlens tune`` measures the machine once (:mod:`convlens.tune`): where it has, its
 thresholds replace TINY_MACS, TINY_POINTWISE_MACS and whether stems go to direct.c, and the
 choice's reason names the file.
 
