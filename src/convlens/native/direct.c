@@ -340,18 +340,12 @@ static inline __attribute__((always_inline)) void wide_row(int64_t kw, int64_t p
 #define WIDE_CASE(KW, P, IN)                                                                                     \
     if (kw == KW && positions == P && inside == IN)                                                              \
     return wide_outputs(KW, P, IN, at, C, row_step, taps, ky_first, ky_end, j_first, j_end, bias, target)
-    WIDE_CASE(3, WIDE_POSITIONS, 1);
-    WIDE_CASE(5, WIDE_POSITIONS, 1);
-    WIDE_CASE(7, WIDE_POSITIONS, 1);
-    WIDE_CASE(3, SEVEN, 1);
-    WIDE_CASE(5, SEVEN, 1);
-    WIDE_CASE(7, SEVEN, 1);
-    WIDE_CASE(3, WIDE_POSITIONS, 0);
-    WIDE_CASE(5, WIDE_POSITIONS, 0);
-    WIDE_CASE(7, WIDE_POSITIONS, 0);
-    WIDE_CASE(3, SEVEN, 0);
-    WIDE_CASE(5, SEVEN, 0);
-    WIDE_CASE(7, SEVEN, 0);
+#define WIDE_KERNELS(P, IN) WIDE_CASE(3, P, IN); WIDE_CASE(5, P, IN); WIDE_CASE(7, P, IN)
+    WIDE_KERNELS(WIDE_POSITIONS, 1);
+    WIDE_KERNELS(SEVEN, 1);
+    WIDE_KERNELS(WIDE_POSITIONS, 0);
+    WIDE_KERNELS(SEVEN, 0);
+#undef WIDE_KERNELS
 #undef WIDE_CASE
 }
 
@@ -667,22 +661,12 @@ static inline __attribute__((always_inline)) void quad_row(int64_t vectors, int6
                                                            Wide sums[QUAD_POSITIONS][4]) {
 #define QUAD_CASE(V, P)                                                                                     \
     if (vectors == V && positions == P) return quad_outputs(V, P, image, per_group, plane_size, w, taps, reads, sums)
-    QUAD_CASE(4, QUAD_POSITIONS);
-    QUAD_CASE(3, QUAD_POSITIONS);
-    QUAD_CASE(2, QUAD_POSITIONS);
-    QUAD_CASE(1, QUAD_POSITIONS);
-    QUAD_CASE(4, 4);
-    QUAD_CASE(3, 4);
-    QUAD_CASE(2, 4);
-    QUAD_CASE(1, 4);
-    QUAD_CASE(4, 2);
-    QUAD_CASE(3, 2);
-    QUAD_CASE(2, 2);
-    QUAD_CASE(1, 2);
-    QUAD_CASE(4, 1);
-    QUAD_CASE(3, 1);
-    QUAD_CASE(2, 1);
-    QUAD_CASE(1, 1);
+#define QUAD_VECTORS(P) QUAD_CASE(4, P); QUAD_CASE(3, P); QUAD_CASE(2, P); QUAD_CASE(1, P)
+    QUAD_VECTORS(QUAD_POSITIONS);
+    QUAD_VECTORS(4);
+    QUAD_VECTORS(2);
+    QUAD_VECTORS(1);
+#undef QUAD_VECTORS
 #undef QUAD_CASE
 }
 
