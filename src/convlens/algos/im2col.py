@@ -123,9 +123,9 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     from the shapes: the zero-``padded input`` (a fresh tensor), and the scratch buffers kept
     between calls: the largest piece's ``cols`` and, when the batch is folded or the output is cut
     into bands of rows (for a channels-last input, ``spec.channels_last``: when there are groups), its
-    ``products``; for a channels-last input and a kernel larger than 1x1, the ``cached weight`` (its
-    weight columns and the copy of the weight they are checked against, kept between calls:
-    cached_weight_columns)."""
+    ``products``; for a channels-last input, a kernel larger than 1x1 and several input channels per
+    group, the ``cached weight`` (its weight columns and the copy of the weight they are checked
+    against, kept between calls: cached_weight_columns)."""
     if spec.rank == 3:
         return volume_buffer_bytes(spec, workspace)
     images, rows = plan_pieces(spec, workspace)
@@ -142,7 +142,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     # im2col.c writes the padding into the columns (a contiguous NCHW input: see gathers): no padded copy
     gathered = native and not (spec.channels_last or columns_are_input(spec)) and native_kernels.float32_2d_on_cpu(spec)
     padded = any(spec.padding) and not gathered
-    cached = spec.channels_last and spec.taps > 1  # see cached_weight_columns
+    cached = spec.channels_last and spec.taps > 1 and spec.in_per_group > 1  # else a view: cached_weight_columns
     return {
         "padded input": spec.batch * spec.in_channels * h_pad * w_pad * itemsize if padded else 0,
         "cols": cols * itemsize,
@@ -235,7 +235,12 @@ def cached_weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     output), and laying the 384->768 2x2 weight out took 1.7 ms of a 50 ms forward at batch 1;
     comparing the weight with the cache's copy reads it once; evidence: ``python benchmarks/models.py
     --models convnext_tiny`` (benchmarks/RESULTS.md, fourteenth session)."""
-    if vmapped(weight) or spec.taps == 1:  # a 1x1 weight's columns are a view of it: nothing to keep
+    laid_out = weight.unflatten(0, (spec.groups, spec.out_per_group)).permute(0, 3, 4, 2, 1)
+    try:  # a 1x1 weight's columns (or one input channel per group's) are a view of it: nothing to keep
+        return laid_out.view(spec.groups, -1, spec.out_per_group)
+    except RuntimeError:
+        pass
+    if torch.is_grad_enabled() or vmapped(weight):  # autograd may save the columns (a double backward)
         return weight_columns(weight, spec)
     return WEIGHT_COLUMNS.get(weight, (spec.groups,), lambda buffer: weight_columns(weight, spec, buffer))
 
