@@ -3,6 +3,7 @@ against its Python sibling on random configurations; the fallback when it is not
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import warnings
@@ -475,3 +476,22 @@ def test_im2col_gather_writes_the_python_columns(c: dict) -> None:
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(cols.view(expected.shape), expected)
+
+
+def test_the_kernels_run_from_several_python_threads_at_once() -> None:
+    """ctypes lets go of the GIL for the call, so two Python threads can be inside the kernels
+    together, each the master of its own OpenMP team (as two threads calling torch are): both
+    finish, with the bits of a call made alone."""
+    if not native.available():
+        pytest.skip(native.reason())
+    x, w = torch.randn(4, 64, 28, 28), torch.randn(64, 1, 3, 3)
+    spec = convlens.ConvSpec.from_args(x, w, None, padding=1, groups=64)
+    alone = native.direct_forward(x, w, None, spec)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda _: [native.direct_forward(x, w, None, spec) for _ in range(20)], range(2)))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(out, alone) for outputs in results for out in outputs)
