@@ -8,7 +8,10 @@ setup(
     ext_modules=[
         Extension(
             "convlens.native._kernels",
-            sources=[f"src/convlens/native/{name}.c" for name in ("parallel", "direct", "im2col", "winograd")],
+            sources=[
+                f"src/convlens/native/{name}.c"
+                for name in ("parallel", "direct", "im2col", "winograd", "winograd_products")
+            ],
             # -Wno-psabi: GCC notes that the baseline clone passes 8-float vectors differently; they
             # never cross a call (the helpers that take them are always inlined)
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c11", "-Wno-psabi"],

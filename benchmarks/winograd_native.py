@@ -1,13 +1,17 @@
-"""Winograd's compiled passes (src/convlens/native/winograd.c) against its torch-op pipeline and
-against PyTorch, on ResNet-50's 3x3 stride-1 layers.
+"""Winograd's compiled forwards (src/convlens/native/winograd.c) against its torch-op pipeline and
+against PyTorch, on ResNet-50's 3x3 stride-1 layers: "fused" (one call: the passes and the
+products band by band, V and M kept in the cache), "native" (the two compiled passes around the
+BLAS products) and "python" (the torch-op pipeline).
 
     python benchmarks/winograd_native.py                   # batch 8, F(2x2) and F(4x4)
     python benchmarks/winograd_native.py --batch 1 --precision high
 
 Forward only, float32, torch's threads; the three candidates are interleaved in one process
 (``speedups_over``); prints each layer's speedup over F.conv2d and the geometric means. The
-products between the passes are the same torch.bmm in both convlens candidates, so the
-difference between them is the passes alone. Its result decides ``winograd.plan.native``.
+products between the passes are the same torch.bmm in "native" and "python", so the difference
+between them is the passes alone. Its result decides ``winograd.plan.native`` and
+``winograd.plan.fused`` (with FUSED_MAX_U_BYTES; "fused" is "-" where the fused pass does not
+take the layer).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def main() -> None:
     layers = [layer for layer in suite("resnet50") if plan.supports(layer.spec(1)) is None]
     for precision in args.precision.split(","):
         convlens.set_precision(precision)
-        logs: dict[str, list[float]] = {"native": [], "python": []}
+        logs: dict[str, list[float]] = {"fused": [], "native": [], "python": []}
         for layer in layers:
             x, w, b = layer.tensors(args.batch)
             options = layer.options
@@ -47,17 +51,22 @@ def main() -> None:
 
             candidates = {
                 "pytorch": lambda x=x, w=w, b=b, options=options: F.conv2d(x, w, b, **options),
-                "native": with_attributes(ours, plan, native=True),
-                "python": with_attributes(ours, plan, native=False),
+                "native": with_attributes(ours, plan, native=True, fused=False),
+                "python": with_attributes(ours, plan, native=False, fused=False),
             }
+            # as shipped: the fused pass where it takes the layer, else the forward plan.native picks
+            candidates["fused"] = with_attributes(ours, plan, fused=True)
+            spec = convlens.ConvSpec.from_args(x, w, b, **options)
+            takes = with_attributes(lambda spec=spec: plan.uses_fused(spec), plan, fused=True)()
             pytorch_ms, speedup = speedups_over("pytorch", candidates, rounds=args.rounds, min_run_time=0.1)
-            times = f"native {speedup['native']:.2f}x  python {speedup['python']:.2f}x"
+            fused = f"{speedup['fused']:.2f}x" + ("" if takes else " (not taken: the pipeline)")
+            times = f"fused {fused}  native {speedup['native']:.2f}x  python {speedup['python']:.2f}x"
             print(f"{precision} N={args.batch} {layer.label:<30} PyTorch {pytorch_ms:7.2f} ms  {times}", flush=True)
             for key in logs:
                 logs[key].append(math.log(speedup[key]))
         means = {key: math.exp(sum(values) / len(values)) for key, values in logs.items()}
         wins = sum(n > p for n, p in zip(logs["native"], logs["python"], strict=True))
-        summary = f"native {means['native']:.2f}x, python {means['python']:.2f}x"
+        summary = ", ".join(f"{key} {mean:.2f}x" for key, mean in means.items())
         print(f"{precision} N={args.batch} geometric mean: {summary}; native ahead on {wins} of {len(layers)} layers")
 
 

@@ -19,6 +19,7 @@ import convlens
 from convlens import native
 from convlens.algos import depthwise, direct
 from convlens.algos.winograd import MATRICES, plan
+from convlens.benchmark.timing import with_attributes
 from convlens.unfold import im2col, zero_pad
 from convlens.verify import allowed_error
 
@@ -269,7 +270,7 @@ def test_winograd_passes_match_pytorch_float64_and_python(c: dict) -> None:
     torch.set_num_threads(c["threads"])
     convlens.set_precision(c["precision"])
     try:
-        plan.native = True
+        plan.native, plan.fused = True, False  # the two passes around torch's products (the fused pass: below)
         spec = convlens.ConvSpec.from_args(x, w, b, **options)
         assert plan.uses_native(spec)
         ours = convlens.conv2d(x, w, b, **options, algorithm="winograd")
@@ -278,7 +279,7 @@ def test_winograd_passes_match_pytorch_float64_and_python(c: dict) -> None:
         python = convlens.conv2d(x, w, b, **options, algorithm="winograd")
         bound = convlens.algos.get("winograd").error_bound(spec)
     finally:
-        plan.native = False
+        plan.native, plan.fused = False, True
         torch.set_num_threads(threads)
         convlens.set_precision(precision)
     exact, theirs = pytorch_references(x, w, b, options)
@@ -333,6 +334,126 @@ def test_winograd_passes_take_only_plain_float32_cpu_calls(monkeypatch) -> None:
         SCRATCH.clear()
         convlens.conv2d(x, w, None, padding=1, algorithm="winograd")
         assert SCRATCH.bytes() == predicted["v"] + predicted["products"]
+
+
+fused_configurations = st.fixed_dictionaries({
+    "batch": st.integers(1, 3), "in_channels": st.integers(1, 40), "out_channels": st.sampled_from([16, 32, 80]),
+    "size": pairs(1, 20), "padding": pairs(0, 2), "bias": st.booleans(), "channels_last": st.booleans(),
+    "precision": st.sampled_from(["highest", "high"]), "threads": st.integers(1, 3), "band_rows": st.integers(1, 4),
+})  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(fused_configurations)
+def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
+    """winograd.c's fused pass (input any layout, any padding, any C_in, C_out in blocks of 64 and
+    16, bands of 1 to 4 tile rows, F(2x2) and F(4x4)) against float64 by verify's rule and against
+    the Python path; the same bits whatever the bands, the threads, and the width of the products'
+    vectors (AVX-512's 16 lanes or 8)."""
+    if not native.available():
+        pytest.skip(native.reason())
+    if any(n + 2 * p < 3 for n, p in zip(c["size"], c["padding"])):
+        return  # the window does not fit: conv2d's own error, tested elsewhere
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(c["batch"], c["in_channels"], *c["size"], generator=generator)
+    if c["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c["out_channels"], c["in_channels"], 3, 3, generator=generator)
+    b = torch.randn(w.shape[0], generator=generator) if c["bias"] else None
+    threads = torch.get_num_threads()
+    with convlens.settings(precision=c["precision"]):
+        spec = convlens.ConvSpec.from_args(x, w, b, padding=c["padding"])
+        assert plan.uses_fused(spec)
+        ours = convlens.conv2d(x, w, b, padding=c["padding"], algorithm="winograd")
+        m = plan.tile_size(spec)
+        u = convlens.algos.winograd.transforms.cached_weight_transform(w, m, 1, torch.float32)[0]
+        others = []
+        try:
+            for band_rows, count, wide in ((c["band_rows"], c["threads"], True), (1, 1, False)):
+                torch.set_num_threads(count)
+                out = torch.full_like(ours, float("nan"))
+                native.winograd_fused(x, u, b, out, spec, m, band_rows, wide=wide)
+                others.append(out)
+        finally:
+            torch.set_num_threads(threads)
+        with_attributes(lambda: others.append(convlens.conv2d(x, w, b, padding=c["padding"], algorithm="winograd")),
+                        plan, fused=False)()  # fmt: skip
+        bound = convlens.algos.get("winograd").error_bound(spec)
+    assert torch.equal(ours, others[0]) and torch.equal(ours, others[1])
+    exact, theirs = pytorch_references(x, w, b, {"padding": c["padding"]})
+    layout = torch.channels_last if spec.channels_last else torch.contiguous_format  # PyTorch's layout rule
+    assert ours.shape == theirs.shape and ours.is_contiguous(memory_format=layout)
+    magnitude = F.conv2d(x.abs().contiguous().double(), w.abs().double(), None if b is None else b.abs().double(),
+                         padding=c["padding"])  # fmt: skip
+    allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(magnitude.max()), bound)
+    assert float((ours.double() - exact).abs().max()) <= allowed
+    assert float((others[2].double() - exact).abs().max()) <= allowed
+
+
+def test_fused_winograd_takes_one_group_and_whole_vectors_only() -> None:
+    x = torch.randn(2, 32, 12, 12)
+    for w, groups, takes in ((torch.randn(32, 32, 3, 3), 1, True), (torch.randn(24, 32, 3, 3), 1, False),
+                             (torch.randn(32, 16, 3, 3), 2, False)):  # fmt: skip
+        spec = convlens.ConvSpec.from_args(x, w, None, padding=1, groups=groups)
+        assert plan.uses_fused(spec) is (takes and native.available())
+        out = convlens.conv2d(x, w, padding=1, groups=groups, algorithm="winograd")
+        torch.testing.assert_close(out, F.conv2d(x, w, padding=1, groups=groups), rtol=1e-4, atol=1e-4)
+    assert not plan.uses_fused(convlens.ConvSpec.from_args(x.double(), torch.randn(32, 32, 3, 3).double(), None))
+    big = convlens.ConvSpec.from_args(torch.randn(1, 512, 8, 8), torch.randn(512, 512, 3, 3), None, padding=1)
+    assert not plan.uses_fused(big)  # U of 16 MiB: beyond FUSED_MAX_U_BYTES
+    if native.available():
+        with pytest.raises(ValueError, match="multiple of 16"):
+            w = torch.randn(24, 32, 3, 3)
+            spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
+            native.winograd_fused(x, torch.zeros(16, 32, 24), None, torch.empty(2, 24, 12, 12), spec, 2, 1)
+
+
+def test_fused_winograd_buffers_are_what_buffer_bytes_predicts() -> None:
+    """The fused pass allocates V and M of one band per thread in C (not in scratch); buffer_bytes
+    says so, and the forward leaves no scratch behind."""
+    if not native.available():
+        pytest.skip(native.reason())
+    from convlens.algos.winograd import SCRATCH
+
+    x, w = torch.randn(2, 32, 30, 30), torch.randn(32, 32, 3, 3)
+    spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
+    predicted = convlens.algos.get("winograd").buffer_bytes(spec, convlens.get_workspace_limit())
+    rows = plan.band_rows(spec, 2)
+    assert rows == 15  # tiles_h: a row of 15 tiles is 15 * 16 * 64 * 4 = 61,440 bytes, 17 of them fit 1 MiB
+    threads = torch.get_num_threads()
+    assert predicted == {
+        "v": threads * 16 * (rows * 15 * 32 + 16) * 4,
+        "products": threads * 16 * (rows * 15 * 32 + 16) * 4,
+        "transformed weight": 16 * 32 * 32 * 4,
+        "saved weight": 32 * 32 * 9 * 4,
+    }
+    SCRATCH.clear()
+    convlens.conv2d(x, w, None, padding=1, algorithm="winograd")
+    assert SCRATCH.bytes() == 0
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_fused_winograd_gives_the_same_bits_on_two_threads_as_on_one(precision: str) -> None:
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(5)
+    x, w = torch.randn(2, 32, 24, 24, generator=generator), torch.randn(32, 32, 3, 3, generator=generator)
+    threads = torch.get_num_threads()
+    results = []
+    with convlens.settings(precision=precision):
+        spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
+        m = plan.tile_size(spec)
+        assert spec.batch * 24 * 24 * 32 * 32 * (m + 2) ** 2 // (m * m) >= 2 * 2**18  # the work estimate: two threads
+        u = convlens.algos.winograd.transforms.cached_weight_transform(w, m, 1, torch.float32)[0]
+        try:
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                out = torch.empty(2, 32, 24, 24)
+                native.winograd_fused(x, u, None, out, spec, m, 1)
+                results.append(out)
+        finally:
+            torch.set_num_threads(threads)
+    assert torch.equal(*results)
 
 
 # Layers with at least 2 * 2^18 multiply-adds (parallel.h's MIN_THREAD_WORK, the larger of its two), so that two threads

@@ -7,6 +7,7 @@ import torch
 import convlens
 from convlens import algos, native
 from convlens.algos.auto import choose
+from convlens.algos.winograd import plan as winograd_plan
 from convlens.spec import ConvSpec
 
 
@@ -93,26 +94,42 @@ def test_auto_rule_keeps_larger_pointwise_layers_on_the_one_product(size, kernel
 
 
 @pytest.mark.parametrize(
-    ("channels", "precision", "expected"),
-    [(64, "high", "winograd"), (64, "highest", "im2col"), (128, "highest", "winograd")],
+    ("channels", "precision", "fused", "expected"),
+    [
+        (64, "high", False, "winograd"),
+        (64, "highest", False, "im2col"),
+        (128, "highest", False, "winograd"),
+        (64, "highest", True, "winograd"),
+        (32, "highest", True, "im2col"),
+    ],
 )
-def test_auto_rule_wants_more_channels_for_the_smaller_tiles(channels: int, precision: str, expected: str) -> None:
-    """F(2x2) (precision "highest") saves less than F(4x4): it pays from 128 channels, not 64."""
+def test_auto_rule_wants_more_channels_for_the_smaller_tiles(
+    channels: int, precision: str, fused: bool, expected: str, monkeypatch
+) -> None:
+    """F(2x2) (precision "highest") saves less than F(4x4): through the torch-op pipeline it pays
+    from 128 channels, not 64; through winograd.c's fused pass (where it runs) from 64 either way."""
+    monkeypatch.setattr(winograd_plan, "fused", fused)
     spec = ConvSpec.from_args(torch.empty(8, channels, 56, 56), torch.empty(channels, channels, 3, 3), padding=1)
+    if fused and not native.available():
+        expected = "im2col"  # no fused pass without the kernels
     with convlens.settings(precision=precision):
         assert choose(spec).algorithm.name == expected
 
 
-def test_auto_remembers_its_choice_per_spec_workspace_and_precision() -> None:
-    """One spec object, asked again under another precision or workspace, gets that setting's choice,
-    not the one remembered first; asked again under the same, the same choice object."""
+def test_auto_remembers_its_choice_per_spec_workspace_and_precision(monkeypatch) -> None:
+    """One spec object, asked again under another precision, workspace or fused switch, gets that
+    setting's choice, not the one remembered first; asked again under the same, the same choice object."""
     spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 3, 3), padding=1)
+    monkeypatch.setattr(winograd_plan, "fused", False)
     for _ in range(2):
         with convlens.settings(precision="high"):
             first = choose(spec)
             assert first.algorithm.name == "winograd" and choose(spec) is first
         with convlens.settings(precision="highest"):
             assert choose(spec).algorithm.name == "im2col"
+            monkeypatch.setattr(winograd_plan, "fused", True)
+            assert choose(spec).algorithm.name == ("winograd" if native.available() else "im2col")
+            monkeypatch.setattr(winograd_plan, "fused", False)
     fft_spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 7, 7), padding=3)
     assert [choose(fft_spec, workspace=w).algorithm.name for w in (1 << 30, 1, 1 << 30)] == ["fft", "im2col", "fft"]
 

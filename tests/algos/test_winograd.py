@@ -266,7 +266,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(batch: int, channels: 
     x, w = torch.randn(batch, channels, size, size), torch.randn(channels * 2, channels, 3, 3)
     spec = ConvSpec.from_args(x, w, padding=1)
     limits = {"PIECE_BYTES": 64 * 1024, "LARGE_IMAGE_BYTES": 32 * 1024 if bands else 1 << 30, "BAND_BYTES": 8 * 1024}
-    limits["native"] = False
+    limits["native"] = limits["fused"] = False  # the Python path
     with (
         winograd_tiles_of("high"),
         mock.patch.multiple(winograd_plan, **limits),

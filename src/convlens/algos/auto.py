@@ -7,9 +7,12 @@ first match wins:
    MIN_TILES = 32 tiles over the batch: ``winograd`` — 2.25x (F(2x2,3x3)) or 4x (F(4x4,3x3),
    precision "high") fewer multiplications, which pays once the channel products dominate its
    transforms. Enough channels (MIN_CHANNELS) is 64 for F(4x4) and 128 for F(2x2), whose
-   transforms save less. Each of its t*t products reads all of the transformed weight U for as
-   many rows as there are tiles, so with few tiles the products only stream U. Below 32 F(4x4)
-   tiles Winograd uses F(2x2) even at precision "high" (``winograd.tile_size``); the tiles
+   transforms save less; FUSED_MIN_CHANNELS = 64 for either where winograd.c's fused pass runs the
+   layer (``winograd.plan.uses_fused``: its transforms cost no trip to memory; ResNet-50's 64@56 at
+   batch 8, F(2x2): 1.12x of PyTorch fused, 0.68x through im2col; benchmarks/RESULTS.md, fifteenth
+   session, ``python benchmarks/winograd_native.py``). Each of its t*t products reads all of the
+   transformed weight U for as many rows as there are tiles, so with few tiles the products only
+   stream U. Below 32 F(4x4) tiles Winograd uses F(2x2) even at precision "high" (``winograd.tile_size``); the tiles
    counted here are those of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4
    F(4x4) tiles, 16 F(2x2) tiles). Why: from these channel and tile counts Winograd overtakes im2col;
    evidence: ``convlens bench`` (ResNet-50, ``--kernel 3 --precision highest`` for F(2x2); benchmarks/RESULTS.md);
@@ -89,6 +92,7 @@ import torch
 from convlens import native, tune
 from convlens.algos import Algorithm, concrete, get
 from convlens.algos.im2col import columns_are_input
+from convlens.algos.winograd import plan as winograd_plan
 from convlens.algos.winograd.plan import MIN_TILES, tile_count, tile_size
 from convlens.config import get_autotune, get_precision, get_workspace_limit
 from convlens.spec import ConvSpec
@@ -101,6 +105,7 @@ FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
 BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise layer; see rule 2 above
 BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
+FUSED_MIN_CHANNELS = 64  # per group, either tile size, where the fused pass runs the layer; rule 1
 COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
 TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
 TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
@@ -124,7 +129,7 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     winograd = get("winograd")
     if (
         winograd.supports(spec) is None
-        and min(spec.in_per_group, spec.out_per_group) >= MIN_CHANNELS[tile_size(spec)]
+        and min(spec.in_per_group, spec.out_per_group) >= min_channels(spec)
         and spec.dtype in (torch.float32, torch.float64)
         and tile_count(spec) >= MIN_TILES
     ):
@@ -152,6 +157,12 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
         return Choice(get("direct"), reason + said)
     return Choice(get("im2col"), general + said)
+
+
+def min_channels(spec: ConvSpec) -> int:
+    """Rule 1's channels per group: FUSED_MIN_CHANNELS where winograd.c's fused pass runs the layer,
+    else MIN_CHANNELS by tile size."""
+    return FUSED_MIN_CHANNELS if winograd_plan.uses_fused(spec) else MIN_CHANNELS[tile_size(spec)]
 
 
 def built_in() -> tune.Thresholds:
@@ -247,12 +258,12 @@ def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
 
 
 def ruled(spec: ConvSpec, workspace: int) -> Choice:
-    """The rule's choice, guarded, worked out once per spec object, workspace and precision (what
-    the rule reads besides the build) and kept in the spec's memo: the rule costs 5 us per call
-    (``python benchmarks/overhead.py``). Worked out again when the registry no longer holds the
-    algorithm chosen (a test or a user swapped it), or the machine's calibration changed
-    (``convlens tune``, another thread count)."""
-    key = ("auto", workspace, get_precision())
+    """The rule's choice, guarded, worked out once per spec object, workspace, precision and
+    ``winograd.plan.fused`` (what the rule reads besides the build) and kept in the spec's memo:
+    the rule costs 5 us per call (``python benchmarks/overhead.py``). Worked out again when the
+    registry no longer holds the algorithm chosen (a test or a user swapped it), or the machine's
+    calibration changed (``convlens tune``, another thread count)."""
+    key = ("auto", workspace, get_precision(), winograd_plan.fused)
     remembered = spec.memo.get(key)
     measured = tune.stored()
     if isinstance(remembered, tuple) and get(remembered[0].name) is remembered[0] and remembered[2] is measured:

@@ -8,6 +8,8 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     im2col_columns         im2col.c: im2col's columns of a piece of an NCHW input, zero padding written in
     winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
     winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
+    winograd_fused         winograd.c and winograd_products.c: the whole layer, band by band, V and M
+                           kept in the cache between the passes and the products
 
 Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and runs its
 shares on torch's own OpenMP team (parallel.c finds the runtime torch loaded; ``threads()`` says
@@ -58,6 +60,10 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
     for name in ("winograd_input", "winograd_output", "winograd_tables"):
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
+    # x, sizes, x's strides, u, bias, out, out's strides, m, band_rows, wide, threads
+    sizes = ctypes.POINTER(ConvSizes)
+    library.convlens_winograd_fused.argtypes = [pointer, sizes, *[int64] * 4, *[pointer] * 3, *[int64] * 8]
+    library.convlens_winograd_fused.restype = ctypes.c_int
     library.convlens_im2col.argtypes = [pointer, ctypes.POINTER(ConvSizes), *[int64] * 5, pointer, int64]
     library.convlens_im2col.restype = ctypes.c_int
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
@@ -271,6 +277,41 @@ def winograd_output(products: torch.Tensor, bias: torch.Tensor | None, out: torc
         *out.stride(), out.shape[1], *out.shape[2:], m, *piece, torch.get_num_threads(),
     )  # fmt: skip
     check_winograd_status(status, m, piece)
+
+
+def runs_winograd_fused(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
+    """Whether winograd.c's fused pass takes this convolution: ``runs_winograd``, one group, and
+    C_out a multiple of 16 (the products' vectors)."""
+    return spec.groups == 1 and spec.out_channels % 16 == 0 and runs_winograd(x, bias, spec)
+
+
+def winograd_fused(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    spec: ConvSpec,
+    m: int,
+    band_rows: int,
+    wide: bool = True,
+) -> None:
+    """winograd.c's fused pass over the whole layer: out = A^T [U * (B^T d B)] A + bias for every
+    tile, ``band_rows`` tile rows of one image at a time; x and out in any layout, u (t*t, C_in,
+    C_out) contiguous. ``wide=False``: the 8-lane products even where AVX-512 is there (the same
+    bits; the tests compare them)."""
+    library = _load()
+    assert library is not None and u.is_contiguous()
+    bias = None if bias is None else bias.contiguous()
+    status = library.convlens_winograd_fused(
+        x.data_ptr(), conv_sizes(spec), *x.stride(), u.data_ptr(), None if bias is None else bias.data_ptr(),
+        out.data_ptr(), *out.stride(), m, band_rows, int(wide), torch.get_num_threads(),
+    )  # fmt: skip
+    if status == 3:
+        raise MemoryError("convlens's fused Winograd could not allocate a band's V and M")
+    if status == 4:
+        raise ValueError(f"winograd.c's fused pass takes C_out a multiple of 16, got {spec.out_channels}")
+    tiles_w = -(-spec.out_size[1] // m)
+    check_winograd_status(status, m, (0, spec.batch, 0, band_rows, tiles_w))
 
 
 def check_winograd_status(status: int, m: int, piece: Piece) -> None:

@@ -29,9 +29,11 @@
  * (no fused multiply-adds): the same bits on every CPU. Threads (parallel.h): a share of the units each.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "parallel.h"
+#include "sizes.h"
 
 enum { LANES = 16, MAX_T = 6 }; /* channels per step: one AVX-512 register, two AVX2 ones */
 enum { MAX_BAND_W = 512 };      /* widest tiled row (tiles_w * m) in one band; wider goes to Python */
@@ -145,10 +147,78 @@ static Unit unit_of(const Piece *piece, int64_t channels, int64_t unit) {
     return u;
 }
 
+/* 8 floats as one value of GCC's vector extension (one AVX2 register; two SSE ones), for the
+ * transposes below. Loads and stores through memcpy, at any alignment. */
+typedef float Half __attribute__((vector_size(8 * sizeof(float))));
+typedef int HalfIndex __attribute__((vector_size(8 * sizeof(int))));
+static inline __attribute__((always_inline)) Half load_half(const float *from) {
+    Half half;
+    memcpy(&half, from, sizeof half);
+    return half;
+}
+static inline __attribute__((always_inline)) void store_half(float *to, Half half) { memcpy(to, &half, sizeof half); }
+
+/* rows[i][j] -> rows[j][i] for an 8 x 8 block held as 8 vectors: three rounds of pairwise shuffles
+ * (AVX's unpack, shuffle and 128-bit permute patterns, which GCC emits as one instruction each). */
+static inline __attribute__((always_inline)) void transpose_8x8(Half rows[8]) {
+    Half pairs[8], quads[8];
+    for (int i = 0; i < 8; i += 2) { /* pairs[i] = rows i, i+1 interleaved by columns 0,1,4,5; pairs[i+1] 2,3,6,7 */
+        pairs[i] = __builtin_shuffle(rows[i], rows[i + 1], (HalfIndex){0, 8, 1, 9, 4, 12, 5, 13});
+        pairs[i + 1] = __builtin_shuffle(rows[i], rows[i + 1], (HalfIndex){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int i = 0; i < 8; i += 4) { /* quads[i + c]: rows i .. i+3 of columns c and c + 4 */
+        for (int k = 0; k < 2; k++) {
+            quads[i + 2 * k] = __builtin_shuffle(pairs[i + k], pairs[i + k + 2], (HalfIndex){0, 1, 8, 9, 4, 5, 12, 13});
+            quads[i + 2 * k + 1] = __builtin_shuffle(pairs[i + k], pairs[i + k + 2], (HalfIndex){2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    }
+    for (int c = 0; c < 4; c++) { /* column c: quads[c] rows 0..3 and quads[4 + c] rows 4..7, low halves; c + 4 the high */
+        rows[c] = __builtin_shuffle(quads[c], quads[4 + c], (HalfIndex){0, 1, 2, 3, 8, 9, 10, 11});
+        rows[c + 4] = __builtin_shuffle(quads[c], quads[4 + c], (HalfIndex){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+}
+
+/* to[j * LANES + l] = from[l * from_stride + j], j < count, l < LANES: LANES rows side by side,
+ * channels innermost (an NCHW row of LANES channels into a band), 8 columns at a time through two
+ * 8 x 8 transposes (a float at a time, the stores a stride of LANES apart, took a third of the
+ * fused pass's time at 64 channels: benchmarks/RESULTS.md, fifteenth session). */
+static inline __attribute__((always_inline)) void interleave_rows(const float *from, int64_t from_stride, int64_t count,
+                                                                  float *to) {
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8) {
+        for (int half = 0; half < LANES / 8; half++) {
+            Half rows[8];
+            for (int l = 0; l < 8; l++) rows[l] = load_half(from + (half * 8 + l) * from_stride + j);
+            transpose_8x8(rows);
+            for (int c = 0; c < 8; c++) store_half(to + (j + c) * LANES + half * 8, rows[c]);
+        }
+    }
+    for (; j < count; j++)
+        for (int l = 0; l < LANES; l++) to[j * LANES + l] = from[l * from_stride + j];
+}
+
+/* The inverse, plus one value per row: to[l * to_stride + j] = from[j * LANES + l] + add[l] (a band
+ * of channels innermost into LANES output rows of an NCHW output, the bias added). */
+static inline __attribute__((always_inline)) void deinterleave_rows(const float *from, int64_t count, const float *add,
+                                                                    float *to, int64_t to_stride) {
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8) {
+        for (int half = 0; half < LANES / 8; half++) {
+            Half columns[8];
+            for (int c = 0; c < 8; c++) columns[c] = load_half(from + (j + c) * LANES + half * 8);
+            transpose_8x8(columns);
+            for (int l = 0; l < 8; l++) store_half(to + (half * 8 + l) * to_stride + j, columns[l] + add[half * 8 + l]);
+        }
+    }
+    for (; j < count; j++)
+        for (int l = 0; l < LANES; l++) to[l * to_stride + j] = from[j * LANES + l] + add[l];
+}
+
 /* The input rows one tile row reads, channels innermost, in an L1-sized buffer:
  * band[a][col][l] = x[n, c0 + l, i*m - pad_top + a, col - pad_left], zero outside the input and past C.
  * (t rows, band_w = tiles_w*m + 2 columns.) One read of the rows whatever x's layout. */
-static void gather_band(const InputJob *job, int m, const Unit *u, float *band, int64_t band_w) {
+static inline __attribute__((always_inline)) void gather_band(const InputJob *job, int m, const Unit *u, float *band,
+                                                              int64_t band_w) {
     const int t = m + 2;
     const Strides xs = job->x_strides;
     const int64_t H = job->height, W = job->width, left = job->pad_left;
@@ -166,6 +236,8 @@ static void gather_band(const InputJob *job, int m, const Unit *u, float *band, 
         if (xs.c == 1 && u->lanes == LANES) { /* channels-last: LANES contiguous channels per column */
             for (int64_t col = col_first; col < col_end; col++)
                 memcpy(band_row + col * LANES, x_row + (col - left) * xs.w, sizeof(float) * LANES);
+        } else if (xs.w == 1 && u->lanes == LANES) { /* NCHW: LANES rows transposed, 8 columns at a time */
+            interleave_rows(x_row + col_first - left, xs.c, col_end - col_first, band_row + col_first * LANES);
         } else { /* one channel's row at a time */
             for (int64_t l = 0; l < u->lanes; l++) {
                 const float *plane_row = x_row + l * xs.c;
@@ -251,6 +323,8 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
             if (os.c == 1 && u.lanes == LANES) { /* channels-last */
                 for (int64_t col = 0; col < job->out_w; col++)
                     for (int l = 0; l < LANES; l++) out_row[col * os.w + l] = band_row[col * LANES + l] + bias[l];
+            } else if (os.w == 1 && u.lanes == LANES) { /* NCHW: transposed back, 8 columns at a time */
+                deinterleave_rows(band_row, job->out_w, bias, out_row, os.c);
             } else {
                 for (int64_t l = 0; l < u.lanes; l++) {
                     float *plane_row = out_row + l * os.c;
@@ -303,6 +377,88 @@ int convlens_winograd_output(const float *products, int64_t xi_stride, int64_t t
     const int64_t work = job.piece.tiles * channels * (m + 2) * (m + 2) * 2; /* about 2 per value of M */
     return convlens_parallel(m == 2 ? output_f2 : output_f4, &job, units_of(channels, &job.piece),
                              convlens_threads_for(work, threads));
+}
+
+/* The fused pass: both passes and the products, one band of tile rows of one image at a time,
+ * V and M in buffers of the band's size that stay in the cache (L2) between them:
+ *
+ *   for each band (image n, tile rows i0 .. i0 + rows; a share of the bands per thread)
+ *       V = B^T d B            input_units, as above                 -> V (t*t, P, C_in)   P = rows * tiles_w
+ *       M = V @ U              winograd_products.c, sums in registers -> M (t*t, P, C_out)
+ *       out = A^T M A + bias   output_units, as above
+ *
+ * The passes between them make no trip to memory: with the products on the BLAS matmul (the
+ * passes above) V and M of a piece are written whole and read back, 2 x 25.7 MB for ResNet-50's
+ * 64@56 at batch 8, which took longer than the products (benchmarks/RESULTS.md, fifteenth session).
+ * U (t*t, C_in, C_out) is read once per band, so this pays for a U that fits the cache. */
+void convlens_winograd_products(const float *v, int64_t v_xi_stride, const float *u, float *m, int64_t m_xi_stride,
+                                int64_t positions, int64_t tiles, int64_t C, int64_t K, int wide);
+
+typedef struct {
+    InputJob input;   /* x, its layout, sizes and padding; the piece and V set per band */
+    OutputJob output; /* the bias, out, its layout and size; the piece and M set per band */
+    const float *u;
+    int64_t tiles_h, band_rows, bands; /* bands per image */
+    int wide;
+    int *no_memory; /* set to 1 by a share that could not allocate its V and M */
+} FusedJob;
+
+static inline __attribute__((always_inline)) void fused_bands(const FusedJob *job, int m, const float *bt,
+                                                              const float *at, int64_t first, int64_t end) {
+    const int t = m + 2;
+    const int64_t C = job->input.channels, K = job->output.channels, tiles_w = job->input.piece.tiles_w;
+    const int64_t most = job->band_rows * tiles_w;                            /* tiles in a band */
+    const int64_t v_xi_stride = most * C + 16, m_xi_stride = most * K + 16; /* a cache line more: see padded_rows */
+    float *v = malloc(sizeof(float) * (size_t)(t * t * v_xi_stride));
+    float *products = malloc(sizeof(float) * (size_t)(t * t * m_xi_stride));
+    if (v == NULL || products == NULL) {
+        *job->no_memory = 1;
+        free(v), free(products);
+        return;
+    }
+    for (int64_t band = first; band < end; band++) { /* band = n * bands + b */
+        const int64_t i0 = band % job->bands * job->band_rows;
+        const int64_t rows = job->tiles_h - i0 < job->band_rows ? job->tiles_h - i0 : job->band_rows;
+        const Piece piece = {band / job->bands, 1, i0, rows, tiles_w, rows * tiles_w};
+        InputJob input = job->input;
+        input.piece = piece, input.v = v, input.xi_stride = v_xi_stride, input.tile_stride = C;
+        input_units(&input, m, bt, 0, units_of(C, &piece));
+        convlens_winograd_products(v, v_xi_stride, job->u, products, m_xi_stride, t * t, piece.tiles, C, K, job->wide);
+        OutputJob output = job->output;
+        output.piece = piece, output.products = products, output.xi_stride = m_xi_stride, output.tile_stride = K;
+        output_units(&output, m, at, 0, units_of(K, &piece));
+    }
+    free(v), free(products);
+}
+
+CPU_CLONES static void fused_f2(const void *job, int64_t first, int64_t end) { fused_bands(job, 2, BT_2, AT_2, first, end); }
+CPU_CLONES static void fused_f4(const void *job, int64_t first, int64_t end) { fused_bands(job, 4, BT_4, AT_4, first, end); }
+
+/* The whole layer, fused (see above): x (N, C_in, H, W) and out (N, C_out, H_out, W_out) in any
+ * layout (element strides), u (t*t, C_in, C_out) contiguous, bias (C_out) or NULL; sizes: the
+ * layer's (groups 1, 3x3, stride and dilation 1), band_rows tile rows per band. wide: the AVX-512
+ * products where the CPU has them. Returns 0, 1 when a thread could not start (the result is
+ * complete all the same), 2 for a tile size other than 2 or 4 or a row wider than MAX_BAND_W, 3
+ * when a share could not allocate its buffers, 4 for C_out not a multiple of 16. */
+int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, int64_t stride_c, int64_t stride_h,
+                            int64_t stride_w, const float *u, const float *bias, float *out, int64_t out_stride_n,
+                            int64_t out_stride_c, int64_t out_stride_h, int64_t out_stride_w, int64_t m,
+                            int64_t band_rows, int64_t wide, int64_t threads) {
+    const int64_t tiles_h = (z->out_h + m - 1) / m, tiles_w = (z->out_w + m - 1) / m;
+    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W || band_rows < 1) return 2;
+    if (z->out_channels % 16 != 0) return 4;
+    int no_memory = 0;
+    const Piece whole = {0, z->batch, 0, tiles_h, tiles_w, z->batch * tiles_h * tiles_w}; /* each band sets its own */
+    const FusedJob job = {
+        {x, {stride_n, stride_c, stride_h, stride_w}, z->in_channels, z->height, z->width, z->pad_top, z->pad_left,
+         whole, NULL, 0, 0},
+        {NULL, 0, 0, bias, out, {out_stride_n, out_stride_c, out_stride_h, out_stride_w}, z->out_channels, z->out_h,
+         z->out_w, whole},
+        u, tiles_h, band_rows, (tiles_h + band_rows - 1) / band_rows, wide != 0, &no_memory};
+    const int64_t t = m + 2, work = whole.tiles * t * t * z->in_channels * z->out_channels; /* the products' */
+    const int failed = convlens_parallel(m == 2 ? fused_f2 : fused_f4, &job, z->batch * job.bands,
+                                         convlens_threads_for(work, threads));
+    return no_memory ? 3 : failed;
 }
 
 /* Copies this file's B^T (t*t floats) and A^T (m*t floats) for tile size m, for the tests to compare

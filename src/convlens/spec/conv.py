@@ -322,7 +322,7 @@ def check_mode_padding(mode: str, shape: tuple[int, ...], padding: tuple[int, ..
         raise ArgumentError(
             f"Expected {rank + 1}D or {rank + 2}D (batch mode) tensor with possibly 0 batch size and other non-zero "
             f"dimensions for input, but got: {list(shape)}: padding_mode={mode!r} pads with F.pad, which needs "
-            f"input channels"
+            f"input channels, got in_channels=0"
         )
     for axis, size, pads in zip(AXIS_WORDS[rank], shape[-rank:], pad_pairs(padding), strict=True):
         largest = max(pads)

@@ -25,6 +25,10 @@ tiles and V (36, 392, 128), U (36, 128, 128), M (36, 392, 128), Y (16, 392, 128)
 The batch goes through in pieces (each reads all of U): whole images, about 16 MiB of tiles
 at a time, or, for an image with more than 4 MiB of tiles, bands of its tile rows of about
 2 MiB (see ``pieces``).
+On float32 CPU layers with one group (``plan.uses_fused``) the same steps run fused in C instead,
+one band of tile rows of one image at a time, V and M of the band kept in the cache: gather and
+input transform, the t*t products, output transform, bias and layout in one call
+(src/convlens/native/winograd.c, ``forward.forward_fused``). The steps above stay the reference.
 The intermediates live in scratch buffers kept between calls (:mod:`convlens.algos.scratch`),
 and the zero padding is written by the channels-last copy, not into a separate padded tensor
 first. Why: fresh buffers are faulted in on every call and a padded tensor is one more pass over
@@ -49,12 +53,12 @@ from convlens.algos.winograd import forward, transforms  # the submodules, named
 from convlens.algos.winograd.forward import SCRATCH
 from convlens.algos.winograd.plan import (
     buffer_bytes,
+    compiled,
     error_bound,
     supports,
     tile_count,
     tile_grid,
     tile_size,
-    uses_native,
 )
 from convlens.algos.winograd.transforms import KRON, KRON_G, MATRICES, WEIGHT_CACHE
 
@@ -67,7 +71,7 @@ ALGORITHM = register(
         buffer_bytes=buffer_bytes,
         error_bound=error_bound,
         mixes_values=True,
-        compiled=uses_native,
+        compiled=compiled,
     )
 )
 

@@ -8,6 +8,8 @@ forward_python        the reference: the pieces, then Y = A^T M A + bias into th
 forward_native        the same pieces, with winograd.c's two passes around the same products:
                       x -> V in one pass (padding, gather, transform), M -> out in one (transform,
                       bias, crop, layout); no padded copy, no tiles, no Y, no detour
+forward_fused         winograd.c's two passes and winograd_products.c's products, band by band of
+                      tile rows, V and M never leaving the cache: one call for the whole layer
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    if plan.uses_fused(spec) and native_kernels.runs_winograd_fused(x, bias, spec):
+        return forward_fused(x, weight, bias, spec)
     if plan.native and native_kernels.runs_winograd(x, bias, spec):
         return forward_native(x, weight, bias, spec)
     return forward_python(x, weight, bias, spec)
@@ -109,6 +113,18 @@ def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
             else:
                 products = products_of(v, u, spec.groups).reshape(t * t, tiles, spec.out_channels).contiguous()
             native_kernels.winograd_output(products, bias, out, m, piece)  # out = A^T M A + bias
+    return out
+
+
+def forward_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """The whole layer in one compiled call (winograd.c, convlens_winograd_fused): for each band of
+    ``plan.band_rows`` tile rows of one image, V = B^T d B (t*t, P, C_in), M = V @ U (t*t, P, C_out)
+    and out = A^T M A + bias, V and M in buffers of one band per thread; out in x's layout."""
+    m = tile_size(spec)
+    u = cached_weight_transform(weight, m, 1, torch.float32)[0]  # (t*t, C_in, C_out), contiguous
+    layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
+    out = torch.empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
+    native_kernels.winograd_fused(x, u, bias, out, spec, m, plan.band_rows(spec, m))
     return out
 
 

@@ -3,6 +3,8 @@
 tile_size(spec)        m = 4 (F(4x4, 3x3)) where precision "high" allows it and it pays, else 2
 tile_grid(spec, m)     (tiles_h, tiles_w) = (ceil(H_out/m), ceil(W_out/m))
 pieces(...)            (images, tile rows) per piece of the batch
+uses_fused(spec)       whether the forward runs winograd.c's fused pass (V and M kept in the cache)
+band_rows(spec, m)     the fused pass's tile rows per band
 output_via_hwc(...)    whether a narrow NCHW output goes through channels-last scratch
 buffer_bytes(spec, workspace)   every buffer the forward takes beyond input, weight and output
 """
@@ -10,6 +12,8 @@ buffer_bytes(spec, workspace)   every buffer the forward takes beyond input, wei
 from __future__ import annotations
 
 import math
+
+import torch
 
 from convlens.algos import accumulation_dtype, real_only
 from convlens.algos.winograd.transforms import R
@@ -22,6 +26,12 @@ from convlens.spec import ConvSpec, ceil_div
 # batch 8; evidence: ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md). On for a
 # machine where that script shows them ahead; the tests run both.
 native = False
+
+# Whether the forward runs winograd.c's fused pass where it applies (uses_fused): on the Xeon of
+# benchmarks/RESULTS.md (fifteenth session) it leads both other forwards on ResNet-50's 3x3 layers
+# up to 256 channels, F(2x2) and F(4x4). Not yet measured on an AVX2 machine: ``python
+# benchmarks/winograd_native.py`` there says whether it should stay on.
+fused = True
 
 MIN_TILES = 32  # tiles over the batch below which the products mostly stream U: F(4x4) falls back to F(2x2), auto
 #               to im2col (each of the t*t products reads all of U once per piece of tiles)
@@ -100,10 +110,52 @@ def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tupl
 
 
 def uses_native(spec: ConvSpec) -> bool:
-    """Whether the forward of this spec runs winograd.c's passes (given plain float32 CPU tensors)."""
+    """Whether the forward of this spec runs winograd.c's passes around the BLAS products (given
+    plain float32 CPU tensors; the fused pass, where it applies, goes first)."""
     from convlens import native as native_kernels
 
     return native and native_kernels.runs_winograd_spec(spec)
+
+
+def compiled(spec: ConvSpec) -> bool:
+    """Whether a compiled kernel computes this spec's forward: the fused pass or the two passes."""
+    return uses_fused(spec) or uses_native(spec)
+
+
+FUSED_MAX_U_BYTES = 8 * 1024**2  # the largest transformed weight U the fused pass takes; see uses_fused
+FUSED_BAND_BYTES = 1024**2  # V and M of one band of the fused pass, about; see band_rows
+
+
+def uses_fused(spec: ConvSpec) -> bool:
+    """Whether the forward of this spec runs winograd.c's fused pass (given plain float32 CPU tensors):
+    ``fused`` on, the compiled kernels' conditions (one group, C_out a multiple of 16), and a
+    transformed weight U of at most FUSED_MAX_U_BYTES.
+
+    The fused pass reads all of U once per band of tile rows, where the products on the BLAS matmul
+    read it once per piece of whole images; Why FUSED_MAX_U_BYTES: ResNet-50's 256-channel layer
+    (U 4 MiB in F(2x2)) ran faster fused, the 512-channel one (16 MiB) slower than the pipeline;
+    evidence: ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md, fifteenth session)."""
+    from convlens import native as native_kernels
+
+    m = tile_size(spec)
+    u_bytes = (m + R - 1) ** 2 * spec.in_channels * spec.out_channels * 4
+    return (
+        fused
+        and spec.groups == 1
+        and spec.out_channels % 16 == 0
+        and u_bytes <= FUSED_MAX_U_BYTES
+        and native_kernels.runs_winograd_spec(spec)
+    )
+
+
+def band_rows(spec: ConvSpec, m: int) -> int:
+    """Tile rows per band of the fused pass: as many as keep its V (t*t, P, C_in) and M (t*t, P,
+    C_out) within about FUSED_BAND_BYTES, at least one. Why 1 MiB: in the 2 MiB L2 of each core with U
+    beside them; one to eight rows measured within 10% of each other on 64@56 and 128@28, fewer than
+    four rows slower on 256@14 (benchmarks/RESULTS.md, fifteenth session)."""
+    tiles_h, tiles_w = tile_grid(spec, m)
+    row_bytes = (m + R - 1) ** 2 * tiles_w * (spec.in_channels + spec.out_channels) * 4
+    return max(1, min(tiles_h, FUSED_BAND_BYTES // row_bytes))
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
@@ -123,6 +175,14 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     images, band = pieces(spec, m, (tiles_h, tiles_w), u_elements * itemsize)
     tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
     h_out, w_out = spec.out_size
+    if uses_fused(spec):  # V and M of one band per thread, straight from x and into the output
+        band = band_rows(spec, m) * tiles_w
+        return {
+            "v": threads() * t * t * (band * spec.in_channels + 16) * 4,
+            "products": threads() * t * t * (band * spec.out_channels + 16) * 4,
+            "transformed weight": u_elements * itemsize,
+            "saved weight": spec.out_channels * spec.in_per_group * R * R * spec.dtype.itemsize,
+        }
     if uses_native(spec):  # V and M only (each row a cache line longer), straight from x and into the output
         return {
             "v": t * t * (tiles * spec.in_channels + 16) * itemsize,
@@ -143,6 +203,11 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
         "out": full * itemsize if via_hwc else 0,
         "overhang": 0 if via_hwc else (full - spec.batch * spec.out_channels * h_out * w_out) * spec.dtype.itemsize,
     }
+
+
+def threads() -> int:
+    """Threads the fused pass runs on, each with its own band buffers: torch's."""
+    return torch.get_num_threads()
 
 
 NARROW_WIDTH = 16  # output_via_hwc: at most this many columns of tiles (tiles_w * m)
