@@ -366,7 +366,7 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
         assert plan.uses_fused(spec)
         ours = convlens.conv2d(x, w, b, padding=c["padding"], algorithm="winograd")
         m = plan.tile_size(spec)
-        u = convlens.algos.winograd.transforms.cached_weight_transform(w, m, 1, torch.float32)[0]
+        u = convlens.algos.winograd.transforms.cached_panels(w, m)
         others = []
         try:
             for band_rows, count, wide in ((c["band_rows"], c["threads"], True), (1, 1, False)):
@@ -444,7 +444,7 @@ def test_fused_winograd_gives_the_same_bits_on_two_threads_as_on_one(precision: 
         spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
         m = plan.tile_size(spec)
         assert spec.batch * 24 * 24 * 32 * 32 * (m + 2) ** 2 // (m * m) >= 2 * 2**18  # the work estimate: two threads
-        u = convlens.algos.winograd.transforms.cached_weight_transform(w, m, 1, torch.float32)[0]
+        u = convlens.algos.winograd.transforms.cached_panels(w, m)
         try:
             for count in (1, 2):
                 torch.set_num_threads(count)

@@ -297,8 +297,9 @@ def winograd_fused(
 ) -> None:
     """winograd.c's fused pass over the whole layer: out = A^T [U * (B^T d B)] A + bias for every
     tile, ``band_rows`` tile rows of one image at a time; x and out in any layout, u (t*t, C_in,
-    C_out) contiguous. ``wide=False``: the 8-lane products even where AVX-512 is there (the same
-    bits; the tests compare them)."""
+    C_out) in panels of 64 output channels (``winograd.transforms.panels``), contiguous.
+    ``wide=False``: the 8-lane products even where AVX-512 is there (the same bits; the tests
+    compare them)."""
     library = _load()
     assert library is not None and u.is_contiguous()
     bias = None if bias is None else bias.contiguous()

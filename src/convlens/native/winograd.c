@@ -435,7 +435,7 @@ CPU_CLONES static void fused_f2(const void *job, int64_t first, int64_t end) { f
 CPU_CLONES static void fused_f4(const void *job, int64_t first, int64_t end) { fused_bands(job, 4, BT_4, AT_4, first, end); }
 
 /* The whole layer, fused (see above): x (N, C_in, H, W) and out (N, C_out, H_out, W_out) in any
- * layout (element strides), u (t*t, C_in, C_out) contiguous, bias (C_out) or NULL; sizes: the
+ * layout (element strides), u (t*t, C_in, C_out) in panels (winograd_products.c), bias (C_out) or NULL; sizes: the
  * layer's (groups 1, 3x3, stride and dilation 1), band_rows tile rows per band. wide: the AVX-512
  * products where the CPU has them. Returns 0, 1 when a thread could not start (the result is
  * complete all the same), 2 for a tile size other than 2 or 4 or a row wider than MAX_BAND_W, 3

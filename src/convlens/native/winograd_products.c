@@ -4,7 +4,11 @@
  *   M[xi][p][k] = sum over c < C of V[xi][p][c] * U[xi][c][k]
  *
  *   V (t*t, P, C)   the block's transformed input tiles, V[xi] contiguous, v_xi_stride floats apart
- *   U (t*t, C, K)   the transformed weight, contiguous (transforms.py's cached U of one group)
+ *   U (t*t, C, K)   the transformed weight, in panels of PANEL = 64 output channels (the last one
+ *                   narrower: K % 64): U[xi][c][k] at xi*C*K + panel*C + c*width + (k - panel),
+ *                   panel = k / 64 * 64 (transforms.py's ``panels``). A panel's rows are contiguous:
+ *                   a block of DEPTH of them, 32 KiB, stays in L1 (rows K floats apart fell in a
+ *                   few cache sets: 256 and 512 channels ran 10-20% slower)
  *   M (t*t, P, K)   the products, M[xi] contiguous, m_xi_stride floats apart
  *
  * One matrix product per tile position xi, (P, C) @ (C, K), computed ROWS tiles by VECS vectors
@@ -23,49 +27,67 @@
 
 #pragma GCC optimize("fp-contract=fast")
 
-enum { ROWS = 6 }; /* tiles per register block */
+enum { ROWS = 6 };    /* tiles per register block */
+enum { PANEL = 64 };  /* output channels per panel of U */
+enum { DEPTH = 128 }; /* channels per pass over a block of U: its rows for 64 output channels, 32 KiB, stay in L1 */
 
 typedef float Wide __attribute__((vector_size(16 * sizeof(float)))); /* one AVX-512 register */
 typedef float Half __attribute__((vector_size(8 * sizeof(float))));  /* one AVX2 register */
 
-/* One register block: M[p0 .. p0+rows)[k0 .. k0 + vecs*lanes) of one xi, `rows` and `vecs` constants
- * where it is expanded. Vec: Wide or Half. A macro, so that the two vector widths share one text. */
+/* One register block: M[p0 .. p0+rows)[k0 .. k0 + vecs*lanes) of one xi, the terms of channels
+ * c_first .. c_end summed from zero, then stored (c_first = 0) or added to what M holds; `rows` and
+ * `vecs` constants where it is expanded. Vec: Wide or Half. A macro, so that the two vector widths
+ * share one text. */
 #define REGISTER_BLOCK(Vec, rows, vecs)                                                                         \
     do {                                                                                                        \
+        enum { L = sizeof(Vec) / sizeof(float) };                                                               \
         Vec sums[rows][vecs];                                                                                   \
         for (int r = 0; r < (rows); r++)                                                                        \
             for (int j = 0; j < (vecs); j++) sums[r][j] = (Vec){0};                                             \
-        const float *u_row = u_xi + k0; /* U[xi][c][k0 ..] */                                                   \
-        for (int64_t c = 0; c < C; c++, u_row += K) {                                                           \
+        const int64_t panel = k0 / PANEL * PANEL, panel_width = K - panel < PANEL ? K - panel : PANEL;         \
+        const float *u_row = u_xi + panel * C + c_first * panel_width + (k0 - panel); /* U[xi][c][k0 ..] */    \
+        for (int64_t c = c_first; c < c_end; c++, u_row += panel_width) {                                       \
             Vec weights[vecs];                                                                                  \
-            for (int j = 0; j < (vecs); j++) memcpy(&weights[j], u_row + j * (int64_t)(sizeof(Vec) / 4), sizeof(Vec)); \
+            for (int j = 0; j < (vecs); j++) memcpy(&weights[j], u_row + j * L, sizeof(Vec));                   \
             for (int r = 0; r < (rows); r++) {                                                                  \
                 const float tile_value = v_tiles[r * C + c]; /* V[xi][p0 + r][c], broadcast */                  \
                 for (int j = 0; j < (vecs); j++) sums[r][j] += tile_value * weights[j];                         \
             }                                                                                                   \
         }                                                                                                       \
-        for (int r = 0; r < (rows); r++)                                                                        \
-            for (int j = 0; j < (vecs); j++)                                                                    \
-                memcpy(m_tiles + r * K + k0 + j * (int64_t)(sizeof(Vec) / 4), &sums[r][j], sizeof(Vec));        \
+        for (int r = 0; r < (rows); r++) {                                                                      \
+            for (int j = 0; j < (vecs); j++) {                                                                  \
+                float *target = m_tiles + r * K + k0 + j * L;                                                   \
+                if (c_first > 0) {                                                                              \
+                    Vec partial;                                                                                \
+                    memcpy(&partial, target, sizeof(Vec));                                                      \
+                    sums[r][j] = partial + sums[r][j];                                                          \
+                }                                                                                               \
+                memcpy(target, &sums[r][j], sizeof(Vec));                                                       \
+            }                                                                                                   \
+        }                                                                                                       \
     } while (0)
 
-/* Every xi, output channels k_first .. k_end in blocks of vecs vectors, ROWS tiles at a time (the
- * last block of tiles `tail` rows: one expansion per count, each with its own constants). */
+/* Every xi, channels in blocks of DEPTH, output channels k_first .. k_end in blocks of vecs
+ * vectors, ROWS tiles at a time (the last block of tiles `tail` rows: one expansion per count, each
+ * with its own constants). */
 #define ALL_PRODUCTS(Vec, vecs, k_first, k_end)                                                                 \
     do {                                                                                                        \
         for (int64_t xi = 0; xi < positions; xi++) {                                                            \
             const float *u_xi = u + xi * C * K;                                                                 \
-            for (int64_t k0 = (k_first); k0 < (k_end); k0 += (vecs) * (int64_t)(sizeof(Vec) / 4)) {           \
-                for (int64_t p0 = 0; p0 < tiles; p0 += ROWS) {                                                  \
-                    const float *v_tiles = v + xi * v_xi_stride + p0 * C;                                       \
-                    float *m_tiles = m + xi * m_xi_stride + p0 * K;                                             \
-                    const int64_t tail = tiles - p0 < ROWS ? tiles - p0 : ROWS;                                 \
-                    if (tail == ROWS) REGISTER_BLOCK(Vec, ROWS, vecs);                                          \
-                    else if (tail == 5) REGISTER_BLOCK(Vec, 5, vecs);                                           \
-                    else if (tail == 4) REGISTER_BLOCK(Vec, 4, vecs);                                           \
-                    else if (tail == 3) REGISTER_BLOCK(Vec, 3, vecs);                                           \
-                    else if (tail == 2) REGISTER_BLOCK(Vec, 2, vecs);                                           \
-                    else REGISTER_BLOCK(Vec, 1, vecs);                                                          \
+            for (int64_t c_first = 0; c_first < C; c_first += DEPTH) {                                          \
+                const int64_t c_end = C - c_first < DEPTH ? C : c_first + DEPTH;                                \
+                for (int64_t k0 = (k_first); k0 < (k_end); k0 += (vecs) * (int64_t)(sizeof(Vec) / 4)) {       \
+                    for (int64_t p0 = 0; p0 < tiles; p0 += ROWS) {                                              \
+                        const float *v_tiles = v + xi * v_xi_stride + p0 * C;                                   \
+                        float *m_tiles = m + xi * m_xi_stride + p0 * K;                                         \
+                        const int64_t tail = tiles - p0 < ROWS ? tiles - p0 : ROWS;                             \
+                        if (tail == ROWS) REGISTER_BLOCK(Vec, ROWS, vecs);                                      \
+                        else if (tail == 5) REGISTER_BLOCK(Vec, 5, vecs);                                       \
+                        else if (tail == 4) REGISTER_BLOCK(Vec, 4, vecs);                                       \
+                        else if (tail == 3) REGISTER_BLOCK(Vec, 3, vecs);                                       \
+                        else if (tail == 2) REGISTER_BLOCK(Vec, 2, vecs);                                       \
+                        else REGISTER_BLOCK(Vec, 1, vecs);                                                      \
+                    }                                                                                           \
                 }                                                                                               \
             }                                                                                                   \
         }                                                                                                       \

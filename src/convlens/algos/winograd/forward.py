@@ -21,7 +21,7 @@ from convlens.algos import accumulation_dtype
 from convlens.algos.scratch import Scratch
 from convlens.algos.winograd import plan
 from convlens.algos.winograd.plan import output_via_hwc, pieces, tile_grid, tile_size, tiled_input_size
-from convlens.algos.winograd.transforms import KRON, R, cached_weight_transform
+from convlens.algos.winograd.transforms import KRON, R, cached_panels, cached_weight_transform
 from convlens.spec import ConvSpec, prefers_channels_last
 
 SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of one piece, kept between calls
@@ -121,7 +121,7 @@ def forward_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     ``plan.band_rows`` tile rows of one image, V = B^T d B (t*t, P, C_in), M = V @ U (t*t, P, C_out)
     and out = A^T M A + bias, V and M in buffers of one band per thread; out in x's layout."""
     m = tile_size(spec)
-    u = cached_weight_transform(weight, m, 1, torch.float32)[0]  # (t*t, C_in, C_out), contiguous
+    u = cached_panels(weight, m)  # U (t*t, C_in, C_out) in panels of 64 output channels
     layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
     out = torch.empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
     native_kernels.winograd_fused(x, u, bias, out, spec, m, plan.band_rows(spec, m))
