@@ -22,10 +22,11 @@
  * innermost, with the padding's zeros (gather_band: one read of x whatever its layout); each tile
  * is then transformed row by row as it is read (d[a] B) and column by column into V (B^T .). The
  * output pass transforms each tile's M into a buffer of m output rows and writes them, plus the
- * bias, into the output in its layout. Every step of a transform is one multiply-add of LANES
- * contiguous floats, which the compiler vectorises. B^T and A^T are the tables below (equal to
- * transforms.py's; the tests check), constants once inlined, so their zero entries cost nothing
- * and their +-1 entries no multiply. CPU dispatch as in direct.c; built with -ffp-contract=off
+ * bias, into the output in its layout (NCHW rows through 8 x 8 transposes). Every value of a
+ * transform is a sum of LANES-float vectors (one AVX-512 register) held in registers, each sum
+ * begun with its first term. B^T and A^T are the tables below (equal to transforms.py's; the tests
+ * check), constants once inlined, so their zero entries cost nothing and their +-1 entries no
+ * multiply. CPU dispatch as in direct.c; built with -ffp-contract=off
  * (no fused multiply-adds): the same bits on every CPU. Threads (parallel.h): a share of the units each.
  */
 #include <stdint.h>
@@ -92,47 +93,6 @@ typedef struct {
     int64_t channels, out_h, out_w;
     Piece piece;
 } OutputJob;
-
-/* out[r][q][l] = sum_s matrix[r][s] * tile[s][q][l] for r < rows: the left product, LANES channels
- * at a time (tile: `inner` x `cols` x LANES, out: rows x cols x LANES). */
-static inline __attribute__((always_inline)) void left_product(const float *matrix, int rows, int inner, int cols,
-                                                               const float *tile, float *out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < rows; r++) {
-#pragma GCC unroll 8
-        for (int q = 0; q < cols; q++) {
-            float *sum = out + (r * cols + q) * LANES;
-            for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
-#pragma GCC unroll 8
-            for (int s = 0; s < inner; s++) {
-                const float coefficient = matrix[r * inner + s];
-                if (coefficient == 0.0f) continue; /* a constant once inlined: the zeros vanish */
-                const float *term = tile + (s * cols + q) * LANES;
-                for (int l = 0; l < LANES; l++) sum[l] += coefficient * term[l];
-            }
-        }
-    }
-}
-
-/* out[q][r][l] = sum_s tile[q][s][l] * matrix[r][s]: the right product by matrix^T. */
-static inline __attribute__((always_inline)) void right_product(const float *matrix, int rows, int inner, int cols,
-                                                                const float *tile, float *out) {
-#pragma GCC unroll 8
-    for (int q = 0; q < cols; q++) {
-#pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) {
-            float *sum = out + (q * rows + r) * LANES;
-            for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
-#pragma GCC unroll 8
-            for (int s = 0; s < inner; s++) {
-                const float coefficient = matrix[r * inner + s];
-                if (coefficient == 0.0f) continue;
-                const float *term = tile + (q * inner + s) * LANES;
-                for (int l = 0; l < LANES; l++) sum[l] += coefficient * term[l];
-            }
-        }
-    }
-}
 
 /* One unit of work: LANES channels from c0, of one image n, one tile row i (absolute). */
 typedef struct {
@@ -247,39 +207,76 @@ static inline __attribute__((always_inline)) void gather_band(const InputJob *jo
     }
 }
 
+/* LANES floats as one value (one AVX-512 register, two AVX2 ones): a tile value of LANES channels. */
+typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
+static inline __attribute__((always_inline)) Lanes load_lanes(const float *from) {
+    Lanes lanes;
+    memcpy(&lanes, from, sizeof lanes);
+    return lanes;
+}
+
+/* The first `lanes` floats of a vector to memory: one store for all LANES (a memcpy of a size known
+ * only at run time is a call to the C library's, which took a tenth of the fused pass). */
+static inline __attribute__((always_inline)) void store_lanes(float *to, Lanes value, int64_t lanes) {
+    if (lanes == LANES) {
+        memcpy(to, &value, sizeof value);
+    } else {
+        for (int64_t l = 0; l < lanes; l++) to[l] = value[l];
+    }
+}
+
+/* `lanes` floats from memory, zeros after them. */
+static inline __attribute__((always_inline)) Lanes load_some(const float *from, int64_t lanes) {
+    if (lanes == LANES) return load_lanes(from);
+    Lanes value = (Lanes){0};
+    for (int64_t l = 0; l < lanes; l++) value[l] = from[l];
+    return value;
+}
+
+/* sum over s < n of coefficients[s] * terms[s * step]: the zero coefficients skipped and the first
+ * term starting the sum (the coefficients are constants once inlined: no test, no multiply by 1). */
+static inline __attribute__((always_inline)) Lanes combination(const float *coefficients, int n, const Lanes *terms,
+                                                               int step) {
+    Lanes sum = (Lanes){0};
+    int started = 0;
+#pragma GCC unroll 8
+    for (int s = 0; s < n; s++) {
+        if (coefficients[s] == 0.0f) continue;
+        const Lanes term = coefficients[s] * terms[s * step];
+        sum = started ? sum + term : term;
+        started = 1;
+    }
+    return sum;
+}
+
 /* The input pass for tile size m (t = m + 2, B^T = bt), units [first, end). For each tile j of the
- * unit's row: rows[a] = d[a] B (each input row as it is read), then V[i][jj] = sum_a B^T[i][a] rows[a][jj],
- * written straight into V. */
+ * unit's row: rows[a][jj] = sum_b d[a][b] B^T[jj][b] (d B, each input row as it is read), then
+ * V[i][jj] = sum_a B^T[i][a] rows[a][jj], written straight into V. */
 static inline __attribute__((always_inline)) void input_units(const InputJob *job, int m, const float *bt,
                                                               int64_t first, int64_t end) {
     const int t = m + 2;
     const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m + 2;
-    float band[MAX_T * (MAX_BAND_W + 2) * LANES], rows[MAX_T * MAX_T * LANES], sum[LANES];
+    float band[MAX_T * (MAX_BAND_W + 2) * LANES];
     for (int64_t unit = first; unit < end; unit++) {
         const Unit u = unit_of(&job->piece, C, unit);
         gather_band(job, m, &u, band, band_w);
         for (int64_t j = 0; j < tiles_w; j++) {
+            Lanes rows[MAX_T * MAX_T]; /* rows[a * t + jj] */
 #pragma GCC unroll 8
-            for (int a = 0; a < t; a++) /* rows[a][jj] = sum_b d[a][b] B^T[jj][b] */
-                right_product(bt, t, t, 1, band + (a * band_w + j * m) * LANES, rows + a * t * LANES);
+            for (int a = 0; a < t; a++) {
+                Lanes d[MAX_T];
+#pragma GCC unroll 8
+                for (int b = 0; b < t; b++) d[b] = load_lanes(band + (a * band_w + j * m + b) * LANES);
+#pragma GCC unroll 8
+                for (int jj = 0; jj < t; jj++) rows[a * t + jj] = combination(bt + jj * t, t, d, 1);
+            }
             float *target = job->v + (u.p0 + j) * job->tile_stride + u.c0; /* V[xi] of this tile, xi = i*t + jj */
 #pragma GCC unroll 8
             for (int i = 0; i < t; i++) {
 #pragma GCC unroll 8
                 for (int jj = 0; jj < t; jj++) {
-                    for (int l = 0; l < LANES; l++) sum[l] = 0.0f;
-#pragma GCC unroll 8
-                    for (int a = 0; a < t; a++) {
-                        const float coefficient = bt[i * t + a];
-                        if (coefficient == 0.0f) continue;
-                        for (int l = 0; l < LANES; l++) sum[l] += coefficient * rows[(a * t + jj) * LANES + l];
-                    }
-                    float *xi_target = target + (int64_t)(i * t + jj) * job->xi_stride;
-                    if (u.lanes == LANES) {
-                        for (int l = 0; l < LANES; l++) xi_target[l] = sum[l];
-                    } else {
-                        for (int64_t l = 0; l < u.lanes; l++) xi_target[l] = sum[l];
-                    }
+                    const Lanes sum = combination(bt + i * t, t, rows + jj, t);
+                    store_lanes(target + (int64_t)(i * t + jj) * job->xi_stride, sum, u.lanes);
                 }
             }
         }
@@ -294,26 +291,29 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
     const int t = m + 2;
     const Strides os = job->out_strides;
     const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m;
-    float band[MAX_T * MAX_BAND_W * LANES], products[MAX_T * MAX_T * LANES], left[MAX_T * MAX_T * LANES];
+    float band[MAX_T * MAX_BAND_W * LANES];
     float bias[LANES];
     for (int64_t unit = first; unit < end; unit++) {
         const Unit u = unit_of(&job->piece, C, unit);
         for (int l = 0; l < LANES; l++) bias[l] = job->bias != NULL && l < u.lanes ? job->bias[u.c0 + l] : 0.0f;
         for (int64_t j = 0; j < tiles_w; j++) {
             const float *source = job->products + (u.p0 + j) * job->tile_stride + u.c0; /* M[xi] of this tile */
-            for (int xi = 0; xi < t * t; xi++) {
-                const float *lane = source + (int64_t)xi * job->xi_stride;
-                float *product = products + xi * LANES;
-                if (u.lanes == LANES) {
-                    for (int l = 0; l < LANES; l++) product[l] = lane[l];
-                } else {
-                    for (int l = 0; l < LANES; l++) product[l] = l < u.lanes ? lane[l] : 0.0f;
+            Lanes products[MAX_T * MAX_T], left[MAX_T * MAX_T]; /* [xi = s * t + jj], [a * t + jj] */
+#pragma GCC unroll 36
+            for (int xi = 0; xi < t * t; xi++) products[xi] = load_some(source + (int64_t)xi * job->xi_stride, u.lanes);
+#pragma GCC unroll 8
+            for (int a = 0; a < m; a++) { /* (A^T M)[a][jj] = sum_s A^T[a][s] M[s][jj] */
+#pragma GCC unroll 8
+                for (int jj = 0; jj < t; jj++) left[a * t + jj] = combination(at + a * t, t, products + jj, t);
+            }
+#pragma GCC unroll 8
+            for (int a = 0; a < m; a++) { /* y[a][b] = sum_jj (A^T M)[a][jj] A^T[b][jj] */
+#pragma GCC unroll 8
+                for (int b = 0; b < m; b++) {
+                    const Lanes y = combination(at + b * t, t, left + a * t, 1);
+                    memcpy(band + (a * band_w + j * m + b) * LANES, &y, sizeof y);
                 }
             }
-            left_product(at, m, t, t, products, left); /* A^T M: (m, t) */
-#pragma GCC unroll 8
-            for (int a = 0; a < m; a++) /* y[a][b] = sum_jj (A^T M)[a][jj] A^T[b][jj] */
-                right_product(at, m, t, 1, left + a * t * LANES, band + (a * band_w + j * m) * LANES);
         }
         for (int a = 0; a < m; a++) {
             const int64_t row = u.i * m + a;
