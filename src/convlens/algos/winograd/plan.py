@@ -122,7 +122,7 @@ def compiled(spec: ConvSpec) -> bool:
     return uses_fused(spec) or uses_native(spec)
 
 
-FUSED_MAX_U_BYTES = 16 * 1024**2  # the largest transformed weight U the fused pass takes; see uses_fused
+FUSED_MAX_U_BYTES = 4 * 1024**2  # the largest transformed weight U the fused pass takes; see uses_fused
 FUSED_BAND_BYTES = 1024**2  # V and M of one band of the fused pass, about; see band_rows
 
 
@@ -133,9 +133,10 @@ def uses_fused(spec: ConvSpec) -> bool:
 
     The fused pass reads all of U once per band of tile rows, where the products on the BLAS matmul
     read it once per piece of whole images. Why FUSED_MAX_U_BYTES: on ResNet-50's 3x3 layers at
-    batch 8 the fused pass led the pipeline up to the 512-channel layer in F(2x2) (U 16 MiB), not
-    in F(4x4) (36 MiB); evidence: ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md,
-    fifteenth session)."""
+    batch 8 the fused pass led the pipeline up to the 256-channel layer in F(2x2) (U 4 MiB: 1.22x
+    of PyTorch against 1.09x), not with U of 9 MiB (256 channels in F(4x4): 0.92x against 1.30x)
+    or 16 MiB (512 channels in F(2x2): 0.80x against 1.03x); evidence: ``python
+    benchmarks/winograd_native.py`` (benchmarks/RESULTS.md, fifteenth session)."""
     from convlens import native as native_kernels
 
     m = tile_size(spec)
