@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import convlens
 from convlens import native
-from convlens.algos import depthwise, direct
+from convlens.algos import depthwise, direct, gemm
 from convlens.algos.winograd import MATRICES, plan
 from convlens.benchmark.timing import with_attributes
 from convlens.unfold import im2col, zero_pad
@@ -456,6 +456,73 @@ def test_fused_winograd_gives_the_same_bits_on_two_threads_as_on_one(precision: 
         finally:
             torch.set_num_threads(threads)
     assert torch.equal(*results)
+
+
+gemm_configurations = st.fixed_dictionaries({
+    "batch": st.integers(1, 3), "in_channels": st.integers(1, 40), "out_channels": st.sampled_from([16, 32, 80]),
+    "size": pairs(1, 16), "kernel": pairs(1, 4), "stride": pairs(1, 3), "dilation": pairs(1, 2),
+    "padding": pairs(0, 2), "bias": st.booleans(), "threads": st.integers(1, 3), "band_rows": st.integers(1, 5),
+    "images": st.integers(1, 3),
+})  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(gemm_configurations)
+def test_gemm_kernel_matches_pytorch_float64_and_python(c: dict) -> None:
+    """gemm.c (any kernel, stride, dilation and padding, any C_in, C_out in blocks of 64 and 16)
+    against float64 by verify's rule and against the Python path; the same bits whatever the pieces
+    (bands of rows, several images), the threads, and the width of the products' vectors."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(c["batch"], c["in_channels"], *c["size"], generator=generator)
+    w = torch.randn(c["out_channels"], c["in_channels"], *c["kernel"], generator=generator)
+    b = torch.randn(w.shape[0], generator=generator) if c["bias"] else None
+    options = {"stride": c["stride"], "padding": c["padding"], "dilation": c["dilation"]}
+    try:
+        spec = convlens.ConvSpec.from_args(x, w, b, **options)
+    except ValueError:
+        return  # the window does not fit: conv2d's own error, tested elsewhere
+    assert gemm.uses_native(spec)
+    ours = convlens.conv2d(x, w, b, **options, algorithm="gemm")
+    h_out = spec.out_size[0]
+    rows = min(c["band_rows"], h_out)
+    pieces = [(rows, 1), (h_out, c["images"])]
+    threads = torch.get_num_threads()
+    others = []
+    try:
+        for (band_rows, images), count, wide in zip(pieces, (c["threads"], 1), (True, False), strict=True):
+            torch.set_num_threads(count)
+            others.append(native.gemm_forward(x, gemm.weight_rows(w), b, spec, (band_rows, images), wide=wide))
+    finally:
+        torch.set_num_threads(threads)
+    python = with_attributes(lambda: convlens.conv2d(x, w, b, **options, algorithm="gemm"), gemm, native=False)()
+    assert torch.equal(ours, others[0]) and torch.equal(ours, others[1])
+    exact, theirs = pytorch_references(x, w, b, options)
+    assert ours.shape == theirs.shape
+    magnitude = F.conv2d(x.abs().double(), w.abs().double(), None if b is None else b.abs().double(), **options)
+    allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(magnitude.max()), 2.0)
+    assert float((ours.double() - exact).abs().max()) <= allowed
+    assert float((python.double() - exact).abs().max()) <= allowed
+
+
+def test_gemm_kernel_takes_plain_nchw_float32_with_whole_vectors_only() -> None:
+    x, w = torch.randn(2, 8, 10, 10), torch.randn(16, 8, 3, 3)
+    spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
+    assert gemm.uses_native(spec) is native.available()
+    assert native.runs_gemm(x, None, spec) is native.available()
+    assert not native.runs_gemm(x[:, :, :, ::2].contiguous().transpose(2, 3), None, spec)  # not contiguous
+    for other in (
+        convlens.ConvSpec.from_args(x, torch.randn(24, 8, 3, 3), None, padding=1),  # C_out % 16
+        convlens.ConvSpec.from_args(x, torch.randn(16, 4, 3, 3), None, padding=1, groups=2),
+        convlens.ConvSpec.from_args(x.double(), w.double(), None, padding=1),
+        convlens.ConvSpec.from_args(x.contiguous(memory_format=torch.channels_last), w, None, padding=1),
+    ):
+        assert not gemm.uses_native(other)
+        assert not native.runs_gemm_spec(other)
+    if native.available():
+        with pytest.raises(ValueError, match="does not take"):
+            native.gemm_forward(x, gemm.weight_rows(w), None, spec, (0, 1))
 
 
 # Layers with at least 2 * 2^18 multiply-adds (parallel.h's MIN_THREAD_WORK, the larger of its two), so that two threads

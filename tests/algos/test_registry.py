@@ -26,6 +26,9 @@ def test_unknown_algorithm_names_the_choices() -> None:
         convlens.conv2d(x, w, algorithm=None)
 
 
+# What auto gives a dense 3x3 layer that Winograd does not take (rule 6, or 8 without the kernels)
+NOT_WINOGRAD = "gemm" if native.available() else "im2col"
+
 # One layer auto gives each algorithm (as in the rule tests below), and what its reason must name:
 # the properties of the layer that made the choice.
 PICKS = {
@@ -33,10 +36,11 @@ PICKS = {
     "banded": (((8, 96, 20, 32), (96, 1, 9, 9), {"padding": 4, "groups": 96}), ("depthwise", "5x5", "narrow output")),
     "fft": (((8, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
     "depthwise": (((8, 96, 28, 28), (96, 1, 3, 3), {"padding": 1, "groups": 96}), ("depthwise",)),
-    "im2col": (((1, 32, 56, 56), (32, 32, 3, 3), {"padding": 1}), ("general case",)),
+    "im2col": (((1, 256, 56, 56), (64, 256, 1, 1), {}), ("general case",)),
 }
 if native.available():  # rule 5: a layer of at most 2^22 multiply-adds goes to the compiled direct kernel
     PICKS["direct"] = (((1, 16, 14, 14), (16, 16, 3, 3), {"padding": 1}), ("small layer", "compiled"))
+    PICKS["gemm"] = (((1, 32, 56, 56), (32, 32, 3, 3), {"padding": 1}), ("dense layer", "deep", "in place"))
 
 
 def test_auto_gives_a_reason() -> None:
@@ -56,26 +60,38 @@ def test_auto_gives_a_reason() -> None:
 def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
     wide = ConvSpec.from_args(torch.empty(1, 128, 14, 14), torch.empty(128, 128, 3, 3), padding=1)
     assert choose(wide).algorithm.name == "winograd"
+    compiled = native.available()
     narrow = ConvSpec.from_args(torch.empty(1, 32, 56, 56), torch.empty(32, 32, 3, 3), padding=1)
-    assert choose(narrow).algorithm.name == "im2col"
+    assert choose(narrow).algorithm.name == ("gemm" if compiled else "im2col")  # rule 6: 288 deep
+    uneven = ConvSpec.from_args(torch.empty(1, 32, 56, 56), torch.empty(24, 32, 3, 3), padding=1)
+    assert choose(uneven).algorithm.name == "im2col"  # C_out not a multiple of 16: not gemm.c's
     small = ConvSpec.from_args(torch.empty(1, 16, 14, 14), torch.empty(16, 16, 3, 3), padding=1)  # 451,584 MACs
-    assert choose(small).algorithm.name == ("direct" if native.available() else "im2col")
+    assert choose(small).algorithm.name == ("direct" if compiled else "im2col")
     strided = ConvSpec.from_args(torch.empty(1, 128, 28, 28), torch.empty(128, 128, 3, 3), stride=2)
-    assert choose(strided).algorithm.name == "im2col"  # 22 million multiply-adds: not small
+    assert choose(strided).algorithm.name == ("gemm" if compiled else "im2col")  # 22 million multiply-adds, 1152 deep
+    deep = ConvSpec.from_args(torch.empty(1, 512, 14, 14), torch.empty(512, 512, 3, 3), stride=2)
+    assert choose(deep).algorithm.name == "im2col"  # 4608 deep: past GEMM_MAX_ROWS
 
 
 @pytest.mark.parametrize(
-    ("channels", "kernel", "stride", "stem"),
-    [(3, 7, 2, True), (3, 11, 4, True), (4, 5, 2, True), (3, 3, 1, False), (3, 4, 4, False), (8, 7, 2, False)],
+    ("channels", "out_channels", "kernel", "stride", "expected"),
+    [
+        (3, 64, 7, 2, "gemm"),  # ResNet's stem: rule 6
+        (3, 64, 11, 4, "gemm"),  # AlexNet's
+        (4, 64, 5, 2, "gemm"),
+        (8, 64, 7, 2, "gemm"),
+        (3, 24, 7, 2, "direct"),  # C_out not a multiple of 16, not gemm.c's: rule 7
+        (3, 64, 3, 1, "im2col"),  # a stem under 5x5: neither
+        (3, 96, 4, 4, "im2col"),  # ConvNeXt's patchify
+    ],
 )
-def test_auto_rule_sends_stems_to_the_compiled_direct_kernel(channels, kernel, stride, stem) -> None:
-    """Rule 6: at most 4 input channels and a kernel of at least 5x5 (ResNet's, AlexNet's stems);
-    3x3 and 4x4 (ConvNeXt's patchify) stems, and 8 input channels, stay with im2col. Without the
-    compiled kernels, im2col."""
-    x, w = torch.empty(8, channels, 224, 224), torch.empty(64, channels, kernel, kernel)
+def test_auto_rule_sends_stems_to_a_compiled_kernel(channels, out_channels, kernel, stride, expected) -> None:
+    """Rules 6 and 7: a stem of at least 5x5 goes to gemm.c, or, where gemm.c does not take it,
+    to direct.c; 3x3 and 4x4 stems stay with im2col. Without the compiled kernels, im2col."""
+    x, w = torch.empty(8, channels, 224, 224), torch.empty(out_channels, channels, kernel, kernel)
     spec = ConvSpec.from_args(x, w, stride=stride, padding=kernel // 2)
     choice = choose(spec)
-    expected = "direct" if stem and native.available() else "im2col"
+    expected = expected if native.available() else "im2col"
     assert choice.algorithm.name == expected, choice
     assert ("stem" in choice.reason) is (expected == "direct")
 
@@ -97,10 +113,10 @@ def test_auto_rule_keeps_larger_pointwise_layers_on_the_one_product(size, kernel
     ("channels", "precision", "fused", "expected"),
     [
         (64, "high", False, "winograd"),
-        (64, "highest", False, "im2col"),
+        (64, "highest", False, "other"),
         (128, "highest", False, "winograd"),
         (64, "highest", True, "winograd"),
-        (32, "highest", True, "im2col"),
+        (32, "highest", True, "other"),
     ],
 )
 def test_auto_rule_wants_more_channels_for_the_smaller_tiles(
@@ -110,8 +126,8 @@ def test_auto_rule_wants_more_channels_for_the_smaller_tiles(
     from 128 channels, not 64; through winograd.c's fused pass (where it runs) from 64 either way."""
     monkeypatch.setattr(winograd_plan, "fused", fused)
     spec = ConvSpec.from_args(torch.empty(8, channels, 56, 56), torch.empty(channels, channels, 3, 3), padding=1)
-    if fused and not native.available():
-        expected = "im2col"  # no fused pass without the kernels
+    if expected == "other" or (fused and not native.available()):
+        expected = NOT_WINOGRAD
     with convlens.settings(precision=precision):
         assert choose(spec).algorithm.name == expected
 
@@ -126,7 +142,7 @@ def test_auto_remembers_its_choice_per_spec_workspace_and_precision(monkeypatch)
             first = choose(spec)
             assert first.algorithm.name == "winograd" and choose(spec) is first
         with convlens.settings(precision="highest"):
-            assert choose(spec).algorithm.name == "im2col"
+            assert choose(spec).algorithm.name == NOT_WINOGRAD
             monkeypatch.setattr(winograd_plan, "fused", True)
             assert choose(spec).algorithm.name == ("winograd" if native.available() else "im2col")
             monkeypatch.setattr(winograd_plan, "fused", False)

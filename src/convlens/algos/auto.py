@@ -57,13 +57,26 @@ first match wins:
    TINY_POINTWISE_MACS = 2^19: im2col leads on every MobileNetV2 1x1 layer at batch 1 (0.6e6 to
    7.5e6 multiply-adds); evidence: the same script, and ``convlens bench --suite mobilenet_v2
    --batch 1 --algorithms direct,im2col``;
-6. a stem: a dense layer with at most STEM_MAX_CHANNELS = 4 input channels per group and a kernel
-   of at least STEM_MIN_TAPS = 25 taps (5x5), which direct.c takes: ``direct``. im2col's columns
-   are k_h*k_w copies of the image for a product only C_in*k_h*k_w deep, while direct.c keeps the
-   whole filter bank in cache and reads the image in place. Why: ResNet's 7x7 stride-2 stem and
-   AlexNet's 11x11 stride-4 one, batch 1 and 8, run faster in direct.c than in im2col (3x3 stems
-   do not); evidence: ``python benchmarks/tiny_rule.py``;
-7. otherwise ``im2col`` — one large matrix multiply (per group).
+6. a dense layer (one group) with a kernel of more than one tap and at most GEMM_MAX_ROWS = 2304
+   taps times input channels (the depth of its product), not a stem with a kernel under 5x5 (at
+   most STEM_MAX_CHANNELS input channels: MobileNetV2's 3x3 ran 2x faster through direct.c,
+   ConvNeXt's 4x4 patchify no faster than through im2col), which gemm.c takes (float32 NCHW on the
+   CPU, C_out a multiple of 16: ``gemm.uses_native``): ``gemm``, one compiled pass band by band,
+   each tap's input read in place from a band of padded rows in L2, where im2col writes k_h*k_w
+   copies of the input and reads them back. Why: ResNet-50's 7x7 stem and its 128- and
+   256-channel 3x3 stride-2 layers, batch 8: 0.95x / 1.03x / 0.88x of PyTorch against 0.73x (direct)
+   / 0.82x / 0.76x (im2col); batch 1: 1.02x / 0.96x / 0.86x against 0.93x / 0.82x / 0.84x; its
+   512-channel layers (4608 deep) ran faster through im2col's product; evidence: ``convlens bench
+   --suite resnet50 --batch 1,8 --algorithms auto,gemm,im2col`` (benchmarks/RESULTS.md, fifteenth
+   session);
+7. a stem that gemm.c does not take: a dense layer with at most STEM_MAX_CHANNELS = 4 input
+   channels per group and a kernel of at least STEM_MIN_TAPS = 25 taps (5x5), which direct.c
+   takes: ``direct``. im2col's columns are k_h*k_w copies of the image for a product only
+   C_in*k_h*k_w deep, while direct.c keeps the whole filter bank in cache and reads the image in
+   place. Why: ResNet's 7x7 stride-2 stem and AlexNet's 11x11 stride-4 one, batch 1 and 8, run
+   faster in direct.c than in im2col (3x3 stems do not); evidence: ``python
+   benchmarks/tiny_rule.py``;
+8. otherwise ``im2col`` — one large matrix multiply (per group).
 
 Rules 5 and 6 hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
 the compiled kernel's reach moved with the kernel (im2col led from about 2^19 multiply-adds in the
@@ -90,7 +103,7 @@ from functools import cache
 import torch
 
 from convlens import native, tune
-from convlens.algos import Algorithm, concrete, get
+from convlens.algos import Algorithm, concrete, gemm, get
 from convlens.algos.im2col import columns_are_input
 from convlens.algos.winograd import plan as winograd_plan
 from convlens.algos.winograd.plan import MIN_TILES, tile_count, tile_size
@@ -109,7 +122,8 @@ FUSED_MIN_CHANNELS = 64  # per group, either tile size, where the fused pass run
 COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
 TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
 TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
-STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 6
+STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 7
+GEMM_MAX_ROWS = 2304  # k_h*k_w*C_in up to which gemm.c takes a dense layer; rule 6
 STEM_MIN_TAPS = 25  # kernel taps from which it is
 
 
@@ -153,6 +167,10 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     if spec.flops // 2 <= tiny:
         reason = "a small layer: one compiled pass, where im2col's copies and calls cost more"
         return Choice(get("direct"), reason + said)
+    small_stem = spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps < STEM_MIN_TAPS
+    if spec.taps > 1 and spec.in_per_group * spec.taps <= GEMM_MAX_ROWS and not small_stem and gemm.uses_native(spec):
+        reason = "a dense layer at most 2304 deep (k_h*k_w*C_in): gemm.c reads each tap's input in place, no columns"
+        return Choice(get("gemm"), reason)
     if limits.stems and spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
         return Choice(get("direct"), reason + said)

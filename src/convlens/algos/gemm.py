@@ -16,20 +16,46 @@ one view ``rows(i, j)`` of shape (C_in, P), P = N*H_q*W_q, so::
 
 The few positions past (H_out, W_out) are computed and cropped: the price of one large product
 per tap. With groups, each tap is one product per group on the group's channel slices.
+
+Compiled (src/convlens/native/gemm.c; float32 NCHW on the CPU, one group, C_out a multiple of 16:
+``uses_native``): the same sums band by band of ``band_rows`` output rows of one image, the
+band's padded input rows and its products in the cache, each tap's view an offset into the band::
+
+    w_rows = weight as (k_h*k_w*C_in, C_out), taps then channels as rows   cached, in panels
+    band   = x_pad's rows the band reads                       (C_in, rows_in, W_pad)    in C
+    M[p]   = sum over taps and channels of band values * w_rows  (rows*W_out, C_out)       in registers
+    out[n, :, band rows] = M transposed, + bias
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from convlens import native as native_kernels
 from convlens.algos import Algorithm, accumulation_dtype, always, exact, register
+from convlens.algos.cache import TransformCache
 from convlens.algos.phases import phase_grid, stride_phases
 from convlens.spec import ConvSpec
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes beyond input, weight and output, predicted from the shapes: the input's ``phases``
-    copy (phases.py) and ``out_flat``, the products at every phase position before the crop."""
+    copy (phases.py) and ``out_flat``, the products at every phase position before the crop; for
+    gemm.c, one band's input rows and products per thread and the weight rows (cached)."""
+    if uses_native(spec):
+        rows, images = pieces(spec)
+        rows_in = (rows - 1) * spec.stride[0] + (spec.kernel_size[0] - 1) * spec.dilation[0] + 1
+        reach = (spec.out_size[1] - 1) * spec.stride[1] + (spec.kernel_size[1] - 1) * spec.dilation[1] + 1
+        band_w = max(reach, spec.padding[2] + spec.in_size[1])
+        threads = torch.get_num_threads()
+        return {
+            "band": threads * images * spec.in_channels * rows_in * band_w * 4,
+            "products": threads * images * rows * spec.out_size[1] * spec.out_channels * 4,
+            "cached weight": spec.out_channels * spec.in_channels * spec.taps * 4,
+            "saved weight": spec.out_channels * spec.in_channels * spec.taps * 4,
+        }
     s_h, s_w = spec.stride
     h_q, w_q, tail = phase_grid(spec)
     positions = spec.batch * h_q * w_q
@@ -40,9 +66,53 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     }
 
 
+native = True  # whether gemm.c computes the layers it takes (tests switch it off to test both)
+BAND_BYTES = 1024**2  # a band's input rows and products in gemm.c, about; see band_rows
+WEIGHT_ROWS = TransformCache()  # w_rows in panels, per weight
+
+
+def uses_native(spec: ConvSpec) -> bool:
+    """Whether gemm.c computes this spec's forward (given a plain contiguous float32 CPU input)."""
+    return native and native_kernels.runs_gemm_spec(spec)
+
+
+def pieces(spec: ConvSpec) -> tuple[int, int]:
+    """(output rows per band, images per piece) of gemm.c: as many rows as keep a band's input rows
+    (C_in, rows_in, W_pad) and its products (rows*W_out, C_out) within about BAND_BYTES, at least
+    one, the bands of equal height and at least two per thread over the batch (a batch of one
+    image in one band ran on one thread); where a whole image fits, as many images as fit. Why 1 MiB:
+    in the 2 MiB L2 of a core beside the weight rows' block that the products stream
+    (benchmarks/RESULTS.md, fifteenth session)."""
+    s_h, d_h = spec.stride[0], spec.dilation[0]
+    h_out = spec.out_size[0]
+    w_pad = spec.in_size[1] + spec.padding[2] + spec.padding[3]
+    row_bytes = 4 * (spec.in_channels * s_h * w_pad + spec.out_size[1] * spec.out_channels)
+    fixed = 4 * spec.in_channels * ((spec.kernel_size[0] - 1) * d_h + 1 - s_h) * w_pad
+    rows = max(1, min(h_out, (BAND_BYTES - fixed) // row_bytes))
+    bands = max(math.ceil(h_out / rows), math.ceil(2 * torch.get_num_threads() / spec.batch))  # two per thread
+    if bands > 1:  # bands of equal height (13 + 1 rows put one thread's share in one band)
+        return math.ceil(h_out / min(bands, h_out)), 1
+    return h_out, max(1, min(spec.batch, BAND_BYTES // (fixed + h_out * row_bytes)))
+
+
+def weight_rows(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, k_h, k_w) -> (k_h*k_w*C_in, C_out), taps then channels as rows, in panels
+    (``native.panels``), kept per weight (recomputed when its values change)."""
+
+    def laid_out(_: object = None) -> torch.Tensor:
+        rows = weight.detach().permute(2, 3, 1, 0).reshape(1, -1, weight.shape[0])  # (1, k_h*k_w*C_in, C_out)
+        return native_kernels.panels(rows)
+
+    if torch.is_grad_enabled() and weight.requires_grad:  # autograd may save them (a double backward)
+        return laid_out()
+    return WEIGHT_ROWS.get(weight, (), laid_out)
+
+
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
+    if uses_native(spec) and native_kernels.runs_gemm(x, bias, spec):
+        return native_kernels.gemm_forward(x, weight_rows(weight), bias, spec, pieces(spec))
     compute = accumulation_dtype(x.dtype)
     phases = stride_phases(x, spec, compute)
     groups, c_in_g, c_out_g = spec.groups, spec.in_per_group, spec.out_per_group
@@ -68,5 +138,6 @@ ALGORITHM = register(
         supports=always,
         buffer_bytes=buffer_bytes,
         error_bound=exact,
+        compiled=uses_native,
     )
 )

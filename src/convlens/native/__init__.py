@@ -10,6 +10,8 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     winograd_output        winograd.c: out = A^T M A + bias for a piece of tiles, into any layout
     winograd_fused         winograd.c and winograd_products.c: the whole layer, band by band, V and M
                            kept in the cache between the passes and the products
+    gemm_forward           gemm.c: the tap-wise GEMM band by band, the input read in place
+    panels                 the layout of the products' right-hand matrices (products.h)
 
 Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and runs its
 shares on torch's own OpenMP team (parallel.c finds the runtime torch loaded; ``threads()`` says
@@ -64,6 +66,8 @@ def _load() -> ctypes.CDLL | None:
     sizes = ctypes.POINTER(ConvSizes)
     library.convlens_winograd_fused.argtypes = [pointer, sizes, *[int64] * 4, *[pointer] * 3, *[int64] * 8]
     library.convlens_winograd_fused.restype = ctypes.c_int
+    library.convlens_gemm_forward.argtypes = [pointer, sizes, pointer, pointer, pointer, int64, int64, int64, int64]
+    library.convlens_gemm_forward.restype = ctypes.c_int
     library.convlens_im2col.argtypes = [pointer, ctypes.POINTER(ConvSizes), *[int64] * 5, pointer, int64]
     library.convlens_im2col.restype = ctypes.c_int
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
@@ -313,6 +317,61 @@ def winograd_fused(
         raise ValueError(f"winograd.c's fused pass takes C_out a multiple of 16, got {spec.out_channels}")
     tiles_w = -(-spec.out_size[1] // m)
     check_winograd_status(status, m, (0, spec.batch, 0, band_rows, tiles_w))
+
+
+PANEL = 64  # products.h's PANEL: output channels per panel
+
+
+def panels(u: torch.Tensor) -> torch.Tensor:
+    """(B, R, C_out) laid out as products.h reads it: for each of the B matrices, panels of PANEL
+    output channels (the last one C_out % PANEL wide), each (R, width) contiguous, one after the
+    other: (B, R * C_out). A panel's rows are contiguous, so that a block of them stays in L1."""
+    b, _, c_out = u.shape
+    return torch.cat([u[:, :, k0 : k0 + PANEL].reshape(b, -1) for k0 in range(0, c_out, PANEL)], dim=1)
+
+
+def runs_gemm_spec(spec: ConvSpec) -> bool:
+    """Whether gemm.c takes a convolution of this spec (given plain contiguous NCHW tensors): 2-D
+    float32 on the CPU, one group, C_out a multiple of 16, zero padding."""
+    return (
+        float32_2d_on_cpu(spec)
+        and spec.groups == 1
+        and spec.out_channels % 16 == 0
+        and spec.padding_mode == "zeros"
+        and not spec.channels_last
+    )
+
+
+def runs_gemm(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
+    """``runs_gemm_spec``, with x a plain contiguous float32 CPU tensor."""
+    return runs_gemm_spec(spec) and plain_cpu_float32(x, bias) and x.is_contiguous()
+
+
+def gemm_forward(
+    x: torch.Tensor,
+    w_rows: torch.Tensor,
+    bias: torch.Tensor | None,
+    spec: ConvSpec,
+    pieces: tuple[int, int],
+    wide: bool = True,
+) -> torch.Tensor:
+    """gemm.c: the layer in pieces of (``band_rows`` output rows, ``images`` images: more than one
+    only where a band is a whole image); x (N, C_in, H, W) contiguous, w_rows (k_h*k_w*C_in, C_out)
+    in ``panels``. ``wide=False``: the 8-lane products even where AVX-512 is there (the same bits;
+    the tests compare them). Returns out (N, C_out, H_out, W_out)."""
+    library = _load()
+    assert library is not None and x.is_contiguous() and w_rows.is_contiguous()
+    bias = None if bias is None else bias.contiguous()
+    out = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=torch.float32)
+    status = library.convlens_gemm_forward(
+        x.data_ptr(), conv_sizes(spec), w_rows.data_ptr(), None if bias is None else bias.data_ptr(), out.data_ptr(),
+        *pieces, int(wide), torch.get_num_threads(),
+    )  # fmt: skip
+    if status == 2:
+        raise MemoryError("convlens's gemm kernel could not allocate a band's buffers")
+    if status == 3:
+        raise ValueError(f"gemm.c does not take this layer ({spec.describe()}): see native.runs_gemm")
+    return out
 
 
 def check_winograd_status(status: int, m: int, piece: Piece) -> None:

@@ -35,8 +35,10 @@
 
 #include "parallel.h"
 #include "sizes.h"
+#include "transpose.h"
 
 enum { LANES = 16, MAX_T = 6 }; /* channels per step: one AVX-512 register, two AVX2 ones */
+_Static_assert((int)LANES == (int)BLOCK_ROWS, "the bands' channel blocks are transpose.h's blocks");
 enum { MAX_BAND_W = 512 };      /* widest tiled row (tiles_w * m) in one band; wider goes to Python */
 
 /* B^T (t x t) and A^T (m x t), row-major: transforms.py's MATRICES for m = 2 and m = 4. */
@@ -107,73 +109,6 @@ static Unit unit_of(const Piece *piece, int64_t channels, int64_t unit) {
     return u;
 }
 
-/* 8 floats as one value of GCC's vector extension (one AVX2 register; two SSE ones), for the
- * transposes below. Loads and stores through memcpy, at any alignment. */
-typedef float Half __attribute__((vector_size(8 * sizeof(float))));
-typedef int HalfIndex __attribute__((vector_size(8 * sizeof(int))));
-static inline __attribute__((always_inline)) Half load_half(const float *from) {
-    Half half;
-    memcpy(&half, from, sizeof half);
-    return half;
-}
-static inline __attribute__((always_inline)) void store_half(float *to, Half half) { memcpy(to, &half, sizeof half); }
-
-/* rows[i][j] -> rows[j][i] for an 8 x 8 block held as 8 vectors: three rounds of pairwise shuffles
- * (AVX's unpack, shuffle and 128-bit permute patterns, which GCC emits as one instruction each). */
-static inline __attribute__((always_inline)) void transpose_8x8(Half rows[8]) {
-    Half pairs[8], quads[8];
-    for (int i = 0; i < 8; i += 2) { /* pairs[i] = rows i, i+1 interleaved by columns 0,1,4,5; pairs[i+1] 2,3,6,7 */
-        pairs[i] = __builtin_shuffle(rows[i], rows[i + 1], (HalfIndex){0, 8, 1, 9, 4, 12, 5, 13});
-        pairs[i + 1] = __builtin_shuffle(rows[i], rows[i + 1], (HalfIndex){2, 10, 3, 11, 6, 14, 7, 15});
-    }
-    for (int i = 0; i < 8; i += 4) { /* quads[i + c]: rows i .. i+3 of columns c and c + 4 */
-        for (int k = 0; k < 2; k++) {
-            quads[i + 2 * k] = __builtin_shuffle(pairs[i + k], pairs[i + k + 2], (HalfIndex){0, 1, 8, 9, 4, 5, 12, 13});
-            quads[i + 2 * k + 1] = __builtin_shuffle(pairs[i + k], pairs[i + k + 2], (HalfIndex){2, 3, 10, 11, 6, 7, 14, 15});
-        }
-    }
-    for (int c = 0; c < 4; c++) { /* column c: quads[c] rows 0..3 and quads[4 + c] rows 4..7, low halves; c + 4 the high */
-        rows[c] = __builtin_shuffle(quads[c], quads[4 + c], (HalfIndex){0, 1, 2, 3, 8, 9, 10, 11});
-        rows[c + 4] = __builtin_shuffle(quads[c], quads[4 + c], (HalfIndex){4, 5, 6, 7, 12, 13, 14, 15});
-    }
-}
-
-/* to[j * LANES + l] = from[l * from_stride + j], j < count, l < LANES: LANES rows side by side,
- * channels innermost (an NCHW row of LANES channels into a band), 8 columns at a time through two
- * 8 x 8 transposes (a float at a time, the stores a stride of LANES apart, took a third of the
- * fused pass's time at 64 channels: benchmarks/RESULTS.md, fifteenth session). */
-static inline __attribute__((always_inline)) void interleave_rows(const float *from, int64_t from_stride, int64_t count,
-                                                                  float *to) {
-    int64_t j = 0;
-    for (; j + 8 <= count; j += 8) {
-        for (int half = 0; half < LANES / 8; half++) {
-            Half rows[8];
-            for (int l = 0; l < 8; l++) rows[l] = load_half(from + (half * 8 + l) * from_stride + j);
-            transpose_8x8(rows);
-            for (int c = 0; c < 8; c++) store_half(to + (j + c) * LANES + half * 8, rows[c]);
-        }
-    }
-    for (; j < count; j++)
-        for (int l = 0; l < LANES; l++) to[j * LANES + l] = from[l * from_stride + j];
-}
-
-/* The inverse, plus one value per row: to[l * to_stride + j] = from[j * LANES + l] + add[l] (a band
- * of channels innermost into LANES output rows of an NCHW output, the bias added). */
-static inline __attribute__((always_inline)) void deinterleave_rows(const float *from, int64_t count, const float *add,
-                                                                    float *to, int64_t to_stride) {
-    int64_t j = 0;
-    for (; j + 8 <= count; j += 8) {
-        for (int half = 0; half < LANES / 8; half++) {
-            Half columns[8];
-            for (int c = 0; c < 8; c++) columns[c] = load_half(from + (j + c) * LANES + half * 8);
-            transpose_8x8(columns);
-            for (int l = 0; l < 8; l++) store_half(to + (half * 8 + l) * to_stride + j, columns[l] + add[half * 8 + l]);
-        }
-    }
-    for (; j < count; j++)
-        for (int l = 0; l < LANES; l++) to[l * to_stride + j] = from[j * LANES + l] + add[l];
-}
-
 /* The input rows one tile row reads, channels innermost, in an L1-sized buffer:
  * band[a][col][l] = x[n, c0 + l, i*m - pad_top + a, col - pad_left], zero outside the input and past C.
  * (t rows, band_w = tiles_w*m + 2 columns.) One read of the rows whatever x's layout. */
@@ -197,7 +132,7 @@ static inline __attribute__((always_inline)) void gather_band(const InputJob *jo
             for (int64_t col = col_first; col < col_end; col++)
                 memcpy(band_row + col * LANES, x_row + (col - left) * xs.w, sizeof(float) * LANES);
         } else if (xs.w == 1 && u->lanes == LANES) { /* NCHW: LANES rows transposed, 8 columns at a time */
-            interleave_rows(x_row + col_first - left, xs.c, col_end - col_first, band_row + col_first * LANES);
+            interleave_rows(x_row + col_first - left, xs.c, col_end - col_first, band_row + col_first * LANES, LANES);
         } else { /* one channel's row at a time */
             for (int64_t l = 0; l < u->lanes; l++) {
                 const float *plane_row = x_row + l * xs.c;
@@ -324,7 +259,7 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
                 for (int64_t col = 0; col < job->out_w; col++)
                     for (int l = 0; l < LANES; l++) out_row[col * os.w + l] = band_row[col * LANES + l] + bias[l];
             } else if (os.w == 1 && u.lanes == LANES) { /* NCHW: transposed back, 8 columns at a time */
-                deinterleave_rows(band_row, job->out_w, bias, out_row, os.c);
+                deinterleave_rows(band_row, LANES, job->out_w, bias, out_row, os.c);
             } else {
                 for (int64_t l = 0; l < u.lanes; l++) {
                     float *plane_row = out_row + l * os.c;

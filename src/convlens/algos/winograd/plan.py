@@ -152,12 +152,14 @@ def uses_fused(spec: ConvSpec) -> bool:
 
 def band_rows(spec: ConvSpec, m: int) -> int:
     """Tile rows per band of the fused pass: as many as keep its V (t*t, P, C_in) and M (t*t, P,
-    C_out) within about FUSED_BAND_BYTES, at least one. Why 1 MiB: in the 2 MiB L2 of each core with U
-    beside them; one to eight rows measured within 10% of each other on 64@56 and 128@28, fewer than
-    four rows slower on 256@14 (benchmarks/RESULTS.md, fifteenth session)."""
+    C_out) within about FUSED_BAND_BYTES, at least one, the bands of equal height. Why 1 MiB: in
+    the 2 MiB L2 of each core with U beside them; one to eight rows measured within 10% of each
+    other on 64@56 and 128@28, fewer than four rows slower on 256@14 (benchmarks/RESULTS.md,
+    fifteenth session)."""
     tiles_h, tiles_w = tile_grid(spec, m)
     row_bytes = (m + R - 1) ** 2 * tiles_w * (spec.in_channels + spec.out_channels) * 4
-    return max(1, min(tiles_h, FUSED_BAND_BYTES // row_bytes))
+    rows = max(1, min(tiles_h, FUSED_BAND_BYTES // row_bytes))
+    return math.ceil(tiles_h / math.ceil(tiles_h / rows))  # bands of equal height
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:

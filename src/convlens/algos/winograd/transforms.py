@@ -110,19 +110,12 @@ def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: to
     )
 
 
-PANEL = 64  # output channels per panel of U in winograd_products.c (its PANEL)
-
-
-def panels(u: torch.Tensor) -> torch.Tensor:
-    """U (t*t, C_in, C_out) laid out as winograd_products.c reads it: for each xi, panels of PANEL
-    output channels (the last one C_out % PANEL wide), each (C_in, width) contiguous, one after the
-    other: (t*t, C_in * C_out)."""
-    tt, _, c_out = u.shape
-    return torch.cat([u[:, :, k0 : k0 + PANEL].reshape(tt, -1) for k0 in range(0, c_out, PANEL)], dim=1)
-
-
 def cached_panels(weight: torch.Tensor, m: int) -> torch.Tensor:
-    """``panels`` of the float32 U of a one-group layer, kept in WEIGHT_CACHE as U is."""
-    return WEIGHT_CACHE.get(
-        weight, (m, 1, torch.float32, "panels"), lambda _: panels(transform_weight(weight, m, 1, torch.float32)[0])
-    )
+    """The float32 U of a one-group layer in the panels winograd_products.c reads (``native.panels``),
+    kept in WEIGHT_CACHE as U is."""
+    from convlens import native
+
+    def laid_out(_: object) -> torch.Tensor:
+        return native.panels(transform_weight(weight, m, 1, torch.float32)[0])
+
+    return WEIGHT_CACHE.get(weight, (m, 1, torch.float32, "panels"), laid_out)
