@@ -50,10 +50,24 @@ typedef struct {
 
 #define VALUE(r, c) bases[r][offsets[c]] /* position p0 + r, tap and channel c */
 
-/* M (positions, K) for output channels k_first .. k_end in blocks of vecs vectors, positions
- * p = (image, y, x) of the unit, ROWS at a time. */
+typedef struct {
+    const float *band, *w_rows;
+    const int64_t *offsets;
+    float *m;
+    int64_t positions, plane, W_out, s_h, s_w, band_w, image_size, R, K, k_first, k_end, channels;
+} Products;
+
+/* M (positions, K) of the unit `q` (in scope) for output channels k_first .. k_end in blocks of vecs
+ * vectors, positions p = (image, y, x) of the unit, ROWS at a time (its fields copied to locals
+ * first, so that the loops keep them in registers). */
 #define BAND_PRODUCTS(Vec, vecs, k_first, k_end)                                                                \
     do {                                                                                                        \
+        const float *band = q->band, *w_rows = q->w_rows;                                                   \
+        const int64_t *offsets = q->offsets;                                                                  \
+        float *m = q->m;                                                                                      \
+        const int64_t positions = q->positions, plane = q->plane, W_out = q->W_out;                       \
+        const int64_t s_h = q->s_h, s_w = q->s_w, band_w = q->band_w, image_size = q->image_size;       \
+        const int64_t R = q->R, K = q->K, C = q->channels;                                                \
         for (int64_t c_first = 0; c_first < R; c_first += DEPTH) {                                              \
             const int64_t c_end = R - c_first < DEPTH ? R : c_first + DEPTH;                                    \
             for (int64_t k0 = (k_first); k0 < (k_end); k0 += (vecs) * (int64_t)(sizeof(Vec) / 4)) {           \
@@ -66,7 +80,7 @@ typedef struct {
                     const float *bases[ROWS];                                                                   \
                     for (int64_t i = 0; i < tail; i++) {                                                        \
                         const int64_t image = (p0 + i) / plane, y = (p0 + i) % plane / W_out;                   \
-                        bases[i] = band + image * image_size + (y * s_h * band_w + (p0 + i) % W_out * s_w) * R_c; \
+                        bases[i] = band + image * image_size + (y * s_h * band_w + (p0 + i) % W_out * s_w) * C; \
                     }                                                                                           \
                     float *target = m + p0 * K + k0;                                                            \
                     REGISTER_BLOCK_ROWS(Vec, tail, vecs);                                                       \
@@ -75,40 +89,14 @@ typedef struct {
         }                                                                                                       \
     } while (0)
 
-typedef struct {
-    const float *band, *w_rows;
-    const int64_t *offsets;
-    float *m;
-    int64_t positions, plane, W_out, s_h, s_w, band_w, image_size, R, K, k_first, k_end, channels;
-} Products;
-
 /* M[:, k_first .. k_end] of one unit, from its band buffer (plane: positions per image). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target("arch=x86-64-v4")))
-#endif
+FOR_AVX512
 static void band_products_wide(const Products *q) {
-    const float *band = q->band, *w_rows = q->w_rows;
-    const int64_t *offsets = q->offsets;
-    float *m = q->m;
-    const int64_t positions = q->positions, plane = q->plane, W_out = q->W_out, s_h = q->s_h, s_w = q->s_w;
-    const int64_t band_w = q->band_w, image_size = q->image_size, R = q->R, K = q->K, R_c = q->channels;
-    const int64_t k64 = q->k_first + (q->k_end - q->k_first) / PANEL * PANEL;
-    BAND_PRODUCTS(Wide, 4, q->k_first, k64);
-    const int64_t rest = (q->k_end - k64) / 16; /* the last panel's vectors, all in one block */
-    if (rest == 3) BAND_PRODUCTS(Wide, 3, k64, q->k_end);
-    else if (rest == 2) BAND_PRODUCTS(Wide, 2, k64, q->k_end);
-    else if (rest == 1) BAND_PRODUCTS(Wide, 1, k64, q->k_end);
+    WIDE_BLOCKS(BAND_PRODUCTS, q->k_first, q->k_end);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
+FOR_AVX2_AND_BASELINE
 static void band_products_half(const Products *q) {
-    const float *band = q->band, *w_rows = q->w_rows;
-    const int64_t *offsets = q->offsets;
-    float *m = q->m;
-    const int64_t positions = q->positions, plane = q->plane, W_out = q->W_out, s_h = q->s_h, s_w = q->s_w;
-    const int64_t band_w = q->band_w, image_size = q->image_size, R = q->R, K = q->K, R_c = q->channels;
     BAND_PRODUCTS(Half, 2, q->k_first, q->k_end);
 }
 
@@ -141,9 +129,7 @@ static inline __attribute__((always_inline)) void copy_band(const GemmJob *job, 
 }
 
 /* Units: (group of images or band of one image's rows) x (one panel of output channels, or all). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+FOR_EVERY_CPU
 static void gemm_units(const void *context, int64_t first, int64_t end) {
     const GemmJob *job = (const GemmJob *)context;
     const Sizes *z = job->z;

@@ -71,6 +71,18 @@ enum { DEPTH = 128 }; /* rows of a panel per pass */
         else REGISTER_BLOCK(Vec, 1, vecs);                                                                      \
     } while (0)
 
+/* LOOP(Vec, vecs, first, end), a file's loop over output channels first .. end in blocks of vecs
+ * vectors, on AVX-512: whole panels 4 vectors at a time, then the last panel's 1 to 3 vectors
+ * (C_out % 64 / 16) in one block. */
+#define WIDE_BLOCKS(LOOP, k_first, k_end)                                                                       \
+    do {                                                                                                        \
+        const int64_t whole = (k_first) + ((k_end) - (k_first)) / PANEL * PANEL, rest = ((k_end) - whole) / 16; \
+        LOOP(Wide, 4, (k_first), whole);                                                                        \
+        if (rest == 3) LOOP(Wide, 3, whole, (k_end));                                                           \
+        else if (rest == 2) LOOP(Wide, 2, whole, (k_end));                                                      \
+        else if (rest == 1) LOOP(Wide, 1, whole, (k_end));                                                      \
+    } while (0)
+
 /* Whether this CPU runs the x86-64-v4 (AVX-512) loops. */
 static inline int products_avx512(void) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)

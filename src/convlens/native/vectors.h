@@ -6,6 +6,18 @@
 
 #include <string.h>
 
+/* CPU dispatch (GCC on x86-64): the AVX-512 loops, the loops cloned for AVX2 and the baseline CPU,
+ * and those cloned for all three; the dynamic loader picks the widest the CPU has. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FOR_AVX512 __attribute__((target("arch=x86-64-v4")))
+#define FOR_AVX2_AND_BASELINE __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define FOR_EVERY_CPU __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FOR_AVX512
+#define FOR_AVX2_AND_BASELINE
+#define FOR_EVERY_CPU
+#endif
+
 typedef float Wide __attribute__((vector_size(16 * sizeof(float)))); /* one AVX-512 register */
 typedef float Half __attribute__((vector_size(8 * sizeof(float))));  /* one AVX2 register, two SSE ones */
 typedef int HalfIndex __attribute__((vector_size(8 * sizeof(int))));

@@ -271,16 +271,11 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CPU_CLONES
-#endif
 
-CPU_CLONES static void input_f2(const void *job, int64_t first, int64_t end) { input_units(job, 2, BT_2, first, end); }
-CPU_CLONES static void input_f4(const void *job, int64_t first, int64_t end) { input_units(job, 4, BT_4, first, end); }
-CPU_CLONES static void output_f2(const void *job, int64_t first, int64_t end) { output_units(job, 2, AT_2, first, end); }
-CPU_CLONES static void output_f4(const void *job, int64_t first, int64_t end) { output_units(job, 4, AT_4, first, end); }
+FOR_EVERY_CPU static void input_f2(const void *job, int64_t first, int64_t end) { input_units(job, 2, BT_2, first, end); }
+FOR_EVERY_CPU static void input_f4(const void *job, int64_t first, int64_t end) { input_units(job, 4, BT_4, first, end); }
+FOR_EVERY_CPU static void output_f2(const void *job, int64_t first, int64_t end) { output_units(job, 2, AT_2, first, end); }
+FOR_EVERY_CPU static void output_f4(const void *job, int64_t first, int64_t end) { output_units(job, 4, AT_4, first, end); }
 
 /* Units of work of a piece: channel blocks x images x tile rows. */
 static int64_t units_of(int64_t channels, const Piece *piece) {
@@ -366,8 +361,8 @@ static inline __attribute__((always_inline)) void fused_bands(const FusedJob *jo
     free(v), free(products);
 }
 
-CPU_CLONES static void fused_f2(const void *job, int64_t first, int64_t end) { fused_bands(job, 2, BT_2, AT_2, first, end); }
-CPU_CLONES static void fused_f4(const void *job, int64_t first, int64_t end) { fused_bands(job, 4, BT_4, AT_4, first, end); }
+FOR_EVERY_CPU static void fused_f2(const void *job, int64_t first, int64_t end) { fused_bands(job, 2, BT_2, AT_2, first, end); }
+FOR_EVERY_CPU static void fused_f4(const void *job, int64_t first, int64_t end) { fused_bands(job, 4, BT_4, AT_4, first, end); }
 
 /* The whole layer, fused (see above): x (N, C_in, H, W) and out (N, C_out, H_out, W_out) in any
  * layout (element strides), u (t*t, C_in, C_out) in panels (winograd_products.c), bias (C_out) or NULL; sizes: the

@@ -51,24 +51,15 @@
         }                                                                                                       \
     } while (0)
 
-/* Blocks of 64 output channels, then of 16 for the rest (K = 80: one of each). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target("arch=x86-64-v4")))
-#endif
+/* Blocks of 64 output channels, then the rest in one block (K = 80: 64, then 16). */
+FOR_AVX512
 static void products_wide(const float *v, int64_t v_xi_stride, const float *u, float *m, int64_t m_xi_stride,
                           int64_t positions, int64_t tiles, int64_t C, int64_t K) {
-    const int64_t K64 = K / 64 * 64;
-    ALL_PRODUCTS(Wide, 4, 0, K64);
-    const int64_t rest = (K - K64) / 16; /* the last panel's vectors, all in one block */
-    if (rest == 3) ALL_PRODUCTS(Wide, 3, K64, K);
-    else if (rest == 2) ALL_PRODUCTS(Wide, 2, K64, K);
-    else if (rest == 1) ALL_PRODUCTS(Wide, 1, K64, K);
+    WIDE_BLOCKS(ALL_PRODUCTS, 0, K);
 }
 
 /* Blocks of 16 output channels (two vectors of 8). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
+FOR_AVX2_AND_BASELINE
 static void products_half(const float *v, int64_t v_xi_stride, const float *u, float *m, int64_t m_xi_stride,
                           int64_t positions, int64_t tiles, int64_t C, int64_t K) {
     ALL_PRODUCTS(Half, 2, 0, K);
