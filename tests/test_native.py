@@ -525,6 +525,18 @@ def test_gemm_kernel_takes_plain_nchw_float32_with_whole_vectors_only() -> None:
             native.gemm_forward(x, gemm.weight_rows(w), None, spec, (0, 1))
 
 
+def test_gemm_kernel_takes_a_strided_nchw_input_through_one_copy(monkeypatch) -> None:
+    if not native.available():
+        pytest.skip(native.reason())
+    calls = []
+    kernel = native.gemm_forward
+    monkeypatch.setattr(native, "gemm_forward", lambda *args, **kwargs: calls.append(1) or kernel(*args, **kwargs))
+    x, w = torch.randn(2, 16, 20, 40)[:, :, :, ::2], torch.randn(32, 16, 3, 3)  # every other column: strided
+    out = convlens.conv2d(x, w, padding=1, algorithm="gemm")
+    assert calls == [1]
+    torch.testing.assert_close(out, F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+
+
 # Layers with at least 2 * 2^18 multiply-adds (parallel.h's MIN_THREAD_WORK, the larger of its two), so that two threads
 # really start: the random configurations above are small enough to run on one whatever is asked.
 THREADED = {
