@@ -111,8 +111,10 @@ def weight_rows(weight: torch.Tensor) -> torch.Tensor:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    if uses_native(spec) and native_kernels.runs_gemm(x.contiguous(), bias, spec):  # a strided NCHW x: one copy
-        return native_kernels.gemm_forward(x.contiguous(), weight_rows(weight), bias, spec, pieces(spec))
+    if uses_native(spec):
+        x_nchw = x.contiguous()  # a strided NCHW x: one copy
+        if native_kernels.runs_gemm(x_nchw, bias, spec):
+            return native_kernels.gemm_forward(x_nchw, weight_rows(weight), bias, spec, pieces(spec))
     compute = accumulation_dtype(x.dtype)
     phases = stride_phases(x, spec, compute)
     groups, c_in_g, c_out_g = spec.groups, spec.in_per_group, spec.out_per_group
