@@ -390,6 +390,21 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
     assert float((others[2].double() - exact).abs().max()) <= allowed
 
 
+@pytest.mark.parametrize(("c", "k", "p"), [(1, 16, 1), (20, 32, 13), (130, 80, 7), (64, 128, 12)])
+def test_the_products_register_block_is_a_matrix_product(c: int, k: int, p: int) -> None:
+    """winograd_products.c alone (what benchmarks/products.py times): bmm's values, 64-wide panels and
+    their rest, channels past one pass of 128, rows past one block of 6; the same bits at 8 and 16 lanes."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(6)
+    v, u = torch.randn(3, p, c, generator=generator), torch.randn(3, c, k, generator=generator)
+    wide, narrow = torch.empty(3, p, k), torch.empty(3, p, k)
+    native.winograd_products(v, native.panels(u), wide, wide=True)
+    native.winograd_products(v, native.panels(u), narrow, wide=False)
+    assert torch.equal(wide, narrow)
+    torch.testing.assert_close(wide, torch.bmm(v.double(), u.double()).float(), rtol=1e-5, atol=1e-5 * c)
+
+
 def test_fused_winograd_takes_one_group_and_whole_vectors_only() -> None:
     x = torch.randn(2, 32, 12, 12)
     for w, groups, takes in ((torch.randn(32, 32, 3, 3), 1, True), (torch.randn(24, 32, 3, 3), 1, False),

@@ -11,6 +11,7 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     winograd_fused         winograd.c and winograd_products.c: the whole layer, band by band, V and M
                            kept in the cache between the passes and the products
     gemm_forward           gemm.c: the tap-wise GEMM band by band, the input read in place
+    winograd_products      winograd_products.c alone: M = V @ U per tile position (benchmarks/products.py)
     panels                 the layout of the products' right-hand matrices (products.h)
 
 Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and runs its
@@ -68,6 +69,8 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_winograd_fused.restype = ctypes.c_int
     library.convlens_gemm_forward.argtypes = [pointer, sizes, pointer, pointer, pointer, int64, int64, int64, int64]
     library.convlens_gemm_forward.restype = ctypes.c_int
+    library.convlens_winograd_products.argtypes = [pointer, int64, pointer, pointer, *[int64] * 5, ctypes.c_int]
+    library.convlens_winograd_products.restype = None
     library.convlens_im2col.argtypes = [pointer, ctypes.POINTER(ConvSizes), *[int64] * 5, pointer, int64]
     library.convlens_im2col.restype = ctypes.c_int
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
@@ -328,6 +331,18 @@ def panels(u: torch.Tensor) -> torch.Tensor:
     other: (B, R * C_out). A panel's rows are contiguous, so that a block of them stays in L1."""
     b, _, c_out = u.shape
     return torch.cat([u[:, :, k0 : k0 + PANEL].reshape(b, -1) for k0 in range(0, c_out, PANEL)], dim=1)
+
+
+def winograd_products(v: torch.Tensor, u_panels: torch.Tensor, m: torch.Tensor, wide: bool = True) -> None:
+    """winograd_products.c on its own: m[xi] = v[xi] @ u[xi] for v (B, P, C), u (B, C, K) given in
+    ``panels`` (B, C*K), m (B, P, K), all contiguous float32, K a multiple of 16; on the calling
+    thread. For benchmarks/products.py, which times the register block against torch.bmm."""
+    library = _load()
+    assert library is not None and v.is_contiguous() and u_panels.is_contiguous() and m.is_contiguous()
+    b, p, c = v.shape
+    k = m.shape[2]
+    assert k % 16 == 0 and u_panels.shape == (b, c * k) and m.shape[:2] == (b, p)
+    library.convlens_winograd_products(v.data_ptr(), p * c, u_panels.data_ptr(), m.data_ptr(), p * k, b, p, c, k, wide)
 
 
 def runs_gemm_spec(spec: ConvSpec) -> bool:
