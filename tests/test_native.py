@@ -340,6 +340,7 @@ fused_configurations = st.fixed_dictionaries({
     "batch": st.integers(1, 3), "in_channels": st.integers(1, 40), "out_channels": st.sampled_from([16, 32, 80]),
     "size": pairs(1, 20), "padding": pairs(0, 2), "bias": st.booleans(), "channels_last": st.booleans(),
     "precision": st.sampled_from(["highest", "high"]), "threads": st.integers(1, 3), "band_rows": st.integers(1, 4),
+    "images": st.integers(1, 3),
 })  # fmt: skip
 
 
@@ -369,17 +370,22 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
         u = convlens.algos.winograd.transforms.cached_panels(w, m)
         others = []
         try:
-            for band_rows, count, wide in ((c["band_rows"], c["threads"], True), (1, 1, False)):
+            tiles_h = plan.tile_grid(spec, m)[0]
+            for rows, images, count, wide in (
+                (c["band_rows"], 1, c["threads"], True),
+                (1, 1, 1, False),
+                (tiles_h, c["images"], c["threads"], True),  # pieces of several whole images
+            ):
                 torch.set_num_threads(count)
                 out = torch.full_like(ours, float("nan"))
-                native.winograd_fused(x, u, b, out, spec, m, band_rows, wide=wide)
+                native.winograd_fused(x, u, b, out, spec, m, rows, wide=wide, images=images)
                 others.append(out)
         finally:
             torch.set_num_threads(threads)
         with_attributes(lambda: others.append(convlens.conv2d(x, w, b, padding=c["padding"], algorithm="winograd")),
                         plan, fused=False)()  # fmt: skip
         bound = convlens.algos.get("winograd").error_bound(spec)
-    assert torch.equal(ours, others[0]) and torch.equal(ours, others[1])
+    assert all(torch.equal(ours, other) for other in others[:3])
     exact, theirs = pytorch_references(x, w, b, {"padding": c["padding"]})
     layout = torch.channels_last if spec.channels_last else torch.contiguous_format  # PyTorch's layout rule
     assert ours.shape == theirs.shape and ours.is_contiguous(memory_format=layout)
@@ -387,7 +393,7 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
                          padding=c["padding"])  # fmt: skip
     allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(magnitude.max()), bound)
     assert float((ours.double() - exact).abs().max()) <= allowed
-    assert float((others[2].double() - exact).abs().max()) <= allowed
+    assert float((others[3].double() - exact).abs().max()) <= allowed
 
 
 @pytest.mark.parametrize(("c", "k", "p"), [(1, 16, 1), (20, 32, 13), (130, 80, 7), (64, 128, 12)])
@@ -414,15 +420,30 @@ def test_fused_winograd_takes_one_group_and_whole_vectors_only() -> None:
         out = convlens.conv2d(x, w, padding=1, groups=groups, algorithm="winograd")
         torch.testing.assert_close(out, F.conv2d(x, w, padding=1, groups=groups), rtol=1e-4, atol=1e-4)
     assert not plan.uses_fused(convlens.ConvSpec.from_args(x.double(), torch.randn(32, 32, 3, 3).double(), None))
-    wide = convlens.ConvSpec.from_args(torch.randn(8, 256, 8, 8), torch.randn(256, 256, 3, 3), None, padding=1)
-    assert plan.uses_fused(wide) is native.available()  # F(2x2): U of 4 MiB, FUSED_MAX_U_BYTES
+    wide = convlens.ConvSpec.from_args(torch.randn(8, 512, 8, 8), torch.randn(512, 512, 3, 3), None, padding=1)
     with convlens.settings(precision="high"):
-        assert plan.tile_size(wide) == 4 and not plan.uses_fused(wide)  # F(4x4): U of 9 MiB
+        assert plan.tile_size(wide) == 4 and plan.uses_fused(wide) is native.available()  # U of 36 MiB
+    widest = convlens.ConvSpec.from_args(torch.randn(8, 1024, 8, 8), torch.randn(1024, 1024, 3, 3), None, padding=1)
+    with convlens.settings(precision="high"):
+        assert not plan.uses_fused(widest)  # U of 144 MiB: past FUSED_MAX_U_BYTES
     if native.available():
         with pytest.raises(ValueError, match="multiple of 16"):
             w = torch.randn(24, 32, 3, 3)
             spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
             native.winograd_fused(x, torch.zeros(16, 32, 24), None, torch.empty(2, 24, 12, 12), spec, 2, 1)
+
+
+def test_fused_winograd_pieces_are_bands_or_whole_images_by_the_size_of_u(monkeypatch) -> None:
+    """Bands of one image where U is smaller than an image's V and M (ResNet-50's 64@56: U 256 KiB,
+    an image's V and M 6.4 MiB); whole images, one piece per thread, where it is not (512@7: U 16 MiB)."""
+    monkeypatch.setattr(plan, "threads", lambda: 2)
+    small = convlens.ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 3, 3), padding=1)
+    rows, images = plan.fused_pieces(small, 2)
+    assert images == 1 and rows == 4  # 28 tile rows of 229,376 bytes: 4 fit 1 MiB, 7 bands of 4
+    large = convlens.ConvSpec.from_args(torch.empty(8, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
+    assert plan.fused_pieces(large, 2) == (4, 4)  # 4 tile rows (the whole image), 4 images a piece
+    assert plan.fused_pieces(convlens.ConvSpec.from_args(torch.empty(1, 512, 7, 7), torch.empty(512, 512, 3, 3),
+                                                         padding=1), 2) == (4, 1)  # fmt: skip
 
 
 def test_fused_winograd_buffers_are_what_buffer_bytes_predicts() -> None:
@@ -435,7 +456,8 @@ def test_fused_winograd_buffers_are_what_buffer_bytes_predicts() -> None:
     x, w = torch.randn(2, 32, 30, 30), torch.randn(32, 32, 3, 3)
     spec = convlens.ConvSpec.from_args(x, w, None, padding=1)
     predicted = convlens.algos.get("winograd").buffer_bytes(spec, convlens.get_workspace_limit())
-    rows = plan.band_rows(spec, 2)
+    rows, images = plan.fused_pieces(spec, 2)
+    assert images == 1
     assert rows == 15  # tiles_h: a row of 15 tiles is 15 * 16 * 64 * 4 = 61,440 bytes, 17 of them fit 1 MiB
     threads = torch.get_num_threads()
     assert predicted == {

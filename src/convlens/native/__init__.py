@@ -65,7 +65,7 @@ def _load() -> ctypes.CDLL | None:
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
     # x, sizes, x's strides, u, bias, out, out's strides, m, band_rows, wide, threads
     sizes = ctypes.POINTER(ConvSizes)
-    library.convlens_winograd_fused.argtypes = [pointer, sizes, *[int64] * 4, *[pointer] * 3, *[int64] * 8]
+    library.convlens_winograd_fused.argtypes = [pointer, sizes, *[int64] * 4, *[pointer] * 3, *[int64] * 9]
     library.convlens_winograd_fused.restype = ctypes.c_int
     library.convlens_gemm_forward.argtypes = [pointer, sizes, pointer, pointer, pointer, int64, int64, int64, int64]
     library.convlens_gemm_forward.restype = ctypes.c_int
@@ -301,6 +301,7 @@ def winograd_fused(
     m: int,
     band_rows: int,
     wide: bool = True,
+    images: int = 1,
 ) -> None:
     """winograd.c's fused pass over the whole layer: out = A^T [U * (B^T d B)] A + bias for every
     tile, ``band_rows`` tile rows of one image at a time; x and out in any layout, u (t*t, C_in,
@@ -312,7 +313,7 @@ def winograd_fused(
     bias = None if bias is None else bias.contiguous()
     status = library.convlens_winograd_fused(
         x.data_ptr(), conv_sizes(spec), *x.stride(), u.data_ptr(), None if bias is None else bias.data_ptr(),
-        out.data_ptr(), *out.stride(), m, band_rows, int(wide), torch.get_num_threads(),
+        out.data_ptr(), *out.stride(), m, band_rows, images, int(wide), torch.get_num_threads(),
     )  # fmt: skip
     if status == 3:
         raise MemoryError("convlens's fused Winograd could not allocate a band's V and M")

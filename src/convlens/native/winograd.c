@@ -329,6 +329,7 @@ typedef struct {
     OutputJob output; /* the bias, out, its layout and size; the piece and M set per band */
     const float *u;
     int64_t tiles_h, band_rows, bands; /* bands per image */
+    int64_t images;                    /* images per piece where a band is a whole image, else 1 */
     int wide;
     int *no_memory; /* set to 1 by a share that could not allocate its V and M */
 } FusedJob;
@@ -337,7 +338,7 @@ static inline __attribute__((always_inline)) void fused_bands(const FusedJob *jo
                                                               const float *at, int64_t first, int64_t end) {
     const int t = m + 2;
     const int64_t C = job->input.channels, K = job->output.channels, tiles_w = job->input.piece.tiles_w;
-    const int64_t most = job->band_rows * tiles_w;                            /* tiles in a band */
+    const int64_t most = job->images * job->band_rows * tiles_w;              /* tiles in a piece */
     const int64_t v_xi_stride = most * C + 16, m_xi_stride = most * K + 16; /* a cache line more: see padded_rows */
     float *v = malloc(sizeof(float) * (size_t)(t * t * v_xi_stride));
     float *products = malloc(sizeof(float) * (size_t)(t * t * m_xi_stride));
@@ -347,9 +348,10 @@ static inline __attribute__((always_inline)) void fused_bands(const FusedJob *jo
         return;
     }
     for (int64_t band = first; band < end; band++) { /* band = n * bands + b */
-        const int64_t i0 = band % job->bands * job->band_rows;
+        const int64_t i0 = band % job->bands * job->band_rows, n0 = band / job->bands * job->images;
         const int64_t rows = job->tiles_h - i0 < job->band_rows ? job->tiles_h - i0 : job->band_rows;
-        const Piece piece = {band / job->bands, 1, i0, rows, tiles_w, rows * tiles_w};
+        const int64_t images = job->input.piece.images - n0 < job->images ? job->input.piece.images - n0 : job->images;
+        const Piece piece = {n0, images, i0, rows, tiles_w, images * rows * tiles_w};
         InputJob input = job->input;
         input.piece = piece, input.v = v, input.xi_stride = v_xi_stride, input.tile_stride = C;
         input_units(&input, m, bt, 0, units_of(C, &piece));
@@ -373,9 +375,11 @@ FOR_EVERY_CPU static void fused_f4(const void *job, int64_t first, int64_t end) 
 int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, int64_t stride_c, int64_t stride_h,
                             int64_t stride_w, const float *u, const float *bias, float *out, int64_t out_stride_n,
                             int64_t out_stride_c, int64_t out_stride_h, int64_t out_stride_w, int64_t m,
-                            int64_t band_rows, int64_t wide, int64_t threads) {
+                            int64_t band_rows, int64_t images, int64_t wide, int64_t threads) {
     const int64_t tiles_h = (z->out_h + m - 1) / m, tiles_w = (z->out_w + m - 1) / m;
-    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W || band_rows < 1) return 2;
+    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W || band_rows < 1 || images < 1 ||
+        (images > 1 && band_rows < tiles_h))
+        return 2;
     if (z->out_channels % 16 != 0) return 4;
     int no_memory = 0;
     const Piece whole = {0, z->batch, 0, tiles_h, tiles_w, z->batch * tiles_h * tiles_w}; /* each band sets its own */
@@ -384,9 +388,9 @@ int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, in
          whole, NULL, 0, 0},
         {NULL, 0, 0, bias, out, {out_stride_n, out_stride_c, out_stride_h, out_stride_w}, z->out_channels, z->out_h,
          z->out_w, whole},
-        u, tiles_h, band_rows, (tiles_h + band_rows - 1) / band_rows, wide != 0, &no_memory};
+        u, tiles_h, band_rows, (tiles_h + band_rows - 1) / band_rows, images, wide != 0, &no_memory};
     const int64_t t = m + 2, work = whole.tiles * t * t * z->in_channels * z->out_channels; /* the products' */
-    const int failed = convlens_parallel(m == 2 ? fused_f2 : fused_f4, &job, z->batch * job.bands,
+    const int failed = convlens_parallel(m == 2 ? fused_f2 : fused_f4, &job, (z->batch + images - 1) / images * job.bands,
                                          convlens_threads_for(work, threads));
     return no_memory ? 3 : failed;
 }

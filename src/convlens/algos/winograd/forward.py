@@ -117,14 +117,16 @@ def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 def forward_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    """The whole layer in one compiled call (winograd.c, convlens_winograd_fused): for each band of
-    ``plan.band_rows`` tile rows of one image, V = B^T d B (t*t, P, C_in), M = V @ U (t*t, P, C_out)
-    and out = A^T M A + bias, V and M in buffers of one band per thread; out in x's layout."""
+    """The whole layer in one compiled call (winograd.c, convlens_winograd_fused): for each piece
+    (a band of tile rows of one image, or several whole images: ``plan.fused_pieces``), V = B^T d B
+    (t*t, P, C_in), M = V @ U (t*t, P, C_out) and out = A^T M A + bias, V and M in buffers of one
+    piece per thread; out in x's layout."""
     m = tile_size(spec)
     u = cached_panels(weight, m)  # U (t*t, C_in, C_out) in panels of 64 output channels
     layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
     out = torch.empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
-    native_kernels.winograd_fused(x, u, bias, out, spec, m, plan.band_rows(spec, m))
+    rows, images = plan.fused_pieces(spec, m)
+    native_kernels.winograd_fused(x, u, bias, out, spec, m, rows, images=images)
     return out
 
 

@@ -4,7 +4,7 @@ tile_size(spec)        m = 4 (F(4x4, 3x3)) where precision "high" allows it and 
 tile_grid(spec, m)     (tiles_h, tiles_w) = (ceil(H_out/m), ceil(W_out/m))
 pieces(...)            (images, tile rows) per piece of the batch
 uses_fused(spec)       whether the forward runs winograd.c's fused pass (V and M kept in the cache)
-band_rows(spec, m)     the fused pass's tile rows per band
+fused_pieces(spec, m)  the fused pass's tile rows per band and images per piece
 output_via_hwc(...)    whether a narrow NCHW output goes through channels-last scratch
 buffer_bytes(spec, workspace)   every buffer the forward takes beyond input, weight and output
 """
@@ -122,8 +122,8 @@ def compiled(spec: ConvSpec) -> bool:
     return uses_fused(spec) or uses_native(spec)
 
 
-FUSED_MAX_U_BYTES = 4 * 1024**2  # the largest transformed weight U the fused pass takes; see uses_fused
-FUSED_BAND_BYTES = 1024**2  # V and M of one band of the fused pass, about; see band_rows
+FUSED_MAX_U_BYTES = 64 * 1024**2  # the largest transformed weight U the fused pass takes; see uses_fused
+FUSED_BAND_BYTES = 1024**2  # V and M of one band of the fused pass, about; see fused_pieces
 
 
 def uses_fused(spec: ConvSpec) -> bool:
@@ -131,12 +131,10 @@ def uses_fused(spec: ConvSpec) -> bool:
     ``fused`` on, the compiled kernels' conditions (one group, C_out a multiple of 16), and a
     transformed weight U of at most FUSED_MAX_U_BYTES.
 
-    The fused pass reads all of U once per band of tile rows, where the products on the BLAS matmul
-    read it once per piece of whole images. Why FUSED_MAX_U_BYTES: on ResNet-50's 3x3 layers at
-    batch 8 the fused pass led the pipeline up to the 256-channel layer in F(2x2) (U 4 MiB: 1.22x
-    of PyTorch against 1.09x), not with U of 9 MiB (256 channels in F(4x4): 0.92x against 1.30x)
-    or 16 MiB (512 channels in F(2x2): 0.80x against 1.03x); evidence: ``python
-    benchmarks/winograd_native.py`` (benchmarks/RESULTS.md, fifteenth session)."""
+    The fused pass reads all of U once per piece (``fused_pieces``). Why FUSED_MAX_U_BYTES (64 MiB:
+    1024 channels in F(2x2), 512 in F(4x4) and below): on every ResNet-50 3x3 layer at batch 8,
+    with pieces of whole images for a large U, the fused pass led the pipeline; evidence:
+    ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md, fifteenth session)."""
     from convlens import native as native_kernels
 
     m = tile_size(spec)
@@ -150,16 +148,25 @@ def uses_fused(spec: ConvSpec) -> bool:
     )
 
 
-def band_rows(spec: ConvSpec, m: int) -> int:
-    """Tile rows per band of the fused pass: as many as keep its V (t*t, P, C_in) and M (t*t, P,
-    C_out) within about FUSED_BAND_BYTES, at least one, the bands of equal height. Why 1 MiB: in
-    the 2 MiB L2 of each core with U beside them; one to eight rows measured within 10% of each
-    other on 64@56 and 128@28, fewer than four rows slower on 256@14 (benchmarks/RESULTS.md,
-    fifteenth session)."""
+def fused_pieces(spec: ConvSpec, m: int) -> tuple[int, int]:
+    """(tile rows per band, images per piece) of the fused pass. Each piece reads all of U; its V
+    (t*t, P, C_in) and M (t*t, P, C_out) are the piece's size.
+
+    Where U is smaller than one image's V and M: bands of as many tile rows as keep V and M within
+    about FUSED_BAND_BYTES (in the 2 MiB L2 of a core with U beside them), at least one, of equal
+    height, one image each. Else (ResNet-50's 256- and 512-channel layers) U's reads are the cost:
+    whole images, as many per piece as give each thread one piece. Why: 64@56 and 128@28 ran
+    within 10% of each other in bands of one to eight rows; 256@14 and 512@7 at batch 8 ran 1.2x
+    to 2x faster in pieces of four images than one (F(2x2) 512@7: 1.11x -> 1.45x of PyTorch;
+    F(4x4) 256@14: 1.80x -> 2.15x), and slower in one piece of eight (one thread); evidence:
+    ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md, fifteenth session)."""
     tiles_h, tiles_w = tile_grid(spec, m)
-    row_bytes = (m + R - 1) ** 2 * tiles_w * (spec.in_channels + spec.out_channels) * 4
+    t = m + R - 1
+    row_bytes = t * t * tiles_w * (spec.in_channels + spec.out_channels) * 4
+    if t * t * spec.in_channels * spec.out_channels * 4 >= row_bytes * tiles_h:  # U at least an image's V and M
+        return tiles_h, max(1, math.ceil(spec.batch / threads()))
     rows = max(1, min(tiles_h, FUSED_BAND_BYTES // row_bytes))
-    return math.ceil(tiles_h / math.ceil(tiles_h / rows))  # bands of equal height
+    return math.ceil(tiles_h / math.ceil(tiles_h / rows)), 1  # bands of equal height
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
@@ -179,8 +186,9 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     images, band = pieces(spec, m, (tiles_h, tiles_w), u_elements * itemsize)
     tiles = min(images, spec.batch) * band * tiles_w  # in the largest piece
     h_out, w_out = spec.out_size
-    if uses_fused(spec):  # V and M of one band per thread, straight from x and into the output
-        band = band_rows(spec, m) * tiles_w
+    if uses_fused(spec):  # V and M of one piece per thread, straight from x and into the output
+        rows, images = fused_pieces(spec, m)
+        band = images * rows * tiles_w
         return {
             "v": threads() * t * t * (band * spec.in_channels + 16) * 4,
             "products": threads() * t * t * (band * spec.out_channels + 16) * 4,
