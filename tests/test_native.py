@@ -411,6 +411,23 @@ def test_the_products_register_block_is_a_matrix_product(c: int, k: int, p: int)
     torch.testing.assert_close(wide, torch.bmm(v.double(), u.double()).float(), rtol=1e-5, atol=1e-5 * c)
 
 
+@pytest.mark.parametrize("size", [1, 3, 1 << 18, (1 << 18) + 5, 3 << 20])
+def test_same_bytes_finds_one_changed_byte_anywhere(size: int) -> None:
+    """compare.c (the weight caches' check): equal bytes, and a difference in the first, a middle
+    and the last byte of buffers within one share and over several; -0.0 is not 0.0."""
+    if not native.available():
+        pytest.skip(native.reason())
+    a = torch.randint(0, 255, (size,), dtype=torch.uint8)
+    assert native.same_bytes(a, a.clone()) is True
+    for index in {0, size // 2, size - 1}:
+        b = a.clone()
+        b[index] ^= 1
+        assert native.same_bytes(a, b) is False
+    assert native.same_bytes(torch.zeros(4), -torch.zeros(4)) is False
+    assert native.same_bytes(a, a[:-1]) is None  # sizes differ: torch.equal's to say
+    assert native.same_bytes(torch.zeros(4, 4).t(), torch.zeros(4, 4)) is None  # not contiguous
+
+
 def test_fused_winograd_takes_one_group_and_whole_vectors_only() -> None:
     x = torch.randn(2, 32, 12, 12)
     for w, groups, takes in ((torch.randn(32, 32, 3, 3), 1, True), (torch.randn(24, 32, 3, 3), 1, False),

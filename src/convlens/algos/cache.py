@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from convlens import native
 from convlens.config import get_cache_limit
 
 
@@ -47,11 +48,15 @@ def same_bits(saved: torch.Tensor, weight: torch.Tensor) -> bool:
     slice, an expanded tensor) is compared by value with ``torch.equal``.
 
     Why words: ``torch.equal`` on the float32 values runs well below the memory speed; evidence:
-    the cache-check stage of ``python benchmarks/winograd_profile.py`` (benchmarks/RESULTS.md)."""
+    the cache-check stage of ``python benchmarks/winograd_profile.py`` (benchmarks/RESULTS.md).
+    Where the compiled core is built, the words are compared by compare.c on torch's threads:
+    torch.equal compares on one, 1.1 ms for a 512x512x3x3 weight (a fifth of that layer's
+    convolution at batch 8; benchmarks/RESULTS.md, fifteenth session)."""
     if saved.stride() == weight.stride():
         saved_words, weight_words = memory_words(saved), memory_words(weight.detach())
         if saved_words is not None and weight_words is not None:
-            return torch.equal(saved_words, weight_words)
+            same = native.same_bytes(saved_words, weight_words)
+            return torch.equal(saved_words, weight_words) if same is None else same
     return torch.equal(saved, weight)
 
 

@@ -13,6 +13,7 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
     gemm_forward           gemm.c: the tap-wise GEMM band by band, the input read in place
     winograd_products      winograd_products.c alone: M = V @ U per tile position (benchmarks/products.py)
     panels                 the layout of the products' right-hand matrices (products.h)
+    same_bytes             compare.c: whether two contiguous tensors hold the same bytes (the weight caches)
 
 Every kernel takes the number of threads from torch (``torch.get_num_threads()``) and runs its
 shares on torch's own OpenMP team (parallel.c finds the runtime torch loaded; ``threads()`` says
@@ -71,6 +72,8 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_gemm_forward.restype = ctypes.c_int
     library.convlens_winograd_products.argtypes = [pointer, int64, pointer, pointer, *[int64] * 5, ctypes.c_int]
     library.convlens_winograd_products.restype = None
+    library.convlens_same_bytes.argtypes = [pointer, pointer, int64, int64]
+    library.convlens_same_bytes.restype = ctypes.c_int
     library.convlens_im2col.argtypes = [pointer, ctypes.POINTER(ConvSizes), *[int64] * 5, pointer, int64]
     library.convlens_im2col.restype = ctypes.c_int
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
@@ -344,6 +347,24 @@ def winograd_products(v: torch.Tensor, u_panels: torch.Tensor, m: torch.Tensor, 
     k = m.shape[2]
     assert k % 16 == 0 and u_panels.shape == (b, c * k) and m.shape[:2] == (b, p)
     library.convlens_winograd_products(v.data_ptr(), p * c, u_panels.data_ptr(), m.data_ptr(), p * k, b, p, c, k, wide)
+
+
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool | None:
+    """compare.c: whether two contiguous CPU tensors of the same size in bytes hold the same bytes,
+    compared on torch's threads; None where it does not apply (no kernels, another device, not
+    contiguous, traced), for the caller to compare with torch.equal."""
+    library = _load()
+    if library is None or torch.compiler.is_compiling() or not (a.is_cpu and b.is_cpu):
+        return None
+    if any(
+        torch._C._functorch.is_functorch_wrapped_tensor(t) or torch._C._functorch.is_legacy_batchedtensor(t)
+        for t in (a, b)
+    ):
+        return None
+    if not (a.is_contiguous() and b.is_contiguous()) or a.numel() * a.element_size() != b.numel() * b.element_size():
+        return None
+    size = a.numel() * a.element_size()
+    return bool(library.convlens_same_bytes(a.data_ptr(), b.data_ptr(), size, torch.get_num_threads()))
 
 
 def runs_gemm_spec(spec: ConvSpec) -> bool:
