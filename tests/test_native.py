@@ -459,8 +459,8 @@ def test_fused_winograd_pieces_are_bands_or_whole_images_by_the_size_of_u(monkey
     assert images == 1 and rows == 4  # 28 tile rows of 229,376 bytes: 4 fit 1 MiB, 7 bands of 4
     large = convlens.ConvSpec.from_args(torch.empty(8, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
     assert plan.fused_pieces(large, 2) == (4, 4)  # 4 tile rows (the whole image), 4 images a piece
-    assert plan.fused_pieces(convlens.ConvSpec.from_args(torch.empty(1, 512, 7, 7), torch.empty(512, 512, 3, 3),
-                                                         padding=1), 2) == (4, 1)  # fmt: skip
+    one = convlens.ConvSpec.from_args(torch.empty(1, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
+    assert plan.fused_pieces(one, 2) == (2, 1)  # one image: a band per thread
 
 
 def test_fused_winograd_buffers_are_what_buffer_bytes_predicts() -> None:

@@ -154,8 +154,9 @@ def fused_pieces(spec: ConvSpec, m: int) -> tuple[int, int]:
 
     Where U is smaller than one image's V and M: bands of as many tile rows as keep V and M within
     about FUSED_BAND_BYTES (in the 2 MiB L2 of a core with U beside them), at least one, of equal
-    height, one image each. Else (ResNet-50's 256- and 512-channel layers) U's reads are the cost:
-    whole images, as many per piece as give each thread one piece. Why: 64@56 and 128@28 ran
+    height, one image each, and at least one band per thread. Else (ResNet-50's 256- and 512-channel
+    layers) U's reads are the cost: whole images, as many per piece as give each thread one piece
+    (where the batch has an image per thread; else bands). Why: 64@56 and 128@28 ran
     within 10% of each other in bands of one to eight rows; 256@14 and 512@7 at batch 8 ran 1.2x
     to 2x faster in pieces of four images than one (F(2x2) 512@7: 1.11x -> 1.45x of PyTorch;
     F(4x4) 256@14: 1.80x -> 2.15x), and slower in one piece of eight (one thread); evidence:
@@ -163,10 +164,12 @@ def fused_pieces(spec: ConvSpec, m: int) -> tuple[int, int]:
     tiles_h, tiles_w = tile_grid(spec, m)
     t = m + R - 1
     row_bytes = t * t * tiles_w * (spec.in_channels + spec.out_channels) * 4
-    if t * t * spec.in_channels * spec.out_channels * 4 >= row_bytes * tiles_h:  # U at least an image's V and M
-        return tiles_h, max(1, math.ceil(spec.batch / threads()))
+    u_bytes = t * t * spec.in_channels * spec.out_channels * 4
+    if u_bytes >= row_bytes * tiles_h and spec.batch >= threads():  # U at least an image's V and M
+        return tiles_h, math.ceil(spec.batch / threads())
     rows = max(1, min(tiles_h, FUSED_BAND_BYTES // row_bytes))
-    return math.ceil(tiles_h / math.ceil(tiles_h / rows)), 1  # bands of equal height
+    bands = max(math.ceil(tiles_h / rows), math.ceil(threads() / spec.batch))  # a piece for every thread
+    return math.ceil(tiles_h / min(bands, tiles_h)), 1  # bands of equal height
 
 
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
