@@ -9,10 +9,11 @@ first match wins:
    transforms. Enough channels (MIN_CHANNELS) is 64 for F(4x4) and 128 for F(2x2), whose
    transforms save less; FUSED_MIN_CHANNELS = 64 for either where winograd.c's fused pass runs the
    layer (``winograd.plan.uses_fused``: its transforms cost no trip to memory; ResNet-50's 64@56 at
-   batch 8, F(2x2): 1.12x of PyTorch fused, 0.68x through im2col; benchmarks/RESULTS.md, fifteenth
-   session, ``python benchmarks/winograd_native.py``). Each of its t*t products reads all of the
-   transformed weight U for as many rows as there are tiles, so with few tiles the products only
-   stream U. Below 32 F(4x4) tiles Winograd uses F(2x2) even at precision "high" (``winograd.tile_size``); the tiles
+   batch 8, F(2x2): 1.31x-1.43x of PyTorch fused, 0.68x-0.74x through im2col; benchmarks/RESULTS.md,
+   fifteenth session, ``python benchmarks/winograd_native.py`` and ``convlens bench``). Each of its
+   t*t products reads all of the transformed weight U for as many rows as there are tiles, so with
+   few tiles the products only stream U. Below 32 F(4x4) tiles Winograd uses F(2x2) even at
+   precision "high" (``winograd.tile_size``); the tiles
    counted here are those of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4
    F(4x4) tiles, 16 F(2x2) tiles). Why: from these channel and tile counts Winograd overtakes im2col;
    evidence: ``convlens bench`` (ResNet-50, ``--kernel 3 --precision highest`` for F(2x2); benchmarks/RESULTS.md);

@@ -18,11 +18,12 @@ The few positions past (H_out, W_out) are computed and cropped: the price of one
 per tap. With groups, each tap is one product per group on the group's channel slices.
 
 Compiled (src/convlens/native/gemm.c; float32 NCHW on the CPU, one group, C_out a multiple of 16:
-``uses_native``): the same sums band by band of ``band_rows`` output rows of one image, the
-band's padded input rows and its products in the cache, each tap's view an offset into the band::
+``uses_native``): the same sums piece by piece (``pieces``: bands of output rows of one image, or
+whole images), the piece's padded input rows and its products in the cache, each tap's view an
+offset into the band::
 
     w_rows = weight as (k_h*k_w*C_in, C_out), taps then channels as rows   cached, in panels
-    band   = x_pad's rows the band reads                       (C_in, rows_in, W_pad)    in C
+    band   = x_pad's rows the band reads, channels innermost   (rows_in, W_pad, C_in)    in C
     M[p]   = sum over taps and channels of band values * w_rows  (rows*W_out, C_out)       in registers
     out[n, :, band rows] = M transposed, + bias
 """
@@ -67,7 +68,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
 
 
 native = True  # whether gemm.c computes the layers it takes (tests switch it off to test both)
-BAND_BYTES = 1024**2  # a band's input rows and products in gemm.c, about; see band_rows
+BAND_BYTES = 1024**2  # a band's input rows and products in gemm.c, about; see pieces
 WEIGHT_ROWS = TransformCache()  # w_rows in panels, per weight
 
 
@@ -78,7 +79,7 @@ def uses_native(spec: ConvSpec) -> bool:
 
 def pieces(spec: ConvSpec) -> tuple[int, int]:
     """(output rows per band, images per piece) of gemm.c: as many rows as keep a band's input rows
-    (C_in, rows_in, W_pad) and its products (rows*W_out, C_out) within about BAND_BYTES, at least
+    (rows_in, W_pad, C_in) and its products (rows*W_out, C_out) within about BAND_BYTES, at least
     one, the bands of equal height and at least two per thread over the batch (a batch of one
     image in one band ran on one thread); where a whole image fits, as many images as fit. Why 1 MiB:
     in the 2 MiB L2 of a core beside the weight rows' block that the products stream

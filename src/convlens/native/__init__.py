@@ -289,12 +289,6 @@ def winograd_output(products: torch.Tensor, bias: torch.Tensor | None, out: torc
     check_winograd_status(status, m, piece)
 
 
-def runs_winograd_fused(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
-    """Whether winograd.c's fused pass takes this convolution: ``runs_winograd``, one group, and
-    C_out a multiple of 16 (the products' vectors)."""
-    return spec.groups == 1 and spec.out_channels % 16 == 0 and runs_winograd(x, bias, spec)
-
-
 def winograd_fused(
     x: torch.Tensor,
     u: torch.Tensor,
@@ -307,8 +301,9 @@ def winograd_fused(
     images: int = 1,
 ) -> None:
     """winograd.c's fused pass over the whole layer: out = A^T [U * (B^T d B)] A + bias for every
-    tile, ``band_rows`` tile rows of one image at a time; x and out in any layout, u (t*t, C_in,
-    C_out) in panels of 64 output channels (``winograd.transforms.panels``), contiguous.
+    tile, in pieces of ``band_rows`` tile rows of one image or (band_rows = all of them) of
+    ``images`` whole images; x and out in any layout, u (t*t, C_in, C_out) in ``panels`` of 64
+    output channels, contiguous.
     ``wide=False``: the 8-lane products even where AVX-512 is there (the same bits; the tests
     compare them)."""
     library = _load()

@@ -320,7 +320,8 @@ int convlens_winograd_output(const float *products, int64_t xi_stride, int64_t t
  * The passes between them make no trip to memory: with the products on the BLAS matmul (the
  * passes above) V and M of a piece are written whole and read back, 2 x 25.7 MB for ResNet-50's
  * 64@56 at batch 8, which took longer than the products (benchmarks/RESULTS.md, fifteenth session).
- * U (t*t, C_in, C_out) is read once per band, so this pays for a U that fits the cache. */
+ * U (t*t, C_in, C_out) is read once per piece: where it is larger than an image's V and M the
+ * pieces are whole images (plan.fused_pieces), `images` of them, rather than bands. */
 void convlens_winograd_products(const float *v, int64_t v_xi_stride, const float *u, float *m, int64_t m_xi_stride,
                                 int64_t positions, int64_t tiles, int64_t C, int64_t K, int wide);
 

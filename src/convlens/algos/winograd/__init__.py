@@ -26,7 +26,8 @@ The batch goes through in pieces (each reads all of U): whole images, about 16 M
 at a time, or, for an image with more than 4 MiB of tiles, bands of its tile rows of about
 2 MiB (see ``pieces``).
 On float32 CPU layers with one group (``plan.uses_fused``) the same steps run fused in C instead,
-one band of tile rows of one image at a time, V and M of the band kept in the cache: gather and
+piece by piece (bands of tile rows, or whole images: ``plan.fused_pieces``), V and M of the piece
+kept in the cache: gather and
 input transform, the t*t products, output transform, bias and layout in one call
 (src/convlens/native/winograd.c, ``forward.forward_fused``). The steps above stay the reference.
 The intermediates live in scratch buffers kept between calls (:mod:`convlens.algos.scratch`),

@@ -84,7 +84,7 @@ def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    if plan.uses_fused(spec) and native_kernels.runs_winograd_fused(x, bias, spec):
+    if plan.uses_fused(spec) and native_kernels.runs_winograd(x, bias, spec):
         return forward_fused(x, weight, bias, spec)
     if plan.native and native_kernels.runs_winograd(x, bias, spec):
         return forward_native(x, weight, bias, spec)

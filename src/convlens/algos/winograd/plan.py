@@ -28,9 +28,10 @@ from convlens.spec import ConvSpec, ceil_div
 native = False
 
 # Whether the forward runs winograd.c's fused pass where it applies (uses_fused): on the Xeon of
-# benchmarks/RESULTS.md (fifteenth session) it leads both other forwards on ResNet-50's 3x3 layers
-# up to 256 channels, F(2x2) and F(4x4). Not yet measured on an AVX2 machine: ``python
-# benchmarks/winograd_native.py`` there says whether it should stay on.
+# benchmarks/RESULTS.md (fifteenth session) it led both other forwards on every ResNet-50 3x3
+# stride-1 layer at batch 8, F(2x2) and F(4x4), in the last run of winograd_native.py. Not yet
+# measured on an AVX2 machine: ``python benchmarks/winograd_native.py`` there says whether it
+# should stay on.
 fused = True
 
 MIN_TILES = 32  # tiles over the batch below which the products mostly stream U: F(4x4) falls back to F(2x2), auto

@@ -27,6 +27,7 @@ from functools import cache
 
 import torch
 
+from convlens import native
 from convlens.algos.cache import TransformCache
 
 R = 3  # kernel size handled
@@ -113,7 +114,6 @@ def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: to
 def cached_panels(weight: torch.Tensor, m: int) -> torch.Tensor:
     """The float32 U of a one-group layer in the panels winograd_products.c reads (``native.panels``),
     kept in WEIGHT_CACHE as U is."""
-    from convlens import native
 
     def laid_out(_: object) -> torch.Tensor:
         return native.panels(transform_weight(weight, m, 1, torch.float32)[0])
