@@ -6,6 +6,9 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,6 +32,80 @@ def test_the_install_builds_the_kernels() -> None:
     if not os.environ.get("CI") and not native.available():
         pytest.skip(f"no compiled kernels here: {native.reason()}")
     assert native.available() and native.reason() == ""
+
+
+# The flags of each x86-64 level the kernels' loops are built for (GCC's -march=x86-64-v3 / -v4).
+X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave"}
+X86_64_V4 = X86_64_V3 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in info.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def test_the_kernels_run_the_widest_loops_the_cpu_has() -> None:
+    if not native.available():
+        assert native.instruction_set() == ""
+        pytest.skip(native.reason())
+    flags = cpu_flags()
+    if "avx2" not in flags and "avx512f" not in flags:
+        pytest.skip("not an x86-64 CPU with AVX2")
+    expected = "AVX-512" if flags >= X86_64_V4 else "AVX2" if flags >= X86_64_V3 else "baseline"
+    assert native.instruction_set() == expected
+
+
+WINOGRAD_LAYER = ((2, 64, 12, 12), (64, 64, 3, 3), {"padding": 1})
+GEMM_LAYER = ((2, 32, 11, 13), (48, 32, 3, 3), {"padding": 1, "stride": 2})
+ONE_ARCH_SCRIPT = """
+import sys, torch, convlens
+from convlens import native
+assert native.instruction_set() == "AVX2", native.instruction_set()
+outputs = []
+for x_shape, w_shape, options, algorithm in eval(sys.argv[2]):
+    generator = torch.Generator().manual_seed(5)
+    x, w = torch.randn(*x_shape, generator=generator), torch.randn(*w_shape, generator=generator)
+    outputs.append(convlens.conv2d(x, w, torch.randn(w_shape[0], generator=generator), **options, algorithm=algorithm))
+torch.save(outputs, sys.argv[1])
+"""
+
+
+def test_a_build_for_avx2_alone_runs_avx2_loops_with_the_same_bits(tmp_path: Path) -> None:
+    """setup.py's CONVLENS_NATIVE_ARCH=x86-64-v3 (benchmarks/as_avx2.sh) builds every loop for AVX2
+    alone, without warnings: its kernels say AVX2 and give the bits of the dispatched build."""
+    if not native.available() or not cpu_flags() >= X86_64_V3:
+        pytest.skip("needs the kernels built and a CPU with x86-64-v3 (AVX2, FMA)")
+    specs = [
+        convlens.ConvSpec.from_args(torch.randn(x), torch.randn(w), None, **o)
+        for x, w, o in (WINOGRAD_LAYER, GEMM_LAYER)
+    ]
+    assert plan.uses_fused(specs[0]) and gemm.uses_native(specs[1])  # the layers run the products' loops
+    root = Path(__file__).parents[1]
+    for name in ("src", "setup.py", "pyproject.toml", "README.md"):
+        copy = shutil.copytree if (root / name).is_dir() else shutil.copy
+        copy(root / name, tmp_path / name)
+    for built in (tmp_path / "src").rglob("_kernels*.so"):
+        built.unlink()
+    environment = {**os.environ, "CONVLENS_NATIVE_ARCH": "x86-64-v3"}
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp_path,
+                           env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    assert "warning" not in build.stderr, build.stderr
+    layers = [(*WINOGRAD_LAYER, "winograd"), (*GEMM_LAYER, "gemm"), ((2, 16, 9, 9), (16, 1, 5, 5),
+              {"padding": 2, "groups": 16}, "direct")]  # fmt: skip
+    saved = tmp_path / "outputs.pt"
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
+    run = subprocess.run([sys.executable, "-c", ONE_ARCH_SCRIPT, str(saved), repr(layers)], env=environment,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    for (x_shape, w_shape, options, algorithm), theirs in zip(layers, torch.load(saved), strict=True):
+        generator = torch.Generator().manual_seed(5)
+        x, w = torch.randn(*x_shape, generator=generator), torch.randn(*w_shape, generator=generator)
+        ours = convlens.conv2d(x, w, torch.randn(w_shape[0], generator=generator), **options, algorithm=algorithm)
+        assert torch.equal(ours, theirs), algorithm
 
 
 def pairs(low: int, high: int) -> st.SearchStrategy[tuple[int, int]]:

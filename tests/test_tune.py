@@ -50,7 +50,7 @@ def test_stems_go_to_direct_when_it_is_faster_over_the_stems() -> None:
 
 def test_the_key_holds_the_thread_count_cpu_and_versions() -> None:
     key = tune.machine()
-    assert {"cpu", "capability", "threads", "torch", "convlens"} <= key.keys()
+    assert {"cpu", "capability", "kernels", "threads", "torch", "convlens"} <= key.keys()
     assert key["threads"] == torch.get_num_threads()
     assert tune.path(threads=1) != tune.path(threads=2)
     assert tune.path().parent == tune.cache_dir()

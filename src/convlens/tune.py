@@ -16,8 +16,9 @@ So a machine can be measured once:
               probe being log(slower / faster) (``fit_threshold``); stems go to direct when direct
               is faster over the three stems (geometric mean)
     stored    as JSON in the user's cache directory (``cache_dir``), named by a digest of the
-              machine's key: CPU model, torch's CPU capability (AVX512, AVX2, ...), threads, torch
-              and convlens versions (``machine``); written atomically
+              machine's key: CPU model, torch's CPU capability (AVX512, AVX2, ...), the loops
+              convlens's kernels run (``native.instruction_set()``), threads, torch and convlens
+              versions (``machine``); written atomically
 
 auto reads the file whose key is this process's (``stored``: once per key, so every process on
 that machine and thread count makes the same choices) and keeps its built-in constants when there
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import torch
 
+from convlens import native
 from convlens.files import atomic_write_bytes
 from convlens.spec import ConvSpec
 
@@ -147,6 +149,7 @@ def machine(threads: int | None = None) -> dict[str, str | int]:
     return {
         "cpu": cpu_model(),
         "capability": torch.backends.cpu.get_cpu_capability(),
+        "kernels": native.instruction_set(),
         "threads": torch.get_num_threads() if threads is None else threads,
         "torch": torch.__version__,
         "convlens": __version__,

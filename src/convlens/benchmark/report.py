@@ -7,6 +7,7 @@ bench.png   speed over PyTorch per layer and candidate, log scale
 
 from __future__ import annotations
 
+import os
 import platform
 from datetime import date
 from pathlib import Path
@@ -18,7 +19,9 @@ from convlens.benchmark.runner import GEMM, REFERENCE, SEED, Row
 
 def cpu_name() -> str:
     """The processor by its model name and widest vector instructions, e.g. "AMD EPYC (AVX2)" (what
-    lscpu prints; speed figures differ between such machines), or the architecture where unknown."""
+    lscpu prints; speed figures differ between such machines), or the architecture where unknown.
+    Where torch's or convlens's loops are held narrower than the CPU (benchmarks/as_avx2.sh), it
+    says so: "Intel Xeon (AVX-512; held to AVX2: torch, MKL, oneDNN, convlens)"."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -27,7 +30,26 @@ def cpu_name() -> str:
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     flags = set(fields.get("flags", "").split())
     widest = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{fields.get('model name', platform.machine())} ({widest})"
+    return f"{fields.get('model name', platform.machine())} ({widest}{held_to(widest)})"
+
+
+def held_to(widest: str) -> str:
+    """ "; held to AVX2: torch, ..." where the loops that run are narrower than the CPU's widest
+    (torch's CPU capability, MKL's and oneDNN's limits set by environment, convlens's kernels)."""
+    from convlens import native
+
+    rank = {"AVX-512": 2, "AVX512": 2, "AVX2": 1}
+    loops = {
+        "torch": torch.backends.cpu.get_cpu_capability(),
+        "MKL": os.environ.get("MKL_ENABLE_INSTRUCTIONS", ""),
+        "oneDNN": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "convlens": native.instruction_set(),
+    }
+    narrower = {who: isa for who, isa in loops.items() if isa and rank.get(isa.upper(), 0) < rank.get(widest, 0)}
+    if not narrower:
+        return ""
+    sets = sorted({isa.upper() for isa in narrower.values()})
+    return f"; held to {'/'.join(sets)}: {', '.join(narrower)}"
 
 
 def machine_description(device: torch.device) -> str:

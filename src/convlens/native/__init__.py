@@ -4,6 +4,7 @@ tensors' data pointers. The Python algorithms stay the reference and the fallbac
 
     available()            whether the kernels were built and load
     reason()               why not, when they do not ("" when they do)
+    instruction_set()      the widest loops they run on this CPU (cpu.c): AVX-512, AVX2 or baseline
     direct_forward         direct.c: float32, NCHW (any groups) or channels-last (depthwise), zero padding
     im2col_columns         im2col.c: im2col's columns of a piece of an NCHW input, zero padding written in
     winograd_input         winograd.c: V = B^T d B for a piece of tiles, from x in any layout
@@ -78,6 +79,7 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_im2col.restype = ctypes.c_int
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
     library.convlens_use_openmp.restype = ctypes.c_int
+    library.convlens_vector_bits.restype = ctypes.c_int
     _library, _reason = library, ""
     use_openmp(True)
     return library
@@ -98,6 +100,15 @@ def threads() -> str:
     """Whose threads the kernels' shares run on: torch's OpenMP team, or threads of their own."""
     _load()
     return _threads
+
+
+def instruction_set() -> str:
+    """The widest loops of the kernels that run on this CPU: "AVX-512", "AVX2" (with FMA) or
+    "baseline" (portable C); "" where the kernels are not built."""
+    library = _load()
+    if library is None:
+        return ""
+    return {512: "AVX-512", 256: "AVX2"}.get(library.convlens_vector_bits(), "baseline")
 
 
 def available() -> bool:

@@ -70,6 +70,7 @@
 
 #include "parallel.h"
 #include "sizes.h"
+#include "vectors.h"
 
 #pragma GCC optimize("fp-contract=fast")
 
@@ -95,18 +96,12 @@ enum { NARROW_ROW = 16 };                    /* stride-1 depthwise rows wider th
 enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
 enum { ROW_WEIGHT_BYTES = 16384 };           /* run_channel_rows: the weights of the channel blocks it takes at once */
 
-/* Half of LANES floats as one value of GCC's vector extension: each + and * is one elementwise IEEE
- * operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code would.
- * (A whole LANES-float vector has no register on AVX2: GCC keeps it on the stack, 8-15x the spills
- * of the v3 clones as built, and it ran only 0-15% faster on AVX-512: benchmarks/RESULTS.md,
- * thirteenth session.) Loads and stores through memcpy, at any alignment. */
-typedef float Half __attribute__((vector_size(LANES / 2 * sizeof(float))));
-static inline __attribute__((always_inline)) Half load_half(const float *from) {
-    Half half;
-    memcpy(&half, from, sizeof half);
-    return half;
-}
-static inline __attribute__((always_inline)) void store_half(float *to, Half half) { memcpy(to, &half, sizeof half); }
+/* Half of LANES floats (vectors.h's Half) is the loops' vector: each + and * is one elementwise
+ * IEEE operation (one AVX2 instruction, two SSE ones), so every clone rounds exactly as scalar code
+ * would. (A whole LANES-float vector has no register on AVX2: GCC keeps it on the stack, 8-15x the
+ * spills of the v3 clones as built, and it ran only 0-15% faster on AVX-512: benchmarks/RESULTS.md,
+ * thirteenth session.) */
+_Static_assert(sizeof(Half) == LANES / 2 * sizeof(float), "Half is half of LANES");
 /* `value` in every lane, for the lane masks: x - (+0) is x for every x, -0 included. Where a vector
  * meets a scalar in a product, GCC broadcasts the scalar itself, one instruction, and the loops let
  * it (this form compiled to lane-by-lane inserts there, and the +0 + tap the loops once wrote to an
@@ -118,9 +113,7 @@ static inline __attribute__((always_inline)) Half splat_half(float value) {
 static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+FOR_EVERY_CPU
 static void run_planes(const void *context, int64_t first_plane, int64_t end_plane) {
     const Job *job = (const Job *)context; /* planes n*C_out + o in [first_plane, end_plane) */
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
@@ -440,18 +433,16 @@ static inline __attribute__((always_inline)) void channel_blocks(const Job *job,
     free(input), free(output), free(taps);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+FOR_EVERY_CPU
 static void run_channel_blocks(const void *context, int64_t first_block, int64_t end_block) {
     channel_blocks((const Job *)context, first_block, end_block, 0); /* blocks n * blocks_per_image + b */
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#ifdef HAVE_AVX512_LOOPS
 /* run_channel_blocks for CPUs with AVX-512: rows of stride 1 and 3x3, 5x5 or 7x7 kernels through
  * wide_outputs, which reads the copy as a channels-last image of LANES channels (its zero margins
  * add +-0 where a filter's taps are finite, as in the 8-lane loop). */
-__attribute__((target("arch=x86-64-v4"))) static void run_channel_blocks_wide(const void *context, int64_t first_block,
+FOR_AVX512 static void run_channel_blocks_wide(const void *context, int64_t first_block,
                                                                                int64_t end_block) {
     channel_blocks((const Job *)context, first_block, end_block, 1);
 }
@@ -537,26 +528,18 @@ static inline __attribute__((always_inline)) void channel_rows(const Job *job, i
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+FOR_EVERY_CPU
 static void run_channel_rows(const void *context, int64_t first_row, int64_t end_row) {
     channel_rows((const Job *)context, first_row, end_row, 0); /* rows n * H_out + y in [first_row, end_row) */
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HAVE_WIDE_ROWS 1
+#ifdef HAVE_AVX512_LOOPS
 /* run_channel_rows for CPUs with AVX-512 (convlens_direct_forward asks the CPU). */
-__attribute__((target("arch=x86-64-v4"))) static void run_channel_rows_wide(const void *context, int64_t first_row,
+FOR_AVX512 static void run_channel_rows_wide(const void *context, int64_t first_row,
                                                                              int64_t end_row) {
     channel_rows((const Job *)context, first_row, end_row, 1);
 }
 
-/* Whether this CPU runs the x86-64-v4 entry points (AVX-512 F, VL and the rest of the level). */
-static int avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("x86-64-v4");
-}
 #endif
 
 /* Several input channels per group (dense or grouped): LANES output channels of one group at a time,
@@ -566,9 +549,7 @@ static int avx512(void) {
  * channel of its group, the taps that read inside the input (ky, then kx) into a partial, the
  * partials in channel order, then the bias: the order of run_planes, so the same bits. The block's
  * weights are first laid out (C_in/G, k_h, k_w, LANES) in a buffer of the share's own. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+FOR_EVERY_CPU
 static void run_output_blocks(const void *context, int64_t first_block, int64_t end_block) {
     const Job *job = (const Job *)context; /* blocks (n, group, chunk of LANES outputs) in [first_block, end_block) */
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w;
@@ -614,7 +595,7 @@ static void run_output_blocks(const void *context, int64_t first_block, int64_t 
     free(w_lanes);
 }
 
-#ifdef HAVE_WIDE_ROWS
+#ifdef HAVE_AVX512_LOOPS
 enum { QUAD = 4 * LANES, QUAD_POSITIONS = 6 }; /* run_output_quads: output channels, outputs of a row at once */
 
 /* run_output_quads's outputs x .. x + positions - 1 of a row, `vectors` x LANES output channels
@@ -674,7 +655,7 @@ static inline __attribute__((always_inline)) void quad_row(int64_t vectors, int6
  * row per unit (so that a batch of one still splits across threads), QUAD_POSITIONS outputs of the
  * row at once where they read the same kernel columns inside the input. The weights come laid out
  * once per call (quad_lanes). The same sums as group_outputs, the bias added last: the same bits. */
-__attribute__((target("arch=x86-64-v4"))) static void run_output_quads(const void *context, int64_t first_unit,
+FOR_AVX512 static void run_output_quads(const void *context, int64_t first_unit,
                                                                         int64_t end_unit) {
     const Job *job = (const Job *)context; /* units ((n * groups + g) * quads + q) * H_out + y */
     const int64_t H = job->height, W = job->width, kh = job->kernel_h, kw = job->kernel_w, taps = kh * kw;
@@ -926,16 +907,14 @@ static inline __attribute__((always_inline)) void row_vectors(const Job *job, in
     free(padded), free(masks), free(starts);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+FOR_EVERY_CPU
 static void run_row_vectors(const void *context, int64_t first_plane, int64_t end_plane) {
     row_vectors((const Job *)context, first_plane, end_plane, 0); /* planes n*C_out + o in [first_plane, end_plane) */
 }
 
-#ifdef HAVE_WIDE_ROWS
+#ifdef HAVE_AVX512_LOOPS
 /* run_row_vectors for CPUs with AVX-512 (convlens_direct_forward asks the CPU). */
-__attribute__((target("arch=x86-64-v4"))) static void run_row_vectors_wide(const void *context, int64_t first_plane,
+FOR_AVX512 static void run_row_vectors_wide(const void *context, int64_t first_plane,
                                                                             int64_t end_plane) {
     row_vectors((const Job *)context, first_plane, end_plane, 1);
 }
@@ -1035,14 +1014,16 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     tap_ranges(tap_cols, z.out_w, z.width, z.kernel_w, z.stride_w, z.pad_left, z.dilation_w);
     int no_memory = 0, quads = 0; /* quads: run_output_quads (AVX-512) takes the blocks of several input channels */
     const int64_t chosen = loop == ANY_LOOP ? convlens_direct_pick(&z) : loop;
-#ifdef HAVE_WIDE_ROWS
-    quads = chosen == BLOCK_LOOP && per_group > 1 && avx512();
+#ifdef HAVE_AVX512_LOOPS
+    quads = chosen == BLOCK_LOOP && per_group > 1 && cpu_has_avx512();
 #endif
     float *bias_lanes = NULL, *w_lanes = NULL;
     if (z.channels_last) {
         w_lanes = channel_lanes(weight, bias, z.out_channels, taps, &bias_lanes);
     } else if (quads) {
+#ifdef HAVE_AVX512_LOOPS /* (quads is 0 without them) */
         w_lanes = quad_lanes(weight, &z);
+#endif
     }
     if ((z.channels_last || quads) && w_lanes == NULL) {
         free(ranges);
@@ -1056,18 +1037,18 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
     int failed = 0;
     if (chosen == BLOCK_LOOP && z.channels_last) {
         void (*rows)(const void *, int64_t, int64_t) = run_channel_rows;
-#ifdef HAVE_WIDE_ROWS
-        if (avx512()) rows = run_channel_rows_wide;
+#ifdef HAVE_AVX512_LOOPS
+        if (cpu_has_avx512()) rows = run_channel_rows_wide;
 #endif
         failed = convlens_parallel(rows, &job, z.batch * z.out_h, threads_used);
     } else if (chosen == BLOCK_LOOP && per_group == 1) {
         void (*blocks)(const void *, int64_t, int64_t) = run_channel_blocks;
-#ifdef HAVE_WIDE_ROWS
-        if (avx512()) blocks = run_channel_blocks_wide;
+#ifdef HAVE_AVX512_LOOPS
+        if (cpu_has_avx512()) blocks = run_channel_blocks_wide;
 #endif
         failed = convlens_parallel(blocks, &job, z.batch * ((z.out_channels + LANES - 1) / LANES), threads_used);
     } else if (chosen == BLOCK_LOOP && quads) {
-#ifdef HAVE_WIDE_ROWS
+#ifdef HAVE_AVX512_LOOPS
         const int64_t quads = (out_per_group + QUAD - 1) / QUAD;
         failed = convlens_parallel(run_output_quads, &job, z.batch * z.groups * quads * z.out_h, threads_used);
 #endif
@@ -1076,8 +1057,8 @@ int convlens_direct_forward(const float *x, const float *weight, const float *bi
                                    threads_used);
     } else if (chosen == ROW_VECTOR_LOOP) {
         void (*vectors)(const void *, int64_t, int64_t) = run_row_vectors;
-#ifdef HAVE_WIDE_ROWS
-        if (avx512()) vectors = run_row_vectors_wide;
+#ifdef HAVE_AVX512_LOOPS
+        if (cpu_has_avx512()) vectors = run_row_vectors_wide;
 #endif
         failed = convlens_parallel(vectors, &job, z.batch * z.out_channels, threads_used);
     } else {

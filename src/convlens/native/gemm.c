@@ -143,7 +143,7 @@ static void gemm_units(const void *context, int64_t first, int64_t end) {
         free(band), free(m), free(zeros);
         return;
     }
-    const int wide = job->wide && products_avx512();
+    const int wide = job->wide && cpu_has_avx512();
     for (int64_t unit = first; unit < end; unit++) {
         const int64_t place = unit / shares, share = unit % shares; /* place = group * bands + band */
         const int64_t n0 = place / job->bands * job->images, y0 = place % job->bands * job->band_rows;

@@ -83,14 +83,4 @@ enum { DEPTH = 128 }; /* rows of a panel per pass */
         else if (rest == 1) LOOP(Wide, 1, whole, (k_end));                                                      \
     } while (0)
 
-/* Whether this CPU runs the x86-64-v4 (AVX-512) loops. */
-static inline int products_avx512(void) {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("x86-64-v4");
-#else
-    return 0;
-#endif
-}
-
 #endif

@@ -69,7 +69,7 @@ static void products_half(const float *v, int64_t v_xi_stride, const float *u, f
  * it (the same bits as the other; the tests compare them). */
 void convlens_winograd_products(const float *v, int64_t v_xi_stride, const float *u, float *m, int64_t m_xi_stride,
                                 int64_t positions, int64_t tiles, int64_t C, int64_t K, int wide) {
-    if (wide && products_avx512()) {
+    if (wide && cpu_has_avx512()) {
         products_wide(v, v_xi_stride, u, m, m_xi_stride, positions, tiles, C, K);
     } else {
         products_half(v, v_xi_stride, u, m, m_xi_stride, positions, tiles, C, K);
