@@ -1,4 +1,4 @@
-"""auto's rules 5 and 6: where the compiled direct kernel beats im2col, small layers and stems.
+"""auto's rules 5 and 7: where the compiled direct kernel beats im2col, small layers and stems.
 
     python benchmarks/tiny_rule.py
 

@@ -18,7 +18,7 @@ from convlens import native, tune
 from convlens.algos.auto import choose
 from convlens.spec import ConvSpec
 
-needs_kernels = pytest.mark.skipif(not native.available(), reason="auto's rules 5 and 6 need the compiled kernels")
+needs_kernels = pytest.mark.skipif(not native.available(), reason="auto's rules 5 to 7 need the compiled kernels")
 
 
 LADDER = [tune.Probe("tiny", 1, c, c, 16, 3) for c in (4, 8, 16, 32, 64)]  # 36,864 .. 9,437,184 MACs
@@ -48,6 +48,17 @@ def test_stems_go_to_direct_when_it_is_faster_over_the_stems() -> None:
     assert not tune.fit([*ladder, *mostly_im2col]).stems
 
 
+def test_gemm_takes_dense_layers_up_to_the_depth_where_it_stops_leading() -> None:
+    ladder = [p for p in tune.PROBES if p.rule == "gemm"]
+    depths = [p.depth for p in ladder]
+    assert all(p.compiled == "gemm" and p.stride == 2 for p in ladder) and {p.batch for p in ladder} == {1, 8}
+    assert min(depths) <= 576 and max(depths) >= 4608  # ResNet-50's stride-2 3x3 layers, 64 to 512 channels
+    others = [tune.Timing(p, 1.0, 2.0) for p in tune.PROBES if p.rule != "gemm"]
+    gemm_leads = [tune.Timing(p, 1.0 if p.depth <= 1152 else 1.2, 1.1) for p in ladder]
+    assert tune.fit([*others, *gemm_leads]).gemm_max_rows == 1152
+    assert tune.fit([*others, *(tune.Timing(p, 1.2, 1.0) for p in ladder)]).gemm_max_rows == 0
+
+
 def test_the_key_holds_the_thread_count_cpu_and_versions() -> None:
     key = tune.machine()
     assert {"cpu", "capability", "kernels", "threads", "torch", "convlens"} <= key.keys()
@@ -65,32 +76,39 @@ def test_a_calibration_changes_autos_choice_and_says_so(tmp_path: Path, monkeypa
     assert convlens.explain_choice(*small, padding=1).algorithm == "direct"  # the built-in rules
     assert choose(stem).algorithm.name == "direct"
 
-    file = tune.save(tune.Thresholds(tiny_macs=0, tiny_pointwise_macs=0, stems=False), [])
+    file = tune.save(tune.Thresholds(tiny_macs=0, tiny_pointwise_macs=0, stems=False, gemm_max_rows=2304), [])
     assert file.parent == tmp_path and json.loads(file.read_text())["thresholds"]["stems"] is False
     explained = convlens.explain_choice(*small, padding=1)
     assert explained.algorithm == "im2col"
     assert choose(stem).algorithm.name == "im2col"
     torch.testing.assert_close(convlens.conv2d(*small, padding=1), torch.nn.functional.conv2d(*small, padding=1))
 
-    tune.save(tune.Thresholds(tiny_macs=10**6, tiny_pointwise_macs=0, stems=True), [])
+    tune.save(tune.Thresholds(tiny_macs=10**6, tiny_pointwise_macs=0, stems=True, gemm_max_rows=2304), [])
     explained = convlens.explain_choice(*small, padding=1)
     assert explained.algorithm == "direct" and str(file) in explained.reason
+    deep = (torch.randn(1, 256, 28, 28), torch.randn(256, 256, 3, 3))  # 2304 deep, stride 2
+    assert convlens.explain_choice(*deep, stride=2, padding=1).algorithm == "gemm"
+    tune.save(tune.Thresholds(tiny_macs=10**6, tiny_pointwise_macs=0, stems=True, gemm_max_rows=1152), [])
+    explained = convlens.explain_choice(*deep, stride=2, padding=1)
+    assert explained.algorithm == "im2col" and str(file) in explained.reason
     assert tune.forget() == file and not file.exists()
     assert "convlens tune" not in convlens.explain_choice(*small, padding=1).reason
-    tune.save(tune.Thresholds(tiny_macs=0, tiny_pointwise_macs=0, stems=False), [])
+    tune.save(tune.Thresholds(tiny_macs=0, tiny_pointwise_macs=0, stems=False, gemm_max_rows=2304), [])
     assert str(file) in convlens.explain_choice(*small, padding=1).reason  # im2col, past the measured thresholds
 
 
 @pytest.mark.parametrize(
     "thresholds",
-    ['{"tiny_macs": "lots"}', '{"tiny_macs": 1, "tiny_pointwise_macs": -1, "stems": true}',
-     '{"tiny_macs": 1, "tiny_pointwise_macs": 1, "stems": "no"}', "[1, 2]"],
+    ['{"tiny_macs": "lots"}', '{"tiny_macs": 1, "tiny_pointwise_macs": -1, "stems": true, "gemm_max_rows": 9}',
+     '{"tiny_macs": 1, "tiny_pointwise_macs": 1, "stems": "no", "gemm_max_rows": 9}',
+     '{"tiny_macs": 1, "tiny_pointwise_macs": 1, "stems": true}',
+     '{"tiny_macs": 1, "tiny_pointwise_macs": 1, "stems": true, "gemm_max_rows": 1.5}', "[1, 2]"],
 )  # fmt: skip
 def test_a_broken_calibration_is_ignored_with_one_warning(
     thresholds: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CONVLENS_CACHE_DIR", str(tmp_path))
-    tune.path().write_text('{"format": 1, "thresholds": ' + thresholds + "}")
+    tune.path().write_text(f'{{"format": {tune.FORMAT}, "thresholds": ' + thresholds + "}")
     with pytest.warns(RuntimeWarning, match="ignoring .* built-in rules"):
         assert tune.stored() is None
     with warnings.catch_warnings():
@@ -118,8 +136,9 @@ def test_the_command_measures_writes_and_every_process_uses_it(tmp_path: Path) -
     assert f"wrote {file}" in done.stdout.replace("\n", "")
     data = json.loads(file.read_text())
     assert [p["layer"] for p in data["probes"]] == [str(p) for p in tune.PROBES]
-    assert all(p["direct_s"] > 0 and p["im2col_s"] > 0 for p in data["probes"])
-    timings = [tune.Timing(probe, p["direct_s"], p["im2col_s"]) for probe, p in zip(tune.PROBES, data["probes"])]
+    assert all(p["compiled_s"] > 0 and p["im2col_s"] > 0 for p in data["probes"])
+    assert [p["compiled"] for p in data["probes"]] == [probe.compiled for probe in tune.PROBES]
+    timings = [tune.Timing(probe, p["compiled_s"], p["im2col_s"]) for probe, p in zip(tune.PROBES, data["probes"])]
     assert data["thresholds"] == {k: v for k, v in vars(tune.fit(timings)).items() if k != "source"}
 
     # another process on this machine, with the same threads, reads it: the same choice, saying why

@@ -79,12 +79,14 @@ first match wins:
    benchmarks/tiny_rule.py``;
 8. otherwise ``im2col`` — one large matrix multiply (per group).
 
-Rules 5 and 6 hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
+Rules 5 and 7 (direct.c) hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
 the compiled kernel's reach moved with the kernel (im2col led from about 2^19 multiply-adds in the
 thirteenth session, direct.c up to about 2^24 in the fourteenth: benchmarks/RESULTS.md).
 ``convlens tune`` measures the machine once (:mod:`convlens.tune`): where it has, its
-thresholds replace TINY_MACS, TINY_POINTWISE_MACS and whether stems go to direct.c, and the
-choice's reason names the file.
+thresholds replace TINY_MACS, TINY_POINTWISE_MACS, whether stems go to direct.c, and
+GEMM_MAX_ROWS (rule 6's depth, which moved with the instruction set: with AVX2 loops on both
+sides im2col led gemm.c on the 2304-deep stride-2 layer; benchmarks/RESULTS.md, sixteenth
+session), and the choice's reason names the file.
 
 The figures behind every rule are in benchmarks/RESULTS.md.
 
@@ -164,14 +166,15 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         return Choice(get("im2col"), general)
     limits = thresholds()
     tiny = limits.tiny_pointwise_macs if columns_are_input(spec) else limits.tiny_macs
-    said = f" (rules 5 and 6 as `convlens tune` measured this machine: {limits.source})" if limits.source else ""
+    said = f" (rules 5 to 7 as `convlens tune` measured this machine: {limits.source})" if limits.source else ""
     if spec.flops // 2 <= tiny:
         reason = "a small layer: one compiled pass, where im2col's copies and calls cost more"
         return Choice(get("direct"), reason + said)
     small_stem = spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps < STEM_MIN_TAPS
-    if spec.taps > 1 and spec.in_per_group * spec.taps <= GEMM_MAX_ROWS and not small_stem and gemm.uses_native(spec):
-        reason = "a dense layer at most 2304 deep (k_h*k_w*C_in): gemm.c reads each tap's input in place, no columns"
-        return Choice(get("gemm"), reason)
+    deep = limits.gemm_max_rows
+    if spec.taps > 1 and spec.in_per_group * spec.taps <= deep and not small_stem and gemm.uses_native(spec):
+        reason = f"a dense layer at most {deep} deep (k_h*k_w*C_in): gemm.c reads each tap's input in place, no columns"
+        return Choice(get("gemm"), reason + said)
     if limits.stems and spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
         return Choice(get("direct"), reason + said)
@@ -185,12 +188,12 @@ def min_channels(spec: ConvSpec) -> int:
 
 
 def built_in() -> tune.Thresholds:
-    """Rules 5 and 6's thresholds as this module sets them (no source: not a calibration)."""
-    return tune.Thresholds(TINY_MACS, TINY_POINTWISE_MACS, stems=True)
+    """Rules 5 to 7's thresholds as this module sets them (no source: not a calibration)."""
+    return tune.Thresholds(TINY_MACS, TINY_POINTWISE_MACS, stems=True, gemm_max_rows=GEMM_MAX_ROWS)
 
 
 def thresholds() -> tune.Thresholds:
-    """Rules 5 and 6's thresholds in force: this machine's calibration (``convlens tune``) where
+    """Rules 5 to 7's thresholds in force: this machine's calibration (``convlens tune``) where
     there is one, else the built-in ones; the built-in ones too while torch.compile traces (the
     traced graph runs the Python algorithms, not the kernels tune timed)."""
     measured = None if torch.compiler.is_compiling() else tune.stored()

@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     key = tune.machine()
-    console.print(f"machine: {key['cpu']}, {key['capability']}, {key['threads']} threads, torch {key['torch']}")
+    console.print(
+        f"machine: {key['cpu']}, torch {key['capability']}, kernels {key['kernels'] or 'not built'}, "
+        f"{key['threads']} threads, torch {key['torch']}"
+    )
     if args.forget:
         deleted = tune.forget()
         console.print(f"deleted {deleted}" if deleted else f"no calibration for this machine ({tune.path()})")
@@ -91,14 +94,15 @@ def measure(args: argparse.Namespace, console: Console) -> list[Timing]:
 def probe_table(timings: list[Timing]) -> Table:
     from rich.table import Table
 
-    table = Table(title="direct.c against im2col, forward, float32 (median of interleaved rounds)")
-    for column in ("probe", "rule", "multiply-adds", "direct us", "im2col us", "faster"):
-        table.add_column(column, justify="left" if column in ("probe", "rule", "faster") else "right")
+    table = Table(title="direct.c / gemm.c against im2col, forward, float32 (median of interleaved rounds)")
+    for column in ("probe", "rule", "multiply-adds", "depth", "compiled", "compiled us", "im2col us", "faster"):
+        table.add_column(column, justify="left" if column in ("probe", "rule", "compiled", "faster") else "right")
     for timing in timings:
-        faster = "direct" if timing.direct < timing.im2col else "im2col"
+        probe = timing.probe
+        faster = probe.compiled if timing.compiled < timing.im2col else "im2col"
         table.add_row(
-            str(timing.probe), timing.probe.rule, f"{timing.probe.macs:,}", f"{timing.direct * 1e6:.0f}",
-            f"{timing.im2col * 1e6:.0f}", faster,
+            str(probe), probe.rule, f"{probe.macs:,}", f"{probe.depth:,}", probe.compiled,
+            f"{timing.compiled * 1e6:.0f}", f"{timing.im2col * 1e6:.0f}", faster,
         )  # fmt: skip
     return table
 
@@ -106,7 +110,7 @@ def probe_table(timings: list[Timing]) -> Table:
 def table(thresholds: Thresholds, built_in: Thresholds) -> Table:
     from rich.table import Table
 
-    table = Table(title="auto's rules 5 and 6: direct.c takes")
+    table = Table(title="auto's rules 5 to 7: the compiled kernels take")
     for column in ("rule", "this machine", "built in"):
         table.add_column(column)
     table.add_row("3x3 and other small layers, up to", f"{thresholds.tiny_macs:,} MACs", f"{built_in.tiny_macs:,} MACs")
@@ -116,6 +120,9 @@ def table(thresholds: Thresholds, built_in: Thresholds) -> Table:
         f"{built_in.tiny_pointwise_macs:,} MACs",
     )
     table.add_row("stems (<= 4 input channels, 5x5+)", yes_no(thresholds.stems), yes_no(built_in.stems))
+    table.add_row(
+        "gemm.c takes dense layers up to", f"{thresholds.gemm_max_rows:,} deep", f"{built_in.gemm_max_rows:,} deep"
+    )
     return table
 
 
