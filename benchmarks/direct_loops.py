@@ -1,7 +1,7 @@
 """direct.c's loops on the layers each is for: which one it should run, and whether it picks it.
 
     python benchmarks/direct_loops.py               # several input channels per group: planes vs output blocks
-    python benchmarks/direct_loops.py --depthwise   # MobileNetV2's and ConvNeXt-T's depthwise layers, NCHW
+    python benchmarks/direct_loops.py --depthwise   # MobileNetV2's, ConvNeXt-T's and 5x5 depthwise layers, NCHW
 
 run_planes sums an output row at a time (one loop over the row per input channel and tap, the
 row in memory); run_output_blocks sums 16 output channels at a time in one vector, 4 outputs of a
@@ -39,9 +39,14 @@ LAYERS = [
 ]  # fmt: skip
 
 
+# stride-1 5x5 depthwise layers of MobileNetV3-Large's shapes (channels, size), and one wider: the
+# kernel width between MobileNetV2's 3x3 and ConvNeXt-T's 7x7 (which of the loops leads moves with it)
+FIVE_BY_FIVE = [(72, 56), (120, 28), (672, 14), (960, 7)]
+
+
 def depthwise_layers(batches: tuple[int, ...]) -> list[tuple[int, int, int, int, int, int, int]]:
-    """MobileNetV2's and ConvNeXt-T's depthwise layers, NCHW, in LAYERS's form."""
-    found = []
+    """MobileNetV2's and ConvNeXt-T's depthwise layers, and FIVE_BY_FIVE, NCHW, in LAYERS's form."""
+    found = [(batch, c, c, size, 5, 1, c) for c, size in FIVE_BY_FIVE for batch in batches]
     for name in ("mobilenet_v2", "convnext_tiny"):
         for layer in suite(name):
             spec = layer.spec(1)

@@ -257,6 +257,25 @@ def test_direct_kernel_picks_by_width_give_the_same_bits(multiplier: int) -> Non
     assert torch.equal(wide[..., :14], narrow)
 
 
+@pytest.mark.parametrize(
+    ("kernel", "size", "loop"),
+    [(3, 28, "row vectors"), (5, 56, "row vectors"), (7, 28, "blocks"), (7, 56, "blocks"), (7, 130, "row vectors"),
+     (7, 14, "blocks")],
+)  # fmt: skip
+def test_wide_stride_1_depthwise_rows_go_by_row_vectors_unless_the_kernel_is_7_wide(
+    kernel: int, size: int, loop: str
+) -> None:
+    """Row vectors load k_h*k_w input vectors per output vector, the blocks share each load between
+    outputs: 7x7 rows go through the blocks wherever they take the plane (up to 16384 padded
+    values: 130 + 6 = 136 columns squared do not fit), narrower kernels' wide rows by row vectors."""
+    if not native.available():
+        pytest.skip(native.reason())
+    spec = convlens.ConvSpec.from_args(
+        torch.empty(1, 16, size, size), torch.empty(16, 1, kernel, kernel), None, padding=kernel // 2, groups=16
+    )
+    assert native.direct_loop(spec) == loop
+
+
 @pytest.mark.parametrize("width", [5, 21, 40])
 def test_every_depthwise_loop_puts_nan_and_inf_where_the_plane_loop_does(width: int) -> None:
     """Row vectors mask the terms that read the zero margin instead of skipping them; a NaN or Inf

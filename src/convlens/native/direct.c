@@ -34,11 +34,15 @@
  *     the channel blocks innermost. (Both are the "blocks" loop.)
  *   - run_row_vectors (depthwise, NCHW, stride 1 along the row): 8 outputs of a row per vector, 4
  *     vectors at once, their sums in registers over every tap; the plane copied with zero margins.
- *     Best on stride-1 rows wider than NARROW_ROW.
+ *     Best on stride-1 rows wider than NARROW_ROW, for kernels narrower than WIDE_KERNEL: each
+ *     output vector loads k_h*k_w input vectors, where the blocks share each load between
+ *     POSITIONS outputs (ConvNeXt-T's 7x7 layers at 28x28: the blocks 1.2-1.4x as fast with
+ *     AVX-512 and with AVX2; 3x3 and 5x5 rows at 28 and 56: row vectors 1.1-1.5x; sixteenth
+ *     session).
  * The copies with zero margins let an output sum every kernel column, the margin's terms adding
  * tap * 0 = +-0, which changes no sum begun at +0; a filter with an Inf or NaN tap (Inf * 0 = NaN)
  * sums only the taps inside, as run_planes does.
- * convlens_direct_pick picks one (output_blocks_pay, NARROW_ROW, SMALL_PLANE_WIDTH: measured by
+ * convlens_direct_pick picks one (output_blocks_pay, NARROW_ROW, WIDE_KERNEL, SMALL_PLANE_WIDTH: measured by
  * benchmarks/direct_loops.py); a caller may ask for one.
  *
  * No blocking for cache: this is the reference in C and the kernel for the calls where a single
@@ -93,6 +97,7 @@ enum { MAX_BLOCK_PLANE = 16384 };            /* run_channel_blocks: the largest 
 enum { MAX_CHANNELS_LAST_TAPS = 1024 };      /* run_channel_rows: the most kernel taps (native/__init__.py's too) */
 enum { SMALL_PLANE_WIDTH = 32 };             /* stride-1 outputs at most this wide may go through run_channel_blocks */
 enum { NARROW_ROW = 16 };                    /* stride-1 depthwise rows wider than this go through run_row_vectors */
+enum { WIDE_KERNEL = 7 };                    /* ... unless the kernel is this wide and the blocks take the plane */
 enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
 enum { ROW_WEIGHT_BYTES = 16384 };           /* run_channel_rows: the weights of the channel blocks it takes at once */
 
@@ -964,7 +969,8 @@ static int fits_channel_blocks(const Sizes *z) {
 int convlens_direct_pick(const Sizes *z) {
     if (z->in_channels > z->groups) return output_blocks_pay(z) ? BLOCK_LOOP : PLANE_LOOP;
     if (z->channels_last) return BLOCK_LOOP;
-    if (z->stride_w == 1 && z->out_w > NARROW_ROW) return ROW_VECTOR_LOOP;
+    if (z->stride_w == 1 && z->out_w > NARROW_ROW) /* wide stride-1 rows; 7x7 and wider through the blocks */
+        return z->kernel_w >= WIDE_KERNEL && fits_channel_blocks(z) ? BLOCK_LOOP : ROW_VECTOR_LOOP;
     /* strided rows: the blocks whenever the planes fit (MobileNetV2's stride-2 layers, batch 1 and 8:
      * 1.3-2.1x the plane loop's speed on the Xeon of benchmarks/RESULTS.md, fourteenth session) */
     return fits_channel_blocks(z) && (z->out_w <= SMALL_PLANE_WIDTH || z->stride_w > 1) ? BLOCK_LOOP : PLANE_LOOP;
