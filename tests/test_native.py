@@ -675,6 +675,22 @@ def test_gemm_kernel_takes_plain_nchw_float32_with_whole_vectors_only() -> None:
             native.gemm_forward(x, gemm.weight_rows(w), None, spec, (0, 1))
 
 
+def test_gemm_pieces_keep_a_large_weight_to_whole_images_at_a_small_batch(monkeypatch) -> None:
+    """Each band reads all of the weight rows: 9.4 MB of them (512 channels, 3x3) at batch 1 go in
+    one whole image, whose panels gemm.c splits between the threads; a 0.6 MB weight or a batch of
+    two images per thread keeps bands of rows / images per piece by the cache."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+
+    def pieces(batch: int, channels: int, size: int) -> tuple[int, int]:
+        x, w = torch.empty(batch, channels, size, size), torch.empty(channels, channels, 3, 3)
+        return gemm.pieces(convlens.ConvSpec.from_args(x, w, None, stride=2, padding=1))
+
+    assert pieces(1, 512, 14) == (7, 1) and pieces(3, 512, 14) == (7, 1)  # whole 7-row images
+    assert pieces(4, 512, 14) == (7, 1)  # two images per thread: pieces by the cache (one image fits 1 MiB)
+    assert pieces(1, 128, 56)[0] < 28  # a small weight: bands, at least two per thread
+    assert pieces(1, 512, 112)[0] < 56  # an image too large for a band: bands
+
+
 def test_gemm_kernel_takes_a_strided_nchw_input_through_one_copy(monkeypatch) -> None:
     if not native.available():
         pytest.skip(native.reason())
