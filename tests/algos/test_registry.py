@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import convlens
-from convlens import algos, native
+from convlens import algos, native, tune
 from convlens.algos.auto import choose
 from convlens.algos.winograd import plan as winograd_plan
 from convlens.spec import ConvSpec
@@ -55,6 +55,21 @@ def test_auto_gives_a_reason() -> None:
         assert not missing, f"{expected}: reason {choice.reason!r} does not name {missing}"
         reasons[expected] = choice.reason
     assert len(set(reasons.values())) == len(PICKS), reasons  # one reason per rule, not a shared one
+
+
+def test_gemm_takes_shallower_layers_where_the_kernels_run_avx2_loops(monkeypatch) -> None:
+    """Rule 6's depth by the loops the kernels run: 2304 with AVX-512, 1152 with AVX2 (without a
+    calibration of this machine)."""
+    if not native.available():
+        pytest.skip(native.reason())
+    monkeypatch.setattr(tune, "stored", lambda: None)
+    layers = {1152: (128, 56), 2304: (256, 28)}  # depth: channels, size; 3x3 stride 2
+    for loops, deepest in (("AVX-512", 2304), ("AVX2", 1152)):
+        monkeypatch.setattr(native, "instruction_set", lambda loops=loops: loops)
+        for depth, (channels, size) in layers.items():
+            x, w = torch.empty(8, channels, size, size), torch.empty(channels, channels, 3, 3)
+            picked = choose(ConvSpec.from_args(x, w, stride=2, padding=1)).algorithm.name
+            assert picked == ("gemm" if depth <= deepest else "im2col"), (loops, depth, picked)
 
 
 def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:

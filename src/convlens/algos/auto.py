@@ -59,7 +59,8 @@ first match wins:
    7.5e6 multiply-adds); evidence: the same script, and ``convlens bench --suite mobilenet_v2
    --batch 1 --algorithms direct,im2col``;
 6. a dense layer (one group) with a kernel of more than one tap and at most GEMM_MAX_ROWS = 2304
-   taps times input channels (the depth of its product), not a stem with a kernel under 5x5 (at
+   taps times input channels (the depth of its product; GEMM_MAX_ROWS_AVX2 = 1152 where the
+   kernels run AVX2 loops, not AVX-512 ones), not a stem with a kernel under 5x5 (at
    most STEM_MAX_CHANNELS input channels: MobileNetV2's 3x3 ran 2x faster through direct.c,
    ConvNeXt's 4x4 patchify no faster than through im2col), which gemm.c takes (float32 NCHW on the
    CPU, C_out a multiple of 16: ``gemm.uses_native``): ``gemm``, one compiled pass band by band,
@@ -69,7 +70,9 @@ first match wins:
    / 0.82x / 0.76x (im2col); batch 1: 1.02x / 0.96x / 0.86x against 0.93x / 0.82x / 0.84x; its
    512-channel layers (4608 deep) ran faster through im2col's product; evidence: ``convlens bench
    --suite resnet50 --batch 1,8 --algorithms auto,gemm,im2col`` (benchmarks/RESULTS.md, fifteenth
-   session);
+   session). With AVX2 loops on both sides (``benchmarks/as_avx2.sh`` on the Xeon; sixteenth session)
+   the 256-channel stride-2 layer (2304 deep) ran faster through im2col (0.85x-0.90x against
+   0.72x-0.80x) and ``convlens tune`` fitted 1152;
 7. a stem that gemm.c does not take: a dense layer with at most STEM_MAX_CHANNELS = 4 input
    channels per group and a kernel of at least STEM_MIN_TAPS = 25 taps (5x5), which direct.c
    takes: ``direct``. im2col's columns are k_h*k_w copies of the image for a product only
@@ -127,6 +130,7 @@ TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel take
 TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
 STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 7
 GEMM_MAX_ROWS = 2304  # k_h*k_w*C_in up to which gemm.c takes a dense layer; rule 6
+GEMM_MAX_ROWS_AVX2 = 1152  # the same where its loops are AVX2 (8 lanes) or narrower
 STEM_MIN_TAPS = 25  # kernel taps from which it is
 
 
@@ -189,7 +193,8 @@ def min_channels(spec: ConvSpec) -> int:
 
 def built_in() -> tune.Thresholds:
     """Rules 5 to 7's thresholds as this module sets them (no source: not a calibration)."""
-    return tune.Thresholds(TINY_MACS, TINY_POINTWISE_MACS, stems=True, gemm_max_rows=GEMM_MAX_ROWS)
+    deep = GEMM_MAX_ROWS if native.instruction_set() == "AVX-512" else GEMM_MAX_ROWS_AVX2
+    return tune.Thresholds(TINY_MACS, TINY_POINTWISE_MACS, stems=True, gemm_max_rows=deep)
 
 
 def thresholds() -> tune.Thresholds:
