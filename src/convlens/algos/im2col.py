@@ -33,6 +33,10 @@ For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a v
 the NCHW path a channels-last input costs a transposing copy in and out; evidence: ``python
 benchmarks/channels_last.py`` (benchmarks/RESULTS.md).
 
+A 1x1 stride-1 unpadded layer on a contiguous NCHW input (``pointwise``) skips the pieces: its
+columns are the input itself, so it is one product per group, ``w_rows @ x.view(N, G, C_in/G, L)``,
+and the bias. (Unless its batch is folded: ``folds_batch``.)
+
 Speed: pieces are also kept to at most 16 MiB of columns even when more would fit (for the
 ResNet-50 layer 64->64 3x3 at 56x56, batch 8, one shot would be 55 MiB of columns). Why: columns
 that stay cache-sized are written and read back faster than one huge buffer; evidence: ``python
@@ -283,6 +287,15 @@ def forward(
 ) -> torch.Tensor:
     if spec.rank == 3:
         return forward_volume(x, weight, bias, spec, workspace)
+    if columns_are_input(spec) and not folds_batch(spec) and x.is_contiguous():
+        return pointwise(x, weight, bias, spec)
+    return forward_in_pieces(x, weight, bias, spec, workspace)
+
+
+def forward_in_pieces(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> torch.Tensor:
+    """The 2-D forward piece by piece (``plan_pieces``): each piece's columns, its product, its bias."""
     gather = gathers(x, spec)  # im2col.c gathers the columns from x itself, padding included
     x_pad = x if gather else zero_pad(x, spec.padding)  # (N, C_in, H_pad, W_pad), in x's layout
     n = x_pad.shape[0]
@@ -312,6 +325,28 @@ def forward(
             if bias_view is not None:
                 out_piece += bias_view  # while the piece is still in cache
     return out
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """A 1x1 stride-1 unpadded layer on a contiguous NCHW input, the batch not folded: its columns
+    are the input itself, so the whole layer is one product per group and a bias add::
+
+        out (N, G, C_out/G, H*W) = w_rows (G, C_out/G, C_in/G) @ x (N, G, C_in/G, H*W)  (+ bias)
+
+    The same product as ``forward``'s pieces (one piece: nothing to bound), without their
+    bookkeeping, which cost 40-130 us a call on ResNet-50's 1x1 layers at batch 1 (5-17% of a
+    0.5-0.8 ms layer; ``python benchmarks/im2col_pointwise.py``, benchmarks/RESULTS.md, sixteenth
+    session)."""
+    n, (h, w) = spec.batch, spec.out_size
+    if spec.groups == 1:
+        out = torch.matmul(weight.view(spec.out_channels, spec.in_channels), x.view(n, spec.in_channels, h * w))
+    else:
+        w_rows = weight.view(spec.groups, spec.out_per_group, spec.in_per_group)
+        out = torch.matmul(w_rows, x.view(n, spec.groups, spec.in_per_group, h * w))
+    if bias is not None:
+        out = out.view(n, spec.out_channels, h * w)
+        out += bias.view(-1, 1)
+    return out.view(n, spec.out_channels, h, w)
 
 
 def plan_volume_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
