@@ -38,6 +38,7 @@ def main() -> None:
                 if not im2col.columns_are_input(spec) or im2col.folds_batch(spec):
                     continue
                 x, w, b = layer.tensors(batch)
+                w = torch.nn.Parameter(w)  # as a model's layer holds it (torch.matmul copies the input for it)
                 candidates = {
                     "pytorch": lambda x=x, w=w, b=b: F.conv2d(x, w, b),
                     "pointwise": lambda x=x, w=w, b=b, spec=spec: im2col.pointwise(x, w, b, spec),

@@ -137,7 +137,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(
         predicted = im2col.buffer_bytes(spec, workspace)
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
     gathered = gather and native.available() and kernel > 1
-    pointwise = im2col.columns_are_input(spec) and not im2col.folds_batch(spec)
+    pointwise = im2col.columns_are_input(spec) and spec.groups == 1 and not im2col.folds_batch(spec)
     # a 1x1 stride-1 layer's columns are the input: ``pointwise``, no padding step at all (folded: one)
     assert padded == ([] if gathered or pointwise else [bool(options.get("padding"))])
     expected = shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options and not gathered else 0
@@ -181,18 +181,19 @@ def test_predicted_buffers_for_a_channels_last_input(groups: int, kernel: int) -
     )
 
 
-@pytest.mark.parametrize(("batch", "groups", "bias"), [(1, 1, True), (3, 2, True), (2, 4, False)])
-def test_a_1x1_stride_1_layer_is_one_product_per_group(batch: int, groups: int, bias: bool) -> None:
-    """Its columns are the input: ``pointwise``, not the pieces, unless the batch is folded or the
-    input is not contiguous NCHW; the same answer as PyTorch's either way."""
+@pytest.mark.parametrize(("batch", "groups", "bias"), [(1, 1, True), (3, 1, False), (3, 2, True)])
+def test_a_1x1_stride_1_layer_is_one_product(batch: int, groups: int, bias: bool) -> None:
+    """Its columns are the input: ``pointwise``, not the pieces, with one group, unless the batch is
+    folded or the input is not contiguous NCHW; the same answer as PyTorch's either way, with a
+    weight that requires grad too (torch.matmul would copy the input for it)."""
     x = torch.randn(batch, 8, 10, 12, dtype=torch.float64)
-    w = torch.randn(12, 8 // groups, 1, 1, dtype=torch.float64)
+    w = torch.nn.Parameter(torch.randn(12, 8 // groups, 1, 1, dtype=torch.float64))
     b = torch.randn(12, dtype=torch.float64) if bias else None
     pieces = mock.Mock(side_effect=im2col.forward_in_pieces)
-    with mock.patch.object(im2col, "forward_in_pieces", pieces):
+    with mock.patch.object(im2col, "forward_in_pieces", pieces), torch.no_grad():
         out = convlens.conv2d(x, w, b, groups=groups, algorithm="im2col")
-        assert pieces.call_count == 0
+        assert pieces.call_count == (groups > 1)
         last = convlens.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, groups=groups, algorithm="im2col")
-        assert pieces.call_count == 1
+        assert pieces.call_count == (groups > 1) + 1
     for result in (out, last):
         torch.testing.assert_close(result, reference_conv2d(x, w, b, groups=groups), rtol=1e-12, atol=1e-12)

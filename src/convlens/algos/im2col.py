@@ -33,8 +33,8 @@ For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a v
 the NCHW path a channels-last input costs a transposing copy in and out; evidence: ``python
 benchmarks/channels_last.py`` (benchmarks/RESULTS.md).
 
-A 1x1 stride-1 unpadded layer on a contiguous NCHW input (``pointwise``) skips the pieces: its
-columns are the input itself, so it is one product per group, ``w_rows @ x.view(N, G, C_in/G, L)``,
+A 1x1 stride-1 unpadded layer with one group on a contiguous NCHW input (``pointwise``) skips the
+pieces: its columns are the input itself, so it is one product, ``w_rows @ x.view(N, C_in, L)``,
 and the bias. (Unless its batch is folded: ``folds_batch``.)
 
 Speed: pieces are also kept to at most 16 MiB of columns even when more would fit (for the
@@ -287,7 +287,7 @@ def forward(
 ) -> torch.Tensor:
     if spec.rank == 3:
         return forward_volume(x, weight, bias, spec, workspace)
-    if columns_are_input(spec) and not folds_batch(spec) and x.is_contiguous():
+    if columns_are_input(spec) and spec.groups == 1 and not folds_batch(spec) and x.is_contiguous():
         return pointwise(x, weight, bias, spec)
     return forward_in_pieces(x, weight, bias, spec, workspace)
 
@@ -328,23 +328,21 @@ def forward_in_pieces(
 
 
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    """A 1x1 stride-1 unpadded layer on a contiguous NCHW input, the batch not folded: its columns
-    are the input itself, so the whole layer is one product per group and a bias add::
+    """A 1x1 stride-1 unpadded layer with one group on a contiguous NCHW input, the batch not
+    folded: its columns are the input itself, so the whole layer is one batched product (the
+    weight shared, not copied) and a bias add::
 
-        out (N, G, C_out/G, H*W) = w_rows (G, C_out/G, C_in/G) @ x (N, G, C_in/G, H*W)  (+ bias)
+        out (N, C_out, H*W) = w_rows (C_out, C_in) @ x (N, C_in, H*W)  (+ bias)
 
-    The same product as ``forward``'s pieces (one piece: nothing to bound), without their
-    bookkeeping, which cost 40-130 us a call on ResNet-50's 1x1 layers at batch 1 (5-17% of a
-    0.5-0.8 ms layer; ``python benchmarks/im2col_pointwise.py``, benchmarks/RESULTS.md, sixteenth
-    session)."""
+    The same product as ``forward_in_pieces``'s one piece, without its bookkeeping, which cost
+    40-130 us a call on ResNet-50's 1x1 layers at batch 1 (5-17% of a 0.5-0.8 ms layer; ``python
+    benchmarks/im2col_pointwise.py``, benchmarks/RESULTS.md, sixteenth session). ``torch.bmm``, not
+    ``torch.matmul``: given a weight that requires grad, matmul folds the batch into a transposed
+    copy of the input (8x the time on ResNet-50's 64->256 layer at batch 8)."""
     n, (h, w) = spec.batch, spec.out_size
-    if spec.groups == 1:
-        out = torch.matmul(weight.view(spec.out_channels, spec.in_channels), x.view(n, spec.in_channels, h * w))
-    else:
-        w_rows = weight.view(spec.groups, spec.out_per_group, spec.in_per_group)
-        out = torch.matmul(w_rows, x.view(n, spec.groups, spec.in_per_group, h * w))
+    w_rows = weight.view(1, spec.out_channels, spec.in_channels).expand(n, -1, -1)
+    out = torch.bmm(w_rows, x.view(n, spec.in_channels, h * w))  # (N, C_out, H*W)
     if bias is not None:
-        out = out.view(n, spec.out_channels, h * w)
         out += bias.view(-1, 1)
     return out.view(n, spec.out_channels, h, w)
 

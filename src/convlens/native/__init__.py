@@ -35,12 +35,13 @@ from convlens.spec import ConvSpec
 _library: ctypes.CDLL | None = None
 _reason = "not loaded yet"
 _threads = "none"
+_instruction_set = ""  # instruction_set(): the library's widest loops on this CPU, asked when it loads
 _OPENMP_RUNTIMES = {1: "libgomp.so.1", 2: "libiomp5.so", 3: "libomp.so"}  # parallel.c's convlens_use_openmp
 _warned = False
 
 
 def _load() -> ctypes.CDLL | None:
-    global _library, _reason
+    global _library, _reason, _instruction_set
     if _library is not None or _reason != "not loaded yet":
         return _library
     folder = Path(__file__).parent
@@ -80,6 +81,7 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_use_openmp.argtypes = [ctypes.c_int]
     library.convlens_use_openmp.restype = ctypes.c_int
     library.convlens_vector_bits.restype = ctypes.c_int
+    _instruction_set = {512: "AVX-512", 256: "AVX2"}.get(library.convlens_vector_bits(), "baseline")
     _library, _reason = library, ""
     use_openmp(True)
     return library
@@ -104,11 +106,10 @@ def threads() -> str:
 
 def instruction_set() -> str:
     """The widest loops of the kernels that run on this CPU: "AVX-512", "AVX2" (with FMA) or
-    "baseline" (portable C); "" where the kernels are not built."""
-    library = _load()
-    if library is None:
-        return ""
-    return {512: "AVX-512", 256: "AVX2"}.get(library.convlens_vector_bits(), "baseline")
+    "baseline" (portable C); "" where the kernels are not built. Asked of the library when it loads
+    (auto's rule 6 reads it, also while torch.compile traces, which cannot trace a call into it)."""
+    _load()
+    return _instruction_set
 
 
 def available() -> bool:
