@@ -77,3 +77,31 @@ def test_a_long_weight_gradient_sum_is_as_precise_as_pytorchs(algorithm: str, la
         our_error = (ours.double() - truth).abs().max().item()
         pytorch_error = (theirs.double() - truth).abs().max().item()
         assert our_error <= algos.EXACT_BOUND * pytorch_error, (seed, our_error, pytorch_error)
+
+
+def test_a_1x1_weight_gradient_goes_image_by_image_from_two_runs_per_image() -> None:
+    """From 8 runs of positions per image (8 x 256) a 1x1 layer's grad_weight is taken image by
+    image, read in place; below, as one folded product. Either way the gradient of float64's
+    within the exact bound of PyTorch's, and the image-by-image one twice differentiable."""
+    from convlens.autograd import products
+
+    calls = mock.Mock(side_effect=products.grad_weight_image_by_image)
+    for size, image_by_image in ((48, True), (44, False)):  # 2,304 and 1,936 positions per image
+        generator = torch.Generator().manual_seed(size)
+        x = torch.randn(3, 8, size, size, generator=generator)
+        w = torch.randn(16, 8, 1, 1, generator=generator)
+        grad_output = torch.randn(3, 16, size, size, generator=generator)
+        w64 = w.double().requires_grad_()
+        (truth,) = torch.autograd.grad(F.conv2d(x.double(), w64), w64, grad_output.double())
+        w_ours, w_theirs = w.clone().requires_grad_(), w.clone().requires_grad_()
+        calls.reset_mock()
+        with mock.patch.object(products, "grad_weight_image_by_image", calls):
+            (ours,) = torch.autograd.grad(convlens.conv2d(x, w_ours, algorithm="im2col"), w_ours, grad_output)
+        assert calls.called is image_by_image
+        (theirs,) = torch.autograd.grad(F.conv2d(x, w_theirs), w_theirs, grad_output)
+        our_error = (ours.double() - truth).abs().max().item()
+        pytorch_error = (theirs.double() - truth).abs().max().item()
+        assert our_error <= algos.EXACT_BOUND * pytorch_error, (size, our_error, pytorch_error)
+    x = torch.randn(2, 2, 48, 48, dtype=torch.float64)  # fixed: the check differentiates grad_weight by
+    w = torch.randn(2, 2, 1, 1, dtype=torch.float64, requires_grad=True)  # w and by the grad_output it is given
+    assert torch.autograd.gradgradcheck(lambda w: convlens.conv2d(x, w, algorithm="im2col"), (w,))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 
 from convlens.algos import im2col as im2col_algorithm
+from convlens.algos.scratch import vmapped
 from convlens.spec import ConvSpec
 from convlens.unfold import col2im, im2col, sum_windows, unpad, zero_pad
 
@@ -51,6 +52,10 @@ def grads_by_products(
     h_out, w_out = spec.out_size
     groups, out_per_group, rows_per_group = spec.groups, spec.out_per_group, spec.in_per_group * spec.taps
     grad_x = grad_weight = None
+    if needs_weight and weight_grad_image_by_image(spec, grad_output, x):
+        grad_weight, needs_weight = grad_weight_image_by_image(grad_output, x, spec), False
+        if not needs_input:
+            return None, grad_weight
     w_rows = weight.reshape(groups, out_per_group, rows_per_group)  # (G, C_out/G, C_in/G*k_h*k_w)
     images = im2col_algorithm.plan_pieces(spec, workspace)[0]
     grad_weight_rows = None
@@ -94,6 +99,7 @@ def grads_by_products(
 
 
 POSITIONS_PER_SUM = 256  # the longest run of window positions one product sums (see sum_over_positions)
+MIN_RUNS_PER_IMAGE = 8  # runs per image from which a 1x1 layer's grad_weight goes image by image
 
 
 def sum_over_positions(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -122,6 +128,50 @@ def sum_over_positions(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if whole < positions:
         total = total + a[:, :, whole:] @ b[:, whole:]
     return total
+
+
+def weight_grad_image_by_image(spec: ConvSpec, grad_output: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether grad_weight goes image by image (``grad_weight_image_by_image``): a 1x1 stride-1
+    unpadded layer with one group, at least MIN_RUNS_PER_IMAGE runs of positions per image, outside
+    vmap."""
+    positions = spec.out_size[0] * spec.out_size[1]
+    return (
+        im2col_algorithm.columns_are_input(spec)
+        and spec.groups == 1
+        and positions >= MIN_RUNS_PER_IMAGE * max(POSITIONS_PER_SUM, spec.out_channels)
+        and not vmapped(grad_output, x)
+    )
+
+
+def grad_weight_image_by_image(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """grad_weight of a 1x1 stride-1 unpadded layer (one group): its columns are the input, so::
+
+        grad_w_rows = sum over images n of grad_output[n] @ x[n]^T     (C_out, L) @ (L, C_in)
+
+    each image's product taken in runs of ``sum_over_positions``'s length (its precision) and read
+    in place, as strided matrices: the folded product's (N*L)-long operands are transposing copies
+    of grad_output and x, which were most of its time on ResNet-50's 1x1 layers at 56x56 (64->256,
+    batch 8: 11.3 ms folded, 7.5 ms image by image, PyTorch 5.6 ms; benchmarks/RESULTS.md, sixteenth
+    session). Why from MIN_RUNS_PER_IMAGE = 8 runs (2,048 positions): at 56x56 (12 runs) image by
+    image took 1.08x-1.27x PyTorch's time against the folded 1.14x-1.45x; at 28x28 (3 runs) 1.23x-1.80x
+    against 1.23x-1.37x (interleaved, ad hoc)."""
+    n, c_out, c_in = spec.batch, spec.out_channels, spec.in_channels
+    positions = spec.out_size[0] * spec.out_size[1]
+    run = max(POSITIONS_PER_SUM, c_out)
+    runs = positions // run
+    whole = runs * run
+    grads, inputs = grad_output.reshape(n, c_out, positions), x.reshape(n, c_in, positions)
+    total = None
+    for image in range(n):
+        grad_rows, cols = grads[image], inputs[image]  # (C_out, L), (C_in, L)
+        grad_runs = grad_rows[:, :whole].unflatten(1, (runs, run)).transpose(0, 1)  # (runs, C_out, run)
+        col_runs = cols[:, :whole].unflatten(1, (runs, run)).permute(1, 2, 0)  # (runs, run, C_in)
+        piece = torch.bmm(grad_runs, col_runs).sum(dim=0)  # (C_out, C_in)
+        if whole < positions:
+            piece = piece + grad_rows[:, whole:] @ cols[:, whole:].transpose(0, 1)
+        total = piece if total is None else total + piece
+    assert total is not None  # at least one image: conv2d_backward answers an empty batch itself
+    return total.view(c_out, c_in, 1, 1)
 
 
 def input_grad_from_pieces(pieces: list[torch.Tensor], spec: ConvSpec) -> torch.Tensor:
