@@ -14,7 +14,9 @@ so the chain rule gives, with ``grad_rows`` = dLoss/d out_rows (grad_output view
     grad_cols   = w_rows^T @ grad_rows                             (G, C_in/G*k_h*k_w, P)
     grad_x_pad  = col2im(grad_cols)   (fold: overlapping windows add up)
 
-Folding the batch into P makes grad_weight one large product instead of N small ones summed.
+Folding the batch into P makes grad_weight one large product instead of N small ones summed
+(except a 1x1 layer with many positions per image, whose operands would be transposing copies:
+``grad_weight_image_by_image``).
 The function saves the unpadded input, as PyTorch does, and pads it again piece by piece for
 grad_weight; zero padding's adjoint is the crop, ``grad_x = unpad(grad_x_pad)``. (The
 reflect / replicate / circular modes pad with ``torch.nn.functional.pad`` before this function,
