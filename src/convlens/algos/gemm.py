@@ -79,33 +79,48 @@ def uses_native(spec: ConvSpec) -> bool:
 
 
 def pieces(spec: ConvSpec) -> tuple[int, int]:
-    """(output rows per band, images per piece) of gemm.c: as many rows as keep a band's input rows
-    (rows_in, W_pad, C_in) and its products (rows*W_out, C_out) within about BAND_BYTES, at least
-    one, the bands of equal height and at least two per thread over the batch (a batch of one
-    image in one band ran on one thread); where a whole image fits, as many images as fit. Why 1 MiB:
-    in the 2 MiB L2 of a core beside the weight rows' block that the products stream
-    (benchmarks/RESULTS.md, fifteenth session). But each band reads all of the weight rows: where
-    they pass LARGE_WEIGHT_BYTES, an image fits a band and the batch has fewer than two images per
-    thread, whole images, one per piece, whose output-channel panels gemm.c then splits between
-    the threads (each reading its share of the weight once per image). Why: ResNet-50's
-    512-channel 3x3 layers (9.4 MB of weight rows) at batch 1 ran 0.75x (stride 2) and 0.68x
-    (7x7) of PyTorch in bands of two rows, 0.88x and 0.88x so (sixteenth session; at batch 4 and 8
-    pieces of two or four images, one per thread, ran slower than one image each: 0.73x-0.77x
-    against 0.86x-0.89x)."""
-    s_h, d_h = spec.stride[0], spec.dilation[0]
+    """(output rows per band, images per piece) of gemm.c: ``pieces_by_cache``, except that each band
+    reads all of the weight rows, so where they pass LARGE_WEIGHT_BYTES, an image fits a band and
+    the batch has fewer than two images per thread: whole images, one per piece, whose
+    output-channel panels gemm.c then splits between the threads (each reading its share of the
+    weight once per image). Why: ResNet-50's 512-channel 3x3 layers (9.4 MB of weight rows) at
+    batch 1 ran 1.06x (stride 2) and 0.92x (7x7) of PyTorch in bands of two rows, 1.35x and 1.40x
+    so (gemm.c alone); at batch 4 and 8, pieces of several images, one per thread, ran slower
+    than one image each on the stride-2 layers; evidence: ``python benchmarks/gemm_pieces.py``
+    (benchmarks/RESULTS.md, sixteenth session)."""
     h_out = spec.out_size[0]
-    w_pad = spec.in_size[1] + spec.padding[2] + spec.padding[3]
-    row_bytes = 4 * (spec.in_channels * s_h * w_pad + spec.out_size[1] * spec.out_channels)
-    fixed = 4 * spec.in_channels * ((spec.kernel_size[0] - 1) * d_h + 1 - s_h) * w_pad
+    fixed, row_bytes = band_bytes(spec)
     weight_bytes = 4 * spec.taps * spec.in_channels * spec.out_channels
     image_fits = fixed + h_out * row_bytes <= BAND_BYTES
     if weight_bytes > LARGE_WEIGHT_BYTES and image_fits and spec.batch < 2 * torch.get_num_threads():
         return h_out, 1
+    return pieces_by_cache(spec)
+
+
+def pieces_by_cache(spec: ConvSpec) -> tuple[int, int]:
+    """(output rows per band, images per piece) by the cache: as many rows as keep a band's input
+    rows (rows_in, W_pad, C_in) and its products (rows*W_out, C_out) within about BAND_BYTES, at
+    least one, the bands of equal height and at least two per thread over the batch (a batch of
+    one image in one band ran on one thread); where a whole image fits, as many images as fit. Why
+    1 MiB: in the 2 MiB L2 of a core beside the weight rows' block that the products stream
+    (benchmarks/RESULTS.md, fifteenth session)."""
+    h_out = spec.out_size[0]
+    fixed, row_bytes = band_bytes(spec)
     rows = max(1, min(h_out, (BAND_BYTES - fixed) // row_bytes))
     bands = max(math.ceil(h_out / rows), math.ceil(2 * torch.get_num_threads() / spec.batch))  # two per thread
     if bands > 1:  # bands of equal height (13 + 1 rows put one thread's share in one band)
         return math.ceil(h_out / min(bands, h_out)), 1
     return h_out, max(1, min(spec.batch, BAND_BYTES // (fixed + h_out * row_bytes)))
+
+
+def band_bytes(spec: ConvSpec) -> tuple[int, int]:
+    """A band's bytes as (fixed, per output row): the input rows every band reads beyond its own
+    (the kernel's reach less one stride), and per output row its input rows and its products."""
+    s_h, d_h = spec.stride[0], spec.dilation[0]
+    w_pad = spec.in_size[1] + spec.padding[2] + spec.padding[3]
+    row_bytes = 4 * (spec.in_channels * s_h * w_pad + spec.out_size[1] * spec.out_channels)
+    fixed = 4 * spec.in_channels * ((spec.kernel_size[0] - 1) * d_h + 1 - s_h) * w_pad
+    return fixed, row_bytes
 
 
 def weight_rows(weight: torch.Tensor) -> torch.Tensor:

@@ -152,11 +152,11 @@ def grad_weight_image_by_image(grad_output: torch.Tensor, x: torch.Tensor, spec:
 
     each image's product taken in runs of ``sum_over_positions``'s length (its precision) and read
     in place, as strided matrices: the folded product's (N*L)-long operands are transposing copies
-    of grad_output and x, which were most of its time on ResNet-50's 1x1 layers at 56x56 (64->256,
-    batch 8: 11.3 ms folded, 7.5 ms image by image, PyTorch 5.6 ms; benchmarks/RESULTS.md, sixteenth
-    session). Why from MIN_RUNS_PER_IMAGE = 8 runs (2,048 positions): at 56x56 (12 runs) image by
-    image took 1.08x-1.27x PyTorch's time against the folded 1.14x-1.45x; at 28x28 (3 runs) 1.23x-1.80x
-    against 1.23x-1.37x (interleaved, ad hoc)."""
+    of grad_output and x, which were most of its time on ResNet-50's 1x1 layers at 56x56. Why from
+    MIN_RUNS_PER_IMAGE = 8 runs (2,048 positions): at batch 8, at 56x56 (12 runs) image by image
+    took 1.12x-1.20x PyTorch's time against the folded 1.21x-1.33x; at 28x28 (3 runs) 1.41x-1.71x
+    against 1.17x-1.29x, and below that worse still; the error against float64 the same; evidence:
+    ``python benchmarks/grad_weight_pointwise.py`` (benchmarks/RESULTS.md, sixteenth session)."""
     n, c_out, c_in = spec.batch, spec.out_channels, spec.in_channels
     positions = spec.out_size[0] * spec.out_size[1]
     run = max(POSITIONS_PER_SUM, c_out)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     key = tune.machine()
     console.print(
-        f"machine: {key['cpu']}, torch {key['capability']}, kernels {key['kernels'] or 'not built'}, "
+        f"machine: {key['cpu']}, torch's loops {key['capability']}, convlens's {key['kernels'] or 'not built'}, "
         f"{key['threads']} threads, torch {key['torch']}"
     )
     if args.forget:
