@@ -691,6 +691,23 @@ def test_gemm_pieces_keep_a_large_weight_to_whole_images_at_a_small_batch(monkey
     assert pieces(1, 512, 112)[0] < 56  # an image too large for a band: bands
 
 
+def test_gemm_pieces_of_whole_images_share_out_evenly_between_the_threads(monkeypatch) -> None:
+    """512@7 fits three images in a piece: a batch of 4 goes as 2 + 2 (3 + 1 left one thread idle
+    for most of the layer), 8 as four pieces of two, 5 as 3 + 2; one thread takes up to as many as fit."""
+    x_of = {batch: torch.empty(batch, 512, 7, 7) for batch in (3, 4, 5, 8)}
+    w = torch.empty(512, 512, 3, 3)
+
+    def images(batch: int, threads: int) -> int:
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        rows, per_piece = gemm.pieces_by_cache(convlens.ConvSpec.from_args(x_of[batch], w, None, padding=1))
+        assert rows == 7
+        return per_piece
+
+    assert images(3, 1) == 3 and images(8, 1) == 3  # what fits
+    assert images(4, 2) == 2 and images(8, 2) == 2 and images(5, 2) == 3
+    assert images(8, 4) == 2
+
+
 def test_gemm_kernel_takes_a_strided_nchw_input_through_one_copy(monkeypatch) -> None:
     if not native.available():
         pytest.skip(native.reason())

@@ -101,16 +101,23 @@ def pieces_by_cache(spec: ConvSpec) -> tuple[int, int]:
     """(output rows per band, images per piece) by the cache: as many rows as keep a band's input
     rows (rows_in, W_pad, C_in) and its products (rows*W_out, C_out) within about BAND_BYTES, at
     least one, the bands of equal height and at least two per thread over the batch (a batch of
-    one image in one band ran on one thread); where a whole image fits, as many images as fit. Why
-    1 MiB: in the 2 MiB L2 of a core beside the weight rows' block that the products stream
-    (benchmarks/RESULTS.md, fifteenth session)."""
+    one image in one band ran on one thread); where a whole image fits, up to as many images as
+    fit, in a number of pieces that the threads share evenly. Why 1 MiB: in the 2 MiB L2 of a core
+    beside the weight rows' block that the products stream (benchmarks/RESULTS.md, fifteenth
+    session). Why even: 512@7 at batch 4 in pieces of 3 + 1 images ran 0.64x PyTorch on two
+    threads, in 2 + 2 0.94x (``python benchmarks/gemm_pieces.py``, sixteenth session)."""
     h_out = spec.out_size[0]
     fixed, row_bytes = band_bytes(spec)
     rows = max(1, min(h_out, (BAND_BYTES - fixed) // row_bytes))
-    bands = max(math.ceil(h_out / rows), math.ceil(2 * torch.get_num_threads() / spec.batch))  # two per thread
+    threads = torch.get_num_threads()
+    bands = max(math.ceil(h_out / rows), math.ceil(2 * threads / spec.batch))  # two per thread
     if bands > 1:  # bands of equal height (13 + 1 rows put one thread's share in one band)
         return math.ceil(h_out / min(bands, h_out)), 1
-    return h_out, max(1, min(spec.batch, BAND_BYTES // (fixed + h_out * row_bytes)))
+    fit = max(1, min(spec.batch, BAND_BYTES // (fixed + h_out * row_bytes)))
+    count = math.ceil(spec.batch / fit)
+    if count > 1:  # a whole number of pieces per thread: 4 images fitting 3 go as 2 + 2, not 3 + 1
+        count = math.ceil(count / threads) * threads
+    return h_out, math.ceil(spec.batch / min(count, spec.batch))
 
 
 def band_bytes(spec: ConvSpec) -> tuple[int, int]:
