@@ -4,10 +4,12 @@
     python benchmarks/im2col_pointwise.py --suite resnet50 --batch 1
 
 A 1x1 stride-1 unpadded layer's columns are its input, so the layer is one matrix product and a
-bias add; ``im2col.forward`` takes it through ``pointwise`` unless the batch is folded
-(``folds_batch``). This times that call and the general path (``forward_in_pieces``: the same
-product, reached through the pieces' bookkeeping) on each such layer, interleaved with F.conv2d in
-one process (float32, torch's threads), and prints each one's speedup over PyTorch.
+bias add; ``im2col.forward`` takes it through ``pointwise``, or ``pointwise_folded`` where the
+batch is folded (``folds_batch``: a product over all images' positions, bias in it, input and
+output transposed by a copy each). This times that call and the general path
+(``forward_in_pieces``: the same product, reached through the pieces' bookkeeping; folded, with
+the bias added after) on each such layer, interleaved with F.conv2d in one process (float32,
+torch's threads), and prints each one's speedup over PyTorch, "folded" on the folded rows.
 """
 
 from __future__ import annotations
@@ -35,19 +37,22 @@ def main() -> None:
         for batch in (int(b) for b in args.batch.split(",")):
             for layer in suite(name):
                 spec = layer.spec(batch)
-                if not im2col.columns_are_input(spec) or im2col.folds_batch(spec):
+                if not im2col.columns_are_input(spec):
                     continue
+                folded = im2col.folds_batch(spec)
+                one_product = im2col.pointwise_folded if folded else im2col.pointwise
                 x, w, b = layer.tensors(batch)
                 w = torch.nn.Parameter(w)  # as a model's layer holds it (torch.matmul copies the input for it)
                 candidates = {
                     "pytorch": lambda x=x, w=w, b=b: F.conv2d(x, w, b),
-                    "pointwise": lambda x=x, w=w, b=b, spec=spec: im2col.pointwise(x, w, b, spec),
+                    "pointwise": lambda x=x, w=w, b=b, spec=spec, f=one_product: f(x, w, b, spec),
                     "pieces": lambda x=x, w=w, b=b, spec=spec: im2col.forward_in_pieces(x, w, b, spec, workspace),
                 }
                 with torch.no_grad():
                     medians = interleaved_medians(candidates, rounds=3, min_run_time=0.1)
                 speedup = {key: medians["pytorch"] / seconds for key, seconds in medians.items()}
                 times = f"pointwise {speedup['pointwise']:.2f}x  pieces {speedup['pieces']:.2f}x"
+                times += "  folded" if folded else ""
                 pytorch = f"PyTorch {medians['pytorch'] * 1e3:7.3f} ms"
                 print(f"{name} N={batch} {layer.label:>26}  {pytorch}  {times}", flush=True)
 

@@ -137,8 +137,8 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(
         predicted = im2col.buffer_bytes(spec, workspace)
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
     gathered = gather and native.available() and kernel > 1
-    pointwise = im2col.columns_are_input(spec) and spec.groups == 1 and not im2col.folds_batch(spec)
-    # a 1x1 stride-1 layer's columns are the input: ``pointwise``, no padding step at all (folded: one)
+    pointwise = im2col.columns_are_input(spec) and spec.groups == 1
+    # a 1x1 stride-1 layer's columns are the input: ``pointwise`` (or ``pointwise_folded``), no padding step at all
     assert padded == ([] if gathered or pointwise else [bool(options.get("padding"))])
     expected = shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options and not gathered else 0
     assert predicted["padded input"] == expected
@@ -197,3 +197,24 @@ def test_a_1x1_stride_1_layer_is_one_product(batch: int, groups: int, bias: bool
         assert pieces.call_count == (groups > 1) + 1
     for result in (out, last):
         torch.testing.assert_close(result, reference_conv2d(x, w, b, groups=groups), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_1x1_layer_with_its_batch_folded_is_one_product_too(bias: bool) -> None:
+    """Few positions per image (``folds_batch``): ``pointwise_folded``, one product over every image's
+    positions, not the pieces; PyTorch's answer in PyTorch's layout, forward (kept buffers) and
+    backward (fresh tensors while autograd records), the weight a Parameter."""
+    x = torch.randn(4, 8, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.nn.Parameter(torch.randn(12, 8, 1, 1, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.randn(12, dtype=torch.float64)) if bias else None
+    assert im2col.folds_batch(ConvSpec.from_args(x, w, b))
+    pieces = mock.Mock(side_effect=im2col.forward_in_pieces)
+    folded = mock.Mock(side_effect=im2col.pointwise_folded)
+    with mock.patch.object(im2col, "forward_in_pieces", pieces), mock.patch.object(im2col, "pointwise_folded", folded):
+        with torch.no_grad():
+            out = convlens.conv2d(x, w, b, algorithm="im2col")
+        assert (folded.call_count, pieces.call_count) == (1, 0)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, reference_conv2d(x, w, b), rtol=1e-12, atol=1e-12)
+        inputs = (x, w) if b is None else (x, w, b)
+        assert torch.autograd.gradcheck(lambda *args: convlens.conv2d(*args, algorithm="im2col"), inputs)

@@ -35,7 +35,8 @@ benchmarks/channels_last.py`` (benchmarks/RESULTS.md).
 
 A 1x1 stride-1 unpadded layer with one group on a contiguous NCHW input (``pointwise``) skips the
 pieces: its columns are the input itself, so it is one product, ``w_rows @ x.view(N, C_in, L)``,
-and the bias. (Unless its batch is folded: ``folds_batch``.)
+and the bias; with its batch folded (``folds_batch``), one product over all images' positions
+(``pointwise_folded``).
 
 Speed: pieces are also kept to at most 16 MiB of columns even when more would fit (for the
 ResNet-50 layer 64->64 3x3 at 56x56, batch 8, one shot would be 55 MiB of columns). Why: columns
@@ -287,8 +288,8 @@ def forward(
 ) -> torch.Tensor:
     if spec.rank == 3:
         return forward_volume(x, weight, bias, spec, workspace)
-    if columns_are_input(spec) and spec.groups == 1 and not folds_batch(spec) and x.is_contiguous():
-        return pointwise(x, weight, bias, spec)
+    if columns_are_input(spec) and spec.groups == 1 and x.is_contiguous():
+        return pointwise_folded(x, weight, bias, spec) if folds_batch(spec) else pointwise(x, weight, bias, spec)
     return forward_in_pieces(x, weight, bias, spec, workspace)
 
 
@@ -345,6 +346,38 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     if bias is not None:
         out += bias.view(-1, 1)
     return out.view(n, spec.out_channels, h, w)
+
+
+def pointwise_folded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """``pointwise`` with the batch folded into the positions (``folds_batch``: few positions per
+    image), one product over N*L columns with the bias in it::
+
+        cols     = x transposed                       (C_in, N*L)    one copy
+        products = bias + w_rows @ cols               (C_out, N*L)   one addmm
+        out      = products transposed                (N, C_out, H, W)  one copy
+
+    For ResNet-50's 512->2048 layer at 7x7, batch 8: cols (512, 392), products (2048, 392), out
+    (8, 2048, 7, 7). Why: per image the product reads all of the weight (4 MiB) for 49 columns;
+    evidence: ``python benchmarks/im2col_pointwise.py`` (benchmarks/RESULTS.md, seventeenth
+    session). The copies go into scratch buffers, as ``multiply``'s folded product does."""
+    n, (h, w), positions = spec.batch, spec.out_size, spec.out_size[0] * spec.out_size[1]
+    c_in, c_out = spec.in_channels, spec.out_channels
+    x_by_channel = x.view(n, c_in, positions).transpose(0, 1)  # (C_in, N, L), a view
+    buffer = column_buffer(spec, n, h, x)
+    if buffer is None:  # autograd records (or vmap): fresh tensors
+        cols = x_by_channel.reshape(c_in, n * positions)
+        products = None
+    else:
+        cols = buffer.view(c_in, n, positions).copy_(x_by_channel).view(c_in, n * positions)
+        products = SCRATCH.take("products", (c_out, n * positions), x.dtype, x.device)
+    w_rows = weight.view(c_out, c_in)
+    if bias is None:
+        products = torch.mm(w_rows, cols, out=products)
+    else:
+        products = torch.addmm(bias.view(-1, 1), w_rows, cols, out=products)
+    out = x.new_empty((n, c_out, h, w))
+    out.copy_(products.view(c_out, n, h, w).transpose(0, 1))
+    return out
 
 
 def plan_volume_pieces(spec: ConvSpec, workspace: int) -> tuple[int, int]:
