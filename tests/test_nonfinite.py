@@ -69,3 +69,51 @@ def test_explicit_mixing_algorithms_keep_their_documented_spread(fused: bool, mo
         x[0, 0, 3, 3] = planted
         ours, theirs = convlens.conv2d(x, w, **options, algorithm="winograd"), F.conv2d(x, w, **options)
         assert ours.isnan().sum() > theirs.isnan().sum()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("planted", ["none", "nan", "inf", "-inf", "inf bias", "overflow"])
+def test_the_fused_winograd_pass_says_whether_its_output_is_finite(planted: str, channels_last: bool) -> None:
+    """winograd.c's output pass looks at every value it writes (auto's guard then needs no sum):
+    False from one NaN or infinity in the output, whatever put it there, True for a finite one."""
+    if not native.available():
+        pytest.skip(native.reason())
+    from convlens.algos.winograd.transforms import cached_panels
+
+    generator = torch.Generator().manual_seed(3)
+    x, w = torch.randn(2, 24, 9, 9, generator=generator), torch.randn(32, 24, 3, 3, generator=generator)
+    b = torch.randn(32, generator=generator)
+    if planted in ("nan", "inf", "-inf"):
+        x[1, 5, 8, 0] = float(planted)  # a corner: its tile is the last of its row and column
+    elif planted == "inf bias":
+        b[7] = float("inf")
+    elif planted == "overflow":
+        x = x * 1e38  # finite inputs, sums beyond float32
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    spec = convlens.ConvSpec.from_args(x, w, b, padding=1)
+    out = torch.empty(2, 32, 9, 9).contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
+    finite = native.winograd_fused(x, cached_panels(w, 2), b, out, spec, 2, 2)
+    assert finite == bool(out.isfinite().all()) == (planted == "none")
+
+
+def test_auto_takes_the_fused_passs_word_for_it_and_sums_the_output_otherwise(monkeypatch) -> None:
+    """No sum over the output where the fused Winograd has looked at every value; one where the
+    layer goes through the Python pipeline, whose output nothing has looked at."""
+    x_shape, w_shape, options = LAYERS["winograd"]
+    x, w = torch.randn(x_shape), torch.randn(w_shape)
+    sums = []
+    original = torch.Tensor.sum
+    monkeypatch.setattr(
+        torch.Tensor, "sum", lambda self, *args, **kwargs: sums.append(1) or original(self, *args, **kwargs)
+    )
+    fused = native.available() and winograd_plan.uses_fused(convlens.ConvSpec.from_args(x, w, **options))
+    convlens.conv2d(x, w, **options)
+    assert len(sums) == (0 if fused else 1)
+    monkeypatch.setattr(winograd_plan, "fused", False)
+    monkeypatch.setattr(winograd_plan, "native", False)
+    sums.clear()
+    convlens.conv2d(x, w, **options)
+    assert len(sums) == 1

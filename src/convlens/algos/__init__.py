@@ -14,6 +14,8 @@ and differs only in how. Every algorithm is an :class:`Algorithm` with the same 
     buffer_bytes(spec, workspace)           {name: bytes} of every buffer beyond input, weight and output
     error_bound(spec)                       its float32 error against float64, as a multiple of PyTorch's own
     compiled(spec)                          whether a compiled kernel (src/convlens/native/) computes it
+    checked_forward(...) -> (out, finite)   optional, for one that mixes values: the forward, and whether
+                                            every output value is finite, without a pass of its own
 
 The backward is shared by all of them (:mod:`convlens.autograd`). The zero padding is the
 algorithm's to apply: most call :func:`convlens.unfold.zero_pad` first, and those that copy the
@@ -33,6 +35,9 @@ from convlens.errors import ArgumentError, ArgumentTypeError
 from convlens.spec import ConvSpec
 
 Forward = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", ConvSpec, int], torch.Tensor]
+CheckedForward = Callable[
+    [torch.Tensor, torch.Tensor, "torch.Tensor | None", ConvSpec, int], "tuple[torch.Tensor, bool]"
+]
 Supports = Callable[[ConvSpec], "str | None"]
 BufferBytes = Callable[[ConvSpec, int], dict[str, int]]
 ErrorBound = Callable[[ConvSpec], float]
@@ -67,6 +72,8 @@ class Algorithm:
     mixes_values: bool = False  # one input value feeds outputs far from it (a tile, an image): NaN/Inf spread
     ranks: tuple[int, ...] = (2,)  # spatial dimensions it runs (1-D convolutions run as 2-D ones, one row high)
     compiled: Compiled = never  # whether a compiled kernel computes this spec (given plain float32 CPU tensors)
+    # forward that also says whether every output value is finite, seen as it writes them (auto's NaN/Inf guard)
+    checked_forward: CheckedForward | None = None
 
     def extra_bytes(self, spec: ConvSpec, workspace: int) -> int:
         """All of ``buffer_bytes`` added up."""

@@ -318,16 +318,25 @@ def finite_guarded(algorithm: Algorithm) -> Algorithm:
     """``algorithm`` whose output is checked for NaN and Inf: where it has any, the call is computed
     again by the exact fallback, whose NaN and Inf land where PyTorch's do. Winograd, FFT and banded
     mix the values of a tile, an image or a row, so one NaN spreads over many outputs and an Inf
-    output can come out as NaN (Inf - Inf in a transform). The check is one sum over the output (NaN
-    and Inf survive a sum; a finite sum means every output is finite); evidence that it costs a hot
-    layer little: ``python benchmarks/nonfinite_guard.py`` (benchmarks/RESULTS.md). Not while
-    torch.compile traces (data-dependent control flow), where the algorithm's own semantics hold."""
+    output can come out as NaN (Inf - Inf in a transform). The check is the algorithm's own where
+    it has one (``checked_forward``: the fused Winograd's output pass looks at each value as it
+    writes it), else one sum over the output (NaN and Inf survive a sum; a finite sum means every
+    output is finite). Why the own check: the sum was 10-16% of the Winograd layers of ResNet-50 at
+    batch 1 and about 5% at batch 8; evidence: ``python benchmarks/nonfinite_guard.py``
+    (benchmarks/RESULTS.md, seventeenth session). Not while torch.compile traces (data-dependent
+    control flow), where the algorithm's own semantics hold."""
 
     def forward(
         x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
     ) -> torch.Tensor:
-        out = algorithm.forward(x, weight, bias, spec, workspace)
-        if torch.compiler.is_compiling() or out.numel() == 0 or bool(torch.isfinite(out.sum())):
+        if torch.compiler.is_compiling():
+            return algorithm.forward(x, weight, bias, spec, workspace)
+        if algorithm.checked_forward is not None:
+            out, finite = algorithm.checked_forward(x, weight, bias, spec, workspace)
+        else:
+            out = algorithm.forward(x, weight, bias, spec, workspace)
+            finite = out.numel() == 0 or bool(torch.isfinite(out.sum()))
+        if finite:
             return out
         return exact_fallback(spec).forward(x, weight, bias, spec, workspace)
 

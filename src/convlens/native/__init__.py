@@ -68,7 +68,14 @@ def _load() -> ctypes.CDLL | None:
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
     # x, sizes, x's strides, u, bias, out, out's strides, m, band_rows, wide, threads
     sizes = ctypes.POINTER(ConvSizes)
-    library.convlens_winograd_fused.argtypes = [pointer, sizes, *[int64] * 4, *[pointer] * 3, *[int64] * 9]
+    library.convlens_winograd_fused.argtypes = [
+        pointer,
+        sizes,
+        *[int64] * 4,
+        *[pointer] * 3,
+        *[int64] * 9,
+        ctypes.POINTER(ctypes.c_int),
+    ]
     library.convlens_winograd_fused.restype = ctypes.c_int
     library.convlens_gemm_forward.argtypes = [pointer, sizes, pointer, pointer, pointer, int64, int64, int64, int64]
     library.convlens_gemm_forward.restype = ctypes.c_int
@@ -311,19 +318,22 @@ def winograd_fused(
     band_rows: int,
     wide: bool = True,
     images: int = 1,
-) -> None:
+) -> bool:
     """winograd.c's fused pass over the whole layer: out = A^T [U * (B^T d B)] A + bias for every
     tile, in pieces of ``band_rows`` tile rows of one image or (band_rows = all of them) of
     ``images`` whole images; x and out in any layout, u (t*t, C_in, C_out) in ``panels`` of 64
-    output channels, contiguous.
+    output channels, contiguous. Returns whether every output value is finite, seen by the output
+    pass as it writes them (no NaN, no infinity; a value cropped away counts too).
     ``wide=False``: the 8-lane products even where AVX-512 is there (the same bits; the tests
     compare them)."""
     library = _load()
     assert library is not None and u.is_contiguous()
     bias = None if bias is None else bias.contiguous()
+    nonfinite = ctypes.c_int(0)
     status = library.convlens_winograd_fused(
         x.data_ptr(), conv_sizes(spec), *x.stride(), u.data_ptr(), None if bias is None else bias.data_ptr(),
         out.data_ptr(), *out.stride(), m, band_rows, images, int(wide), torch.get_num_threads(),
+        ctypes.byref(nonfinite),
     )  # fmt: skip
     if status == 3:
         raise MemoryError("convlens's fused Winograd could not allocate a band's V and M")
@@ -331,6 +341,7 @@ def winograd_fused(
         raise ValueError(f"winograd.c's fused pass takes C_out a multiple of 16, got {spec.out_channels}")
     tiles_w = -(-spec.out_size[1] // m)
     check_winograd_status(status, m, (0, spec.batch, 0, band_rows, tiles_w))
+    return nonfinite.value == 0
 
 
 PANEL = 64  # products.h's PANEL: output channels per panel

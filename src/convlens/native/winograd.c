@@ -94,6 +94,7 @@ typedef struct {
     Strides out_strides;
     int64_t channels, out_h, out_w;
     Piece piece;
+    int *nonfinite; /* set to 1 where an output value is NaN or infinite (NULL: not looked for) */
 } OutputJob;
 
 /* One unit of work: LANES channels from c0, of one image n, one tile row i (absolute). */
@@ -220,7 +221,12 @@ static inline __attribute__((always_inline)) void input_units(const InputJob *jo
 
 /* The output pass for tile size m (A^T = at), units [first, end): for each tile j of the unit's row,
  * Y = (A^T M) A into a band of m output rows, channels innermost; then the band, plus the bias,
- * into the output rows that exist, in the output's layout. */
+ * into the output rows that exist, in the output's layout. On the way it sums (y + bias) - (y +
+ * bias) over the unit's tiles: zero while every value is finite, NaN from the first NaN or
+ * infinity (x - x is NaN for both: the build keeps IEEE arithmetic). That is auto's NaN/Inf check
+ * (algos/auto.py: finite_guarded) without a pass of its own over the output. It also sees the
+ * values of the last tiles' rows and columns cropped away, which read the same input tile: at
+ * worst a needless exact recomputation, never a missed NaN. */
 static inline __attribute__((always_inline)) void output_units(const OutputJob *job, int m, const float *at,
                                                                int64_t first, int64_t end) {
     const int t = m + 2;
@@ -228,9 +234,11 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
     const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m;
     float band[MAX_T * MAX_BAND_W * LANES];
     float bias[LANES];
+    Lanes seen = (Lanes){0}; /* sum of (y + bias) - (y + bias): see above */
     for (int64_t unit = first; unit < end; unit++) {
         const Unit u = unit_of(&job->piece, C, unit);
         for (int l = 0; l < LANES; l++) bias[l] = job->bias != NULL && l < u.lanes ? job->bias[u.c0 + l] : 0.0f;
+        const Lanes bias_lanes = load_lanes(bias);
         for (int64_t j = 0; j < tiles_w; j++) {
             const float *source = job->products + (u.p0 + j) * job->tile_stride + u.c0; /* M[xi] of this tile */
             Lanes products[MAX_T * MAX_T], left[MAX_T * MAX_T]; /* [xi = s * t + jj], [a * t + jj] */
@@ -247,6 +255,8 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
                 for (int b = 0; b < m; b++) {
                     const Lanes y = combination(at + b * t, t, left + a * t, 1);
                     memcpy(band + (a * band_w + j * m + b) * LANES, &y, sizeof y);
+                    const Lanes value = y + bias_lanes;
+                    seen += value - value;
                 }
             }
         }
@@ -268,6 +278,10 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
                 }
             }
         }
+    }
+    if (job->nonfinite != NULL) {
+        for (int l = 0; l < LANES; l++)
+            if (seen[l] != 0.0f) __atomic_store_n(job->nonfinite, 1, __ATOMIC_RELAXED); /* NaN != 0 too */
     }
 }
 
@@ -303,7 +317,7 @@ int convlens_winograd_output(const float *products, int64_t xi_stride, int64_t t
                              int64_t rows, int64_t tiles_w, int64_t threads) {
     if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W) return 2;
     const OutputJob job = {products, xi_stride, tile_stride, bias, out, {stride_n, stride_c, stride_h, stride_w}, channels, out_h, out_w,
-                           {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}};
+                           {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}, NULL};
     const int64_t work = job.piece.tiles * channels * (m + 2) * (m + 2) * 2; /* about 2 per value of M */
     return convlens_parallel(m == 2 ? output_f2 : output_f4, &job, units_of(channels, &job.piece),
                              convlens_threads_for(work, threads));
@@ -372,11 +386,12 @@ FOR_EVERY_CPU static void fused_f4(const void *job, int64_t first, int64_t end) 
  * layer's (groups 1, 3x3, stride and dilation 1), band_rows tile rows per band. wide: the AVX-512
  * products where the CPU has them. Returns 0, 1 when a thread could not start (the result is
  * complete all the same), 2 for a tile size other than 2 or 4 or a row wider than MAX_BAND_W, 3
- * when a share could not allocate its buffers, 4 for C_out not a multiple of 16. */
+ * when a share could not allocate its buffers, 4 for C_out not a multiple of 16. *nonfinite (unless
+ * NULL) is set to 1 where an output value is NaN or infinite, else left as it is (output_units). */
 int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, int64_t stride_c, int64_t stride_h,
                             int64_t stride_w, const float *u, const float *bias, float *out, int64_t out_stride_n,
                             int64_t out_stride_c, int64_t out_stride_h, int64_t out_stride_w, int64_t m,
-                            int64_t band_rows, int64_t images, int64_t wide, int64_t threads) {
+                            int64_t band_rows, int64_t images, int64_t wide, int64_t threads, int *nonfinite) {
     const int64_t tiles_h = (z->out_h + m - 1) / m, tiles_w = (z->out_w + m - 1) / m;
     if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W || band_rows < 1 || images < 1 ||
         (images > 1 && band_rows < tiles_h))
@@ -388,7 +403,7 @@ int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, in
         {x, {stride_n, stride_c, stride_h, stride_w}, z->in_channels, z->height, z->width, z->pad_top, z->pad_left,
          whole, NULL, 0, 0},
         {NULL, 0, 0, bias, out, {out_stride_n, out_stride_c, out_stride_h, out_stride_w}, z->out_channels, z->out_h,
-         z->out_w, whole},
+         z->out_w, whole, nonfinite},
         u, tiles_h, band_rows, (tiles_h + band_rows - 1) / band_rows, images, wide != 0, &no_memory};
     const int64_t t = m + 2, work = whole.tiles * t * t * z->in_channels * z->out_channels; /* the products' */
     const int failed = convlens_parallel(m == 2 ? fused_f2 : fused_f4, &job, (z->batch + images - 1) / images * job.bands,

@@ -73,6 +73,7 @@ ALGORITHM = register(
         error_bound=error_bound,
         mixes_values=True,
         compiled=compiled,
+        checked_forward=forward.forward_checked,
     )
 )
 

@@ -10,6 +10,8 @@ forward_native        the same pieces, with winograd.c's two passes around the s
                       bias, crop, layout); no padded copy, no tiles, no Y, no detour
 forward_fused         winograd.c's two passes and winograd_products.c's products, band by band of
                       tile rows, V and M never leaving the cache: one call for the whole layer
+forward_checked       forward, and whether every output is finite (auto's NaN/Inf guard): the
+                      fused pass sees each value as it writes it
 """
 
 from __future__ import annotations
@@ -85,10 +87,21 @@ def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
     if plan.uses_fused(spec) and native_kernels.runs_winograd(x, bias, spec):
-        return forward_fused(x, weight, bias, spec)
+        return forward_fused(x, weight, bias, spec)[0]
     if plan.native and native_kernels.runs_winograd(x, bias, spec):
         return forward_native(x, weight, bias, spec)
     return forward_python(x, weight, bias, spec)
+
+
+def forward_checked(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
+) -> tuple[torch.Tensor, bool]:
+    """``forward``, and whether every output value is finite: from the fused pass, which looks at
+    each value as it writes it, else by one sum over the output (NaN and Inf survive it)."""
+    if plan.uses_fused(spec) and native_kernels.runs_winograd(x, bias, spec):
+        return forward_fused(x, weight, bias, spec)
+    out = forward(x, weight, bias, spec, workspace)
+    return out, out.numel() == 0 or bool(torch.isfinite(out.sum()))
 
 
 def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
@@ -116,18 +129,21 @@ def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return out
 
 
-def forward_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+def forward_fused(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec
+) -> tuple[torch.Tensor, bool]:
     """The whole layer in one compiled call (winograd.c, convlens_winograd_fused): for each piece
     (a band of tile rows of one image, or several whole images: ``plan.fused_pieces``), V = B^T d B
     (t*t, P, C_in), M = V @ U (t*t, P, C_out) and out = A^T M A + bias, V and M in buffers of one
-    piece per thread; out in x's layout."""
+    piece per thread; out in x's layout. Also whether every output value is finite (the output
+    pass looks at each)."""
     m = tile_size(spec)
     u = cached_panels(weight, m)  # U (t*t, C_in, C_out) in panels of 64 output channels
     layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
     out = torch.empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
     rows, images = plan.fused_pieces(spec, m)
-    native_kernels.winograd_fused(x, u, bias, out, spec, m, rows, images=images)
-    return out
+    finite = native_kernels.winograd_fused(x, u, bias, out, spec, m, rows, images=images)
+    return out, finite
 
 
 def padded_scratch(name: str, rows: int, shape: tuple[int, int]) -> torch.Tensor:
