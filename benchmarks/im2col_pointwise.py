@@ -1,10 +1,11 @@
-"""im2col's 1x1 layers: one product (``im2col.pointwise``) against the general path's pieces.
+"""im2col's 1x1 unpadded layers: one product (``im2col.pointwise``) against the general path's pieces.
 
     python benchmarks/im2col_pointwise.py        # ResNet-50's and MobileNetV2's 1x1 layers, batch 1 and 8
     python benchmarks/im2col_pointwise.py --suite resnet50 --batch 1
 
-A 1x1 stride-1 unpadded layer's columns are its input, so the layer is one matrix product and a
-bias add; ``im2col.forward`` takes it through ``pointwise``, or ``pointwise_folded`` where the
+A 1x1 unpadded layer's columns are its input (stride 1), or its every s-th row and column (one
+copy), so the layer is one matrix product with the bias in it; ``im2col.forward`` takes it
+(``one_product``) through ``pointwise``, or ``pointwise_folded`` where the
 batch is folded (``folds_batch``: a product over all images' positions, bias in it, input and
 output transposed by a copy each). This times that call and the general path
 (``forward_in_pieces``: the same product, reached through the pieces' bookkeeping; folded, with
@@ -37,14 +38,14 @@ def main() -> None:
         for batch in (int(b) for b in args.batch.split(",")):
             for layer in suite(name):
                 spec = layer.spec(batch)
-                if not im2col.columns_are_input(spec):
+                if not im2col.one_product(spec, workspace):
                     continue
                 folded = im2col.folds_batch(spec)
                 one_product = im2col.pointwise_folded if folded else im2col.pointwise
                 x, w, b = layer.tensors(batch)
                 w = torch.nn.Parameter(w)  # as a model's layer holds it (torch.matmul copies the input for it)
                 candidates = {
-                    "pytorch": lambda x=x, w=w, b=b: F.conv2d(x, w, b),
+                    "pytorch": lambda x=x, w=w, b=b, layer=layer: F.conv2d(x, w, b, **layer.options),
                     "pointwise": lambda x=x, w=w, b=b, spec=spec, f=one_product: f(x, w, b, spec),
                     "pieces": lambda x=x, w=w, b=b, spec=spec: im2col.forward_in_pieces(x, w, b, spec, workspace),
                 }

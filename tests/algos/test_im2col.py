@@ -114,6 +114,8 @@ def test_kept_buffers_never_leak_between_calls(workspace: int, fold: bool) -> No
         ((2, 4, 9, 9), 3, {"stride": 2}, 600),  # bands of rows: the products go through their buffer
         ((8, 6, 5, 5), 1, {}, 10**9),  # 25 positions: the batch is folded, the columns copied
         ((2, 6, 12, 12), 1, {}, 1),  # 1x1 stride 1: the columns are the input, nothing is taken
+        ((2, 6, 12, 12), 1, {"stride": (2, 3)}, 10**9),  # 1x1 strided: one copy of what it reads, one product
+        ((2, 6, 12, 12), 1, {"stride": 2}, 300),  # 1x1 strided, too large for one piece: the pieces
     ],
 )
 @pytest.mark.parametrize("gather", [True, False])
@@ -137,8 +139,8 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(
         predicted = im2col.buffer_bytes(spec, workspace)
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
     gathered = gather and native.available() and kernel > 1
-    pointwise = im2col.columns_are_input(spec) and spec.groups == 1
-    # a 1x1 stride-1 layer's columns are the input: ``pointwise`` (or ``pointwise_folded``), no padding step at all
+    pointwise = im2col.one_product(spec, workspace)
+    # a 1x1 unpadded layer in one piece: ``pointwise`` (or ``pointwise_folded``), no padding step at all
     assert padded == ([] if gathered or pointwise else [bool(options.get("padding"))])
     expected = shape[0] * shape[1] * 11 * 11 * 4 if "padding" in options and not gathered else 0
     assert predicted["padded input"] == expected
@@ -218,3 +220,28 @@ def test_a_1x1_layer_with_its_batch_folded_is_one_product_too(bias: bool) -> Non
         torch.testing.assert_close(out, reference_conv2d(x, w, b), rtol=1e-12, atol=1e-12)
         inputs = (x, w) if b is None else (x, w, b)
         assert torch.autograd.gradcheck(lambda *args: convlens.conv2d(*args, algorithm="im2col"), inputs)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_a_strided_1x1_layer_is_one_product_of_what_it_reads(batch: int, bias: bool) -> None:
+    """Every s-th row and column of the input, copied once, times the weight rows, bias in the
+    product (per image, or folded: 8 images of 16 positions); PyTorch's answer; the pieces once
+    that copy would not fit the workspace."""
+    x = torch.randn(batch, 8, 10, 12, dtype=torch.float64)
+    w = torch.nn.Parameter(torch.randn(12, 8, 1, 1, dtype=torch.float64))
+    b = torch.randn(12, dtype=torch.float64) if bias else None
+    spec = ConvSpec.from_args(x, w, b, stride=(3, 3))
+    assert im2col.one_product(spec, 10**9) and not im2col.one_product(spec, 8)
+    pieces = mock.Mock(side_effect=im2col.forward_in_pieces)
+    with mock.patch.object(im2col, "forward_in_pieces", pieces), torch.no_grad():
+        out = convlens.conv2d(x, w, b, stride=(3, 3), algorithm="im2col")
+        assert pieces.call_count == 0
+        small = convlens.conv2d(x, w, b, stride=(3, 3), algorithm="im2col", workspace_limit=8)
+        assert pieces.call_count == 1
+    for result in (out, small):
+        torch.testing.assert_close(result, reference_conv2d(x, w, b, stride=(3, 3)), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x, w: convlens.conv2d(x, w, stride=(3, 3), algorithm="im2col"),
+        (x[:2].clone().requires_grad_(), w),
+    )

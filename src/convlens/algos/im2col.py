@@ -33,10 +33,10 @@ For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a v
 the NCHW path a channels-last input costs a transposing copy in and out; evidence: ``python
 benchmarks/channels_last.py`` (benchmarks/RESULTS.md).
 
-A 1x1 stride-1 unpadded layer with one group on a contiguous NCHW input (``pointwise``) skips the
-pieces: its columns are the input itself, so it is one product, ``w_rows @ x.view(N, C_in, L)``,
-and the bias; with its batch folded (``folds_batch``), one product over all images' positions
-(``pointwise_folded``).
+A 1x1 unpadded layer with one group on a contiguous NCHW input (``pointwise``) skips the pieces:
+its columns are the input itself (stride 1), or its every s-th row and column copied once, so it
+is one product, ``w_rows @ x.view(N, C_in, L)``, the bias in it; with its batch folded
+(``folds_batch``), one product over all images' positions (``pointwise_folded``).
 
 Speed: pieces are also kept to at most 16 MiB of columns even when more would fit (for the
 ResNet-50 layer 64->64 3x3 at 56x56, batch 8, one shot would be 55 MiB of columns). Why: columns
@@ -288,7 +288,7 @@ def forward(
 ) -> torch.Tensor:
     if spec.rank == 3:
         return forward_volume(x, weight, bias, spec, workspace)
-    if columns_are_input(spec) and spec.groups == 1 and x.is_contiguous():
+    if one_product(spec, workspace) and x.is_contiguous():
         return pointwise_folded(x, weight, bias, spec) if folds_batch(spec) else pointwise(x, weight, bias, spec)
     return forward_in_pieces(x, weight, bias, spec, workspace)
 
@@ -328,31 +328,59 @@ def forward_in_pieces(
     return out
 
 
+def one_product(spec: ConvSpec, workspace: int) -> bool:
+    """Whether the layer goes through ``pointwise`` / ``pointwise_folded`` (given a contiguous NCHW
+    input): a 1x1 unpadded kernel with one group, whose columns are the input itself (stride 1) or
+    its every s-th row and column, one copy that fits one piece (``plan_pieces``)."""
+    if spec.kernel_size != (1, 1) or any(spec.padding) or spec.groups != 1:
+        return False
+    if columns_are_input(spec):
+        return True
+    images, rows = plan_pieces(spec, workspace)
+    return images >= spec.batch and rows == spec.out_size[0]
+
+
+def subsampled(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """What a 1x1 unpadded kernel reads of x: every s_h-th row and s_w-th column, (N, C_in, H_out,
+    W_out), a view (x itself for stride 1)."""
+    return x if spec.stride == (1, 1) else x[:, :, :: spec.stride[0], :: spec.stride[1]]
+
+
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    """A 1x1 stride-1 unpadded layer with one group on a contiguous NCHW input, the batch not
-    folded: its columns are the input itself, so the whole layer is one batched product (the
-    weight shared, not copied) and a bias add::
+    """A 1x1 unpadded layer with one group on a contiguous NCHW input (``one_product``), the batch
+    not folded: its columns are the input itself, or for stride s its every s-th row and column
+    (one copy), so the whole layer is one batched product (the weight shared, not copied), the
+    bias in it::
 
-        out (N, C_out, H*W) = w_rows (C_out, C_in) @ x (N, C_in, H*W)  (+ bias)
+        cols (N, C_in, L)     = x, or x[:, :, ::s_h, ::s_w] copied       L = H_out*W_out
+        out  (N, C_out, L)    = bias + w_rows (C_out, C_in) @ cols      one baddbmm
 
+    For ResNet-50's 1024->2048 stride-2 layer at 14x14, batch 1: cols (1, 1024, 49), out (1, 2048, 49).
     The same product as ``forward_in_pieces``'s one piece, without its bookkeeping, which cost
-    40-130 us a call on ResNet-50's 1x1 layers at batch 1 (5-17% of a 0.5-0.8 ms layer; ``python
-    benchmarks/im2col_pointwise.py``, benchmarks/RESULTS.md, sixteenth session). ``torch.bmm``, not
-    ``torch.matmul``: given a weight that requires grad, matmul folds the batch into a transposed
-    copy of the input (8x the time on ResNet-50's 64->256 layer at batch 8)."""
-    n, (h, w) = spec.batch, spec.out_size
-    w_rows = weight.view(1, spec.out_channels, spec.in_channels).expand(n, -1, -1)
-    out = torch.bmm(w_rows, x.view(n, spec.in_channels, h * w))  # (N, C_out, H*W)
-    if bias is not None:
-        out += bias.view(-1, 1)
-    return out.view(n, spec.out_channels, h, w)
+    40-130 us a call on ResNet-50's 1x1 layers at batch 1 (5-17% of a 0.5-0.8 ms layer), and for
+    stride 2 without its separate bias pass: 0.90x-1.03x of PyTorch -> 1.01x-1.17x at batch 1
+    (``python benchmarks/im2col_pointwise.py``, benchmarks/RESULTS.md, sixteenth and seventeenth
+    sessions). ``torch.bmm``, not ``torch.matmul``: given a weight that requires grad, matmul folds
+    the batch into a transposed copy of the input (8x the time on ResNet-50's 64->256 layer at
+    batch 8)."""
+    n, (h, w), c_in = spec.batch, spec.out_size, spec.in_channels
+    if spec.stride == (1, 1):
+        cols = x.view(n, c_in, h * w)
+    else:
+        buffer = column_buffer(spec, n, h, x)
+        cols = subsampled(x, spec).reshape(n, c_in, h * w) if buffer is None else buffer.view(n, c_in, h * w)
+        if buffer is not None:
+            cols.view(n, c_in, h, w).copy_(subsampled(x, spec))
+    w_rows = weight.view(1, spec.out_channels, c_in).expand(n, -1, -1)
+    out = torch.bmm(w_rows, cols) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w_rows, cols)
+    return out.view(n, spec.out_channels, h, w)  # (N, C_out, L) viewed
 
 
 def pointwise_folded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
     """``pointwise`` with the batch folded into the positions (``folds_batch``: few positions per
     image), one product over N*L columns with the bias in it::
 
-        cols     = x transposed                       (C_in, N*L)    one copy
+        cols     = x (or its every s-th row and column) transposed   (C_in, N*L)    one copy
         products = bias + w_rows @ cols               (C_out, N*L)   one addmm
         out      = products transposed                (N, C_out, H, W)  one copy
 
@@ -362,13 +390,13 @@ def pointwise_folded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     session). The copies go into scratch buffers, as ``multiply``'s folded product does."""
     n, (h, w), positions = spec.batch, spec.out_size, spec.out_size[0] * spec.out_size[1]
     c_in, c_out = spec.in_channels, spec.out_channels
-    x_by_channel = x.view(n, c_in, positions).transpose(0, 1)  # (C_in, N, L), a view
+    x_by_channel = subsampled(x, spec).transpose(0, 1)  # (C_in, N, H_out, W_out), a view
     buffer = column_buffer(spec, n, h, x)
     if buffer is None:  # autograd records (or vmap): fresh tensors
         cols = x_by_channel.reshape(c_in, n * positions)
         products = None
     else:
-        cols = buffer.view(c_in, n, positions).copy_(x_by_channel).view(c_in, n * positions)
+        cols = buffer.view(c_in, n, h, w).copy_(x_by_channel).view(c_in, n * positions)
         products = SCRATCH.take("products", (c_out, n * positions), x.dtype, x.device)
     w_rows = weight.view(c_out, c_in)
     if bias is None:
