@@ -138,7 +138,7 @@ def test_predicted_buffers_are_the_ones_the_forward_takes(
         }
         predicted = im2col.buffer_bytes(spec, workspace)
     assert taken == {name: size for name, size in predicted.items() if name != "padded input" and size}
-    gathered = gather and native.available() and kernel > 1
+    gathered = gather and native.available() and not im2col.columns_are_input(spec)  # im2col.c, as gathers()
     pointwise = im2col.one_product(spec, workspace)
     # a 1x1 unpadded layer in one piece: ``pointwise`` (or ``pointwise_folded``), no padding step at all
     assert padded == ([] if gathered or pointwise else [bool(options.get("padding"))])
