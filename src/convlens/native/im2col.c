@@ -25,6 +25,8 @@
 #include "parallel.h"
 #include "sizes.h"
 
+enum { LONG_RUN = 64 }; /* values from which a stride-1 run is copied by memcpy */
+
 typedef struct {
     const float *x;
     float *cols;
@@ -33,8 +35,26 @@ typedef struct {
     const int64_t *columns; /* [2*kx], [2*kx + 1]: the output columns [x_first, x_end) tap column kx reads inside */
 } Gather;
 
+/* One run of a column row: W_out values, zeros outside [x_first, x_end), in[x*sw] inside. Plain
+ * loops, not memset/memcpy calls (GCC is told not to turn them back into calls): a strided layer's
+ * runs are a few values long (7 for ResNet-50's 512-channel stride-2 layer), and two library calls
+ * per run took most of its gather (1.6 ms of 7.2 MB of columns at batch 8). Stride 1 copies with
+ * memcpy where the run is long. */
+static inline __attribute__((always_inline)) void copy_run(float *row, const float *in, int64_t W_out, int64_t x_first,
+                                                           int64_t x_end, int64_t sw) {
+    for (int64_t x = 0; x < x_first; x++) row[x] = 0.0f;
+    if (sw == 1 && x_end - x_first >= LONG_RUN) {
+        memcpy(row + x_first, in + x_first, sizeof(float) * (size_t)(x_end - x_first));
+    } else if (sw == 1) {
+        for (int64_t x = x_first; x < x_end; x++) row[x] = in[x];
+    } else {
+        for (int64_t x = x_first; x < x_end; x++) row[x] = in[x * sw];
+    }
+    for (int64_t x = x_end; x < W_out; x++) row[x] = 0.0f;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("no-tree-loop-distribute-patterns")))
 #endif
 static void gather_planes(const void *context, int64_t first, int64_t end) {
     const Gather *g = (const Gather *)context; /* units n * C_in + c in [first, end) */
@@ -54,17 +74,10 @@ static void gather_planes(const void *context, int64_t first, int64_t end) {
                 for (int64_t y = g->y0; y < g->y1; y++, row += W_out) {
                     const int64_t iy = y * z->stride_h - z->pad_top + ky * z->dilation_h;
                     if (iy < 0 || iy >= H || x_first >= x_end) { /* the whole run reads the padding */
-                        memset(row, 0, sizeof(float) * (size_t)W_out);
+                        copy_run(row, plane, W_out, W_out, W_out, sw);
                         continue;
                     }
-                    const float *in = plane + iy * W + shift;
-                    memset(row, 0, sizeof(float) * (size_t)x_first);
-                    if (sw == 1) {
-                        memcpy(row + x_first, in + x_first, sizeof(float) * (size_t)(x_end - x_first));
-                    } else {
-                        for (int64_t x = x_first; x < x_end; x++) row[x] = in[x * sw];
-                    }
-                    memset(row + x_end, 0, sizeof(float) * (size_t)(W_out - x_end));
+                    copy_run(row, plane + iy * W + shift, W_out, x_first, x_end, sw);
                 }
             }
         }
