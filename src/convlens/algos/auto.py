@@ -321,8 +321,9 @@ def finite_guarded(algorithm: Algorithm) -> Algorithm:
     output can come out as NaN (Inf - Inf in a transform). The check is the algorithm's own where
     it has one (``checked_forward``: the fused Winograd's output pass looks at each value as it
     writes it), else one sum over the output (NaN and Inf survive a sum; a finite sum means every
-    output is finite). Why the own check: the sum was 10-16% of the Winograd layers of ResNet-50 at
-    batch 1 and about 5% at batch 8; evidence: ``python benchmarks/nonfinite_guard.py``
+    output is finite). Why the own check: the sum cost 6.6%-16.7% of ResNet-50's Winograd layers at
+    batch 1 and up to 15.6% at batch 8 (8.2% geomean over the seven), the fused pass's check 0.2%;
+    evidence: ``python benchmarks/nonfinite_guard.py --suites resnet50 --precision highest``
     (benchmarks/RESULTS.md, seventeenth session). Not while torch.compile traces (data-dependent
     control flow), where the algorithm's own semantics hold."""
 

@@ -358,7 +358,8 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     For ResNet-50's 1024->2048 stride-2 layer at 14x14, batch 1: cols (1, 1024, 49), out (1, 2048, 49).
     The same product as ``forward_in_pieces``'s one piece, without its bookkeeping, which cost
     40-130 us a call on ResNet-50's 1x1 layers at batch 1 (5-17% of a 0.5-0.8 ms layer), and for
-    stride 2 without its separate bias pass: 0.90x-1.03x of PyTorch -> 1.01x-1.17x at batch 1
+    stride 2 without the gather's bookkeeping and its separate bias pass: its 512->1024 and
+    1024->2048 layers at batch 1 ran 1.13x and 0.96x of PyTorch, against 1.02x and 0.89x in pieces
     (``python benchmarks/im2col_pointwise.py``, benchmarks/RESULTS.md, sixteenth and seventeenth
     sessions). ``torch.bmm``, not ``torch.matmul``: given a weight that requires grad, matmul folds
     the batch into a transposed copy of the input (8x the time on ResNet-50's 64->256 layer at
