@@ -346,6 +346,12 @@ def subsampled(x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     return x if spec.stride == (1, 1) else x[:, :, :: spec.stride[0], :: spec.stride[1]]
 
 
+def copied(view: torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
+    """``view``'s values, contiguous: copied into ``buffer`` (a kept scratch buffer of their size),
+    or into a fresh tensor where there is none."""
+    return view.contiguous() if buffer is None else buffer.view(view.shape).copy_(view)
+
+
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
     """A 1x1 unpadded layer with one group on a contiguous NCHW input (``one_product``), the batch
     not folded: its columns are the input itself, or for stride s its every s-th row and column
@@ -368,10 +374,7 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     if spec.stride == (1, 1):
         cols = x.view(n, c_in, h * w)
     else:
-        buffer = column_buffer(spec, n, h, x)
-        cols = subsampled(x, spec).reshape(n, c_in, h * w) if buffer is None else buffer.view(n, c_in, h * w)
-        if buffer is not None:
-            cols.view(n, c_in, h, w).copy_(subsampled(x, spec))
+        cols = copied(subsampled(x, spec), column_buffer(spec, n, h, x)).view(n, c_in, h * w)
     w_rows = weight.view(1, spec.out_channels, c_in).expand(n, -1, -1)
     out = torch.bmm(w_rows, cols) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w_rows, cols)
     return out.view(n, spec.out_channels, h, w)  # (N, C_out, L) viewed
@@ -391,14 +394,9 @@ def pointwise_folded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     session). The copies go into scratch buffers, as ``multiply``'s folded product does."""
     n, (h, w), positions = spec.batch, spec.out_size, spec.out_size[0] * spec.out_size[1]
     c_in, c_out = spec.in_channels, spec.out_channels
-    x_by_channel = subsampled(x, spec).transpose(0, 1)  # (C_in, N, H_out, W_out), a view
-    buffer = column_buffer(spec, n, h, x)
-    if buffer is None:  # autograd records (or vmap): fresh tensors
-        cols = x_by_channel.reshape(c_in, n * positions)
-        products = None
-    else:
-        cols = buffer.view(c_in, n, h, w).copy_(x_by_channel).view(c_in, n * positions)
-        products = SCRATCH.take("products", (c_out, n * positions), x.dtype, x.device)
+    buffer = column_buffer(spec, n, h, x)  # None while autograd records (or under vmap): fresh tensors
+    cols = copied(subsampled(x, spec).transpose(0, 1), buffer).view(c_in, n * positions)
+    products = None if buffer is None else SCRATCH.take("products", (c_out, n * positions), x.dtype, x.device)
     w_rows = weight.view(c_out, c_in)
     if bias is None:
         products = torch.mm(w_rows, cols, out=products)

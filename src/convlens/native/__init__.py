@@ -66,7 +66,7 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
     for name in ("winograd_input", "winograd_output", "winograd_tables"):
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
-    # x, sizes, x's strides, u, bias, out, out's strides, m, band_rows, wide, threads
+    # x, sizes, x's strides, u, bias, out, out's strides, m, band_rows, images, wide, threads, nonfinite
     sizes = ctypes.POINTER(ConvSizes)
     library.convlens_winograd_fused.argtypes = [
         pointer,

@@ -37,9 +37,10 @@ typedef struct {
 
 /* One run of a column row: W_out values, zeros outside [x_first, x_end), in[x*sw] inside. Plain
  * loops, not memset/memcpy calls (GCC is told not to turn them back into calls): a strided layer's
- * runs are a few values long (7 for ResNet-50's 512-channel stride-2 layer), and two library calls
- * per run took most of its gather (1.6 ms of 7.2 MB of columns at batch 8). Stride 1 copies with
- * memcpy where the run is long. */
+ * runs are a few values long (7 for ResNet-50's 512-channel stride-2 layer), where two library
+ * calls per run cost more than the run: that layer's gather at batch 8 went from 1.44 ms to 1.26 ms,
+ * the 256-channel one's from 1.57 ms to 1.11 ms (``python benchmarks/im2col_gather.py``,
+ * benchmarks/RESULTS.md, seventeenth session). Stride 1 copies with memcpy where the run is long. */
 static inline __attribute__((always_inline)) void copy_run(float *row, const float *in, int64_t W_out, int64_t x_first,
                                                            int64_t x_end, int64_t sw) {
     for (int64_t x = 0; x < x_first; x++) row[x] = 0.0f;
