@@ -64,10 +64,14 @@ ONE_ARCH_SCRIPT = """
 import sys, torch, convlens
 from convlens import native
 assert native.instruction_set() == "AVX2", native.instruction_set()
+five = convlens.ConvSpec.from_args(torch.empty(1, 16, 28, 28), torch.empty(16, 1, 5, 5), None, padding=2, groups=16)
+assert native.direct_loop(five) == "blocks", native.direct_loop(five)  # 8-lane blocks take 5x5 rows
 outputs = []
 for x_shape, w_shape, options, algorithm in eval(sys.argv[2]):
     generator = torch.Generator().manual_seed(5)
     x, w = torch.randn(*x_shape, generator=generator), torch.randn(*w_shape, generator=generator)
+    if options.pop("channels_last", False):
+        x = x.contiguous(memory_format=torch.channels_last)
     outputs.append(convlens.conv2d(x, w, torch.randn(w_shape[0], generator=generator), **options, algorithm=algorithm))
 torch.save(outputs, sys.argv[1])
 """
@@ -94,8 +98,11 @@ def test_a_build_for_avx2_alone_runs_avx2_loops_with_the_same_bits(tmp_path: Pat
                            env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert build.returncode == 0, build.stderr
     assert "warning" not in build.stderr, build.stderr
+    # depthwise through the sliding rows: 6 outputs at a time, rows 7 wide, a last block of 8, channels-last
     layers = [(*WINOGRAD_LAYER, "winograd"), (*GEMM_LAYER, "gemm"), ((2, 16, 9, 9), (16, 1, 5, 5),
-              {"padding": 2, "groups": 16}, "direct")]  # fmt: skip
+              {"padding": 2, "groups": 16}, "direct"), ((1, 32, 7, 7), (32, 1, 7, 7), {"padding": 3, "groups": 32},
+              "direct"), ((2, 24, 14, 14), (24, 1, 3, 3), {"padding": 1, "groups": 24}, "direct"),
+              ((2, 40, 9, 9), (40, 1, 5, 5), {"padding": 2, "groups": 40, "channels_last": 1}, "direct")]  # fmt: skip
     saved = tmp_path / "outputs.pt"
     environment = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
     run = subprocess.run([sys.executable, "-c", ONE_ARCH_SCRIPT, str(saved), repr(layers)], env=environment,
@@ -104,6 +111,8 @@ def test_a_build_for_avx2_alone_runs_avx2_loops_with_the_same_bits(tmp_path: Pat
     for (x_shape, w_shape, options, algorithm), theirs in zip(layers, torch.load(saved), strict=True):
         generator = torch.Generator().manual_seed(5)
         x, w = torch.randn(*x_shape, generator=generator), torch.randn(*w_shape, generator=generator)
+        if options.pop("channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
         ours = convlens.conv2d(x, w, torch.randn(w_shape[0], generator=generator), **options, algorithm=algorithm)
         assert torch.equal(ours, theirs), algorithm
 
@@ -259,17 +268,20 @@ def test_direct_kernel_picks_by_width_give_the_same_bits(multiplier: int) -> Non
 
 @pytest.mark.parametrize(
     ("kernel", "size", "loop"),
-    [(3, 28, "row vectors"), (5, 56, "row vectors"), (7, 28, "blocks"), (7, 56, "blocks"), (7, 130, "row vectors"),
-     (7, 14, "blocks")],
+    [(3, 28, "row vectors"), (5, 56, "5x5"), (5, 28, "5x5"), (7, 28, "blocks"), (7, 56, "blocks"),
+     (7, 130, "row vectors"), (7, 14, "blocks"), (5, 130, "row vectors")],
 )  # fmt: skip
-def test_wide_stride_1_depthwise_rows_go_by_row_vectors_unless_the_kernel_is_7_wide(
+def test_wide_stride_1_depthwise_rows_go_by_row_vectors_unless_the_kernel_is_wide(
     kernel: int, size: int, loop: str
 ) -> None:
     """Row vectors load k_h*k_w input vectors per output vector, the blocks share each load between
     outputs: 7x7 rows go through the blocks wherever they take the plane (up to 16384 padded
-    values: 130 + 6 = 136 columns squared do not fit), narrower kernels' wide rows by row vectors."""
+    values: 130 + 6 = 136 columns squared do not fit), and 5x5 rows too where the blocks run 8
+    lanes at a time (no AVX-512 loops: half_outputs); narrower kernels' wide rows by row vectors."""
     if not native.available():
         pytest.skip(native.reason())
+    if loop == "5x5":
+        loop = "row vectors" if native.instruction_set() == "AVX-512" else "blocks"
     spec = convlens.ConvSpec.from_args(
         torch.empty(1, 16, size, size), torch.empty(16, 1, kernel, kernel), None, padding=kernel // 2, groups=16
     )

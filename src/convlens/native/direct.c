@@ -98,6 +98,7 @@ enum { MAX_CHANNELS_LAST_TAPS = 1024 };      /* run_channel_rows: the most kerne
 enum { SMALL_PLANE_WIDTH = 32 };             /* stride-1 outputs at most this wide may go through run_channel_blocks */
 enum { NARROW_ROW = 16 };                    /* stride-1 depthwise rows wider than this go through run_row_vectors */
 enum { WIDE_KERNEL = 7 };                    /* ... unless the kernel is this wide and the blocks take the plane */
+enum { HALF_WIDE_KERNEL = 5 };               /* ... this wide where the blocks run 8 lanes at a time (no AVX-512) */
 enum { POSITIONS = 4 };                      /* the blocked loops: outputs of a row that share weight loads */
 enum { ROW_WEIGHT_BYTES = 16384 };           /* run_channel_rows: the weights of the channel blocks it takes at once */
 
@@ -347,6 +348,64 @@ static inline __attribute__((always_inline)) void wide_row(int64_t kw, int64_t p
 #undef WIDE_CASE
 }
 
+enum { HALF_POSITIONS = 6 }; /* half_outputs: outputs of a row at once (SEVEN where the row is 7 wide) */
+
+/* wide_outputs for one half of a block's LANES channels, in 8-float vectors (one AVX2 register):
+ * outputs x .. x + positions - 1 of a row, stride and dilation 1 along the row, columns j outside
+ * [j_first, j_end) skipped (the padding, as wide_outputs skips them); kw, positions and inside
+ * constants where it is called. AVX2's 16 registers hold a half's kw taps and the positions' sums
+ * (7 + 7 + the input for a 7x7 kernel on a row 7 wide), where the sums of all LANES channels would
+ * not fit; lane_outputs loads two inputs per two multiply-adds instead (ConvNeXt-T's 7x7 layers held
+ * to AVX2 ran 0.95x-0.98x of PyTorch at batch 8 that way; benchmarks/RESULTS.md, seventeenth
+ * session). The same terms in the same order: the same bits. `at`, `taps`, `bias` and `target`
+ * point at the half's first channel, C floats between columns. */
+static inline __attribute__((always_inline)) void half_outputs(int kw, int positions, int inside, const float *at,
+                                                               int64_t C, int64_t row_step, const float *taps,
+                                                               int64_t ky_first, int64_t ky_end, int64_t j_first,
+                                                               int64_t j_end, const float *bias, float *target) {
+    Half sums[SEVEN];
+    for (int p = 0; p < positions; p++) sums[p] = (Half){0};
+    for (int64_t ky = ky_first; ky < ky_end; ky++) {
+        Half tap[WIDE_MAX_KW];
+        for (int kx = 0; kx < kw; kx++) tap[kx] = load_half(taps + (ky * kw + kx) * LANES);
+        const float *column = at + ky * row_step; /* input column j's channels */
+#pragma GCC unroll 16
+        for (int j = 0; j < positions + kw - 1; j++, column += C) {
+            if (!inside && (j < j_first || j >= j_end)) continue; /* a column of the padding: its terms are skipped */
+            const Half input = load_half(column);
+#pragma GCC unroll 8
+            for (int kx = 0; kx < kw; kx++) {
+                const int p = j - kx;
+                if (p >= 0 && p < positions) sums[p] += tap[kx] * input;
+            }
+        }
+    }
+    for (int p = 0; p < positions; p++) store_half(target + p * C, bias != NULL ? sums[p] + load_half(bias) : sums[p]);
+}
+
+/* half_outputs over both halves of a block of LANES channels, with kw, positions and inside as
+ * constants: 3x3, 5x5, 7x7; HALF_POSITIONS or SEVEN outputs; every column inside or not. */
+static inline __attribute__((always_inline)) void half_row(int64_t kw, int64_t positions, const float *at, int64_t C,
+                                                           int64_t row_step, const float *taps, int64_t ky_first,
+                                                           int64_t ky_end, int64_t j_first, int64_t j_end,
+                                                           const float *bias, float *target) {
+    const int inside = j_first == 0 && j_end == positions + kw - 1;
+    for (int64_t half = 0; half < LANES; half += LANES / 2) {
+        const float *half_bias = bias != NULL ? bias + half : NULL;
+#define HALF_CASE(KW, P, IN)                                                                                    \
+    if (kw == KW && positions == P && inside == IN)                                                             \
+        half_outputs(KW, P, IN, at + half, C, row_step, taps + half, ky_first, ky_end, j_first, j_end, half_bias,  \
+                     target + half)
+#define HALF_KERNELS(P, IN) HALF_CASE(3, P, IN); else HALF_CASE(5, P, IN); else HALF_CASE(7, P, IN)
+        HALF_KERNELS(HALF_POSITIONS, 1);
+        else HALF_KERNELS(SEVEN, 1);
+        else HALF_KERNELS(HALF_POSITIONS, 0);
+        else HALF_KERNELS(SEVEN, 0);
+#undef HALF_KERNELS
+#undef HALF_CASE
+    }
+}
+
 /* One input channel per group (depthwise), NCHW, planes of up to MAX_BLOCK_PLANE positions: narrow
  * rows, where run_planes's row loops would run a few iterations each and cost more than the sums,
  * and strided rows, which run_planes reads a stride apart: LANES output
@@ -370,8 +429,10 @@ static inline __attribute__((always_inline)) void channel_blocks(const Job *job,
     const int64_t row_length = left + W + (right_reach > 0 ? right_reach : 0);
     /* outputs of a row wide_outputs takes at a time, reading every column of the copy (0: none; the
      * AVX-512 entry point only, for stride and dilation 1 along the row and 3x3, 5x5, 7x7 kernels) */
-    const int wide_kernel = wide && (kw == 3 || kw == 5 || kw == 7) && sw == 1 && dw == 1;
-    const int64_t group = !wide_kernel ? 0 : W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0;
+    const int sliding = (kw == 3 || kw == 5 || kw == 7) && sw == 1 && dw == 1; /* rows wide_/half_outputs take */
+    const int64_t group = !(sliding && wide) ? 0 : W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0;
+    /* the same with 8-lane vectors, a half of the block at a time (the entry point without AVX-512) */
+    const int64_t half_group = !sliding || wide ? 0 : W_out == SEVEN ? SEVEN : W_out >= HALF_POSITIONS ? HALF_POSITIONS : 0;
     float *input = calloc((size_t)(H * row_length * LANES), sizeof(float));
     float *output = malloc(sizeof(float) * (size_t)(H_out * W_out * LANES));
     float *taps = malloc(sizeof(float) * (size_t)(kh * kw * LANES));
@@ -411,6 +472,15 @@ static inline __attribute__((always_inline)) void channel_blocks(const Job *job,
                     const int64_t x0 = x + group <= W_out ? x : W_out - group; /* the last overlaps: the same values */
                     wide_row(kw, group, input + ((y * sh - job->pad_top) * row_length + x0) * LANES, LANES,
                              dh * row_length * LANES, taps, ky_first, ky_end, 0, group + kw - 1, bias_lanes,
+                             output + (y * W_out + x0) * LANES);
+                }
+                continue;
+            }
+            if (finite && half_group > 0) { /* the same, 8 lanes at a time */
+                for (int64_t x = 0; x < W_out; x += half_group) {
+                    const int64_t x0 = x + half_group <= W_out ? x : W_out - half_group; /* the last overlaps */
+                    half_row(kw, half_group, input + ((y * sh - job->pad_top) * row_length + x0) * LANES, LANES,
+                             dh * row_length * LANES, taps, ky_first, ky_end, 0, half_group + kw - 1, bias_lanes,
                              output + (y * W_out + x0) * LANES);
                 }
                 continue;
@@ -470,9 +540,15 @@ static inline __attribute__((always_inline)) void channel_rows(const Job *job, i
     const float *w_lanes = job->w_lanes, *bias = job->bias_lanes; /* [(b * taps + t) * LANES + l], [b * LANES + l] */
     /* blocks [b0, b0 + chunk) at a time along the row: their weights, chunk * taps * LANES floats, stay in L1 */
     const int64_t fit = ROW_WEIGHT_BYTES / (int64_t)(taps * LANES * sizeof(float)), chunk = fit > 1 ? fit : 1;
-    /* outputs of a row wide_outputs takes at a time (0: none; the AVX-512 entry point only) */
-    const int wide_kernel = wide && (kw == 3 || kw == 5 || kw == 7) && job->stride_w == 1 && job->dilation_w == 1;
-    const int64_t group = !wide_kernel ? 0 : W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0;
+    /* outputs of a row wide_outputs (the AVX-512 entry point) or half_outputs (the others, 5x5 and
+     * 7x7: held to AVX2, MobileNetV2's 3x3 layers ran 0.52x-0.92x of PyTorch at batch 8 through
+     * half_outputs, where lane_outputs ran 0.94x-0.99x; benchmarks/RESULTS.md, seventeenth session)
+     * takes at a time (0: none) */
+    const int sliding = (kw == 3 || kw == 5 || kw == 7) && job->stride_w == 1 && job->dilation_w == 1;
+    const int64_t group = !sliding                  ? 0
+                          : wide                    ? (W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0)
+                          : kw < HALF_WIDE_KERNEL   ? 0
+                                                    : (W_out == SEVEN ? SEVEN : W_out >= HALF_POSITIONS ? HALF_POSITIONS : 0);
     for (int64_t row = first_row; row < end_row; row++) {
       for (int64_t b0 = 0; b0 < blocks; b0 += chunk) {
         const int64_t b_end = b0 + chunk < blocks ? b0 + chunk : blocks;
@@ -500,8 +576,11 @@ static inline __attribute__((always_inline)) void channel_rows(const Job *job, i
                             lane_outputs(1, image + b * LANES, block_taps, &one, C - b * LANES, block_bias,
                                          target + p * C + b * LANES, C);
                         }
-                    } else {
+                    } else if (wide) {
                         wide_row(kw, group, at + b * LANES, C, step, block_taps, ky_first, ky_end, j_first, j_end, block_bias,
+                                 target + b * LANES);
+                    } else {
+                        half_row(kw, group, at + b * LANES, C, step, block_taps, ky_first, ky_end, j_first, j_end, block_bias,
                                  target + b * LANES);
                     }
                 }
@@ -966,11 +1045,26 @@ static int fits_channel_blocks(const Sizes *z) {
 /* The kernel's choice for a layer it takes: BLOCK_LOOP (channel blocks for one input channel per
  * group, output blocks for several), ROW_VECTOR_LOOP (one input channel per group, NCHW, stride 1
  * along the row) or PLANE_LOOP. */
+/* Whether run_channel_blocks_wide (AVX-512's 16-lane rows) runs the blocks here, not half_outputs. */
+static int blocks_run_wide(void) {
+#ifdef HAVE_AVX512_LOOPS
+    return cpu_has_avx512();
+#else
+    return 0;
+#endif
+}
+
 int convlens_direct_pick(const Sizes *z) {
     if (z->in_channels > z->groups) return output_blocks_pay(z) ? BLOCK_LOOP : PLANE_LOOP;
     if (z->channels_last) return BLOCK_LOOP;
-    if (z->stride_w == 1 && z->out_w > NARROW_ROW) /* wide stride-1 rows; 7x7 and wider through the blocks */
-        return z->kernel_w >= WIDE_KERNEL && fits_channel_blocks(z) ? BLOCK_LOOP : ROW_VECTOR_LOOP;
+    /* wide stride-1 rows; 7x7 and wider through the blocks, 5x5 too where they run 8 lanes at a
+     * time (held to AVX2, direct_loops.py's 5x5 depthwise layers at 56x56 and 28x28 ran 1.05x-1.89x
+     * of PyTorch in the blocks, 0.85x-1.57x in row vectors; benchmarks/RESULTS.md, seventeenth
+     * session) */
+    if (z->stride_w == 1 && z->out_w > NARROW_ROW) {
+        const int64_t wide_kernel = blocks_run_wide() ? WIDE_KERNEL : HALF_WIDE_KERNEL;
+        return z->kernel_w >= wide_kernel && fits_channel_blocks(z) ? BLOCK_LOOP : ROW_VECTOR_LOOP;
+    }
     /* strided rows: the blocks whenever the planes fit (MobileNetV2's stride-2 layers, batch 1 and 8:
      * 1.3-2.1x the plane loop's speed on the Xeon of benchmarks/RESULTS.md, fourteenth session) */
     return fits_channel_blocks(z) && (z->out_w <= SMALL_PLANE_WIDTH || z->stride_w > 1) ? BLOCK_LOOP : PLANE_LOOP;
