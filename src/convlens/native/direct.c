@@ -541,14 +541,14 @@ static inline __attribute__((always_inline)) void channel_rows(const Job *job, i
     /* blocks [b0, b0 + chunk) at a time along the row: their weights, chunk * taps * LANES floats, stay in L1 */
     const int64_t fit = ROW_WEIGHT_BYTES / (int64_t)(taps * LANES * sizeof(float)), chunk = fit > 1 ? fit : 1;
     /* outputs of a row wide_outputs (the AVX-512 entry point) or half_outputs (the others, 5x5 and
-     * 7x7: held to AVX2, MobileNetV2's 3x3 layers ran 0.52x-0.92x of PyTorch at batch 8 through
-     * half_outputs, where lane_outputs ran 0.94x-0.99x; benchmarks/RESULTS.md, seventeenth session)
+     * 7x7 only: held to AVX2, MobileNetV2's 3x3 layers ran 0.52x-0.92x of PyTorch at batch 8 through
+     * half_outputs, 0.92x-1.05x through lane_outputs; benchmarks/RESULTS.md, seventeenth session)
      * takes at a time (0: none) */
     const int sliding = (kw == 3 || kw == 5 || kw == 7) && job->stride_w == 1 && job->dilation_w == 1;
-    const int64_t group = !sliding                  ? 0
-                          : wide                    ? (W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0)
-                          : kw < HALF_WIDE_KERNEL   ? 0
-                                                    : (W_out == SEVEN ? SEVEN : W_out >= HALF_POSITIONS ? HALF_POSITIONS : 0);
+    int64_t group = 0;
+    if (sliding && wide) group = W_out >= WIDE_POSITIONS ? WIDE_POSITIONS : W_out == SEVEN ? SEVEN : 0;
+    if (sliding && !wide && kw >= HALF_WIDE_KERNEL)
+        group = W_out == SEVEN ? SEVEN : W_out >= HALF_POSITIONS ? HALF_POSITIONS : 0;
     for (int64_t row = first_row; row < end_row; row++) {
       for (int64_t b0 = 0; b0 < blocks; b0 += chunk) {
         const int64_t b_end = b0 + chunk < blocks ? b0 + chunk : blocks;
@@ -1042,9 +1042,6 @@ static int fits_channel_blocks(const Sizes *z) {
            z->out_h * z->out_w <= MAX_BLOCK_PLANE;
 }
 
-/* The kernel's choice for a layer it takes: BLOCK_LOOP (channel blocks for one input channel per
- * group, output blocks for several), ROW_VECTOR_LOOP (one input channel per group, NCHW, stride 1
- * along the row) or PLANE_LOOP. */
 /* Whether run_channel_blocks_wide (AVX-512's 16-lane rows) runs the blocks here, not half_outputs. */
 static int blocks_run_wide(void) {
 #ifdef HAVE_AVX512_LOOPS
@@ -1053,6 +1050,10 @@ static int blocks_run_wide(void) {
     return 0;
 #endif
 }
+
+/* The kernel's choice for a layer it takes: BLOCK_LOOP (channel blocks for one input channel per
+ * group, output blocks for several), ROW_VECTOR_LOOP (one input channel per group, NCHW, stride 1
+ * along the row) or PLANE_LOOP. */
 
 int convlens_direct_pick(const Sizes *z) {
     if (z->in_channels > z->groups) return output_blocks_pay(z) ? BLOCK_LOOP : PLANE_LOOP;
