@@ -27,8 +27,11 @@ from convlens.benchmark.timing import interleaved_medians
 LAYERS = [(128, 128, 56, 3, 2, 1), (256, 256, 28, 3, 2, 1), (512, 512, 14, 3, 2, 1), (3, 64, 224, 7, 2, 3)]
 
 
-def milliseconds(batch: int, c_in: int, c_out: int, size: int, k: int, stride: int, padding: int) -> dict[str, float]:
-    """Median ms of F.conv2d, of the gather of all of the layer's columns and of the product over them."""
+def milliseconds(
+    batch: int, c_in: int, c_out: int, size: int, k: int, stride: int, padding: int
+) -> tuple[dict[str, float], int, bool]:
+    """Median ms of F.conv2d, of the gather of all of the layer's columns and of the product over them;
+    the columns' bytes; whether they are folded."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, c_in, size, size, generator=generator)
     w = torch.randn(c_out, c_in, k, k, generator=generator)
@@ -52,7 +55,7 @@ def milliseconds(batch: int, c_in: int, c_out: int, size: int, k: int, stride: i
     }
     with torch.no_grad():
         medians = interleaved_medians(candidates, rounds=5, min_run_time=0.2)
-    return {name: seconds * 1e3 for name, seconds in medians.items()} | {"bytes": buffer.numel() * 4, "folded": folded}
+    return {name: seconds * 1e3 for name, seconds in medians.items()}, buffer.numel() * 4, folded
 
 
 def main() -> None:
@@ -64,10 +67,10 @@ def main() -> None:
     print(f"{cpu_name()}, {torch.get_num_threads()} threads")
     for batch in (int(b) for b in args.batch.split(",")):
         for c_in, c_out, size, k, stride, padding in LAYERS:
-            ms = milliseconds(batch, c_in, c_out, size, k, stride, padding)
-            rate = ms["bytes"] / ms["gather"] / 1e6
+            ms, column_bytes, folded = milliseconds(batch, c_in, c_out, size, k, stride, padding)
+            rate = column_bytes / ms["gather"] / 1e6
             share = 100 * ms["gather"] / (ms["gather"] + ms["product"])
-            label = f"{c_in}->{c_out} {k}x{k} s{stride} @{size}" + (" folded" if ms["folded"] else "")
+            label = f"{c_in}->{c_out} {k}x{k} s{stride} @{size}" + (" folded" if folded else "")
             print(f"N={batch} {label:>29}  PyTorch {ms['pytorch']:6.2f} ms  gather {ms['gather']:5.2f} ms "
                   f"({rate:5.1f} GB/s, {share:4.1f}% of gather + product)  product {ms['product']:5.2f} ms",
                   flush=True)  # fmt: skip

@@ -14,6 +14,7 @@ import convlens
 from convlens import native
 from convlens.algos.auto import choose
 from convlens.algos.winograd import plan as winograd_plan
+from convlens.algos.winograd.transforms import cached_panels
 
 # (input shape, weight shape, options): layers auto gives to each of its algorithms
 LAYERS = {
@@ -78,8 +79,6 @@ def test_the_fused_winograd_pass_says_whether_its_output_is_finite(planted: str,
     False from one NaN or infinity in the output, whatever put it there, True for a finite one."""
     if not native.available():
         pytest.skip(native.reason())
-    from convlens.algos.winograd.transforms import cached_panels
-
     generator = torch.Generator().manual_seed(3)
     x, w = torch.randn(2, 24, 9, 9, generator=generator), torch.randn(32, 24, 3, 3, generator=generator)
     b = torch.randn(32, generator=generator)

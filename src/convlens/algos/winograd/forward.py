@@ -83,10 +83,15 @@ def products_of(v: torch.Tensor, u: torch.Tensor, groups: int) -> torch.Tensor:
     return torch.matmul(v_groups, u).permute(1, 2, 0, 3).reshape(tt, -1)  # (t*t, P, G, C_out/G) -> rows
 
 
+def runs_fused(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
+    """Whether this call runs winograd.c's fused pass (``forward_fused``)."""
+    return plan.uses_fused(spec) and native_kernels.runs_winograd(x, bias, spec)
+
+
 def forward(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, workspace: int
 ) -> torch.Tensor:
-    if plan.uses_fused(spec) and native_kernels.runs_winograd(x, bias, spec):
+    if runs_fused(x, bias, spec):
         return forward_fused(x, weight, bias, spec)[0]
     if plan.native and native_kernels.runs_winograd(x, bias, spec):
         return forward_native(x, weight, bias, spec)
@@ -98,7 +103,7 @@ def forward_checked(
 ) -> tuple[torch.Tensor, bool]:
     """``forward``, and whether every output value is finite: from the fused pass, which looks at
     each value as it writes it, else by one sum over the output (NaN and Inf survive it)."""
-    if plan.uses_fused(spec) and native_kernels.runs_winograd(x, bias, spec):
+    if runs_fused(x, bias, spec):
         return forward_fused(x, weight, bias, spec)
     out = forward(x, weight, bias, spec, workspace)
     return out, out.numel() == 0 or bool(torch.isfinite(out.sum()))
