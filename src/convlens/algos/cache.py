@@ -53,6 +53,10 @@ def same_bits(saved: torch.Tensor, weight: torch.Tensor) -> bool:
     torch.equal compares on one, 1.1 ms for a 512x512x3x3 weight (a fifth of that layer's
     convolution at batch 8; benchmarks/RESULTS.md, fifteenth session)."""
     if saved.stride() == weight.stride():
+        if weight.is_contiguous():  # the usual weight: compare.c reads both as bytes, no word views made
+            same = native.same_bytes(saved, weight.detach())
+            if same is not None:
+                return same
         saved_words, weight_words = memory_words(saved), memory_words(weight.detach())
         if saved_words is not None and weight_words is not None:
             same = native.same_bytes(saved_words, weight_words)
