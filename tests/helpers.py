@@ -211,14 +211,17 @@ def cases_for(algorithm: str, max_channels_per_group: int = 3, max_groups: int =
     other option as random as in ``conv_cases``: padding (int, pair, 'valid', 'same') and its mode,
     layout, batch (empty and unbatched too), bias, sizes.
 
-    winograd   3x3 kernels, stride 1, dilation 1; any groups and channels
+    winograd   3x3 kernels, stride 1 or 2 (the same on both axes), dilation 1; any groups and channels
     banded     depthwise with one filter per channel (groups == C_in == C_out >= 2), stride 1
     depthwise  groups == C_in >= 2, 1..max_channels_per_group filters per channel
     the rest   every configuration (``conv_cases``)
     """
     options = {"max_channels_per_group": max_channels_per_group, "max_groups": max_groups}
     if algorithm == "winograd":
-        return conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), **options)
+        return st.one_of(
+            conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), **options),
+            conv_cases(kernels=st.just(3), strides=st.just(2), dilations=st.just(1), allow_same=False, **options),
+        )
     one = st.just(1)
     if algorithm == "banded":
         return conv_cases(strides=one, groups=st.integers(2, max(2, max_groups)), in_per_group=one, out_per_group=one)

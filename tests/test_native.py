@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import convlens
 from convlens import native
 from convlens.algos import depthwise, direct, gemm
-from convlens.algos.winograd import MATRICES, plan
+from convlens.algos.winograd import MATRICES, STRIDED, plan
 from convlens.benchmark.timing import with_attributes
 from convlens.unfold import im2col, zero_pad
 from convlens.verify import allowed_error
@@ -341,11 +341,12 @@ def test_without_the_kernels_convlens_says_so_once_and_runs_python(monkeypatch) 
 def test_winograd_tables_are_the_python_transforms() -> None:
     if not native.available():
         pytest.skip(native.reason())
-    for m, (a_t, _, b_t) in MATRICES.items():
-        c_b_t, c_a_t = native.winograd_tables(m)
+    for (m, stride), (a_t, _, b_t) in [*(((m, 1), mats) for m, mats in MATRICES.items()), ((2, 2), STRIDED)]:
+        c_b_t, c_a_t = native.winograd_tables(m, stride)
         assert torch.equal(c_b_t.double(), b_t) and torch.equal(c_a_t.double(), a_t)
-    with pytest.raises(ValueError, match="m = 2 and 4 only"):
-        native.winograd_tables(3)
+    for m, stride in ((3, 1), (4, 2), (2, 3)):
+        with pytest.raises(ValueError, match="m = 2 and 4 at stride 1, m = 2 at stride 2"):
+            native.winograd_tables(m, stride)
 
 
 winograd_configurations = st.fixed_dictionaries({
@@ -448,7 +449,7 @@ fused_configurations = st.fixed_dictionaries({
     "batch": st.integers(1, 3), "in_channels": st.integers(1, 40), "out_channels": st.sampled_from([16, 32, 80]),
     "size": pairs(1, 20), "padding": pairs(0, 2), "bias": st.booleans(), "channels_last": st.booleans(),
     "precision": st.sampled_from(["highest", "high"]), "threads": st.integers(1, 3), "band_rows": st.integers(1, 4),
-    "images": st.integers(1, 3),
+    "images": st.integers(1, 3), "stride": st.sampled_from([1, 2]),
 })  # fmt: skip
 
 
@@ -456,9 +457,9 @@ fused_configurations = st.fixed_dictionaries({
 @given(fused_configurations)
 def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
     """winograd.c's fused pass (input any layout, any padding, any C_in, C_out in blocks of 64 and
-    16, bands of 1 to 4 tile rows, F(2x2) and F(4x4)) against float64 by verify's rule and against
-    the Python path; the same bits whatever the bands, the threads, and the width of the products'
-    vectors (AVX-512's 16 lanes or 8)."""
+    16, bands of 1 to 4 tile rows, F(2x2) and F(4x4) at stride 1, F(2x2) at stride 2) against
+    float64 by verify's rule and against the Python path; the same bits whatever the bands, the
+    threads, and the width of the products' vectors (AVX-512's 16 lanes or 8)."""
     if not native.available():
         pytest.skip(native.reason())
     if any(n + 2 * p < 3 for n, p in zip(c["size"], c["padding"])):
@@ -470,12 +471,13 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
     w = torch.randn(c["out_channels"], c["in_channels"], 3, 3, generator=generator)
     b = torch.randn(w.shape[0], generator=generator) if c["bias"] else None
     threads = torch.get_num_threads()
+    options = {"padding": c["padding"], "stride": c["stride"]}
     with convlens.settings(precision=c["precision"]):
-        spec = convlens.ConvSpec.from_args(x, w, b, padding=c["padding"])
+        spec = convlens.ConvSpec.from_args(x, w, b, **options)
         assert plan.uses_fused(spec)
-        ours = convlens.conv2d(x, w, b, padding=c["padding"], algorithm="winograd")
+        ours = convlens.conv2d(x, w, b, **options, algorithm="winograd")
         m = plan.tile_size(spec)
-        u = convlens.algos.winograd.transforms.cached_panels(w, m)
+        u = convlens.algos.winograd.transforms.cached_panels(w, m, plan.tiling_stride(spec))
         others = []
         try:
             tiles_h = plan.tile_grid(spec, m)[0]
@@ -490,15 +492,15 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
                 others.append(out)
         finally:
             torch.set_num_threads(threads)
-        with_attributes(lambda: others.append(convlens.conv2d(x, w, b, padding=c["padding"], algorithm="winograd")),
+        with_attributes(lambda: others.append(convlens.conv2d(x, w, b, **options, algorithm="winograd")),
                         plan, fused=False)()  # fmt: skip
         bound = convlens.algos.get("winograd").error_bound(spec)
     assert all(torch.equal(ours, other) for other in others[:3])
-    exact, theirs = pytorch_references(x, w, b, {"padding": c["padding"]})
+    exact, theirs = pytorch_references(x, w, b, options)
     layout = torch.channels_last if spec.channels_last else torch.contiguous_format  # PyTorch's layout rule
     assert ours.shape == theirs.shape and ours.is_contiguous(memory_format=layout)
     magnitude = F.conv2d(x.abs().contiguous().double(), w.abs().double(), None if b is None else b.abs().double(),
-                         padding=c["padding"])  # fmt: skip
+                         **options)  # fmt: skip
     allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(magnitude.max()), bound)
     assert float((ours.double() - exact).abs().max()) <= allowed
     assert float((others[3].double() - exact).abs().max()) <= allowed

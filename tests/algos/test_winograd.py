@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from unittest import mock
 
 import pytest
@@ -21,7 +22,10 @@ from convlens.algos.winograd.transforms import WEIGHT_CACHE, transforms
 from convlens.spec import ConvSpec
 from helpers import Case, conv_cases, reference_conv2d, tolerances, winograd_tiles_of
 
-WINOGRAD_CASES = conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12)
+WINOGRAD_CASES = st.one_of(
+    conv_cases(kernels=st.just(3), strides=st.just(1), dilations=st.just(1), extra_size=12),
+    conv_cases(kernels=st.just(3), strides=st.just(2), dilations=st.just(1), extra_size=12, allow_same=False),
+)
 
 
 PRECISIONS = pytest.mark.parametrize("precision", ["highest", "high"])
@@ -36,6 +40,19 @@ def test_transforms_compute_correlation_exactly(m: int) -> None:
     kernel = torch.randn(3, dtype=torch.float64)
     correlation = torch.stack([(d[i : i + 3] * kernel).sum() for i in range(m)])  # no flip
     torch.testing.assert_close(a_t @ ((g @ kernel) * (b_t @ d)), correlation, rtol=1e-13, atol=1e-13)
+
+
+def test_stride_2_transforms_compute_strided_correlation_exactly() -> None:
+    """F(2, 3) at stride 2: two outputs two inputs apart from 5 inputs, with 5 products, no flip."""
+    a_t, g, b_t = winograd.STRIDED
+    assert a_t.shape == (2, 5) and g.shape == (5, 3) and b_t.shape == (5, 5)
+    assert set(torch.cat([a_t.flatten(), g.flatten(), b_t.flatten()]).tolist()) == {-1.0, 0.0, 1.0}
+    d = torch.randn(5, dtype=torch.float64)
+    kernel = torch.randn(3, dtype=torch.float64)
+    correlation = torch.stack([(d[2 * i : 2 * i + 3] * kernel).sum() for i in range(2)])
+    torch.testing.assert_close(a_t @ ((g @ kernel) * (b_t @ d)), correlation, rtol=1e-13, atol=1e-13)
+    with pytest.raises(AssertionError, match="stride 1 do not reproduce"):  # not the stride-1 correlation
+        winograd_transforms.check_correlation(a_t, g, b_t, stride=1)
 
 
 def test_f2_transforms_are_the_textbook_ones() -> None:
@@ -156,10 +173,11 @@ def test_cache_is_never_stale(change: str) -> None:
 
 
 def test_unsupported_configurations_say_what_is_supported() -> None:
-    with pytest.raises(ValueError, match=r"only 3x3 kernels with stride 1 and dilation 1, got kernel \(5, 5\)"):
+    with pytest.raises(ValueError, match=r"only 3x3 kernels with stride 1 or 2 and dilation 1, got kernel \(5, 5\)"):
         convlens.conv2d(torch.randn(1, 1, 8, 8), torch.randn(1, 1, 5, 5), algorithm="winograd")
-    with pytest.raises(ValueError, match=r"stride \(2, 2\)"):
-        convlens.conv2d(torch.randn(1, 1, 8, 8), torch.randn(1, 1, 3, 3), stride=2, algorithm="winograd")
+    for stride in ((1, 2), (3, 3)):
+        with pytest.raises(ValueError, match=rf"stride {re.escape(str(stride))}"):
+            convlens.conv2d(torch.randn(1, 1, 8, 8), torch.randn(1, 1, 3, 3), stride=stride, algorithm="winograd")
 
 
 @pytest.mark.parametrize(

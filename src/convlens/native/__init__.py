@@ -63,7 +63,7 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_winograd_output.argtypes = [pointer, int64, int64, pointer, pointer, *[int64] * 14]
     library.convlens_direct_pick.argtypes = [ctypes.POINTER(ConvSizes)]
     library.convlens_direct_pick.restype = ctypes.c_int
-    library.convlens_winograd_tables.argtypes = [int64, pointer, pointer]
+    library.convlens_winograd_tables.argtypes = [int64, int64, pointer, pointer]
     for name in ("winograd_input", "winograd_output", "winograd_tables"):
         getattr(library, f"convlens_{name}").restype = ctypes.c_int
     # x, sizes, x's strides, u, bias, out, out's strides, m, band_rows, images, wide, threads, nonfinite
@@ -269,9 +269,9 @@ MAX_BAND_WIDTH = 512  # winograd.c's MAX_BAND_W: the widest tiled output row its
 
 def runs_winograd_spec(spec: ConvSpec) -> bool:
     """Whether winograd.c's passes take a convolution of this spec (given plain tensors): 2-D,
-    float32 on the CPU, an output at most MAX_BAND_WIDTH wide (the Python side checks the rest:
-    3x3, stride 1, dilation 1)."""
-    return float32_2d_on_cpu(spec) and spec.out_size[1] + 3 <= MAX_BAND_WIDTH  # tiles_w * m, whatever m
+    float32 on the CPU, tiles whose input columns span at most MAX_BAND_WIDTH (the Python side
+    checks the rest: 3x3, stride 1 or 2, dilation 1)."""
+    return float32_2d_on_cpu(spec) and max(spec.stride) * (spec.out_size[1] + 3) <= MAX_BAND_WIDTH  # tiles_w * step
 
 
 def runs_winograd(x: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> bool:
@@ -430,11 +430,12 @@ def gemm_forward(
 
 
 def check_winograd_status(status: int, m: int, piece: Piece) -> None:
-    """winograd.c returns 2 (nothing computed) for a tile size other than 2 or 4, or a tiled row
-    wider than MAX_BAND_WIDTH; 1 means a thread could not start and its share ran on the caller."""
+    """winograd.c returns 2 (nothing computed) for a tile size other than 2 or 4 (2 at stride 2), or
+    tiles whose input row is wider than MAX_BAND_WIDTH; 1 means a thread could not start and its share
+    ran on the caller."""
     if status == 2:
-        raise ValueError(f"winograd.c takes m = 2 or 4 and tiled rows up to {MAX_BAND_WIDTH} wide, got m={m}, "
-                         f"{piece[4]} tiles per row")  # fmt: skip
+        raise ValueError(f"winograd.c takes m = 2 or 4 (m = 2 at stride 2) and tiled rows up to {MAX_BAND_WIDTH} "
+                         f"wide, got m={m}, {piece[4]} tiles per row")  # fmt: skip
 
 
 def padded_rows(buffer: torch.Tensor, rows: int, shape: tuple[int, int]) -> torch.Tensor:
@@ -446,14 +447,17 @@ def padded_rows(buffer: torch.Tensor, rows: int, shape: tuple[int, int]) -> torc
     return buffer[: rows * (size + 16)].view(rows, size + 16)[:, :size].view(rows, *shape)
 
 
-def winograd_tables(m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """winograd.c's own B^T (t, t) and A^T (m, t), for the tests to compare with transforms.py's."""
+def winograd_tables(m: int, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """winograd.c's own B^T (t, t) and A^T (m, t) at a stride, for the tests to compare with
+    transforms.py's."""
     library = _load()
     assert library is not None
-    t = m + 2
+    t = stride * (m - 1) + 3
     b_t, a_t = torch.empty(t, t), torch.empty(m, t)
-    if library.convlens_winograd_tables(m, b_t.data_ptr(), a_t.data_ptr()):
-        raise ValueError(f"winograd.c has tables for m = 2 and 4 only, got m={m}")
+    if library.convlens_winograd_tables(m, stride, b_t.data_ptr(), a_t.data_ptr()):
+        raise ValueError(
+            f"winograd.c has tables for m = 2 and 4 at stride 1, m = 2 at stride 2, got m={m}, stride={stride}"
+        )
     return b_t, a_t
 
 

@@ -4,6 +4,10 @@
  *
  *   Y = A^T [ (G g G^T) * (B^T d B) ] A        d: the t x t input tile, t = m + 2
  *
+ * At stride 2 (F(2x2, 3x3) only, in the fused pass only: BT_2S2 and AT_2S2 below) t = 5 and the
+ * input tiles are step = 4 pixels apart: where the input rows and columns below say i*m and j*m,
+ * read i*step and j*step (Tiling: m, t, step).
+ *
  * and over a piece of P tiles (k images, tile rows i0 .. i0 + rows, tiles_w tiles per row) the
  * Python side runs the products on the BLAS matmul between this file's two passes:
  *
@@ -67,6 +71,27 @@ static const float AT_4[4 * 6] = {
     0, 1, -1, 0.125f, -0.125f, 1,
 };
 
+/* F(2x2, 3x3) at stride 2 (transforms.py's STRIDED): t = 5 input values every 4 for 2 outputs. The
+ * even taps over the even inputs are F(2, 2) (rows 0, 2, 4), the odd tap over the odd inputs two
+ * products (rows 1, 3): 5 products for 6. */
+static const float BT_2S2[5 * 5] = {
+    1, 0, -1, 0, 0,
+    0, 1, 0,  0, 0,
+    0, 0, 1,  0, 0,
+    0, 0, 0,  1, 0,
+    0, 0, -1, 0, 1,
+};
+static const float AT_2S2[2 * 5] = {
+    1, 1, 1, 0, 0,
+    0, 0, 1, 1, 1,
+};
+
+/* A tiling: m x m output tiles from t x t input tiles, one every `step` input rows and columns
+ * (step = stride * m, t = stride * (m - 1) + 3; constants once inlined). */
+typedef struct {
+    int m, t, step;
+} Tiling;
+
 /* Where a piece's tiles are: images first_image .., tile rows first_row .. first_row + rows. */
 typedef struct {
     int64_t first_image, images, first_row, rows, tiles_w, tiles; /* tiles = images * rows * tiles_w */
@@ -111,17 +136,17 @@ static Unit unit_of(const Piece *piece, int64_t channels, int64_t unit) {
 }
 
 /* The input rows one tile row reads, channels innermost, in an L1-sized buffer:
- * band[a][col][l] = x[n, c0 + l, i*m - pad_top + a, col - pad_left], zero outside the input and past C.
- * (t rows, band_w = tiles_w*m + 2 columns.) One read of the rows whatever x's layout. */
-static inline __attribute__((always_inline)) void gather_band(const InputJob *job, int m, const Unit *u, float *band,
-                                                              int64_t band_w) {
-    const int t = m + 2;
+ * band[a][col][l] = x[n, c0 + l, i*step - pad_top + a, col - pad_left], zero outside the input and past C.
+ * (t rows, band_w = tiles_w*step + t - step columns.) One read of the rows whatever x's layout. */
+static inline __attribute__((always_inline)) void gather_band(const InputJob *job, Tiling tiling, const Unit *u,
+                                                              float *band, int64_t band_w) {
+    const int t = tiling.t;
     const Strides xs = job->x_strides;
     const int64_t H = job->height, W = job->width, left = job->pad_left;
     const int64_t col_first = left < 0 ? 0 : left, col_end = left + W < band_w ? left + W : band_w;
     for (int a = 0; a < t; a++) {
         float *band_row = band + a * band_w * LANES;
-        const int64_t row = u->i * m - job->pad_top + a;
+        const int64_t row = u->i * tiling.step - job->pad_top + a;
         if (row < 0 || row >= H || u->lanes < LANES) memset(band_row, 0, sizeof(float) * (size_t)(band_w * LANES));
         if (row < 0 || row >= H) continue;
         if (u->lanes == LANES) { /* the padding columns only */
@@ -185,24 +210,24 @@ static inline __attribute__((always_inline)) Lanes combination(const float *coef
     return sum;
 }
 
-/* The input pass for tile size m (t = m + 2, B^T = bt), units [first, end). For each tile j of the
- * unit's row: rows[a][jj] = sum_b d[a][b] B^T[jj][b] (d B, each input row as it is read), then
+/* The input pass for a tiling (B^T = bt), units [first, end). For each tile j of the unit's row:
+ * rows[a][jj] = sum_b d[a][b] B^T[jj][b] (d B, each input row as it is read), then
  * V[i][jj] = sum_a B^T[i][a] rows[a][jj], written straight into V. */
-static inline __attribute__((always_inline)) void input_units(const InputJob *job, int m, const float *bt,
+static inline __attribute__((always_inline)) void input_units(const InputJob *job, Tiling tiling, const float *bt,
                                                               int64_t first, int64_t end) {
-    const int t = m + 2;
-    const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m + 2;
+    const int t = tiling.t;
+    const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * tiling.step + t - tiling.step;
     float band[MAX_T * (MAX_BAND_W + 2) * LANES];
     for (int64_t unit = first; unit < end; unit++) {
         const Unit u = unit_of(&job->piece, C, unit);
-        gather_band(job, m, &u, band, band_w);
+        gather_band(job, tiling, &u, band, band_w);
         for (int64_t j = 0; j < tiles_w; j++) {
             Lanes rows[MAX_T * MAX_T]; /* rows[a * t + jj] */
 #pragma GCC unroll 8
             for (int a = 0; a < t; a++) {
                 Lanes d[MAX_T];
 #pragma GCC unroll 8
-                for (int b = 0; b < t; b++) d[b] = load_lanes(band + (a * band_w + j * m + b) * LANES);
+                for (int b = 0; b < t; b++) d[b] = load_lanes(band + (a * band_w + j * tiling.step + b) * LANES);
 #pragma GCC unroll 8
                 for (int jj = 0; jj < t; jj++) rows[a * t + jj] = combination(bt + jj * t, t, d, 1);
             }
@@ -219,7 +244,7 @@ static inline __attribute__((always_inline)) void input_units(const InputJob *jo
     }
 }
 
-/* The output pass for tile size m (A^T = at), units [first, end): for each tile j of the unit's row,
+/* The output pass for a tiling (A^T = at), units [first, end): for each tile j of the unit's row,
  * Y = (A^T M) A into a band of m output rows, channels innermost; then the band, plus the bias,
  * into the output rows that exist, in the output's layout. On the way it sums (y + bias) - (y +
  * bias) over the unit's tiles: zero while every value is finite, NaN from the first NaN or
@@ -227,9 +252,9 @@ static inline __attribute__((always_inline)) void input_units(const InputJob *jo
  * (algos/auto.py: finite_guarded) without a pass of its own over the output. It also sees the
  * values of the last tiles' rows and columns cropped away, which read the same input tile: at
  * worst a needless exact recomputation, never a missed NaN. */
-static inline __attribute__((always_inline)) void output_units(const OutputJob *job, int m, const float *at,
+static inline __attribute__((always_inline)) void output_units(const OutputJob *job, Tiling tiling, const float *at,
                                                                int64_t first, int64_t end) {
-    const int t = m + 2;
+    const int m = tiling.m, t = tiling.t;
     const Strides os = job->out_strides;
     const int64_t C = job->channels, tiles_w = job->piece.tiles_w, band_w = tiles_w * m;
     float band[MAX_T * MAX_BAND_W * LANES];
@@ -286,10 +311,13 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
 }
 
 
-FOR_EVERY_CPU static void input_f2(const void *job, int64_t first, int64_t end) { input_units(job, 2, BT_2, first, end); }
-FOR_EVERY_CPU static void input_f4(const void *job, int64_t first, int64_t end) { input_units(job, 4, BT_4, first, end); }
-FOR_EVERY_CPU static void output_f2(const void *job, int64_t first, int64_t end) { output_units(job, 2, AT_2, first, end); }
-FOR_EVERY_CPU static void output_f4(const void *job, int64_t first, int64_t end) { output_units(job, 4, AT_4, first, end); }
+#define F2 ((Tiling){2, 4, 2})
+#define F4 ((Tiling){4, 6, 4})
+#define F2_STRIDE_2 ((Tiling){2, 5, 4})
+FOR_EVERY_CPU static void input_f2(const void *job, int64_t first, int64_t end) { input_units(job, F2, BT_2, first, end); }
+FOR_EVERY_CPU static void input_f4(const void *job, int64_t first, int64_t end) { input_units(job, F4, BT_4, first, end); }
+FOR_EVERY_CPU static void output_f2(const void *job, int64_t first, int64_t end) { output_units(job, F2, AT_2, first, end); }
+FOR_EVERY_CPU static void output_f4(const void *job, int64_t first, int64_t end) { output_units(job, F4, AT_4, first, end); }
 
 /* Units of work of a piece: channel blocks x images x tile rows. */
 static int64_t units_of(int64_t channels, const Piece *piece) {
@@ -349,9 +377,9 @@ typedef struct {
     int *no_memory; /* set to 1 by a share that could not allocate its V and M */
 } FusedJob;
 
-static inline __attribute__((always_inline)) void fused_bands(const FusedJob *job, int m, const float *bt,
+static inline __attribute__((always_inline)) void fused_bands(const FusedJob *job, Tiling tiling, const float *bt,
                                                               const float *at, int64_t first, int64_t end) {
-    const int t = m + 2;
+    const int t = tiling.t;
     const int64_t C = job->input.channels, K = job->output.channels, tiles_w = job->input.piece.tiles_w;
     const int64_t most = job->images * job->band_rows * tiles_w;              /* tiles in a piece */
     const int64_t v_xi_stride = most * C + 16, m_xi_stride = most * K + 16; /* a cache line more: see padded_rows */
@@ -369,17 +397,20 @@ static inline __attribute__((always_inline)) void fused_bands(const FusedJob *jo
         const Piece piece = {n0, images, i0, rows, tiles_w, images * rows * tiles_w};
         InputJob input = job->input;
         input.piece = piece, input.v = v, input.xi_stride = v_xi_stride, input.tile_stride = C;
-        input_units(&input, m, bt, 0, units_of(C, &piece));
+        input_units(&input, tiling, bt, 0, units_of(C, &piece));
         convlens_winograd_products(v, v_xi_stride, job->u, products, m_xi_stride, t * t, piece.tiles, C, K, job->wide);
         OutputJob output = job->output;
         output.piece = piece, output.products = products, output.xi_stride = m_xi_stride, output.tile_stride = K;
-        output_units(&output, m, at, 0, units_of(K, &piece));
+        output_units(&output, tiling, at, 0, units_of(K, &piece));
     }
     free(v), free(products);
 }
 
-FOR_EVERY_CPU static void fused_f2(const void *job, int64_t first, int64_t end) { fused_bands(job, 2, BT_2, AT_2, first, end); }
-FOR_EVERY_CPU static void fused_f4(const void *job, int64_t first, int64_t end) { fused_bands(job, 4, BT_4, AT_4, first, end); }
+FOR_EVERY_CPU static void fused_f2(const void *job, int64_t first, int64_t end) { fused_bands(job, F2, BT_2, AT_2, first, end); }
+FOR_EVERY_CPU static void fused_f4(const void *job, int64_t first, int64_t end) { fused_bands(job, F4, BT_4, AT_4, first, end); }
+FOR_EVERY_CPU static void fused_f2_stride_2(const void *job, int64_t first, int64_t end) {
+    fused_bands(job, F2_STRIDE_2, BT_2S2, AT_2S2, first, end);
+}
 
 /* The whole layer, fused (see above): x (N, C_in, H, W) and out (N, C_out, H_out, W_out) in any
  * layout (element strides), u (t*t, C_in, C_out) in panels (winograd_products.c), bias (C_out) or NULL; sizes: the
@@ -392,9 +423,12 @@ int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, in
                             int64_t stride_w, const float *u, const float *bias, float *out, int64_t out_stride_n,
                             int64_t out_stride_c, int64_t out_stride_h, int64_t out_stride_w, int64_t m,
                             int64_t band_rows, int64_t images, int64_t wide, int64_t threads, int *nonfinite) {
+    /* the tiles' stride: the layer's (an axis with one output may say 1 for 2: its output is the same) */
+    const int64_t stride = z->stride_h > z->stride_w ? z->stride_h : z->stride_w;
     const int64_t tiles_h = (z->out_h + m - 1) / m, tiles_w = (z->out_w + m - 1) / m;
-    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W || band_rows < 1 || images < 1 ||
-        (images > 1 && band_rows < tiles_h))
+    if ((m != 2 && m != 4) || (z->stride_h != stride && z->out_h != 1) || (z->stride_w != stride && z->out_w != 1) ||
+        (stride != 1 && !(stride == 2 && m == 2)) || tiles_w * m * stride > MAX_BAND_W || band_rows < 1 ||
+        images < 1 || (images > 1 && band_rows < tiles_h))
         return 2;
     if (z->out_channels % 16 != 0) return 4;
     int no_memory = 0;
@@ -405,18 +439,20 @@ int convlens_winograd_fused(const float *x, const Sizes *z, int64_t stride_n, in
         {NULL, 0, 0, bias, out, {out_stride_n, out_stride_c, out_stride_h, out_stride_w}, z->out_channels, z->out_h,
          z->out_w, whole, nonfinite},
         u, tiles_h, band_rows, (tiles_h + band_rows - 1) / band_rows, images, wide != 0, &no_memory};
-    const int64_t t = m + 2, work = whole.tiles * t * t * z->in_channels * z->out_channels; /* the products' */
-    const int failed = convlens_parallel(m == 2 ? fused_f2 : fused_f4, &job, (z->batch + images - 1) / images * job.bands,
+    const int64_t t = stride * (m - 1) + 3, work = whole.tiles * t * t * z->in_channels * z->out_channels; /* the products' */
+    const ShareWork fused = stride == 2 ? fused_f2_stride_2 : m == 2 ? fused_f2 : fused_f4;
+    const int failed = convlens_parallel(fused, &job, (z->batch + images - 1) / images * job.bands,
                                          convlens_threads_for(work, threads));
     return no_memory ? 3 : failed;
 }
 
-/* Copies this file's B^T (t*t floats) and A^T (m*t floats) for tile size m, for the tests to compare
- * with transforms.py's. Returns 0, or 2 for a tile size other than 2 or 4. */
-int convlens_winograd_tables(int64_t m, float *bt, float *at) {
-    if (m != 2 && m != 4) return 2;
-    const int64_t t = m + 2;
-    memcpy(bt, m == 2 ? BT_2 : BT_4, sizeof(float) * (size_t)(t * t));
-    memcpy(at, m == 2 ? AT_2 : AT_4, sizeof(float) * (size_t)(m * t));
+/* Copies this file's B^T (t*t floats) and A^T (m*t floats) for tile size m at a stride, for the tests
+ * to compare with transforms.py's. Returns 0, or 2 for a tiling other than m = 2 or 4 at stride 1, or
+ * m = 2 at stride 2. */
+int convlens_winograd_tables(int64_t m, int64_t stride, float *bt, float *at) {
+    if ((m != 2 && m != 4) || (stride != 1 && !(stride == 2 && m == 2))) return 2;
+    const int64_t t = stride * (m - 1) + 3;
+    memcpy(bt, stride == 2 ? BT_2S2 : m == 2 ? BT_2 : BT_4, sizeof(float) * (size_t)(t * t));
+    memcpy(at, stride == 2 ? AT_2S2 : m == 2 ? AT_2 : AT_4, sizeof(float) * (size_t)(m * t));
     return 0;
 }

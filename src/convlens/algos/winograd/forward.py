@@ -22,8 +22,17 @@ from convlens import native as native_kernels
 from convlens.algos import accumulation_dtype
 from convlens.algos.scratch import Scratch
 from convlens.algos.winograd import plan
-from convlens.algos.winograd.plan import output_via_hwc, pieces, tile_grid, tile_size, tiled_input_size
-from convlens.algos.winograd.transforms import KRON, R, cached_panels, cached_weight_transform
+from convlens.algos.winograd.plan import (
+    output_via_hwc,
+    pieces,
+    span,
+    step,
+    tile_grid,
+    tile_size,
+    tiled_input_size,
+    tiling_stride,
+)
+from convlens.algos.winograd.transforms import cached_panels, cached_weight_transform, kron
 from convlens.spec import ConvSpec, prefers_channels_last
 
 SCRATCH = Scratch()  # the padded input in channels-last, and tiles, V, M, Y of one piece, kept between calls
@@ -36,8 +45,9 @@ def channels_last_tiled(
     dtype: torch.dtype,
     name: str = "x",
 ) -> torch.Tensor:
-    """x zero-padded by ``padding``, then zero-extended at the bottom / right to ``size``, as
-    (N, H, W, C_in), contiguous.
+    """x zero-padded by ``padding``, then zero-extended at the bottom / right to ``size`` (or cropped
+    to it: at stride 2 the tiles may not reach the last row or column no window reads), as (N, H, W,
+    C_in), contiguous.
 
     One copy into the scratch buffer ``name``, which writes the zeros of the padding and the
     extension as it goes (only those strips are zeroed); no copy at all when x is already
@@ -48,7 +58,8 @@ def channels_last_tiled(
     if not any(padding) and (h, w) == size and x_hwc.is_contiguous() and x.dtype == dtype:
         return x_hwc
     padded = SCRATCH.take(name, (n, *size, c_in), dtype, x.device)
-    bottom, right = top + h, left + w  # the input's region is rows top..bottom, columns left..right
+    bottom, right = min(top + h, size[0]), min(left + w, size[1])  # the input's region: rows top..bottom,
+    x_hwc = x_hwc[:, : bottom - top, : right - left]  #                columns left..right
     padded[:, :top] = 0
     padded[:, bottom:] = 0
     padded[:, top:bottom, :left] = 0
@@ -57,14 +68,13 @@ def channels_last_tiled(
     return padded
 
 
-def transformed_tiles(rows_in: torch.Tensor, m: int, kron_b: torch.Tensor) -> torch.Tensor:
-    """V = B^T d B for every t x t tile of one piece: ``rows_in`` (k, rows*m + 2, W, C_in), the
-    channels-last input rows the piece's tiles cover, -> V (t*t, P, C_in), P = k * rows * tiles_w,
-    in scratch (shared by the forward and the weight gradient)."""
-    t = m + R - 1
-    # t x t tiles every m pixels, (k, rows, tiles_w, C_in, t, t), as a view; tiles overlap by 2
-    windows = rows_in.unfold(1, t, m).unfold(2, t, m)
-    windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*m + a, j*m + b, c]
+def transformed_tiles(rows_in: torch.Tensor, t: int, step: int, kron_b: torch.Tensor) -> torch.Tensor:
+    """V = B^T d B for every t x t tile of one piece, one every ``step`` pixels: ``rows_in`` (k,
+    rows*step + t - step, W, C_in), the channels-last input rows the piece's tiles cover, -> V (t*t,
+    P, C_in), P = k * rows * tiles_w, in scratch (shared by the forward and the weight gradient)."""
+    # t x t tiles every step pixels, (k, rows, tiles_w, C_in, t, t), as a view; tiles overlap by t - step
+    windows = rows_in.unfold(1, t, step).unfold(2, t, step)
+    windows = windows.permute(4, 5, 0, 1, 2, 3)  # windows[a, b, n, i, j, c] = x_pad[n, i*step + a, j*step + b, c]
     tiles = SCRATCH.take("tiles", windows.shape, kron_b.dtype, rows_in.device)
     tiles.copy_(windows)  # the gather: one copy, channels contiguous                         (t*t, P*C_in)
     positions = windows.shape[2] * windows.shape[3] * windows.shape[4]
@@ -93,7 +103,7 @@ def forward(
 ) -> torch.Tensor:
     if runs_fused(x, bias, spec):
         return forward_fused(x, weight, bias, spec)[0]
-    if plan.native and native_kernels.runs_winograd(x, bias, spec):
+    if plan.uses_native(spec) and native_kernels.runs_winograd(x, bias, spec):
         return forward_native(x, weight, bias, spec)
     return forward_python(x, weight, bias, spec)
 
@@ -113,7 +123,7 @@ def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     """forward_python's pieces and products, with the passes before and after them in C (winograd.c):
     V (t*t, P, C_in) straight from x, and the output straight from M (t*t, P, C_out), in x's layout."""
     m = tile_size(spec)
-    t = m + R - 1
+    t = span(spec, m)
     n = x.shape[0]
     tiles_h, tiles_w = tile_grid(spec, m)
     u = cached_weight_transform(weight, m, spec.groups, torch.float32)  # (G, t*t, C_in/G, C_out/G)
@@ -143,7 +153,7 @@ def forward_fused(
     piece per thread; out in x's layout. Also whether every output value is finite (the output
     pass looks at each)."""
     m = tile_size(spec)
-    u = cached_panels(weight, m)  # U (t*t, C_in, C_out) in panels of 64 output channels
+    u = cached_panels(weight, m, tiling_stride(spec))  # U (t*t, C_in, C_out) in panels of 64 output channels
     layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
     out = torch.empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
     rows, images = plan.fused_pieces(spec, m)
@@ -166,11 +176,12 @@ def forward_python(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     c_out = spec.out_channels
     h_out, w_out = spec.out_size
     tiles_h, tiles_w = tile_grid(spec, m)
-    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
+    t, tile_step = span(spec, m), step(spec, m)  # t x t input tiles, one every tile_step pixels
+    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in kron(m, tiling_stride(spec)))
 
     # Channels last, zero-padded, and zero-extended at the bottom/right so the tiles cover the output exactly.
     x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
-    u = cached_weight_transform(weight, m, spec.groups, compute)  # (G, t*t, C_in/G, C_out/G)
+    u = cached_weight_transform(weight, m, spec.groups, compute, tiling_stride(spec))  # (G, t*t, C_in/G, C_out/G)
 
     # The output seen as tiles, out_tiles[n, o, i, a, j, b] = out[n, o, i*m + a, j*m + b]: in the
     # layout of the input, or, for a narrow NCHW output, channels-last scratch first (see output_via_hwc).
@@ -189,7 +200,8 @@ def forward_python(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     for n0 in range(0, n, images):
         for i0 in range(0, tiles_h, band):
             k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
-            v = transformed_tiles(x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2], m, kron_b)  # (t*t, P, C_in)
+            rows_in = x_pad[n0 : n0 + k, i0 * tile_step : (i0 + rows) * tile_step + t - tile_step]
+            v = transformed_tiles(rows_in, t, tile_step, kron_b)  # V = B^T d B                (t*t, P, C_in)
             products = products_of(v, u, spec.groups)  # M = V @ U                             (t*t, P*C_out)
             y = SCRATCH.take("y", (m, m, k, rows, tiles_w, c_out), compute, x.device)
             if bias_row is None:

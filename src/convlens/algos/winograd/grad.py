@@ -1,4 +1,4 @@
-"""The weight gradient of a 3x3 stride-1 convolution by Winograd's transforms.
+"""The weight gradient of a 3x3 convolution (stride 1 or 2) by Winograd's transforms.
 
 Winograd's forward (:mod:`convlens.algos.winograd.forward`) computes, tile by tile and for every
 pair of input and output channels, ``Y = A^T [U * V] A`` with ``U = G g G^T`` (the transformed filter)
@@ -48,21 +48,21 @@ import torch
 
 from convlens.algos import accumulation_dtype
 from convlens.algos.winograd.forward import SCRATCH, channels_last_tiled, transformed_tiles
-from convlens.algos.winograd.plan import pieces, tile_grid, tile_size, tiled_input_size
-from convlens.algos.winograd.transforms import KRON, KRON_G, R
+from convlens.algos.winograd.plan import pieces, span, step, tile_grid, tile_size, tiled_input_size, tiling_stride
+from convlens.algos.winograd.transforms import R, kron, kron_g
 from convlens.spec import ConvSpec
 
 
 def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
-    """dLoss/d weight (C_out, C_in, 3, 3) of a 3x3 stride-1 dilation-1 convolution with one group,
-    from grad_output (N, C_out, H_out, W_out) and the unpadded input x (N, C_in, H, W)."""
+    """dLoss/d weight (C_out, C_in, 3, 3) of a 3x3 dilation-1 convolution with one group, stride 1 or
+    2, from grad_output (N, C_out, H_out, W_out) and the unpadded input x (N, C_in, H, W)."""
     m = tile_size(spec)
-    t = m + R - 1
+    t, tile_step = span(spec, m), step(spec, m)
     compute = accumulation_dtype(x.dtype)
     n, c_in, c_out = x.shape[0], spec.in_channels, spec.out_channels
     tiles_h, tiles_w = tile_grid(spec, m)
-    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in KRON[m])
-    kron_g = KRON_G[m].to(dtype=compute, device=x.device)  # (t*t, 9)
+    kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in kron(m, tiling_stride(spec)))
+    kron_g_m = kron_g(m, tiling_stride(spec)).to(dtype=compute, device=x.device)  # (t*t, 9)
 
     x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
     # grad_output channels last, zero-extended to whole tiles: the overhang's gradient is zero
@@ -74,7 +74,8 @@ def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> t
         for i0 in range(0, tiles_h, band):
             k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
             p = k * rows * tiles_w
-            v = transformed_tiles(x_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m + 2], m, kron_b)  # as the forward's
+            rows_in = x_pad[n0 : n0 + k, i0 * tile_step : (i0 + rows) * tile_step + t - tile_step]
+            v = transformed_tiles(rows_in, t, tile_step, kron_b)  # as the forward's
             # m x m output tiles of the gradient, which do not overlap: (m, m, k, rows, tiles_w, C_out)
             grad_windows = grad_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m].unfold(1, m, m).unfold(2, m, m)
             grad_tiles = SCRATCH.take("dy", (m, m, k, rows, tiles_w, c_out), compute, x.device)
@@ -88,5 +89,5 @@ def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> t
                 grad_u.baddbmm_(z.transpose(1, 2), v)
     if first:  # no tiles at all (an empty batch): nothing was summed
         grad_u.zero_()
-    grad_taps = grad_u.view(t * t, -1).T @ kron_g  # dLoss/dg = G^T (dLoss/dU) G       (C_out*C_in, 9)
+    grad_taps = grad_u.view(t * t, -1).T @ kron_g_m  # dLoss/dg = G^T (dLoss/dU) G       (C_out*C_in, 9)
     return grad_taps.view(c_out, c_in, R, R).to(x.dtype)

@@ -1,7 +1,10 @@
 """Winograd's plan for a layer: which tile size, how many tiles, which pieces, which buffers.
 
-tile_size(spec)        m = 4 (F(4x4, 3x3)) where precision "high" allows it and it pays, else 2
+tile_size(spec)        m = 4 (F(4x4, 3x3)) where precision "high" allows it and it pays, else 2 (always at stride 2)
 tile_grid(spec, m)     (tiles_h, tiles_w) = (ceil(H_out/m), ceil(W_out/m))
+tiling_stride(spec)    1 or 2: the layer's stride
+span(spec, m)          t, the input tile's side: m + 2 at stride 1, 5 at stride 2
+step(spec, m)          input pixels from one tile to the next: stride * m
 pieces(...)            (images, tile rows) per piece of the batch
 uses_fused(spec)       whether the forward runs winograd.c's fused pass (V and M kept in the cache)
 fused_pieces(spec, m)  the fused pass's tile rows per band and images per piece
@@ -16,7 +19,7 @@ import math
 import torch
 
 from convlens.algos import accumulation_dtype, real_only
-from convlens.algos.winograd.transforms import R
+from convlens.algos.winograd.transforms import R, tile_span
 from convlens.config import get_precision
 from convlens.spec import ConvSpec, ceil_div
 
@@ -46,9 +49,10 @@ def tile_size(spec: ConvSpec) -> int:
 
     Each of the t*t products reads all of U, t*t*C_in*C_out values, for as many rows as there are
     tiles, and F(4x4)'s U is 36/16 times F(2x2)'s. Why: with few tiles the products mostly stream
-    U; evidence: ``python benchmarks/winograd_rules.py`` (benchmarks/RESULTS.md)."""
+    U; evidence: ``python benchmarks/winograd_rules.py`` (benchmarks/RESULTS.md). At stride 2 there is
+    only F(2x2)."""
     h_out, w_out = spec.out_size
-    if get_precision() != "high" or min(h_out, w_out) < F4_MIN_OUTPUT:
+    if get_precision() != "high" or min(h_out, w_out) < F4_MIN_OUTPUT or tiling_stride(spec) != 1:
         return 2
     tiles_h, tiles_w = tile_grid(spec, 4)
     return 4 if spec.batch * tiles_h * tiles_w >= MIN_TILES else 2
@@ -60,11 +64,30 @@ def tile_grid(spec: ConvSpec, m: int) -> tuple[int, int]:
     return ceil_div(h_out, m), ceil_div(w_out, m)
 
 
+def tiling_stride(spec: ConvSpec) -> int:
+    """The stride the tiles step by, 1 or 2: the layer's. An axis with a single output, whose stride
+    the spec clamps to 1 (``spec.shape.effective_stride``), takes the other axis's: its one output
+    is the same at any stride."""
+    return max(spec.stride)
+
+
+def span(spec: ConvSpec, m: int) -> int:
+    """t, the side of the input tile of an m x m output tile at the layer's stride."""
+    return tile_span(m, tiling_stride(spec))
+
+
+def step(spec: ConvSpec, m: int) -> int:
+    """Input rows (and columns) from one tile to the next: stride * m."""
+    return tiling_stride(spec) * m
+
+
 def tiled_input_size(spec: ConvSpec, m: int) -> tuple[int, int]:
-    """(H, W) of the padded input the tiles read: tiles * m + 2 rows and columns (t x t tiles
-    every m pixels overlap by 2), the padded input zero-extended at the bottom and right."""
+    """(H, W) of the padded input the tiles read: tiles * step + t - step rows and columns (t x t
+    tiles every step pixels: at stride 1 they overlap by 2, at stride 2 by 1), the padded input
+    zero-extended at the bottom and right."""
     tiles_h, tiles_w = tile_grid(spec, m)
-    return tiles_h * m + R - 1, tiles_w * m + R - 1
+    overlap = span(spec, m) - step(spec, m)
+    return tiles_h * step(spec, m) + overlap, tiles_w * step(spec, m) + overlap
 
 
 def tile_count(spec: ConvSpec) -> int:
@@ -81,8 +104,9 @@ def error_bound(spec: ConvSpec) -> float:
 def supports(spec: ConvSpec) -> str | None:
     if real_only(spec) is not None:
         return real_only(spec)
-    if spec.kernel_size != (3, 3) or spec.stride != (1, 1) or spec.dilation != (1, 1):
-        return f"only 3x3 kernels with stride 1 and dilation 1, got kernel {spec.kernel_size}, " \
+    strided = any(step != tiling_stride(spec) and out != 1 for step, out in zip(spec.stride, spec.out_size))
+    if spec.kernel_size != (3, 3) or tiling_stride(spec) > 2 or strided or spec.dilation != (1, 1):
+        return f"only 3x3 kernels with stride 1 or 2 and dilation 1, got kernel {spec.kernel_size}, " \
                f"stride {spec.stride}, dilation {spec.dilation}"  # fmt: skip
     return None
 
@@ -102,7 +126,7 @@ def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tupl
     pieces, VGG-16's 224x224 and 112x112 layers at batch 1 (7-29 MiB per image) in 1-2 MiB bands,
     for reasons not pinned down; evidence: ``python benchmarks/winograd_pieces.py`` (benchmarks/RESULTS.md)."""
     tiles_h, tiles_w = tiles
-    t = m + R - 1
+    t = span(spec, m)
     row_bytes = max(1, t * t * tiles_w * spec.in_channels * spec.dtype.itemsize)  # one tile row of one image
     image_bytes = row_bytes * tiles_h
     if image_bytes <= LARGE_IMAGE_BYTES:
@@ -112,10 +136,11 @@ def pieces(spec: ConvSpec, m: int, tiles: tuple[int, int], u_bytes: int) -> tupl
 
 def uses_native(spec: ConvSpec) -> bool:
     """Whether the forward of this spec runs winograd.c's passes around the BLAS products (given
-    plain float32 CPU tensors; the fused pass, where it applies, goes first)."""
+    plain float32 CPU tensors; the fused pass, where it applies, goes first). Stride 1 only: the
+    stride-2 tiling is in the fused pass alone."""
     from convlens import native as native_kernels
 
-    return native and native_kernels.runs_winograd_spec(spec)
+    return native and tiling_stride(spec) == 1 and native_kernels.runs_winograd_spec(spec)
 
 
 def compiled(spec: ConvSpec) -> bool:
@@ -139,7 +164,7 @@ def uses_fused(spec: ConvSpec) -> bool:
     from convlens import native as native_kernels
 
     m = tile_size(spec)
-    u_bytes = (m + R - 1) ** 2 * spec.in_channels * spec.out_channels * 4
+    u_bytes = span(spec, m) ** 2 * spec.in_channels * spec.out_channels * 4
     return (
         fused
         and spec.groups == 1
@@ -163,7 +188,7 @@ def fused_pieces(spec: ConvSpec, m: int) -> tuple[int, int]:
     F(4x4) 256@14: 1.80x -> 2.15x), and slower in one piece of eight (one thread); evidence:
     ``python benchmarks/winograd_native.py`` (benchmarks/RESULTS.md, fifteenth session)."""
     tiles_h, tiles_w = tile_grid(spec, m)
-    t = m + R - 1
+    t = span(spec, m)
     row_bytes = t * t * tiles_w * (spec.in_channels + spec.out_channels) * 4
     u_bytes = t * t * spec.in_channels * spec.out_channels * 4
     if u_bytes >= row_bytes * tiles_h and spec.batch >= threads():  # U at least an image's V and M
@@ -183,7 +208,7 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     dtype, with no padding and a size that is a multiple of m). With groups > 1 the products are
     fresh tensors instead (a matmul result and its rearranged copy), counted twice."""
     m = tile_size(spec)
-    t = m + R - 1
+    t = span(spec, m)
     itemsize = accumulation_dtype(spec.dtype).itemsize
     tiles_h, tiles_w = tile_grid(spec, m)
     u_elements = t * t * spec.in_per_group * spec.out_channels

@@ -15,9 +15,19 @@ B^T by solving the identity above exactly. Points: F(2, 3): 0, 1, -1; F(4, 3): 0
 -1/2 (half-integer points keep the entries small, which is what keeps F(4, 3) accurate), and the
 point at infinity for both.
 
+At stride 2 (``STRIDED``: F(2, 3) at stride 2) two outputs ``y_i = sum_k g_k d_{2i+k}`` read t = 5
+inputs, one tile every 4. Their even taps (g0, g2) over the even inputs (d0, d2, d4) are a 2-tap
+correlation at stride 1, F(2, 2) (3 products: (d0 - d2) g0, d2 (g0 + g2), (d4 - d2) g2); the odd
+tap g1 over the odd inputs (d1, d3) is 2 products. 5 multiplications instead of 6, in two
+dimensions 25 instead of 36 (1.44x fewer), every entry of the matrices 0 or +-1 (polyphase
+Winograd).
+
     transforms(m)      (A^T, G, B^T) in float64: (m, t), (t, 3), (t, t)
+    STRIDED            the same for F(2, 3) at stride 2: (2, 5), (5, 3), (5, 5)
+    matrices(m, s)     transforms(m) for stride s = 1, STRIDED for m = 2, s = 2
     KRON[m]            kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t): the 2-D transforms as matrices
     KRON_G[m]          kron(G, G) (t*t, 9): the weight transform
+    kron(m, s), kron_g(m, s)   the same at stride s
     transform_weight   U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_in/G, C_out/G)
 """
 
@@ -34,6 +44,33 @@ R = 3  # kernel size handled
 POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 0.5, -0.5)}  # finite points; infinity is implied
 
 
+def tile_span(m: int, stride: int = 1) -> int:
+    """t, the input values an m x m output tile reads along each side: stride * (m - 1) + 3."""
+    return stride * (m - 1) + R
+
+
+def correlation_system(a_t: torch.Tensor, g: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear equations in B^T's entries that make A^T [(G g) * (B^T d)] the correlation at this
+    stride for every g and d: sum_xi A^T[i, xi] G[xi, k] B^T[xi, l] = 1 if l == stride*i + k else 0."""
+    m, t = a_t.shape
+    equations, targets = [], []
+    for i in range(m):
+        for k in range(R):
+            for lane in range(t):
+                row = torch.zeros(t, t, dtype=torch.float64)
+                row[:, lane] = a_t[i] * g[:, k]
+                equations.append(row.flatten())
+                targets.append(1.0 if lane == stride * i + k else 0.0)
+    return torch.stack(equations), torch.tensor(targets, dtype=torch.float64)
+
+
+def check_correlation(a_t: torch.Tensor, g: torch.Tensor, b_t: torch.Tensor, stride: int) -> None:
+    """Raises unless (A^T, G, B^T) compute the 3-tap correlation at this stride exactly."""
+    system, targets = correlation_system(a_t, g, stride)
+    residual = (system @ b_t.flatten() - targets).abs().max()
+    assert residual < 1e-12, f"transforms at stride {stride} do not reproduce correlation (residual {residual})"
+
+
 @cache
 def transforms(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(A^T, G, B^T) of F(m, 3) in float64: shapes (m, t), (t, 3), (t, t), t = m + 2."""
@@ -47,29 +84,64 @@ def transforms(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g[j] = point ** torch.arange(R) / torch.prod(point - others)  # Lagrange weight of the point
     a_t[m - 1, t - 1] = 1.0  # the point at infinity: leading coefficients
     g[t - 1, R - 1] = 1.0
-    # B^T is what makes A^T [(G g) * (B^T d)] the correlation for every g and d:
-    #   sum_xi A^T[i, xi] G[xi, k] B^T[xi, l] = 1 if l == i + k else 0.
-    equations, targets = [], []
-    for i in range(m):
-        for k in range(R):
-            for lane in range(t):
-                row = torch.zeros(t, t, dtype=torch.float64)
-                row[:, lane] = a_t[i] * g[:, k]
-                equations.append(row.flatten())
-                targets.append(1.0 if lane == i + k else 0.0)
-    system = torch.stack(equations)
-    b_t = torch.linalg.lstsq(system, torch.tensor(targets, dtype=torch.float64).unsqueeze(1)).solution.view(t, t)
+    # B^T is what makes A^T [(G g) * (B^T d)] the correlation for every g and d (correlation_system)
+    system, targets = correlation_system(a_t, g, stride=1)
+    b_t = torch.linalg.lstsq(system, targets.unsqueeze(1)).solution.view(t, t)
     b_t = torch.round(b_t * 1024) / 1024  # the entries are small dyadic fractions: snap off solver noise
-    residual = (system @ b_t.flatten() - torch.tensor(targets, dtype=torch.float64)).abs().max()
-    assert residual < 1e-12, f"F({m}, 3) transforms do not reproduce correlation (residual {residual})"
+    check_correlation(a_t, g, b_t, stride=1)
+    return a_t, g, b_t
+
+
+def strided_transforms() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A^T, G, B^T) of F(2, 3) at stride 2 in float64: (2, 5), (5, 3), (5, 5) (the module docstring).
+    Products, in order: (d0 - d2) g0, d1 g1, d2 (g0 + g2), d3 g1, (d4 - d2) g2; y0 sums the first
+    three, y1 the last three."""
+    a_t = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1]], dtype=torch.float64)
+    g = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 1]], dtype=torch.float64)
+    b_t = torch.tensor(
+        [[1, 0, -1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, -1, 0, 1]], dtype=torch.float64
+    )
+    check_correlation(a_t, g, b_t, stride=2)
     return a_t, g, b_t
 
 
 # Derived once, at import: torch.compile then sees constants, not the solver.
 MATRICES = {m: transforms(m) for m in POINTS}
+STRIDED = strided_transforms()
+STRIDES = {1: tuple(POINTS), 2: (2,)}  # the tile sizes m at each stride
+
+
+def matrices(m: int, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A^T, G, B^T) of F(m, 3) at this stride."""
+    if m not in STRIDES.get(stride, ()):
+        raise ValueError(
+            f"Winograd has F(m, 3) for m in {STRIDES[1]} at stride 1 and m = 2 at stride 2, got m={m}, stride={stride}"
+        )
+    return MATRICES[m] if stride == 1 else STRIDED
+
+
+def _kron(m: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    a_t, _, b_t = matrices(m, stride)
+    return torch.kron(b_t, b_t), torch.kron(a_t, a_t)
+
+
 # The 2-D transforms as single matrices: kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t).
-KRON = {m: (torch.kron(b_t, b_t), torch.kron(a_t, a_t)) for m, (a_t, _, b_t) in MATRICES.items()}
+KRON = {m: _kron(m, 1) for m in MATRICES}
 KRON_G = {m: torch.kron(g, g) for m, (_, g, _) in MATRICES.items()}  # kron(G, G) (t*t, 9): the weight transform
+_STRIDED_KRON = _kron(2, 2)
+_STRIDED_KRON_G = torch.kron(STRIDED[1], STRIDED[1])
+
+
+def kron(m: int, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """KRON[m] at this stride: kron(B^T, B^T) (t*t, t*t), kron(A^T, A^T) (m*m, t*t)."""
+    matrices(m, stride)  # checks the pair
+    return KRON[m] if stride == 1 else _STRIDED_KRON
+
+
+def kron_g(m: int, stride: int = 1) -> torch.Tensor:
+    """KRON_G[m] at this stride: kron(G, G) (t*t, 9)."""
+    matrices(m, stride)
+    return KRON_G[m] if stride == 1 else _STRIDED_KRON_G
 
 
 WEIGHT_CACHE = TransformCache()
@@ -79,7 +151,7 @@ TRANSFORM_FILTERS = 64  # filters per chunk of the weight transform; see transfo
 
 
 def transform_weight(
-    weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype, out: torch.Tensor | None = None
+    weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype, out: torch.Tensor | None = None, stride: int = 1
 ) -> torch.Tensor:
     """U = G g G^T for every filter: (C_out, C_in/G, 3, 3) -> (G, t*t, C_in/G, C_out/G).
 
@@ -89,33 +161,35 @@ def transform_weight(
     optimizer step). Why: chunks beat one product and one transposing copy of the whole U, and a U
     laid out (t*t, C_out, C_in), which needs no copy, slows the products on every call; evidence:
     ``python benchmarks/winograd_transform.py`` (benchmarks/RESULTS.md). ``out``: a buffer of U's
-    shape to write into."""
-    t = m + R - 1
+    shape to write into; ``stride``: the layer's (2: ``STRIDED``'s G)."""
+    t = tile_span(m, stride)
     c_out, c_in_g = weight.shape[:2]
     c_out_g = c_out // groups
-    kron_g = KRON_G[m].to(dtype=dtype, device=weight.device)  # (t*t, 9)
+    kron_g_m = kron_g(m, stride).to(dtype=dtype, device=weight.device)  # (t*t, 9)
     taps = weight.to(dtype).reshape(groups, c_out_g, c_in_g, R * R)  # (G, C_out/G, C_in/G, 9)
     shape = (groups, t * t, c_in_g, c_out_g)
     if out is None or out.shape != shape:
         out = torch.empty(shape, dtype=dtype, device=weight.device)
     for o0 in range(0, c_out_g, TRANSFORM_FILTERS):
         block = taps[:, o0 : o0 + TRANSFORM_FILTERS]  # (G, filters, C_in/G, 9)
-        u_block = torch.matmul(kron_g, block.reshape(groups, -1, R * R).transpose(1, 2))  # (G, t*t, filters*C_in/G)
+        u_block = torch.matmul(kron_g_m, block.reshape(groups, -1, R * R).transpose(1, 2))  # (G, t*t, filters*C_in/G)
         out[..., o0 : o0 + block.shape[1]] = u_block.view(groups, t * t, -1, c_in_g).transpose(2, 3)
     return out
 
 
-def cached_weight_transform(weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+def cached_weight_transform(
+    weight: torch.Tensor, m: int, groups: int, dtype: torch.dtype, stride: int = 1
+) -> torch.Tensor:
     return WEIGHT_CACHE.get(
-        weight, (m, groups, dtype), lambda buffer: transform_weight(weight, m, groups, dtype, buffer)
+        weight, (m, stride, groups, dtype), lambda buffer: transform_weight(weight, m, groups, dtype, buffer, stride)
     )
 
 
-def cached_panels(weight: torch.Tensor, m: int) -> torch.Tensor:
+def cached_panels(weight: torch.Tensor, m: int, stride: int = 1) -> torch.Tensor:
     """The float32 U of a one-group layer in the panels winograd_products.c reads (``native.panels``),
     kept in WEIGHT_CACHE as U is."""
 
     def laid_out(_: object) -> torch.Tensor:
-        return native.panels(transform_weight(weight, m, 1, torch.float32)[0])
+        return native.panels(transform_weight(weight, m, 1, torch.float32, stride=stride)[0])
 
-    return WEIGHT_CACHE.get(weight, (m, 1, torch.float32, "panels"), laid_out)
+    return WEIGHT_CACHE.get(weight, (m, stride, 1, torch.float32, "panels"), laid_out)
