@@ -6,8 +6,9 @@
 For each layer: PyTorch (F.conv2d) and convlens's winograd, gemm, im2col and auto, interleaved in
 one process (float32, forward, torch's threads, torch.utils.benchmark medians); prints each one's
 speed as a ratio to PyTorch (above 1: faster), which one auto picks, and the largest error of
-winograd and of PyTorch against float64 (per element, not an average). Rule 1 of
-``convlens.algos.auto`` (stride 2, STRIDED_MAX_U_BYTES) rests on these figures
+winograd and of PyTorch against float64 (per element, not an average). Each layer is timed call
+after call, its transformed weight U warm in the cache; ``python benchmarks/cold_cache.py`` times
+them cold, as inside a model, which is why auto's rule 1 leaves stride 2 to gemm.c
 (benchmarks/RESULTS.md, eighteenth session).
 """
 
