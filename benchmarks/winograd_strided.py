@@ -8,7 +8,7 @@ one process (float32, forward, torch's threads, torch.utils.benchmark medians); 
 speed as a ratio to PyTorch (above 1: faster), which one auto picks, and the largest error of
 winograd and of PyTorch against float64 (per element, not an average). Each layer is timed call
 after call, its transformed weight U warm in the cache; ``python benchmarks/cold_cache.py`` times
-them cold, as inside a model, which is why auto's rule 1 leaves stride 2 to gemm.c
+them cold, as inside a model, which is why auto's rule 1 takes stride 2 only where U is small
 (benchmarks/RESULTS.md, eighteenth session).
 """
 

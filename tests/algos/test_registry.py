@@ -6,6 +6,7 @@ import torch
 
 import convlens
 from convlens import algos, native, tune
+from convlens.algos import auto
 from convlens.algos.auto import choose
 from convlens.algos.winograd import plan as winograd_plan
 from convlens.spec import ConvSpec
@@ -63,6 +64,7 @@ def test_gemm_takes_shallower_layers_where_the_kernels_run_avx2_loops(monkeypatc
     if not native.available():
         pytest.skip(native.reason())
     monkeypatch.setattr(tune, "stored", lambda: None)
+    monkeypatch.setattr(auto, "STRIDED_MAX_U_BYTES", 0)  # rule 1 at stride 2 aside
     layers = {1152: (128, 56), 2304: (256, 28)}  # depth: channels, size; 3x3 stride 2
     for loops, deepest in (("AVX-512", 2304), ("AVX2", 1152)):
         monkeypatch.setattr(native, "instruction_set", lambda loops=loops: loops)
@@ -88,20 +90,34 @@ def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
     assert choose(deep).algorithm.name == "im2col"  # 4608 deep: past GEMM_MAX_ROWS
 
 
-@pytest.mark.parametrize(("batch", "channels", "size"), [(8, 128, 56), (8, 256, 28), (1, 256, 28)])
-def test_auto_leaves_stride_2_to_gemm_though_winograd_takes_it(
-    monkeypatch, batch: int, channels: int, size: int
+@pytest.mark.parametrize(
+    ("batch", "channels", "out_channels", "size", "expected"),
+    [
+        (8, 128, 128, 56, "winograd"),  # ResNet-50's: U 1.56 MiB
+        (2, 64, 128, 56, "winograd"),  # ResNet-18's, an image per thread
+        (8, 256, 256, 28, "gemm"),  # U 6.25 MiB: past STRIDED_MAX_U_BYTES
+        (1, 128, 128, 56, "gemm"),  # fewer images than threads: bands, each reading all of U
+        (8, 128, 120, 56, "im2col"),  # C_out not a multiple of 16: not the fused pass's (nor gemm.c's)
+        (8, 32, 32, 56, "gemm"),  # too few channels
+    ],
+)
+def test_auto_takes_stride_2_winograd_where_its_transformed_weight_is_small(
+    monkeypatch, batch: int, channels: int, out_channels: int, size: int, expected: str
 ) -> None:
-    """Winograd supports stride 2 (F(2x2, 3x3) at stride 2) but rule 1 is stride 1 only: with the
-    caches cold, as inside a model, it did not lead gemm.c (rule 6)."""
+    """Rule 1 at stride 2 (F(2x2, 3x3) at stride 2): the fused pass, a U of at most 2 MiB (read from
+    memory on every call inside a model), an image for every thread; else rule 6 (gemm.c) or 8."""
     if not native.available():
         pytest.skip(native.reason())
     monkeypatch.setattr(tune, "stored", lambda: None)
     monkeypatch.setattr(native, "instruction_set", lambda: "AVX-512")
-    spec = ConvSpec.from_args(torch.empty(batch, channels, size, size), torch.empty(channels, channels, 3, 3), stride=2,
-                              padding=1)  # fmt: skip
-    assert algos.get("winograd").supports(spec) is None and winograd_plan.uses_fused(spec)
-    assert choose(spec).algorithm.name == "gemm"
+    monkeypatch.setattr(winograd_plan, "threads", lambda: 2)
+    x, w = torch.empty(batch, channels, size, size), torch.empty(out_channels, channels, 3, 3)
+    spec = ConvSpec.from_args(x, w, stride=2, padding=1)
+    assert algos.get("winograd").supports(spec) is None
+    choice = choose(spec)
+    assert choice.algorithm.name == expected, choice
+    if expected == "winograd":
+        assert all(phrase in choice.reason for phrase in ("3x3", "stride 2", "images", "2 MiB"))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlens
+from convlens import native
 from convlens.algos import winograd
+from convlens.algos.auto import choose
 from convlens.algos.winograd import grad as winograd_grad
 from convlens.algos.winograd import plan as winograd_plan
 from convlens.spec import ConvSpec
@@ -111,6 +113,29 @@ def test_the_backward_takes_it_where_auto_picks_winograd(
     # about 1e-12 on these gradients of magnitude ~30 (seen: 1.35e-12), over the usual 1e-12.
     for mine, expected in zip(ours, theirs, strict=True):
         torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-10)
+
+
+def test_a_stride_2_layer_auto_runs_by_winograd_gets_its_weight_gradient_by_winograd(monkeypatch) -> None:
+    """Where auto picks the fused stride-2 Winograd (float32, an image per thread), the backward's
+    weight gradient goes through the same stride-2 transforms, within 2x PyTorch's own float32 error
+    against float64 (or 4 ulps of the gradient's scale)."""
+    if not native.available():
+        pytest.skip(native.reason())
+    monkeypatch.setattr(winograd_plan, "threads", lambda: 2)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 64, 24, 24, generator=generator, requires_grad=True)
+    w = torch.randn(64, 64, 3, 3, generator=generator, requires_grad=True)
+    assert choose(ConvSpec.from_args(x, w, stride=2, padding=1)).algorithm.name == "winograd"
+    with mock.patch.object(winograd_grad, "weight_grad", wraps=winograd_grad.weight_grad) as spy:
+        out = convlens.conv2d(x, w, stride=2, padding=1)
+        grad_output = torch.randn(out.shape, generator=generator)
+        ours = torch.autograd.grad(out, w, grad_output)[0]
+    assert spy.called
+    truth = pytorch_weight_grad(x.double(), w.double(), grad_output.double(), {"stride": 2, "padding": 1})
+    theirs = pytorch_weight_grad(x, w, grad_output, {"stride": 2, "padding": 1})
+    floor = 4 * torch.finfo(torch.float32).eps * truth.abs().max().item()
+    their_error = (theirs.double() - truth).abs().max().item()
+    assert (ours.double() - truth).abs().max().item() <= 2 * max(their_error, floor)
 
 
 def test_an_empty_batch_has_a_zero_weight_gradient() -> None:

@@ -17,12 +17,17 @@ first match wins:
    counted here are those of the tile size used (ResNet-50's 512 channels at 7x7, batch 1: 4
    F(4x4) tiles, 16 F(2x2) tiles). Why: from these channel and tile counts Winograd overtakes im2col;
    evidence: ``convlens bench`` (ResNet-50, ``--kernel 3 --precision highest`` for F(2x2); benchmarks/RESULTS.md).
-   Stride 1 only: Winograd at stride 2 (F(2x2, 3x3) at stride 2, 1.44x fewer multiplications) leads
-   gemm.c on ResNet-50's 256@28 stride-2 layer at batch 8 only while its U (25/9 of the weight) stays
-   in the cache between calls (1.01x-1.18x against 0.88x-0.95x); with the caches cold, as inside a
-   model, it runs 0.80x-0.86x against 0.91x-0.93x, and inside ResNet-50 0.80x against 0.85x (128@56:
-   level); evidence: ``python benchmarks/cold_cache.py``, ``python benchmarks/winograd_strided.py``
-   and ``python benchmarks/model_layers.py --batch 8`` (benchmarks/RESULTS.md, eighteenth session);
+   At stride 2 (F(2x2, 3x3) at stride 2, 1.44x fewer multiplications) the same counts, and only
+   where the fused pass runs the layer, its U (25*C_in*C_out floats, 25/9 of the weight) is at most
+   STRIDED_MAX_U_BYTES = 2 MiB (ResNet-50's 128 channels, not 256) and the batch has an image for
+   every thread (fewer, and an image goes in bands, each reading all of U). Why: inside a model U
+   comes from memory on every call. With the caches cold, ResNet-50's 128@56 stride-2 layer at
+   batch 8 ran 1.13x-1.19x of PyTorch against gemm.c's 1.10x-1.15x (held to AVX2: 1.08x against
+   0.94x); its 256@28 layer (6.25 MiB of U) 0.80x-0.86x against 0.91x-0.93x (held to AVX2: 0.80x
+   against im2col's 0.85x), though ahead with U warm (1.01x-1.18x against 0.88x-0.95x). At batch 1
+   gemm.c ran level or ahead. Evidence: ``python benchmarks/cold_cache.py``, ``python
+   benchmarks/winograd_strided.py``, ``python benchmarks/model_layers.py --batch 8``, each also
+   through ``benchmarks/as_avx2.sh`` (benchmarks/RESULTS.md, eighteenth session);
 2. a depthwise layer the compiled kernel takes (float32 on the CPU, NCHW, or channels-last with
    one filter per channel; ``native.takes``) with a kernel of at most COMPILED_DEPTHWISE_MAX_TAPS =
    49 taps (7x7): ``depthwise``, which then runs direct.c. Why: on ConvNeXt-T's four 7x7 depthwise
@@ -130,6 +135,7 @@ FFT_MIN_TAPS_DEPTHWISE = 49  # kernel taps for FFT on a depthwise layer
 BANDED_MIN_TAPS = 25  # kernel taps from which banded takes a narrow depthwise layer; see rule 2 above
 BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
+STRIDED_MAX_U_BYTES = 2 * 1024**2  # the largest U of a stride-2 layer Winograd takes; rule 1
 FUSED_MIN_CHANNELS = 64  # per group, either tile size, where the fused pass runs the layer; rule 1
 COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
 TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
@@ -156,11 +162,14 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     winograd = get("winograd")
     if (
         winograd.supports(spec) is None
-        and winograd_plan.tiling_stride(spec) == 1  # see rule 1 on stride 2
+        and (winograd_plan.tiling_stride(spec) == 1 or strided_winograd_pays(spec))
         and min(spec.in_per_group, spec.out_per_group) >= min_channels(spec)
         and spec.dtype in (torch.float32, torch.float64)
         and tile_count(spec) >= MIN_TILES
     ):
+        if winograd_plan.tiling_stride(spec) == 2:
+            reason = "3x3 stride 2, many channels, tiles and images, a transformed weight of at most 2 MiB, fused:"
+            return Choice(winograd, reason + " Winograd's 1.44x fewer multiplications pay")
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
     if spec.is_depthwise and spec.taps <= COMPILED_DEPTHWISE_MAX_TAPS and native.takes(spec):
         return Choice(get("depthwise"), "depthwise, up to 7x7, in the compiled kernel: ahead of banded and FFT")
@@ -190,6 +199,13 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
         return Choice(get("direct"), reason + said)
     return Choice(get("im2col"), general + said)
+
+
+def strided_winograd_pays(spec: ConvSpec) -> bool:
+    """Rule 1 at stride 2: the fused pass runs the layer, its U is at most STRIDED_MAX_U_BYTES and
+    the batch has an image for every thread."""
+    u_bytes = 25 * spec.in_channels * spec.out_channels * 4  # U (5*5, C_in, C_out), float32
+    return winograd_plan.uses_fused(spec) and u_bytes <= STRIDED_MAX_U_BYTES and spec.batch >= winograd_plan.threads()
 
 
 def min_channels(spec: ConvSpec) -> int:
@@ -292,12 +308,12 @@ def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
 
 
 def ruled(spec: ConvSpec, workspace: int) -> Choice:
-    """The rule's choice, guarded, worked out once per spec object, workspace, precision and
-    ``winograd.plan.fused`` (what the rule reads besides the build) and kept in the spec's memo:
+    """The rule's choice, guarded, worked out once per spec object, workspace, precision, thread count
+    and ``winograd.plan.fused`` (what the rule reads besides the build) and kept in the spec's memo:
     the rule costs 5 us per call (``python benchmarks/overhead.py``). Worked out again when the
     registry no longer holds the algorithm chosen (a test or a user swapped it), or the machine's
     calibration changed (``convlens tune``, another thread count)."""
-    key = ("auto", workspace, get_precision(), winograd_plan.fused)
+    key = ("auto", workspace, get_precision(), winograd_plan.fused, winograd_plan.threads())
     remembered = spec.memo.get(key)
     measured = tune.stored()
     if isinstance(remembered, tuple) and get(remembered[0].name) is remembered[0] and remembered[2] is measured:
