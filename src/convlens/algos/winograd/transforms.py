@@ -120,28 +120,25 @@ def matrices(m: int, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch
     return MATRICES[m] if stride == 1 else STRIDED
 
 
-def _kron(m: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    a_t, _, b_t = matrices(m, stride)
-    return torch.kron(b_t, b_t), torch.kron(a_t, a_t)
-
-
-# The 2-D transforms as single matrices: kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T) (m*m, t*t).
-KRON = {m: _kron(m, 1) for m in MATRICES}
-KRON_G = {m: torch.kron(g, g) for m, (_, g, _) in MATRICES.items()}  # kron(G, G) (t*t, 9): the weight transform
-_STRIDED_KRON = _kron(2, 2)
-_STRIDED_KRON_G = torch.kron(STRIDED[1], STRIDED[1])
+# The 2-D transforms as single matrices, per (m, stride): kron(B^T, B^T) (t*t, t*t) and kron(A^T, A^T)
+# (m*m, t*t); and the weight transform kron(G, G) (t*t, 9).
+_KRONS = {(m, s): (torch.kron(b_t, b_t), torch.kron(a_t, a_t)) for s, ms in STRIDES.items() for m in ms
+          for a_t, _, b_t in [matrices(m, s)]}  # fmt: skip
+_KRONS_G = {(m, s): torch.kron(matrices(m, s)[1], matrices(m, s)[1]) for s, ms in STRIDES.items() for m in ms}
+KRON = {m: _KRONS[(m, 1)] for m in MATRICES}  # at stride 1
+KRON_G = {m: _KRONS_G[(m, 1)] for m in MATRICES}
 
 
 def kron(m: int, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """KRON[m] at this stride: kron(B^T, B^T) (t*t, t*t), kron(A^T, A^T) (m*m, t*t)."""
-    matrices(m, stride)  # checks the pair
-    return KRON[m] if stride == 1 else _STRIDED_KRON
+    matrices(m, stride)  # says which pairs there are
+    return _KRONS[(m, stride)]
 
 
 def kron_g(m: int, stride: int = 1) -> torch.Tensor:
     """KRON_G[m] at this stride: kron(G, G) (t*t, 9)."""
     matrices(m, stride)
-    return KRON_G[m] if stride == 1 else _STRIDED_KRON_G
+    return _KRONS_G[(m, stride)]
 
 
 WEIGHT_CACHE = TransformCache()
