@@ -7,7 +7,9 @@ A layer timed alone, call after call, finds its weight, and convlens's cached tr
 is t*t/9 times the weight: 16/9 for F(2x2), 36/9 for F(4x4), 25/9 at stride 2) and the saved copy the cache compares
 the weight with, in the caches: this machine's L3 is large (``lscpu``). Inside a model every layer's weights come from
 memory again. Here each call is timed once, either right after a call of the same function ("warm") or right after
-writing a buffer of ``--evict-mib`` MiB, larger than the L3, which evicts everything ("cold"); PyTorch (F.conv2d) and
+writing a buffer of ``--evict-mib`` MiB, larger than the L3, which evicts everything ("cold"), or after that eviction
+and then a read of every transform kept in Winograd's cache with its saved weight copy ("cold but U": what computing U
+from the weight inside the fused pass, instead of reading a cached one, could win at most); PyTorch (F.conv2d) and
 convlens's winograd, gemm and im2col interleaved, median of the rounds, speed as a ratio to PyTorch's in the same mode.
 ``python benchmarks/model_layers.py`` shows the same layers inside ResNet-50 (benchmarks/RESULTS.md, eighteenth
 session).
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import convlens
+from convlens.algos.winograd import WEIGHT_CACHE
 from convlens.benchmark.report import cpu_name
 
 # (C, input size, stride, batch): 3x3, padding 1, C -> C
@@ -39,8 +42,15 @@ def one_call(function: Callable[[], object], before: Callable[[], object]) -> fl
     return time.perf_counter() - start
 
 
+def evict_but_transforms(evict: torch.Tensor) -> None:
+    """Evicts the caches, then reads back every transform Winograd's cache keeps and its saved weight copy."""
+    evict.add_(1.0)
+    for _, saved, transform in list(WEIGHT_CACHE._entries.values()):
+        saved.sum(), transform.sum()
+
+
 def ratios(layer: tuple[int, int, int, int], evict: torch.Tensor, rounds: int) -> dict[str, dict[str, float]]:
-    """Per mode ("warm", "cold"): each algorithm's speed over PyTorch's."""
+    """Per mode ("warm", "cold", "cold but U"): each algorithm's speed over PyTorch's."""
     channels, size, stride, batch = layer
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, channels, size, size, generator=generator)
@@ -52,11 +62,12 @@ def ratios(layer: tuple[int, int, int, int], evict: torch.Tensor, rounds: int) -
     with torch.no_grad():
         for function in candidates.values():
             function()  # the transforms cached, the buffers made
-        for mode in ("warm", "cold"):
+        befores = {"cold": lambda: evict.add_(1.0), "cold but U": lambda: evict_but_transforms(evict)}
+        for mode in ("warm", "cold", "cold but U"):
             seconds: dict[str, list[float]] = {name: [] for name in candidates}
             for _ in range(rounds):
                 for name, function in candidates.items():
-                    before = function if mode == "warm" else (lambda: evict.add_(1.0))
+                    before = function if mode == "warm" else befores[mode]
                     seconds[name].append(one_call(function, before))
             medians = {name: statistics.median(times) for name, times in seconds.items()}
             result[mode] = {name: medians["pytorch"] / medians[name] for name in ALGORITHMS}
@@ -78,7 +89,7 @@ def main() -> None:
             channels, size, stride, batch = layer
             for mode, speeds in ratios(layer, evict, args.rounds).items():
                 shown = "  ".join(f"{name} {speeds[name]:4.2f}x" for name in ALGORITHMS)
-                print(f"N={batch} {channels}->{channels} 3x3 s{stride} @{size}  {mode}  {shown}  "
+                print(f"N={batch} {channels}->{channels} 3x3 s{stride} @{size}  {mode:>10}  {shown}  "
                       f"(PyTorch {speeds['pytorch ms']:.2f} ms)", flush=True)  # fmt: skip
 
 
