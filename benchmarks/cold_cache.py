@@ -7,9 +7,11 @@ A layer timed alone, call after call, finds its weight, and convlens's cached tr
 is t*t/9 times the weight: 16/9 for F(2x2), 36/9 for F(4x4), 25/9 at stride 2) and the saved copy the cache compares
 the weight with, in the caches: this machine's L3 is large (``lscpu``). Inside a model every layer's weights come from
 memory again. Here each call is timed once, either right after a call of the same function ("warm") or right after
-writing a buffer of ``--evict-mib`` MiB, larger than the L3, which evicts everything ("cold"), or after that eviction
-and then a read of every transform kept in Winograd's cache with its saved weight copy ("cold but U": what computing U
-from the weight inside the fused pass, instead of reading a cached one, could win at most); PyTorch (F.conv2d) and
+writing a buffer of ``--evict-mib`` MiB, larger than the L3, which evicts everything ("cold"); or after that eviction
+and a read of the input ("model": the weights cold, the input warm, as the previous layer leaves it inside a model);
+or after the eviction and a read of every transform kept in Winograd's cache with its saved weight copy ("cold but U":
+what computing U from the weight inside the fused pass, instead of reading a cached one, could win at most); PyTorch
+(F.conv2d) and
 convlens's winograd, gemm and im2col interleaved, median of the rounds, speed as a ratio to PyTorch's in the same mode.
 ``python benchmarks/model_layers.py`` shows the same layers inside ResNet-50 (benchmarks/RESULTS.md, eighteenth
 session).
@@ -30,7 +32,7 @@ from convlens.algos.winograd import WEIGHT_CACHE
 from convlens.benchmark.report import cpu_name
 
 # (C, input size, stride, batch): 3x3, padding 1, C -> C
-LAYERS = [(256, 14, 1, 1), (256, 14, 1, 8), (512, 7, 1, 8), (128, 56, 2, 8), (256, 28, 2, 8)]
+LAYERS = [(256, 14, 1, 1), (256, 14, 1, 8), (512, 7, 1, 8), (128, 56, 2, 8), (256, 28, 2, 8), (256, 28, 2, 1)]
 ALGORITHMS = ("winograd", "gemm", "im2col")
 
 
@@ -50,7 +52,7 @@ def evict_but_transforms(evict: torch.Tensor) -> None:
 
 
 def ratios(layer: tuple[int, int, int, int], evict: torch.Tensor, rounds: int) -> dict[str, dict[str, float]]:
-    """Per mode ("warm", "cold", "cold but U"): each algorithm's speed over PyTorch's."""
+    """Per mode ("warm", "cold", "model", "cold but U"): each algorithm's speed over PyTorch's."""
     channels, size, stride, batch = layer
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, channels, size, size, generator=generator)
@@ -62,8 +64,12 @@ def ratios(layer: tuple[int, int, int, int], evict: torch.Tensor, rounds: int) -
     with torch.no_grad():
         for function in candidates.values():
             function()  # the transforms cached, the buffers made
-        befores = {"cold": lambda: evict.add_(1.0), "cold but U": lambda: evict_but_transforms(evict)}
-        for mode in ("warm", "cold", "cold but U"):
+        befores = {
+            "cold": lambda: evict.add_(1.0),
+            "model": lambda: (evict.add_(1.0), x.sum()),
+            "cold but U": lambda: evict_but_transforms(evict),
+        }
+        for mode in ("warm", "cold", "model", "cold but U"):
             seconds: dict[str, list[float]] = {name: [] for name in candidates}
             for _ in range(rounds):
                 for name, function in candidates.items():
@@ -80,12 +86,14 @@ def main() -> None:
     parser.add_argument("--evict-mib", type=int, default=600, help="MiB written between calls in the cold mode")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--precision", choices=["highest", "high"], default="high")
+    parser.add_argument("--layers", help="C,size,stride,batch;... (default: the list above)")
     args = parser.parse_args()
     evict = torch.zeros(args.evict_mib * 2**20 // 4)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, precision {args.precision!r}; "
           f"speed over PyTorch's in the same mode (above 1: faster)")  # fmt: skip
     with convlens.settings(precision=args.precision):
-        for layer in LAYERS:
+        chosen = [tuple(map(int, item.split(","))) for item in args.layers.split(";")] if args.layers else LAYERS
+        for layer in chosen:
             channels, size, stride, batch = layer
             for mode, speeds in ratios(layer, evict, args.rounds).items():
                 shown = "  ".join(f"{name} {speeds[name]:4.2f}x" for name in ALGORITHMS)
