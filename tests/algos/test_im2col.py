@@ -245,3 +245,96 @@ def test_a_strided_1x1_layer_is_one_product_of_what_it_reads(batch: int, bias: b
         lambda x, w: convlens.conv2d(x, w, stride=(3, 3), algorithm="im2col"),
         (x[:2].clone().requires_grad_(), w),
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("batch", "channels", "kernel", "bias"), [(1, 32, (2, 2), True), (3, 32, (3, 2), False)])
+def test_non_overlapping_windows_of_a_channels_last_input_are_read_in_place(
+    batch: int, channels: int, kernel: tuple[int, int], bias: bool, dtype: torch.dtype
+) -> None:
+    """kernel == stride, no padding, one group, a channels-last input (ConvNeXt's downsampling): no
+    columns copied, k_h products over the rows of windows, read in place; PyTorch's answer, in its
+    layout (channels-last)."""
+    generator = torch.Generator().manual_seed(batch)
+    h, w_in = 14 * kernel[0], 16 * kernel[1]  # W_out 16 >= PATCH_MIN_WIDTH
+    x = torch.randn(batch, channels, h, w_in, generator=generator, dtype=torch.float64).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(24, channels, *kernel, generator=generator, dtype=torch.float64).to(dtype)
+    b = torch.randn(24, generator=generator, dtype=torch.float64).to(dtype) if bias else None
+    spec = ConvSpec.from_args(x, w, b, stride=kernel)
+    assert im2col.patchifies(spec) and im2col.buffer_bytes(spec, 10**9)["cols"] == 0
+    with (
+        mock.patch.object(im2col, "patches", wraps=im2col.patches) as spy,
+        mock.patch.object(im2col, "SCRATCH", im2col.Scratch()),
+    ):
+        out = convlens.conv2d(x, w, b, stride=kernel, algorithm="im2col")
+        assert spy.call_count == 1 and not im2col.SCRATCH.buffers  # no columns
+    expected = F.conv2d(x, w, b, stride=kernel)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    tolerance = {torch.float64: 1e-12, torch.float32: 1e-5}[dtype]
+    torch.testing.assert_close(out, expected, rtol=tolerance, atol=tolerance)
+    if dtype == torch.float64:
+        torch.testing.assert_close(out, reference_conv2d(x, w, b, stride=kernel), rtol=1e-12, atol=1e-12)
+
+
+F32, BF16 = torch.float32, torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "padding", "channels", "channels_last", "groups", "dtype"),
+    [
+        ((28, 28), 2, 2, 0, 32, False, 1, F32),  # NCHW: gemm.c's or the columns
+        ((14, 14), 2, 2, 0, 32, True, 1, F32),  # W_out 7 < PATCH_MIN_WIDTH
+        ((29, 28), 2, 2, 0, 32, True, 1, F32),  # a row no window reads
+        ((28, 28), 2, 2, 1, 32, True, 1, F32),  # padding
+        ((28, 28), 3, 2, 0, 32, True, 1, F32),  # overlapping windows
+        ((28, 28), 2, 2, 0, 32, True, 2, F32),  # groups
+        ((56, 56), 4, 4, 0, 3, True, 1, F32),  # a 12-deep product (a stem's): < PATCH_MIN_DEPTH
+        ((28, 28), 2, 2, 0, 32, True, 1, BF16),  # each product's sum would round to bfloat16
+    ],
+)
+def test_other_layers_do_not_take_the_patches(
+    size: tuple[int, int],
+    kernel: int,
+    stride: int,
+    padding: int,
+    channels: int,
+    channels_last: bool,
+    groups: int,
+    dtype: torch.dtype,
+) -> None:
+    x = torch.randn(2, channels, *size, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(16, channels // groups, kernel, kernel, dtype=dtype)
+    options = {"stride": stride, "padding": padding, "groups": groups}
+    assert not im2col.patchifies(ConvSpec.from_args(x, w, **options))
+    with mock.patch.object(im2col, "patches", wraps=im2col.patches) as spy:
+        out = convlens.conv2d(x, w, **options, algorithm="im2col")
+    assert not spy.called
+    torch.testing.assert_close(out, F.conv2d(x, w, **options))
+
+
+def test_a_strided_view_of_a_channels_last_tensor_takes_the_columns() -> None:
+    """patches reads x through a view: an input that is not dense channels-last (a slice of one)
+    goes through the columns, with the same answer."""
+    x = torch.randn(2, 64, 28, 40).contiguous(memory_format=torch.channels_last)[..., :28]
+    w = torch.randn(16, 64, 2, 2)
+    assert im2col.patchifies(ConvSpec.from_args(x, w, stride=2)) and not im2col.dense_channels_last(x)
+    with mock.patch.object(im2col, "patches", wraps=im2col.patches) as spy:
+        out = convlens.conv2d(x, w, stride=2, algorithm="im2col")
+    assert not spy.called
+    torch.testing.assert_close(out, F.conv2d(x, w, stride=2))
+
+
+def test_the_patches_gradients_are_pytorchs() -> None:
+    x = torch.randn(1, 4, 28, 28, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(3, 4, 2, 2, dtype=torch.float64)
+    b = torch.randn(3, dtype=torch.float64)
+    spec = ConvSpec.from_args(x, w, b, stride=2)
+    with mock.patch.object(im2col, "PATCH_MIN_DEPTH", 8):  # 2 columns x 4 channels
+        assert im2col.patchifies(spec)
+        assert torch.autograd.gradcheck(
+            lambda x, w, b: convlens.conv2d(x, w, b, stride=2, algorithm="im2col"),
+            (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()),
+        )

@@ -33,6 +33,15 @@ For a 1x1 stride-1 kernel those columns are the input itself, (N*H*W, C_in), a v
 the NCHW path a channels-last input costs a transposing copy in and out; evidence: ``python
 benchmarks/channels_last.py`` (benchmarks/RESULTS.md).
 
+Where the windows tile a channels-last input without overlap (kernel == stride, no padding, one
+group: ConvNeXt's stem and downsampling layers, ``patchifies``) no columns are copied at all. Kernel
+row a of every window is a view, each output row's k_w*C_in-long runs k_w*C_in apart, so the layer
+is k_h batched products over the rows of windows (``patches``)::
+
+    rows   = x viewed (N*H_out, k_h, W_out, k_w*C_in)     row a of window (n, i, j): rows[(n, i), a, j]
+    w_rows = w_cols viewed (k_h, k_w*C_in, C_out)
+    out    = sum over a of rows[:, a] @ w_rows[a] + bias  (N*H_out, W_out, C_out): the output, channels-last
+
 A 1x1 unpadded layer with one group on a contiguous NCHW input (``pointwise``) skips the pieces:
 its columns are the input itself (stride 1), or its every s-th row and column copied once, so it
 is one product, ``w_rows @ x.view(N, C_in, L)``, the bias in it; with its batch folded
@@ -83,6 +92,8 @@ from convlens.unfold import im2col, sliding_windows, zero_pad
 
 PIECE_BYTES = 16 * 1024**2  # cache-friendly piece size, see the module docstring
 FOLD_MAX_POSITIONS = 64  # outputs per image up to which the batch is folded into one product; see folds_batch
+PATCH_MIN_WIDTH = 14  # output columns from which a patchify layer goes row by row; see patchifies
+PATCH_MIN_DEPTH = 64  # and the least depth k_w*C_in of its products
 SCRATCH = Scratch()  # one piece's columns (and products that cannot go straight into the output)
 WEIGHT_COLUMNS = TransformCache()  # the channels-last products' weight columns, per weight (cached_weight_columns)
 native = True  # whether the compiled kernel gathers the columns where it applies (tests switch it off to test both)
@@ -123,6 +134,56 @@ def folds_batch(spec: ConvSpec) -> bool:
     return spec.batch > 1 and spec.out_size[0] * spec.out_size[1] <= FOLD_MAX_POSITIONS
 
 
+def patchifies(spec: ConvSpec) -> bool:
+    """Whether a 2-D layer goes through ``patches`` (given a dense channels-last input): its windows
+    tile the input without overlap or gaps (kernel == stride, no padding, dilation 1, the input's
+    height and width multiples of the kernel's), one group, output rows at least PATCH_MIN_WIDTH
+    wide, products at least PATCH_MIN_DEPTH deep, and float32 or float64 (the k_h products add into
+    the output: in float16 or bfloat16 each sum would round to it, where the columns' one product
+    rounds once). Why: each product is W_out rows by k_w*C_in.
+    ConvNeXt-T's downsampling layers at batch 1 and 8 ran 0.89x-0.99x of PyTorch this way at W_out =
+    28 and 14 (192- and 384-deep), against 0.65x-0.92x with the columns copied, but 0.86x at W_out = 7
+    against 1.07x (timed alone, bias in the product: 1.05x-1.38x at W_out = 28 and 14); its 4x4 stem
+    on a channels-last input, 12 deep, 0.54x at batch 8 against 0.61x; evidence: ``python
+    benchmarks/channels_last.py --suite convnext_tiny --patchify`` (benchmarks/RESULTS.md, eighteenth
+    session). Between 12 and 192 the depth is not measured."""
+    (h, w), (k_h, k_w) = spec.in_size, spec.kernel_size
+    return (
+        spec.rank == 2
+        and spec.dtype in (torch.float32, torch.float64)
+        and spec.channels_last
+        and spec.groups == 1
+        and spec.kernel_size == spec.stride
+        and spec.dilation == (1, 1)
+        and not any(spec.padding)
+        and h % k_h == 0
+        and w % k_w == 0
+        and spec.out_size[1] >= PATCH_MIN_WIDTH
+        and k_w * spec.in_channels >= PATCH_MIN_DEPTH
+    )
+
+
+def patches(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
+    """A layer ``patchifies`` takes, x dense channels-last (N, C_in, H, W): k_h batched products over
+    the rows of its windows, read in place, into the channels-last output (the module docstring)."""
+    n, (h_out, w_out), k_h = x.shape[0], spec.out_size, spec.kernel_size[0]
+    rows = x.permute(0, 2, 3, 1).view(n * h_out, k_h, w_out, -1)  # (N*H_out, k_h, W_out, k_w*C_in), a view
+    w_rows = cached_weight_columns(weight, spec)[0].view(k_h, -1, spec.out_channels)  # (k_h, k_w*C_in, C_out)
+    shared = (n * h_out, -1, -1)  # each row's product reads the same weight rows: expanded, not copied
+    if bias is None:
+        out = torch.bmm(rows[:, 0], w_rows[0].expand(shared))  # (N*H_out, W_out, C_out)
+    else:
+        out = torch.baddbmm(bias, rows[:, 0], w_rows[0].expand(shared))
+    for a in range(1, k_h):
+        out.baddbmm_(rows[:, a], w_rows[a].expand(shared))
+    return out.view(n, h_out, w_out, spec.out_channels).permute(0, 3, 1, 2)  # (N, C_out, H_out, W_out), channels-last
+
+
+def dense_channels_last(x: torch.Tensor) -> bool:
+    """Whether x (N, C, H, W) is laid out (N, H, W, C) with no gaps."""
+    return x.permute(0, 2, 3, 1).is_contiguous()
+
+
 def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     """Bytes of every buffer the forward uses besides input, weight and output, by name, predicted
     from the shapes: the zero-``padded input`` (a fresh tensor), and the scratch buffers kept
@@ -130,7 +191,8 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
     into bands of rows (for a channels-last input, ``spec.channels_last``: when there are groups), its
     ``products``; for a channels-last input, a kernel larger than 1x1 and several input channels per
     group, the ``cached weight`` (its weight columns and the copy of the weight they are checked
-    against, kept between calls: cached_weight_columns)."""
+    against, kept between calls: cached_weight_columns). A layer ``patches`` runs (a dense
+    channels-last input assumed) copies no columns."""
     if spec.rank == 3:
         return volume_buffer_bytes(spec, workspace)
     images, rows = plan_pieces(spec, workspace)
@@ -142,7 +204,8 @@ def buffer_bytes(spec: ConvSpec, workspace: int) -> dict[str, int]:
         view, through_buffer = spec.groups == 1, spec.groups > 1
     else:
         view, through_buffer = not folds_batch(spec), folds_batch(spec) or rows < h_out
-    cols = 0 if columns_are_input(spec) and view else images * spec.in_channels * spec.taps * rows * w_out
+    no_copy = (columns_are_input(spec) and view) or patchifies(spec)
+    cols = 0 if no_copy else images * spec.in_channels * spec.taps * rows * w_out
     products = images * spec.out_channels * rows * w_out if through_buffer else 0
     # im2col.c writes the padding into the columns (a contiguous NCHW input: see gathers): no padded copy
     gathered = native and not (spec.channels_last or columns_are_input(spec)) and native_kernels.float32_2d_on_cpu(spec)
@@ -240,11 +303,9 @@ def cached_weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     output), and laying the 384->768 2x2 weight out took 1.7 ms of a 50 ms forward at batch 1;
     comparing the weight with the cache's copy reads it once; evidence: ``python benchmarks/models.py
     --models convnext_tiny`` (benchmarks/RESULTS.md, fourteenth session)."""
-    laid_out = weight.unflatten(0, (spec.groups, spec.out_per_group)).permute(0, 3, 4, 2, 1)
-    try:  # a 1x1 weight's columns (or one input channel per group's) are a view of it: nothing to keep
-        return laid_out.view(spec.groups, -1, spec.out_per_group)
-    except RuntimeError:
-        pass
+    if spec.taps == 1 or spec.in_per_group == 1:  # the columns are a view of the weight: nothing to keep
+        laid_out = weight.unflatten(0, (spec.groups, spec.out_per_group)).permute(0, 3, 4, 2, 1)
+        return laid_out.reshape(spec.groups, -1, spec.out_per_group)  # a view of a contiguous weight
     if torch.is_grad_enabled() or vmapped(weight):  # autograd may save the columns (a double backward)
         return weight_columns(weight, spec)
     return WEIGHT_COLUMNS.get(weight, (spec.groups,), lambda buffer: weight_columns(weight, spec, buffer))
@@ -290,6 +351,8 @@ def forward(
         return forward_volume(x, weight, bias, spec, workspace)
     if one_product(spec, workspace) and x.is_contiguous():
         return pointwise_folded(x, weight, bias, spec) if folds_batch(spec) else pointwise(x, weight, bias, spec)
+    if patchifies(spec) and dense_channels_last(x):
+        return patches(x, weight, bias, spec)
     return forward_in_pieces(x, weight, bias, spec, workspace)
 
 
