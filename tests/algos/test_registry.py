@@ -128,16 +128,24 @@ def test_auto_takes_stride_2_winograd_where_its_transformed_weight_is_small(
         (4, 64, 5, 2, "gemm"),
         (8, 64, 7, 2, "gemm"),
         (3, 24, 7, 2, "direct"),  # C_out not a multiple of 16, not gemm.c's: rule 7
-        (3, 64, 3, 1, "im2col"),  # a stem under 5x5: neither
+        (3, 64, 3, 1, "im2col"),  # a stem under 5x5: neither, with AVX2 loops (gemm.c with AVX-512 ones)
         (3, 96, 4, 4, "im2col"),  # ConvNeXt's patchify
     ],
 )
-def test_auto_rule_sends_stems_to_a_compiled_kernel(channels, out_channels, kernel, stride, expected) -> None:
+@pytest.mark.parametrize("loops", ["AVX-512", "AVX2"])
+def test_auto_rule_sends_stems_to_a_compiled_kernel(
+    monkeypatch, channels, out_channels, kernel, stride, expected, loops
+) -> None:
     """Rules 6 and 7: a stem of at least 5x5 goes to gemm.c, or, where gemm.c does not take it,
-    to direct.c; 3x3 and 4x4 stems stay with im2col. Without the compiled kernels, im2col."""
+    to direct.c; 3x3 and 4x4 stems go to gemm.c where the kernels run AVX-512 loops, and stay with
+    im2col where they run AVX2 ones. Without the compiled kernels, im2col."""
+    monkeypatch.setattr(tune, "stored", lambda: None)
+    monkeypatch.setattr(native, "instruction_set", lambda: loops)
     x, w = torch.empty(8, channels, 224, 224), torch.empty(out_channels, channels, kernel, kernel)
     spec = ConvSpec.from_args(x, w, stride=stride, padding=kernel // 2)
     choice = choose(spec)
+    if expected == "im2col" and loops == "AVX-512":
+        expected = "gemm"
     expected = expected if native.available() else "im2col"
     assert choice.algorithm.name == expected, choice
     assert ("stem" in choice.reason) is (expected == "direct")

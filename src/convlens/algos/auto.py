@@ -71,9 +71,15 @@ first match wins:
    --batch 1 --algorithms direct,im2col``;
 6. a dense layer (one group) with a kernel of more than one tap and at most GEMM_MAX_ROWS = 2304
    taps times input channels (the depth of its product; GEMM_MAX_ROWS_AVX2 = 1152 where the
-   kernels run AVX2 loops, not AVX-512 ones), not a stem with a kernel under 5x5 (at
-   most STEM_MAX_CHANNELS input channels: MobileNetV2's 3x3 ran 2x faster through direct.c,
-   ConvNeXt's 4x4 patchify no faster than through im2col), which gemm.c takes (float32 NCHW on the
+   kernels run AVX2 loops, not AVX-512 ones) and, where the kernels run AVX2 loops, not a stem with
+   a kernel under 5x5 (at most STEM_MAX_CHANNELS input channels: held to AVX2, VGG-16's 3x3 stem at
+   batch 1 ran 0.65x of PyTorch through gemm.c against 0.84x through im2col, MobileNetV2's and
+   ConvNeXt-T's level at batch 8; with AVX-512 loops gemm.c led or matched im2col on all three at
+   batch 1 and 8: MobileNetV2 0.91x / 0.81x against 0.53x / 0.65x, ConvNeXt-T's 4x4 patchify
+   1.00x / 0.96x against 0.67x / 0.82x, VGG-16 0.85x / 1.60x against 0.85x / 1.26x; evidence:
+   ``convlens bench --suite mobilenet_v2,convnext_tiny,vgg16 --limit 1 --batch 1,8 --algorithms
+   auto,im2col,gemm,direct``, also through ``benchmarks/as_avx2.sh``; benchmarks/RESULTS.md,
+   eighteenth session), which gemm.c takes (float32 NCHW on the
    CPU, C_out a multiple of 16: ``gemm.uses_native``): ``gemm``, one compiled pass band by band,
    each tap's input read in place from a band of padded rows in L2, where im2col writes k_h*k_w
    copies of the input and reads them back. Why: ResNet-50's 7x7 stem and its 128- and
@@ -190,7 +196,8 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     if spec.flops // 2 <= tiny:
         reason = "a small layer: one compiled pass, where im2col's copies and calls cost more"
         return Choice(get("direct"), reason + said)
-    small_stem = spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps < STEM_MIN_TAPS
+    small_stem = spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps < STEM_MIN_TAPS  # rule 6: with AVX2 loops
+    small_stem = small_stem and native.instruction_set() != "AVX-512"
     deep = limits.gemm_max_rows
     if spec.taps > 1 and spec.in_per_group * spec.taps <= deep and not small_stem and gemm.uses_native(spec):
         reason = f"a dense layer at most {deep} deep (k_h*k_w*C_in): gemm.c reads each tap's input in place, no columns"
