@@ -80,6 +80,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from itertools import pairwise
 
 import torch
 
@@ -303,12 +304,21 @@ def cached_weight_columns(weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     output), and laying the 384->768 2x2 weight out took 1.7 ms of a 50 ms forward at batch 1;
     comparing the weight with the cache's copy reads it once; evidence: ``python benchmarks/models.py
     --models convnext_tiny`` (benchmarks/RESULTS.md, fourteenth session)."""
-    if spec.taps == 1 or spec.in_per_group == 1:  # the columns are a view of the weight: nothing to keep
-        laid_out = weight.unflatten(0, (spec.groups, spec.out_per_group)).permute(0, 3, 4, 2, 1)
-        return laid_out.reshape(spec.groups, -1, spec.out_per_group)  # a view of a contiguous weight
+    laid_out = weight.unflatten(0, (spec.groups, spec.out_per_group)).permute(0, 3, 4, 2, 1)
+    if mergeable(laid_out, 1, 3):  # a 1x1 weight's, one input channel per group's, a channels-last weight's
+        return laid_out.reshape(spec.groups, -1, spec.out_per_group)  # a view of the weight: nothing to keep
     if torch.is_grad_enabled() or vmapped(weight):  # autograd may save the columns (a double backward)
         return weight_columns(weight, spec)
     return WEIGHT_COLUMNS.get(weight, (spec.groups,), lambda buffer: weight_columns(weight, spec, buffer))
+
+
+def mergeable(tensor: torch.Tensor, first: int, last: int) -> bool:
+    """Whether dimensions first..last of ``tensor`` merge into one in a view: each one's stride is the
+    next one's stride times its size (dimensions of size 1 aside). Asked up front: a failed ``view``
+    raises a C++ exception whose backtrace took 17 us and more per call."""
+    sizes, strides = tensor.shape[first : last + 1], tensor.stride()[first : last + 1]
+    dims = [(size, stride) for size, stride in zip(sizes, strides, strict=True) if size != 1]
+    return all(outer == size * stride for (_, outer), (size, stride) in pairwise(dims))
 
 
 def columns_channels_last(
