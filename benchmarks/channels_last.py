@@ -8,8 +8,10 @@ Input and weight in channels-last memory order; times convlens auto and im2col a
 (PyTorch's own channels-last kernel), interleaved in one process, precision "high"; prints the
 speedup per layer and the geometric mean. ``--patchify``: only the layers whose kernel equals
 their stride (ConvNeXt's stem and downsampling layers), and im2col also with its columns copied
-("im2col columns": ``patches`` switched off), the input channels-last and the weight as the model
-keeps it (contiguous), as inside ConvNeXt, whose LayerNorm2d hands its output on channels-last.
+("im2col columns": ``patches`` switched off) and with ``patches`` wherever the windows allow it
+("im2col patches": PATCH_MIN_WIDTH and PATCH_MIN_DEPTH at 0), the input channels-last and the weight
+as the model keeps it (contiguous), as inside ConvNeXt, whose LayerNorm2d hands its output on
+channels-last.
 """
 
 from __future__ import annotations
@@ -27,18 +29,22 @@ from convlens.benchmark.timing import geomean, speedups_over
 NAMES = ("auto", "im2col")
 
 
-def columns_copied(function):  # type: ignore[no-untyped-def]
-    """``function`` with im2col's ``patches`` switched off (its columns copied, piece by piece)."""
+def with_patch_limits(function, limit: int):  # type: ignore[no-untyped-def]
+    """``function`` with im2col's PATCH_MIN_WIDTH and PATCH_MIN_DEPTH set to ``limit``: 0, ``patches``
+    wherever the windows allow it; a huge one, never (the columns copied, piece by piece)."""
 
     def call():  # type: ignore[no-untyped-def]
-        kept = im2col.PATCH_MIN_WIDTH
-        im2col.PATCH_MIN_WIDTH = 1 << 62
+        kept = im2col.PATCH_MIN_WIDTH, im2col.PATCH_MIN_DEPTH
+        im2col.PATCH_MIN_WIDTH = im2col.PATCH_MIN_DEPTH = limit
         try:
             return function()
         finally:
-            im2col.PATCH_MIN_WIDTH = kept
+            im2col.PATCH_MIN_WIDTH, im2col.PATCH_MIN_DEPTH = kept
 
     return call
+
+
+LIMITS = {"im2col columns": 1 << 62, "im2col patches": 0}
 
 
 def speedups(layer: Layer, batch: int, names: tuple[str, ...], weight_too: bool) -> tuple[float, dict[str, float]]:
@@ -52,7 +58,7 @@ def speedups(layer: Layer, batch: int, names: tuple[str, ...], weight_too: bool)
     for name in names:
         algorithm = name.split()[0]
         run = lambda algorithm=algorithm: convlens.conv2d(x, w, b, **options, algorithm=algorithm)  # noqa: E731
-        candidates[name] = columns_copied(run) if name == "im2col columns" else run
+        candidates[name] = with_patch_limits(run, LIMITS[name]) if name in LIMITS else run
     return speedups_over("pytorch", candidates, rounds=3, min_run_time=0.1)
 
 
@@ -64,7 +70,7 @@ def main() -> None:
     parser.add_argument("--patchify", action="store_true", help="only layers whose kernel is their stride")
     args = parser.parse_args()
     convlens.set_precision("high")
-    names = (*NAMES, "im2col columns") if args.patchify else NAMES
+    names = (*NAMES, *LIMITS) if args.patchify else NAMES
     results: dict[str, list[float]] = {name: [] for name in names}
     layers = suite(args.suite)[: args.limit]
     if args.patchify:

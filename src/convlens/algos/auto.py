@@ -211,7 +211,7 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
 def strided_winograd_pays(spec: ConvSpec) -> bool:
     """Rule 1 at stride 2: the fused pass runs the layer, its U is at most STRIDED_MAX_U_BYTES and
     the batch has an image for every thread."""
-    u_bytes = 25 * spec.in_channels * spec.out_channels * 4  # U (5*5, C_in, C_out), float32
+    u_bytes = winograd_plan.span(spec, 2) ** 2 * spec.in_channels * spec.out_channels * 4  # U (5*5, C_in, C_out)
     return winograd_plan.uses_fused(spec) and u_bytes <= STRIDED_MAX_U_BYTES and spec.batch >= winograd_plan.threads()
 
 

@@ -143,11 +143,10 @@ def patchifies(spec: ConvSpec) -> bool:
     the output: in float16 or bfloat16 each sum would round to it, where the columns' one product
     rounds once). Why: each product is W_out rows by k_w*C_in.
     ConvNeXt-T's downsampling layers at batch 1 and 8 ran 0.89x-0.99x of PyTorch this way at W_out =
-    28 and 14 (192- and 384-deep), against 0.65x-0.92x with the columns copied, but 0.86x at W_out = 7
-    against 1.07x (timed alone, bias in the product: 1.05x-1.38x at W_out = 28 and 14); its 4x4 stem
-    on a channels-last input, 12 deep, 0.54x at batch 8 against 0.61x; evidence: ``python
-    benchmarks/channels_last.py --suite convnext_tiny --patchify`` (benchmarks/RESULTS.md, eighteenth
-    session). Between 12 and 192 the depth is not measured."""
+    28 and 14 (192- and 384-deep), against 0.65x-0.92x with the columns copied, but not ahead of the
+    columns at W_out = 7; its 4x4 stem on a channels-last input, 12 deep, 0.54x at batch 8 against
+    0.61x; evidence: ``python benchmarks/channels_last.py --suite convnext_tiny --patchify``
+    (benchmarks/RESULTS.md, eighteenth session). Between 12 and 192 the depth is not measured."""
     (h, w), (k_h, k_w) = spec.in_size, spec.kernel_size
     return (
         spec.rank == 2
