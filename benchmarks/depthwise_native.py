@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens.algos import depthwise
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import speedups_over, with_attributes
 
@@ -31,8 +31,7 @@ def main() -> None:
     parser.add_argument("--batch", default="1,8")
     parser.add_argument("--channels-last", action="store_true", help="the input in channels-last layout")
     args = parser.parse_args()
-    if not convlens.native.available():
-        raise SystemExit(f"no compiled kernels: {convlens.native.reason()}")
+    require_kernels()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads; speedup over F.conv2d")
     for name in args.suite.split(","):
         layers = [layer for layer in suite(name) if layer.spec(1).is_depthwise]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens import native
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import speedups_over
 
@@ -61,8 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depthwise", action="store_true", help="MobileNetV2's and ConvNeXt-T's depthwise layers")
     args = parser.parse_args()
-    if not native.available():
-        raise SystemExit(f"no compiled kernels: {native.reason()}")
+    require_kernels()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads; speedup over F.conv2d")
     torch.manual_seed(0)
     layers = depthwise_layers((1, 8)) if args.depthwise else LAYERS

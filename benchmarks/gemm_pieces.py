@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import convlens
 from convlens import native
 from convlens.algos import gemm
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.timing import speedups_over
 
 # (C_in = C_out, input size, stride): ResNet-50's 3x3 layers with weights of 2.4 and 9.4 MB
@@ -33,8 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", default="1,2,4,8", help="comma-separated batch sizes")
     args = parser.parse_args()
-    if not native.available():
-        raise SystemExit(f"no compiled kernels: {native.reason()}")
+    require_kernels()
     threads = torch.get_num_threads()
     print(f"{cpu_name()}, {threads} threads; speedup over F.conv2d, (rows per band, images per piece)")
     for batch in (int(b) for b in args.batch.split(",")):

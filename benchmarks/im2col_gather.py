@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import convlens
 from convlens import native
 from convlens.algos import im2col
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.timing import interleaved_medians
 
 # (C_in, C_out, input size, kernel, stride, padding): ResNet-50's strided 3x3 layers and its stem
@@ -62,8 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
     args = parser.parse_args()
-    if not native.available():
-        raise SystemExit(f"no compiled kernels: {native.reason()}")
+    require_kernels()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads")
     for batch in (int(b) for b in args.batch.split(",")):
         for c_in, c_out, size, k, stride, padding in LAYERS:

@@ -15,7 +15,7 @@ import torch
 import torch.utils.benchmark as benchmark
 
 from convlens import native
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 
 SHAPES = ((64, 64, 56), (64, 64, 112), (128, 128, 28), (128, 128, 56), (256, 256, 28), (512, 512, 16), (512, 512, 64))
 
@@ -39,8 +39,7 @@ def rates(c: int, k: int, p: int) -> dict[str, float]:
 
 
 def main() -> None:
-    if not native.available():
-        raise SystemExit(f"no compiled kernels: {native.reason()}")
+    require_kernels()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     print(f"{cpu_name()}, one thread; GFLOP/s of 16 products (P, C) @ (C, K)")

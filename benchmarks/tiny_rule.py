@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens.algos import auto
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.timing import speedups_over
 
 # (batch, C_in, C_out, size, kernel, groups, stride)
@@ -39,8 +39,7 @@ LAYERS = [
 
 
 def main() -> None:
-    if not convlens.native.available():
-        raise SystemExit(f"no compiled kernels: {convlens.native.reason()}")
+    require_kernels()
     threads = torch.get_num_threads()
     print(f"{cpu_name()}, {threads} threads; speedup over F.conv2d; auto.TINY_MACS = {auto.TINY_MACS:,}")
     torch.manual_seed(0)

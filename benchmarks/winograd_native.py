@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import convlens
 from convlens.algos.winograd import plan
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.suites import suite
 from convlens.benchmark.timing import speedups_over, with_attributes
 
@@ -35,8 +35,7 @@ def main() -> None:
     parser.add_argument("--precision", default="highest,high", help="highest: F(2x2, 3x3); high: F(4x4, 3x3)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    if not convlens.native.available():
-        raise SystemExit(f"no compiled kernels: {convlens.native.reason()}")
+    require_kernels()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads; speedup over F.conv2d")
     layers = [layer for layer in suite("resnet50") if plan.supports(layer.spec(1)) is None]
     for precision in args.precision.split(","):

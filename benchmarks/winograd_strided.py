@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 
 import convlens
-from convlens import native
 from convlens.algos.auto import choose
-from convlens.benchmark.report import cpu_name
+from convlens.benchmark.report import cpu_name, require_kernels
 from convlens.benchmark.timing import interleaved_medians
 
 # (C_in, C_out, input size): 3x3, stride 2, padding 1
@@ -61,8 +60,7 @@ def main() -> None:
     parser.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
     parser.add_argument("--layers", default="resnet50,resnet18", help=f"comma-separated: {', '.join(LAYERS)}")
     args = parser.parse_args()
-    if not native.available():
-        raise SystemExit(f"no compiled kernels: {native.reason()}")
+    require_kernels()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads; speed over PyTorch's (above 1: faster)")
     for batch in (int(b) for b in args.batch.split(",")):
         for model in args.layers.split(","):

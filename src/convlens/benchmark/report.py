@@ -17,6 +17,15 @@ import torch
 from convlens.benchmark.runner import GEMM, REFERENCE, SEED, Row
 
 
+def require_kernels() -> None:
+    """Exits (SystemExit, with native.reason()) where the compiled kernels are not built: for the
+    benchmarks that time them."""
+    from convlens import native
+
+    if not native.available():
+        raise SystemExit(f"no compiled kernels: {native.reason()}")
+
+
 def cpu_name() -> str:
     """The processor by its model name and widest vector instructions, e.g. "AMD EPYC (AVX2)" (what
     lscpu prints; speed figures differ between such machines), or the architecture where unknown.
