@@ -180,7 +180,8 @@ def patches(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sp
 
 
 def dense_channels_last(x: torch.Tensor) -> bool:
-    """Whether x (N, C, H, W) is laid out (N, H, W, C) with no gaps."""
+    """Whether x (N, C, H, W) is laid out (N, H, W, C) with no gaps. Asked of the permuted view, not
+    by ``x.is_contiguous(memory_format=torch.channels_last)``, which torch.func's vmap cannot answer."""
     return x.permute(0, 2, 3, 1).is_contiguous()
 
 
