@@ -779,8 +779,10 @@ FOR_AVX512 static void run_output_quads(const void *context, int64_t first_unit,
 }
 
 /* run_output_quads's weights (C_out, C_in/G, k_h, k_w) laid out (group, quad, input channel, tap,
- * lane), lanes past a group's last output channel repeating it (computed, never stored); NULL when
- * out of memory. */
+ * lane), the lanes of a quad's last vector past the group's last output channel repeating it
+ * (computed, never stored); NULL when out of memory. The vectors past that one are left unwritten:
+ * run_output_quads reads only the `vectors` a quad has (a layer of 4 output channels lays out 16
+ * lanes per tap, not 64: on a small layer this copy took as long as the sums). */
 static float *quad_lanes(const float *weight, const Sizes *z) {
     const int64_t per_group = z->in_channels / z->groups, out_per_group = z->out_channels / z->groups;
     const int64_t quads = (out_per_group + QUAD - 1) / QUAD, terms = per_group * z->kernel_h * z->kernel_w;
@@ -789,13 +791,15 @@ static float *quad_lanes(const float *weight, const Sizes *z) {
     for (int64_t g = 0; g < z->groups; g++) { /* written in memory order (a weight's lanes once scattered 64 floats apart) */
         const float *filters[QUAD];          /* each lane's filter */
         for (int64_t q = 0; q < quads; q++) {
-            for (int64_t l = 0; l < QUAD; l++) {
+            const int64_t outputs = out_per_group - q * QUAD < QUAD ? out_per_group - q * QUAD : QUAD;
+            const int64_t used = (outputs + LANES - 1) / LANES * LANES; /* the lanes of the quad's vectors */
+            for (int64_t l = 0; l < used; l++) {
                 const int64_t o = q * QUAD + l < out_per_group ? q * QUAD + l : out_per_group - 1;
                 filters[l] = weight + (g * out_per_group + o) * terms;
             }
             float *to = lanes + (g * quads + q) * terms * QUAD;
             for (int64_t t = 0; t < terms; t++) {
-                for (int64_t l = 0; l < QUAD; l++) to[t * QUAD + l] = filters[l][t];
+                for (int64_t l = 0; l < used; l++) to[t * QUAD + l] = filters[l][t];
             }
         }
     }
