@@ -246,6 +246,23 @@ def test_the_direct_kernel_refuses_a_loop_it_cannot_run() -> None:
     torch.testing.assert_close(native.direct_forward(x, w, None, spec, loop="planes"), F.conv2d(x, w, groups=2))
 
 
+@pytest.mark.parametrize("groups", [1, 4])
+def test_the_direct_kernel_reads_strided_weights_and_biases(groups: int) -> None:
+    """A transposed weight and a strided bias (a backward's flipped filters, a slice of a larger
+    bias) are copied before the kernel reads them, and the copies held until it is done: a copy
+    freed as soon as its address was taken gave garbage once its memory was reused."""
+    if not native.available():
+        pytest.skip(native.reason())
+    torch.manual_seed(3)
+    for _ in range(20):  # each round allocates, so a freed copy's memory is reused
+        x = torch.randn(2, 8, 9, 9)
+        w = torch.randn(8 // groups, 8, 3, 3).transpose(0, 1)  # (8, 8/groups, 3, 3), not contiguous
+        b = torch.randn(16)[::2]
+        assert not (w.is_contiguous() or b.is_contiguous())
+        spec = convlens.ConvSpec.from_args(x, w, b, padding=1, groups=groups)
+        torch.testing.assert_close(native.direct_forward(x, w, b, spec), F.conv2d(x, w, b, padding=1, groups=groups))
+
+
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_direct_kernel_picks_by_width_give_the_same_bits(multiplier: int) -> None:
     """direct.c takes depthwise stride-1 outputs up to 16 columns wide LANES channels at a time,
