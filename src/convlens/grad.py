@@ -72,7 +72,7 @@ def gradients(
     """The shared backward of the checked convolution ``spec`` for ``grad_output`` (checked here: a
     tensor of the convolution's output shape), by ``algorithm`` within its error bound."""
     grads = check_tensor("grad_output", grad_output)
-    expected = (spec.batch, spec.out_channels, *spec.out_size)
+    expected = spec.output_shape
     if tuple(grads.shape) != expected:
         raise ArgumentError(
             f"grad_output must have the convolution's output shape {expected}, got {tuple(grads.shape)}"

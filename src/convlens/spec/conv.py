@@ -61,6 +61,7 @@ class ConvSpec:
     # derived once at construction (read several times in every call), not arguments
     out_size: tuple[int, ...] = field(init=False, repr=False, compare=False)
     padded_size: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    output_shape: tuple[int, ...] = field(init=False, repr=False, compare=False)  # (N, C_out, *out_size)
     # what the algorithms work out from this spec alone, once per spec object (``remembered``)
     memo: dict[object, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -72,6 +73,7 @@ class ConvSpec:
                                                                               strict=True))  # fmt: skip
         object.__setattr__(self, "out_size", out)
         object.__setattr__(self, "padded_size", padded)
+        object.__setattr__(self, "output_shape", (self.batch, self.out_channels, *out))
 
     def remembered(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, worked out once per spec object and ``key``: what an algorithm derives from
@@ -255,10 +257,16 @@ def conv_spec(
     calls while torch.compile traces, are checked every time. Why: checking
     took 40 us of a call whose arithmetic takes 1 us (a 1x4x8x8 input), every call of every layer;
     evidence: ``python benchmarks/overhead.py``."""
-    tensors = [t for t in (input, weight, bias) if isinstance(t, torch.Tensor)]
-    if torch.compiler.is_compiling() or len(tensors) != (2 if bias is None else 3):
+    if (
+        torch.compiler.is_compiling()
+        or not isinstance(input, torch.Tensor)
+        or not isinstance(weight, torch.Tensor)
+        or not (bias is None or isinstance(bias, torch.Tensor))
+    ):
         return ConvSpec.from_args(input, weight, bias, stride, padding, dilation, groups, padding_mode, rank)
-    described = tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)
+    bias_described = None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device)
+    described = (input.shape, input.stride(), input.dtype, input.device,
+                 weight.shape, weight.stride(), weight.dtype, weight.device, bias_described)  # fmt: skip
     # typed: True == 1 and 1.0 == 1, but PyTorch takes or refuses them by type and place
     key = (rank, described, typed(stride), typed(padding), typed(dilation), typed(groups), padding_mode)
     try:
@@ -274,10 +282,17 @@ def conv_spec(
 
 
 def typed(value: object) -> object:
-    """``value`` with the type of every item beside it, for a cache key: (1, True) and (1, 1) differ."""
+    """``value`` with the type of every item beside it, for a cache key: (1, True) and (1, 1) differ.
+    An int, a str and a pair of ints (nn.Conv2d's arguments) stand for themselves: no other
+    value's key equals them (those keys are tuples that open with a type)."""
+    kind = type(value)
+    if kind is int or kind is str:
+        return value
+    if isinstance(value, tuple) and kind is tuple and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        return value
     if isinstance(value, tuple | list):
-        return (type(value), *(typed(item) for item in value))
-    return (type(value), value)
+        return (kind, *(typed(item) for item in value))
+    return (kind, value)
 
 
 def device_memory_bytes(device: torch.device) -> int | None:
