@@ -8,6 +8,8 @@ the autograd Function around the algorithm, and the algorithm's own torch calls.
 F.conv2d on the same input is printed for scale. auto takes this input to the compiled direct
 kernel (its rule 5); "direct.c alone" is that kernel's call without the rest. This fixed cost is what makes small layers
 (MobileNetV2's at batch 1 take 0.05-0.3 ms) slower relative to PyTorch than large ones.
+The last two lines time PyTorch and auto again with gradients on (a model called without
+``torch.no_grad``) on tensors that require none.
 "weight cache hit" is the check a cached transform (Winograd's U, FFT's spectra) costs on every call: the weight's bits
 against its saved copy (``algos.cache``), for this layer's weight and for a 128x128x3x3 one.
 """
@@ -54,6 +56,10 @@ def main() -> None:
     with torch.no_grad():
         for name, function in steps.items():
             print(f"{name:<28} {microseconds(function):7.1f} us", flush=True)
+    # a model called without torch.no_grad: nothing requires a gradient, so nothing is recorded
+    print("gradients on, nothing requiring one:")
+    for name in ("F.conv2d (PyTorch)", "convlens.conv2d, auto"):
+        print(f"  {name:<26} {microseconds(steps[name]):7.1f} us", flush=True)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def convolution(
         # the output keeps the algorithm's layout (vmap cannot query a channels-last layout)
         out = FuncConv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
         return out if spec.batched else out.squeeze(0)
-    elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (seen, weight, bias)):
+    elif torch.is_grad_enabled() and (
+        seen.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
         out = Conv2dFunction.apply(seen, weight, bias, run_spec, chosen, workspace)
     elif torch.is_grad_enabled():  # no gradient to record: the algorithm alone, without an autograd
         # Function's bookkeeping; with gradients off as inside the Function (scratch buffers). Switched
