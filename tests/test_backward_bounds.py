@@ -105,3 +105,41 @@ def test_a_1x1_weight_gradient_goes_image_by_image_from_two_runs_per_image() -> 
     x = torch.randn(2, 2, 48, 48, dtype=torch.float64)  # fixed: the check differentiates grad_weight by
     w = torch.randn(2, 2, 1, 1, dtype=torch.float64, requires_grad=True)  # w and by the grad_output it is given
     assert torch.autograd.gradgradcheck(lambda w: convlens.conv2d(x, w, algorithm="im2col"), (w,))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_1x1_layers_backward_at_batch_1_reads_its_weight_and_input_in_place(groups: int) -> None:
+    """One image of a 1x1 stride-1 layer: grad_weight's columns are the input itself (no im2col
+    copy), and grad_x's convolution takes the weight's transposed blocks as a view (nothing to
+    turn in a 1x1 kernel). The gradients are PyTorch's within the exact bound, and twice
+    differentiable."""
+    from convlens.autograd import by_convolution, products
+
+    generator = torch.Generator().manual_seed(groups)
+    x = torch.randn(1, 8, 20, 20, generator=generator)  # 400 positions: the folded product, not image by image
+    w = torch.randn(16, 8 // groups, 1, 1, generator=generator)
+    grad_output = torch.randn(1, 16, 20, 20, generator=generator)
+    turned = by_convolution.turned_weight(w, groups)
+    assert (turned.untyped_storage().data_ptr() == w.untyped_storage().data_ptr()) is (groups == 1)
+    torch.testing.assert_close(turned, w.unflatten(0, (groups, -1)).transpose(1, 2).flatten(0, 1))
+    x_ours, w_ours = x.clone().requires_grad_(), w.clone().requires_grad_()
+    with mock.patch.object(products, "im2col", wraps=products.im2col) as copies:
+        out = convlens.conv2d(x_ours, w_ours, groups=groups, algorithm="im2col")
+        ours = torch.autograd.grad(out, (x_ours, w_ours), grad_output)
+    assert not copies.called
+    x64, w64 = x.double().requires_grad_(), w.double().requires_grad_()
+    truth = torch.autograd.grad(F.conv2d(x64, w64, groups=groups), (x64, w64), grad_output.double())
+    x_theirs, w_theirs = x.clone().requires_grad_(), w.clone().requires_grad_()
+    theirs = torch.autograd.grad(F.conv2d(x_theirs, w_theirs, groups=groups), (x_theirs, w_theirs), grad_output)
+    for mine, pytorch, true in zip(ours, theirs, truth, strict=True):
+        floor = 4 * torch.finfo(torch.float32).eps * true.abs().max().item()
+        our_error, pytorch_error = (
+            (mine.double() - true).abs().max().item(),
+            (pytorch.double() - true).abs().max().item(),
+        )
+        assert our_error <= algos.EXACT_BOUND * max(pytorch_error, floor), (our_error, pytorch_error)
+    x_small = torch.randn(1, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    w_small = torch.randn(6, 4 // groups, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda x, w: convlens.conv2d(x, w, groups=groups, algorithm="im2col"), (x_small, w_small)
+    )

@@ -44,10 +44,15 @@ MAX_PADDED_GROWTH = 1.2  # see the module docstring
 
 def turned_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     """(C_out, C_in/G, k_h, k_w) -> (C_in, C_out/G, k_h, k_w): each group's block of the weight
-    transposed, every kernel turned 180 degrees."""
+    transposed, every kernel turned 180 degrees. A 1x1 kernel has nothing to turn: its blocks are
+    left transposed views (one group), which the products read as they are. Why: ``flip`` copies
+    even where it moves nothing, and that transposing copy of ResNet-50's 1x1 weights took 4-5 ms
+    of a 270 ms train step at batch 1 (a profile of ``python benchmarks/models.py --models resnet50
+    --batch 1 --train``, nineteenth session)."""
     c_out = weight.shape[0]
     blocks = weight.unflatten(0, (groups, c_out // groups))  # (G, C_out/G, C_in/G, k_h, k_w)
-    return blocks.transpose(1, 2).flatten(0, 1).flip(-2, -1)
+    turned = blocks.transpose(1, 2).flatten(0, 1)
+    return turned if weight.shape[-2:] == (1, 1) else turned.flip(-2, -1)
 
 
 def grad_input_spec(spec: ConvSpec) -> ConvSpec | None:
