@@ -1,6 +1,7 @@
 """auto's rules for large kernels against measurement (rule 2, banded; rule 3, FFT): for a sweep
 of stride-1 layers, FFT, banded (depthwise layers only) and the algorithm auto used before
-these rules (im2col for a dense layer, depthwise for a depthwise one), interleaved.
+these rules (im2col for a dense layer, depthwise for a depthwise one), interleaved; for a dense
+layer gemm.c too, where it takes the layer (``gemm.uses_native``).
 
     python benchmarks/fft_rule.py                      # kernels 3-11, channels 3-128, sizes 14-112, batch 1 and 8
     python benchmarks/fft_rule.py --kernels 5,7 --batch 8
@@ -26,7 +27,7 @@ from rich.progress import track
 from rich.table import Table
 
 import convlens
-from convlens.algos import auto
+from convlens.algos import auto, gemm
 from convlens.benchmark.timing import geomean, interleaved_medians
 from convlens.spec import ConvSpec
 
@@ -74,7 +75,8 @@ def measure(case: Case, rounds: int, seconds: float) -> tuple[dict[str, float], 
     options = {"padding": case.kernel // 2, "groups": groups}
     spec = ConvSpec.from_args(x, w, None, **options)
     picked = auto.rule(spec).algorithm.name  # timed too where it is none of these (Winograd on 3x3)
-    names = {"fft", *(["depthwise", "banded"] if case.depthwise else ["im2col"]), picked}
+    dense = ["im2col", *(["gemm"] if gemm.uses_native(spec) else [])]  # gemm.c where it takes the layer
+    names = {"fft", *(["depthwise", "banded"] if case.depthwise else dense), picked}
     calls = {name: (lambda name=name: convlens.conv2d(x, w, **options, algorithm=name)) for name in sorted(names)}
     calls["pytorch"] = lambda: F.conv2d(x, w, **options)
     with torch.no_grad():
@@ -101,7 +103,7 @@ def main() -> None:
     grid = (numbers(text) for text in (args.kernels, args.channels, args.sizes, args.batch))
     sweep = cases(*grid, args.max_macs)
     table = Table(title=f"auto's FFT rule, stride 1, fp32, {torch.get_num_threads()} threads (ms)")
-    for column in ("layer", "N", "PyTorch", "before", "fft", "banded", "auto picks", "regret"):
+    for column in ("layer", "N", "PyTorch", "before", "fft", "banded", "gemm", "auto picks", "regret"):
         table.add_column(column, justify="left" if column == "layer" else "right", no_wrap=column == "layer")
     regrets: dict[tuple[str, str], list[float]] = {}
     for case in track(sweep, description="timing layers"):
@@ -119,6 +121,7 @@ def main() -> None:
             f"{before} {medians[before] * 1e3:.2f}",
             f"{medians['fft'] * 1e3:.2f}",
             f"{medians['banded'] * 1e3:.2f}" if "banded" in medians else "-",
+            f"{medians['gemm'] * 1e3:.2f}" if "gemm" in medians else "-",
             picked,
             f"{medians[picked] / best:.2f}",
         )

@@ -16,11 +16,13 @@ from convlens.algos.auto import choose
 from convlens.algos.winograd import plan as winograd_plan
 from convlens.algos.winograd.transforms import cached_panels
 
-# (input shape, weight shape, options): layers auto gives to each of its algorithms
+# (input shape, weight shape, options): layers auto gives to each of its algorithms (float32 unless
+# options say "dtype")
 LAYERS = {
     "winograd": ((2, 128, 8, 8), (128, 128, 3, 3), {"padding": 1}),
-    "fft": ((4, 32, 10, 10), (32, 32, 7, 7), {"padding": 3}),
-    "banded": ((1, 8, 12, 12), (8, 1, 9, 9), {"padding": 4, "groups": 8}),
+    "fft": ((4, 40, 10, 10), (40, 40, 7, 7), {"padding": 3}),  # 40 filters: not gemm.c's (C_out % 16)
+    # float64: the compiled depthwise kernel, which takes every float32 one, does not take it
+    "banded": ((1, 8, 12, 12), (8, 1, 9, 9), {"padding": 4, "groups": 8, "dtype": torch.float64}),
     "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), {"stride": 2, "padding": 1, "groups": 8}),
     "im2col": ((2, 32, 65, 65), (40, 32, 3, 3), {"stride": 2}),  # 24 million multiply-adds: not a small layer
 }
@@ -29,10 +31,17 @@ if native.available():  # auto's rule 5: a small layer goes to the compiled dire
     LAYERS["gemm"] = ((2, 32, 65, 65), (64, 32, 3, 3), {"stride": 2})
 
 
+def layer(picked: str) -> tuple[tuple[int, ...], tuple[int, ...], dict, torch.dtype]:
+    """LAYERS[picked]: input shape, weight shape, the convolution's options, dtype."""
+    x_shape, w_shape, options = LAYERS[picked]
+    options = dict(options)
+    return x_shape, w_shape, options, options.pop("dtype", torch.float32)
+
+
 @pytest.mark.parametrize("picked", LAYERS)
 def test_auto_picks_what_the_layer_is_meant_to_exercise(picked: str) -> None:
-    x_shape, w_shape, options = LAYERS[picked]
-    spec = convlens.ConvSpec.from_args(torch.empty(x_shape), torch.empty(w_shape), **options)
+    x_shape, w_shape, options, dtype = layer(picked)
+    spec = convlens.ConvSpec.from_args(torch.empty(x_shape, dtype=dtype), torch.empty(w_shape, dtype=dtype), **options)
     assert choose(spec).algorithm.name == picked
 
 
@@ -40,9 +49,10 @@ def test_auto_picks_what_the_layer_is_meant_to_exercise(picked: str) -> None:
 @settings(max_examples=8)
 @given(data=st.data())
 def test_nan_and_inf_land_where_pytorchs_do(picked: str, data: st.DataObject) -> None:
-    x_shape, w_shape, options = LAYERS[picked]
+    x_shape, w_shape, options, dtype = layer(picked)
     generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
-    x, w = torch.randn(x_shape, generator=generator), torch.randn(w_shape, generator=generator)
+    x = torch.randn(x_shape, generator=generator, dtype=dtype)
+    w = torch.randn(w_shape, generator=generator, dtype=dtype)
     # In the input only: a NaN weight tap meets the zero padding, which PyTorch's CPU kernel skips
     # (no 0 * NaN) and im2col, like PyTorch's own reference path, multiplies; that is no mixing.
     for _ in range(data.draw(st.integers(1, 3), label="planted")):

@@ -1,15 +1,15 @@
 """One calibration per machine for auto's compiled-kernel rules: ``convlens tune``.
 
-auto's rules 5 and 7 (:mod:`convlens.algos.auto`) send small layers and stems to the compiled
-direct kernel (direct.c) instead of im2col, and its rule 6 dense layers up to a depth
-(k_h*k_w*C_in) to the compiled tap-wise GEMM (gemm.c). Where each stops paying depends on the
-CPU. direct.c's built-in thresholds were measured on an AMD EPYC (AVX2), where direct leads im2col
-on 3x3 layers up to about 2^22 multiply-adds and on ResNet's 7x7 stem; on an Intel Xeon with
-AVX-512 im2col (oneDNN's matmul) led from about 2^19 and on that stem while direct.c started
-threads per call and summed 8 lanes (thirteenth session), and direct.c leads up to about 2^24 and
-on the stem since it runs on torch's OpenMP team with 16-lane output blocks (fourteenth session).
-gemm.c leads im2col on ResNet-50's 2304-deep stride-2 layer with AVX-512, and trails it with AVX2
-loops on both sides (``benchmarks/as_avx2.sh``, sixteenth session; all in benchmarks/RESULTS.md).
+auto's rules 5 and 7 (:mod:`convlens.algos.auto`) send small layers and stems to the compiled direct
+kernel (direct.c) instead of im2col, and its rule 6 dense 3x3 layers up to a depth (k_h*k_w*C_in) to
+the compiled tap-wise GEMM (gemm.c; larger kernels at any depth). Where each stops paying depends on
+the CPU. direct.c's built-in thresholds were measured on an AMD EPYC (AVX2), where direct leads
+im2col on 3x3 layers up to about 2^22 multiply-adds and on ResNet's 7x7 stem; on an Intel Xeon with
+AVX-512 im2col (oneDNN's matmul) led from about 2^19 and on that stem while direct.c started threads
+per call and summed 8 lanes (thirteenth session), and direct.c leads up to about 2^24 and on the
+stem since it runs on torch's OpenMP team with 16-lane output blocks (fourteenth session). gemm.c
+leads im2col on ResNet-50's 2304-deep stride-2 layer with AVX-512, and trails it with AVX2 loops on
+both sides (``benchmarks/as_avx2.sh``, sixteenth session; all in benchmarks/RESULTS.md).
 So a machine can be measured once:
 
     probes    a ladder of small 3x3 layers, of 1x1 layers, three stems, and a ladder of 3x3

@@ -34,8 +34,13 @@ NOT_WINOGRAD = "gemm" if native.available() else "im2col"
 # the properties of the layer that made the choice.
 PICKS = {
     "winograd": (((1, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}), ("3x3", "stride 1", "channels", "tiles")),
-    "banded": (((8, 96, 20, 32), (96, 1, 9, 9), {"padding": 4, "groups": 96}), ("depthwise", "5x5", "narrow output")),
-    "fft": (((8, 64, 28, 28), (64, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
+    # float64: a depthwise layer the compiled kernel does not take (it takes every float32 one)
+    "banded": (
+        ((8, 96, 20, 32), (96, 1, 9, 9), {"padding": 4, "groups": 96, "dtype": torch.float64}),
+        ("depthwise", "5x5", "narrow output"),
+    ),
+    # 60 filters: a dense layer gemm.c does not take (C_out not a multiple of 16)
+    "fft": (((8, 64, 28, 28), (60, 64, 7, 7), {"padding": 3}), ("stride 1", "large kernel")),
     "depthwise": (((8, 96, 28, 28), (96, 1, 3, 3), {"padding": 1, "groups": 96}), ("depthwise",)),
     "im2col": (((1, 256, 56, 56), (64, 256, 1, 1), {}), ("general case",)),
 }
@@ -48,7 +53,9 @@ def test_auto_gives_a_reason() -> None:
     """Each rule's pick comes with its own reason, naming what made the choice."""
     reasons = {}
     for expected, ((x_shape, w_shape, options), phrases) in PICKS.items():
-        spec = ConvSpec.from_args(torch.empty(x_shape), torch.empty(w_shape), **options)
+        options = dict(options)
+        dtype = options.pop("dtype", torch.float32)
+        spec = ConvSpec.from_args(torch.empty(x_shape, dtype=dtype), torch.empty(w_shape, dtype=dtype), **options)
         with convlens.settings(precision="high", autotune=False):
             choice = choose(spec)
         assert choice.algorithm.name == expected, (spec.describe(), choice)
@@ -59,14 +66,14 @@ def test_auto_gives_a_reason() -> None:
 
 
 def test_gemm_takes_shallower_layers_where_the_kernels_run_avx2_loops(monkeypatch) -> None:
-    """Rule 6's depth by the loops the kernels run: 2304 with AVX-512, 1152 with AVX2 (without a
+    """Rule 6's depth by the loops the kernels run: 4608 with AVX-512, 1152 with AVX2 (without a
     calibration of this machine)."""
     if not native.available():
         pytest.skip(native.reason())
     monkeypatch.setattr(tune, "stored", lambda: None)
     monkeypatch.setattr(auto, "STRIDED_MAX_U_BYTES", 0)  # rule 1 at stride 2 aside
-    layers = {1152: (128, 56), 2304: (256, 28)}  # depth: channels, size; 3x3 stride 2
-    for loops, deepest in (("AVX-512", 2304), ("AVX2", 1152)):
+    layers = {1152: (128, 56), 2304: (256, 28), 4608: (512, 14), 9216: (1024, 14)}  # depth: channels, size; 3x3 s2
+    for loops, deepest in (("AVX-512", 4608), ("AVX2", 1152)):
         monkeypatch.setattr(native, "instruction_set", lambda loops=loops: loops)
         for depth, (channels, size) in layers.items():
             x, w = torch.empty(8, channels, size, size), torch.empty(channels, channels, 3, 3)
@@ -86,8 +93,8 @@ def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
     assert choose(small).algorithm.name == ("direct" if compiled else "im2col")
     strided = ConvSpec.from_args(torch.empty(1, 128, 28, 28), torch.empty(128, 128, 3, 3), stride=2)
     assert choose(strided).algorithm.name == ("gemm" if compiled else "im2col")  # 22 million multiply-adds, 1152 deep
-    deep = ConvSpec.from_args(torch.empty(1, 512, 14, 14), torch.empty(512, 512, 3, 3), stride=2)
-    assert choose(deep).algorithm.name == "im2col"  # 4608 deep: past GEMM_MAX_ROWS
+    deep = ConvSpec.from_args(torch.empty(1, 1024, 14, 14), torch.empty(512, 1024, 3, 3), stride=2)
+    assert choose(deep).algorithm.name == "im2col"  # 9216 deep: past GEMM_MAX_ROWS
 
 
 @pytest.mark.parametrize(
@@ -201,14 +208,19 @@ def test_auto_remembers_its_choice_per_spec_workspace_and_precision(monkeypatch)
             monkeypatch.setattr(winograd_plan, "fused", True)
             assert choose(spec).algorithm.name == ("winograd" if native.available() else "im2col")
             monkeypatch.setattr(winograd_plan, "fused", False)
-    fft_spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 7, 7), padding=3)
+    # 60 filters: a layer gemm.c does not take (C_out not a multiple of 16), so FFT's, within its workspace
+    fft_spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(60, 64, 7, 7), padding=3)
     assert [choose(fft_spec, workspace=w).algorithm.name for w in (1 << 30, 1, 1 << 30)] == ["fft", "im2col", "fft"]
 
 
-@pytest.mark.parametrize(("batch", "expected"), [(1, "im2col"), (8, "winograd")])
-def test_auto_rule_wants_enough_winograd_tiles(batch, expected) -> None:
-    """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at batch 1."""
+@pytest.mark.parametrize(("batch", "expected"), [(1, "not winograd"), (8, "winograd")])
+def test_auto_rule_wants_enough_winograd_tiles(batch, expected, monkeypatch) -> None:
+    """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at
+    batch 1, where the layer (4608 deep) goes to gemm.c with AVX-512 loops (rule 6), else im2col."""
+    monkeypatch.setattr(tune, "stored", lambda: None)
     spec = ConvSpec.from_args(torch.empty(batch, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
+    if expected == "not winograd":
+        expected = "gemm" if native.instruction_set() == "AVX-512" else "im2col"
     with convlens.settings(precision="high"):
         assert choose(spec).algorithm.name == expected
 
@@ -257,33 +269,57 @@ def test_auto_rule_takes_banded_for_narrow_depthwise_outputs(
     assert choose(spec).algorithm.name == expected
 
 
-@pytest.mark.parametrize(("kernel", "expected"), [(3, "depthwise"), (5, "depthwise"), (7, "depthwise"), (9, "banded")])
-def test_auto_rule_keeps_compiled_depthwise_layers_up_to_7x7(kernel: int, expected: str) -> None:
+@pytest.mark.parametrize("loops", ["AVX-512", "AVX2"])
+def test_gemm_takes_large_kernels_at_any_depth_and_fft_s_up_to_7x7_with_avx512(loops: str, monkeypatch) -> None:
+    """Rule 6: a dense layer gemm.c takes with a kernel larger than 3x3 goes to it at any depth
+    (im2col's columns grow with the taps); rule 3: with AVX-512 loops, gemm.c also takes FFT's
+    dense layers up to 7x7. The built-in rules (no calibration)."""
+    if not native.available():
+        pytest.skip(native.reason())
+    monkeypatch.setattr(tune, "stored", lambda: None)
+    monkeypatch.setattr(native, "instruction_set", lambda: loops)
+
+    def picked(batch: int, channels: int, kernel: int, out_channels: int | None = None) -> str:
+        x, w = torch.empty(batch, channels, 28, 28), torch.empty(out_channels or channels, channels, kernel, kernel)
+        return choose(ConvSpec.from_args(x, w, padding=kernel // 2)).algorithm.name
+
+    assert picked(1, 128, 7) == "gemm"  # 6,272 deep, batch 1 (no FFT): past GEMM_MAX_ROWS, a 7x7 kernel
+    assert picked(1, 128, 11) == "gemm"  # 15,488 deep
+    assert picked(8, 128, 5) == ("gemm" if loops == "AVX-512" else "fft")  # FFT's, up to 7x7
+    assert picked(8, 32, 7) == ("gemm" if loops == "AVX-512" else "fft")
+    assert picked(8, 32, 11) == "fft"  # past 7x7: FFT's either way
+    assert picked(8, 128, 5, out_channels=120) == "fft"  # 120 filters: not gemm.c's
+    assert picked(1, 128, 5, out_channels=120) == "im2col"
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7, 9, 11])
+def test_auto_rule_keeps_every_compiled_depthwise_layer(kernel: int) -> None:
     """Rule 2: where direct.c takes a depthwise layer (float32 on the CPU, NCHW or channels-last),
-    kernels up to 7x7 stay with the depthwise algorithm, ahead of banded and FFT; larger ones keep
-    rules 2-3, as do the layers it does not take (float64 here)."""
+    it stays with the depthwise algorithm whatever its kernel, ahead of banded and FFT; the layers
+    it does not take (float64 here) keep rules 2-3."""
     if not native.available():
         pytest.skip(native.reason())
     x, w = torch.empty(8, 96, 20, 28), torch.empty(96, 1, kernel, kernel)
     spec = ConvSpec.from_args(x, w, padding=kernel // 2, groups=96)
-    assert choose(spec).algorithm.name == expected
+    assert choose(spec).algorithm.name == "depthwise"
     channels_last = ConvSpec.from_args(x.to(memory_format=torch.channels_last), w, padding=kernel // 2, groups=96)
-    assert choose(channels_last).algorithm.name == expected
+    assert choose(channels_last).algorithm.name == "depthwise"
     wide = ConvSpec.from_args(x.double(), w.double(), padding=kernel // 2, groups=96)
     assert choose(wide).algorithm.name == ("banded" if kernel >= 5 else "depthwise")
 
 
 def test_auto_rule_keeps_fft_within_the_workspace_limit() -> None:
-    """FFT does not work in pieces: where its buffers would pass the limit, im2col (which does) runs."""
+    """FFT does not work in pieces: where its buffers would pass the limit, im2col (which does) runs.
+    (Layers of 60 filters, which gemm.c does not take: C_out not a multiple of 16.)"""
     from convlens.algos import fft
 
-    spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(64, 64, 7, 7), padding=3)
+    spec = ConvSpec.from_args(torch.empty(8, 64, 56, 56), torch.empty(60, 64, 7, 7), padding=3)
     needed = sum(fft.buffer_bytes(spec, convlens.get_workspace_limit()).values())
     assert choose(spec, workspace=needed).algorithm.name == "fft"
     assert choose(spec, workspace=needed - 1).algorithm.name == "im2col"
-    large = ConvSpec.from_args(torch.empty(8, 64, 224, 224), torch.empty(64, 64, 11, 11), padding=5)
-    assert choose(large).algorithm.name == "im2col"  # 905 MB of kernel spectra alone, past the default 256 MiB
-    x, w = torch.randn(4, 64, 12, 12), torch.randn(64, 64, 7, 7)
+    large = ConvSpec.from_args(torch.empty(8, 64, 224, 224), torch.empty(60, 64, 11, 11), padding=5)
+    assert choose(large).algorithm.name == "im2col"  # 850 MB of kernel spectra alone, past the default 256 MiB
+    x, w = torch.randn(4, 64, 12, 12), torch.randn(60, 64, 7, 7)
     small = ConvSpec.from_args(x, w, padding=3)
     assert choose(small).algorithm.name == "fft"
     convlens.conv2d(x, w, padding=3)  # auto's choice for this call's spec is now remembered (ConvSpec.memo)

@@ -29,11 +29,15 @@ first match wins:
    benchmarks/winograd_strided.py``, ``python benchmarks/model_layers.py --batch 8``, each also
    through ``benchmarks/as_avx2.sh`` (benchmarks/RESULTS.md, eighteenth session);
 2. a depthwise layer the compiled kernel takes (float32 on the CPU, NCHW, or channels-last with
-   one filter per channel; ``native.takes``) with a kernel of at most COMPILED_DEPTHWISE_MAX_TAPS =
-   49 taps (7x7): ``depthwise``, which then runs direct.c. Why: on ConvNeXt-T's four 7x7 depthwise
-   layers at batch 1 and 8 it leads FFT and banded by 1.4x to 18x (NCHW) and 3x to 18x
-   (channels-last); evidence: ``python benchmarks/depthwise_rule.py [--channels-last]``
-   (benchmarks/RESULTS.md, eleventh session). Otherwise,
+   one filter per channel; ``native.takes``), whatever its kernel: ``depthwise``, which then runs
+   direct.c. Why: on ConvNeXt-T's four 7x7 depthwise layers at batch 1 and 8 it leads FFT and
+   banded by 1.4x to 18x (NCHW) and 3x to 18x (channels-last); evidence: ``python
+   benchmarks/depthwise_rule.py [--channels-last]`` (benchmarks/RESULTS.md, eleventh session); and
+   on 5x5, 7x7 and 11x11 depthwise layers of 32 and 128 channels at 28x28 and 56x56, batch 1 and 8,
+   it was the fastest of the three on all 24, 11x11 included (2.2x to 6.7x ahead of banded and
+   FFT there, with AVX-512 loops and held to AVX2); evidence: ``python benchmarks/fft_rule.py
+   --kernels 5,7,11 --channels 32,128 --sizes 28,56``, also through ``benchmarks/as_avx2.sh``
+   (benchmarks/RESULTS.md, nineteenth session). Otherwise,
    depthwise with one filter per channel, stride 1, a kernel of at least BANDED_MIN_TAPS = 25
    taps (5x5) and an output at most BANDED_MAX_WIDTH = 32 columns wide: ``banded``, one
    product per kernel row with banded matrices, where the depthwise path makes k_h*k_w passes.
@@ -53,7 +57,14 @@ first match wins:
    49 taps (7x7). Both rules 2 and 3 measured with ``python benchmarks/fft_rule.py``, which
    sweeps kernels 3-11, channels 3-128, sizes 14-112 and batch 1 and 8 and prints auto's pick
    against the fastest candidate; the figures are in benchmarks/RESULTS.md. Neither is taken
-   where its buffers, kept transforms included, would pass the workspace limit;
+   where its buffers, kept transforms included, would pass the workspace limit. Where the kernels
+   run AVX-512 loops and gemm.c takes the layer (rule 6), a dense layer of at most
+   GEMM_BEFORE_FFT_MAX_TAPS = 49 taps (7x7) FFT would take goes to ``gemm`` instead: on the dense
+   layers of that sweep (5x5 to 11x11, 32 and 128 channels, 28x28 and 56x56, batch 1 and 8) gemm.c
+   led FFT on every one but 32->32 11x11 at 56x56, batch 8; held to AVX2, FFT led it on three of
+   the seven at batch 8; evidence: ``python benchmarks/fft_rule.py --kernels 5,7,11 --channels
+   32,128 --sizes 28,56``, also through ``benchmarks/as_avx2.sh`` (benchmarks/RESULTS.md,
+   nineteenth session);
 4. depthwise (groups == C_in > 1): ``depthwise`` — one scaled add per tap, without im2col's
    k_h*k_w copy of the input; no convlens algorithm comes near PyTorch's depthwise kernel. Why:
    level with or ahead of im2col on every MobileNetV2 depthwise layer but the smallest stride-2
@@ -69,27 +80,35 @@ first match wins:
    TINY_POINTWISE_MACS = 2^19: im2col leads on every MobileNetV2 1x1 layer at batch 1 (0.6e6 to
    7.5e6 multiply-adds); evidence: the same script, and ``convlens bench --suite mobilenet_v2
    --batch 1 --algorithms direct,im2col``;
-6. a dense layer (one group) with a kernel of more than one tap and at most GEMM_MAX_ROWS = 2304
-   taps times input channels (the depth of its product; GEMM_MAX_ROWS_AVX2 = 1152 where the
-   kernels run AVX2 loops, not AVX-512 ones) and, where the kernels run AVX2 loops, not a stem with
-   a kernel under 5x5 (at most STEM_MAX_CHANNELS input channels: held to AVX2, VGG-16's 3x3 stem at
-   batch 1 ran 0.65x of PyTorch through gemm.c against 0.84x through im2col, MobileNetV2's and
-   ConvNeXt-T's level at batch 8; with AVX-512 loops gemm.c led or matched im2col on all three at
-   batch 1 and 8: MobileNetV2 0.91x / 0.81x against 0.53x / 0.65x, ConvNeXt-T's 4x4 patchify
-   1.00x / 0.96x against 0.67x / 0.82x, VGG-16 0.85x / 1.60x against 0.85x / 1.26x; evidence:
-   ``convlens bench --suite mobilenet_v2,convnext_tiny,vgg16 --limit 1 --batch 1,8 --algorithms
-   auto,im2col,gemm,direct``, also through ``benchmarks/as_avx2.sh``; benchmarks/RESULTS.md,
-   eighteenth session), which gemm.c takes (float32 NCHW on the
-   CPU, C_out a multiple of 16: ``gemm.uses_native``): ``gemm``, one compiled pass band by band,
-   each tap's input read in place from a band of padded rows in L2, where im2col writes k_h*k_w
-   copies of the input and reads them back. Why: ResNet-50's 7x7 stem and its 128- and
-   256-channel 3x3 stride-2 layers, batch 8: 0.95x / 1.03x / 0.88x of PyTorch against 0.73x (direct)
-   / 0.82x / 0.76x (im2col); batch 1: 1.02x / 0.96x / 0.86x against 0.93x / 0.82x / 0.84x; its
-   512-channel layers (4608 deep) ran faster through im2col's product; evidence: ``convlens bench
-   --suite resnet50 --batch 1,8 --algorithms auto,gemm,im2col`` (benchmarks/RESULTS.md, fifteenth
-   session). With AVX2 loops on both sides (``benchmarks/as_avx2.sh`` on the Xeon; sixteenth session)
-   the 256-channel stride-2 layer (2304 deep) ran faster through im2col (0.85x-0.90x against
-   0.72x-0.80x) and ``convlens tune`` fitted 1152;
+6. a dense layer (one group) with a kernel larger than 3x3, or a kernel of 2 to 9 taps and at most
+   GEMM_MAX_ROWS = 4608 taps times input channels (the depth of its product; GEMM_MAX_ROWS_AVX2 =
+   1152 where the kernels run AVX2 loops, not AVX-512 ones) and, where the kernels run AVX2 loops,
+   not a stem with a kernel under 5x5 (at most STEM_MAX_CHANNELS input channels: held to AVX2,
+   VGG-16's 3x3 stem at batch 1 ran 0.65x of PyTorch through gemm.c against 0.84x through im2col,
+   MobileNetV2's and ConvNeXt-T's level at batch 8; with AVX-512 loops gemm.c led or matched im2col
+   on all three at batch 1 and 8: MobileNetV2 0.91x / 0.81x against 0.53x / 0.65x, ConvNeXt-T's 4x4
+   patchify 1.00x / 0.96x against 0.67x / 0.82x, VGG-16 0.85x / 1.60x against 0.85x / 1.26x;
+   evidence: ``convlens bench --suite mobilenet_v2,convnext_tiny,vgg16 --limit 1 --batch 1,8
+   --algorithms auto,im2col,gemm,direct``, also through ``benchmarks/as_avx2.sh``;
+   benchmarks/RESULTS.md, eighteenth session), which gemm.c takes (float32 NCHW on the CPU, C_out a
+   multiple of 16: ``gemm.uses_native``): ``gemm``, one compiled pass band by band, each tap's input
+   read in place from a band of padded rows in L2, where im2col writes k_h*k_w copies of the input
+   and reads them back. Why: ResNet-50's 7x7 stem and its 128- and 256-channel 3x3 stride-2 layers,
+   batch 8: 0.95x / 1.03x / 0.88x of PyTorch against 0.73x (direct) / 0.82x / 0.76x (im2col); batch
+   1: 1.02x / 0.96x / 0.86x against 0.93x / 0.82x / 0.84x; its 512-channel layers (4608 deep) ran
+   faster through im2col's product then (fifteenth session), but since gemm.c splits a large weight
+   between the threads (sixteenth session) it leads or matches im2col at 4608 deep: ResNet-50's
+   512@7 at batch 1 0.95x-0.97x of PyTorch against 0.83x-0.84x, its 512@14 stride 2 0.91x-0.93x
+   against 0.90x-0.94x (batch 8: 0.85x against 0.88x), VGG-16's 512@28 and 512@14 at batch 8 (which
+   Winograd takes) 0.86x / 0.91x against 0.78x / 0.77x; evidence: ``convlens bench --suite resnet50
+   --batch 1,8 --algorithms auto,gemm,im2col`` (benchmarks/RESULTS.md, fifteenth session) and
+   ``python benchmarks/gemm_depth.py`` (nineteenth session). With AVX2 loops on both sides
+   (``benchmarks/as_avx2.sh`` on the Xeon; sixteenth session) the 256-channel stride-2 layer (2304
+   deep) ran faster through im2col (0.85x-0.90x against 0.72x-0.80x) and ``convlens tune`` fitted
+   1152; so did every 4608-deep layer of ``gemm_depth.py``. Kernels larger than 3x3 have no depth
+   limit: in ``fft_rule.py``'s sweep (rule 3), gemm.c led im2col on every dense layer it takes,
+   6,272 and 15,488 deep included (128->128 7x7 and 11x11 at batch 1: 1.32x-1.45x faster with
+   AVX-512 loops, 1.09x-1.16x held to AVX2), since im2col's columns grow with the kernel's taps;
 7. a stem that gemm.c does not take: a dense layer with at most STEM_MAX_CHANNELS = 4 input
    channels per group and a kernel of at least STEM_MIN_TAPS = 25 taps (5x5), which direct.c
    takes: ``direct``. im2col's columns are k_h*k_w copies of the image for a product only
@@ -143,11 +162,11 @@ BANDED_MAX_WIDTH = 32  # output columns up to which it does
 MIN_CHANNELS = {4: 64, 2: 128}  # per group, by Winograd's tile size m; see rule 1 above
 STRIDED_MAX_U_BYTES = 2 * 1024**2  # the largest U of a stride-2 layer Winograd takes; rule 1
 FUSED_MIN_CHANNELS = 64  # per group, either tile size, where the fused pass runs the layer; rule 1
-COMPILED_DEPTHWISE_MAX_TAPS = 49  # kernel taps up to which a compiled depthwise layer skips banded and FFT; rule 2
+GEMM_BEFORE_FFT_MAX_TAPS = 49  # kernel taps up to which gemm.c takes FFT's dense layers (AVX-512 loops); rule 3
 TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
 TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
 STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 7
-GEMM_MAX_ROWS = 2304  # k_h*k_w*C_in up to which gemm.c takes a dense layer; rule 6
+GEMM_MAX_ROWS = 4608  # k_h*k_w*C_in up to which gemm.c takes a dense 3x3 layer; rule 6
 GEMM_MAX_ROWS_AVX2 = 1152  # the same where its loops are AVX2 (8 lanes) or narrower
 STEM_MIN_TAPS = 25  # kernel taps from which it is
 
@@ -177,13 +196,18 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
             reason = "3x3 stride 2, many channels, tiles and images, a transformed weight of at most 2 MiB, fused:"
             return Choice(winograd, reason + " Winograd's 1.44x fewer multiplications pay")
         return Choice(winograd, "3x3 stride 1, many channels and tiles: Winograd's fewer multiplications pay")
-    if spec.is_depthwise and spec.taps <= COMPILED_DEPTHWISE_MAX_TAPS and native.takes(spec):
-        return Choice(get("depthwise"), "depthwise, up to 7x7, in the compiled kernel: ahead of banded and FFT")
+    if spec.is_depthwise and native.takes(spec):
+        return Choice(get("depthwise"), "depthwise, in the compiled kernel: ahead of banded and FFT")
     floating = spec.dtype in (torch.float32, torch.float64)
     workspace = get_workspace_limit() if workspace is None else workspace
     if floating and banded_pays(spec, workspace):
         return Choice(get("banded"), "depthwise, 5x5 or larger kernel, narrow output: one product per kernel row")
     if spec.stride == (1, 1) and floating and fft_pays(spec, workspace):
+        if gemm_before_fft(spec):
+            reason = (
+                "a dense layer up to 7x7 that gemm.c takes, with AVX-512 loops: each tap read in place, ahead of FFT"
+            )
+            return Choice(get("gemm"), reason)
         return Choice(get("fft"), "stride 1, large kernel: FFT's work does not grow with the kernel, im2col's does")
     if spec.is_depthwise:
         return Choice(get("depthwise"), "depthwise: one scaled add per tap, without im2col's k_h*k_w copy of the input")
@@ -199,8 +223,10 @@ def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     small_stem = spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps < STEM_MIN_TAPS  # rule 6: with AVX2 loops
     small_stem = small_stem and native.instruction_set() != "AVX-512"
     deep = limits.gemm_max_rows
-    if spec.taps > 1 and spec.in_per_group * spec.taps <= deep and not small_stem and gemm.uses_native(spec):
-        reason = f"a dense layer at most {deep} deep (k_h*k_w*C_in): gemm.c reads each tap's input in place, no columns"
+    within = spec.taps > 9 or spec.in_per_group * spec.taps <= deep  # a kernel larger than 3x3: any depth
+    if spec.taps > 1 and within and not small_stem and gemm.uses_native(spec):
+        depth = "larger than 3x3" if spec.taps > 9 else f"at most {deep} deep (k_h*k_w*C_in)"
+        reason = f"a dense layer {depth}: gemm.c reads each tap's input in place, no columns"
         return Choice(get("gemm"), reason + said)
     if limits.stems and spec.in_per_group <= STEM_MAX_CHANNELS and spec.taps >= STEM_MIN_TAPS:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
@@ -247,6 +273,18 @@ def fft_pays(spec: ConvSpec, workspace: int) -> bool:
         channels = min(spec.in_per_group, spec.out_per_group)
         pays = taps >= FFT_MIN_TAPS and taps * channels >= FFT_MIN_TAP_CHANNELS and spec.batch >= FFT_MIN_BATCH
     return pays and get("fft").extra_bytes(spec, workspace) <= workspace
+
+
+def gemm_before_fft(spec: ConvSpec) -> bool:
+    """Rule 3's exception: a dense layer of at most GEMM_BEFORE_FFT_MAX_TAPS taps that the compiled
+    kernels take (``native.takes``, ``gemm.uses_native``), where they run AVX-512 loops."""
+    return (
+        not spec.is_depthwise
+        and spec.taps <= GEMM_BEFORE_FFT_MAX_TAPS
+        and native.instruction_set() == "AVX-512"
+        and native.takes(spec)
+        and gemm.uses_native(spec)
+    )
 
 
 def banded_pays(spec: ConvSpec, workspace: int) -> bool:

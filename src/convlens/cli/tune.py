@@ -121,7 +121,7 @@ def table(thresholds: Thresholds, built_in: Thresholds) -> Table:
     )
     table.add_row("stems (<= 4 input channels, 5x5+)", yes_no(thresholds.stems), yes_no(built_in.stems))
     table.add_row(
-        "gemm.c takes dense layers up to", f"{thresholds.gemm_max_rows:,} deep", f"{built_in.gemm_max_rows:,} deep"
+        "gemm.c takes dense 3x3 layers up to", f"{thresholds.gemm_max_rows:,} deep", f"{built_in.gemm_max_rows:,} deep"
     )
     return table
 
