@@ -156,23 +156,24 @@ def plain_cpu_float32(*tensors: torch.Tensor | None) -> bool:
 MAX_CHANNELS_LAST_TAPS = 1024  # direct.c's MAX_CHANNELS_LAST_TAPS: the most kernel taps of a channels-last layer
 
 
+def float32_2d(spec: ConvSpec) -> bool:
+    """What every kernel needs of a spec: a 2-D float32 convolution on the CPU."""
+    return spec.rank == 2 and spec.dtype == torch.float32 and spec.device.type == "cpu"
+
+
 def float32_2d_on_cpu(spec: ConvSpec) -> bool:
-    """What every kernel needs of a spec: a 2-D float32 convolution on the CPU, and the kernels built."""
-    return _load() is not None and spec.remembered(
-        "float32 2-D CPU", lambda: spec.rank == 2 and spec.dtype == torch.float32 and spec.device.type == "cpu"
-    )
+    """``float32_2d``, remembered per spec, and the kernels built."""
+    return _load() is not None and spec.remembered("float32 2-D CPU", lambda: float32_2d(spec))
 
 
 def takes(spec: ConvSpec) -> bool:
     """Whether direct.c takes a convolution of this spec (given plain tensors): 2-D, float32 on the
     CPU, the input NCHW, or channels-last for a depthwise layer with one filter per channel and at
     most MAX_CHANNELS_LAST_TAPS kernel taps."""
-    return _load() is not None and spec.remembered(
+    return _load() is not None and spec.remembered(  # one memo, not float32_2d_on_cpu's and a second
         "direct.c takes",
         lambda: (
-            spec.rank == 2
-            and spec.dtype == torch.float32
-            and spec.device.type == "cpu"
+            float32_2d(spec)
             and (
                 not spec.channels_last
                 or (spec.is_depthwise and spec.out_per_group == 1 and spec.taps <= MAX_CHANNELS_LAST_TAPS)
