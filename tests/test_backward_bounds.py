@@ -113,7 +113,8 @@ def test_a_1x1_layers_backward_at_batch_1_reads_its_weight_and_input_in_place(gr
     copy), and grad_x's convolution takes the weight's transposed blocks as a view (nothing to
     turn in a 1x1 kernel). The gradients are PyTorch's within the exact bound, and twice
     differentiable."""
-    from convlens.autograd import by_convolution, products
+    from convlens.algos import im2col
+    from convlens.autograd import by_convolution
 
     generator = torch.Generator().manual_seed(groups)
     x = torch.randn(1, 8, 20, 20, generator=generator)  # 400 positions: the folded product, not image by image
@@ -123,7 +124,7 @@ def test_a_1x1_layers_backward_at_batch_1_reads_its_weight_and_input_in_place(gr
     assert (turned.untyped_storage().data_ptr() == w.untyped_storage().data_ptr()) is (groups == 1)
     torch.testing.assert_close(turned, w.unflatten(0, (groups, -1)).transpose(1, 2).flatten(0, 1))
     x_ours, w_ours = x.clone().requires_grad_(), w.clone().requires_grad_()
-    with mock.patch.object(products, "im2col", wraps=products.im2col) as copies:
+    with mock.patch.object(im2col, "column_buffer", wraps=im2col.column_buffer) as copies:  # a buffer: a copy
         out = convlens.conv2d(x_ours, w_ours, groups=groups, algorithm="im2col")
         ours = torch.autograd.grad(out, (x_ours, w_ours), grad_output)
     assert not copies.called

@@ -239,10 +239,11 @@ def gathers(x: torch.Tensor, spec: ConvSpec) -> bool:
 
 
 def columns(x_band: torch.Tensor, spec: ConvSpec, out_rows: int, batch_last: bool) -> torch.Tensor:
-    """The columns of a padded input band: a view when they are the input itself, else gathered
-    into a scratch buffer kept between calls (see the module docstring)."""
+    """The columns of a padded input band: a view when they are the input itself (``batch_last``
+    too for one image, whose positions are already last), else gathered into a scratch buffer kept
+    between calls (see the module docstring)."""
     out_size = (out_rows, spec.out_size[1])
-    if columns_are_input(spec) and not batch_last and x_band.is_contiguous():
+    if columns_are_input(spec) and (not batch_last or x_band.shape[0] == 1) and x_band.is_contiguous():
         return im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, out_size)  # a view
     buffer = column_buffer(spec, x_band.shape[0], out_rows, x_band)
     return im2col(x_band, spec.kernel_size, spec.dilation, spec.stride, out_size, batch_last, buffer)

@@ -25,8 +25,9 @@ from differentiable tensor ops, so double backward works too. The batch is proce
 of whole images, as many as keep the columns inside the workspace limit (at least one image,
 whatever its size). The columns go into im2col's kept scratch buffer, except while the backward
 is itself recorded for double backward; a piece of one image of a 1x1 stride-1 unpadded layer
-takes the input itself as its columns, no copy. For a channels-last input the same products are taken
-with the window positions as rows (``grads_channels_last``), as im2col's forward does.
+takes the input itself as its columns, no copy (``im2col.columns``, as in the forward). For a
+channels-last input the same products are taken with the window positions as rows
+(``grads_channels_last``), as im2col's forward does.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 from convlens.algos import im2col as im2col_algorithm
 from convlens.algos.scratch import vmapped
 from convlens.spec import ConvSpec
-from convlens.unfold import col2im, im2col, sum_windows, unpad, zero_pad
+from convlens.unfold import col2im, sum_windows, unpad, zero_pad
 
 
 def grads_by_products(
@@ -69,13 +70,10 @@ def grads_by_products(
         # grad_output (N, C_out, H_out, W_out) -> grad_rows (G, C_out/G, N*H_out*W_out)
         grad_rows = grad_output[n0 : n0 + count].transpose(0, 1).reshape(groups, out_per_group, positions)
         if needs_weight:
-            if count == 1 and im2col_algorithm.columns_are_input(spec):  # one image's columns: the input itself
-                cols = x[n0].reshape(groups, rows_per_group, positions)  # (a view of a contiguous x)
-            else:
-                x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
-                buffer = im2col_algorithm.column_buffer(spec, count, h_out, x)  # kept, unless this backward is recorded
-                cols = im2col(x_pad, spec.kernel_size, spec.dilation, spec.stride, (h_out, w_out), True, buffer)
-                cols = cols.view(groups, rows_per_group, positions)
+            x_pad = zero_pad(x[n0 : n0 + count], spec.padding)
+            # in im2col's kept buffer unless this backward is recorded; one image's 1x1 columns: x itself
+            cols = im2col_algorithm.columns(x_pad, spec, h_out, batch_last=True)
+            cols = cols.view(groups, rows_per_group, positions)
             # out_rows = w_rows @ cols  =>  dLoss/d w_rows = grad_rows @ cols^T, one product over all positions
             piece = sum_over_positions(grad_rows, cols.transpose(-1, -2))
             grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
