@@ -18,7 +18,17 @@ setup(
             "convlens.native._kernels",
             sources=[
                 f"src/convlens/native/{name}.c"
-                for name in ("parallel", "cpu", "direct", "im2col", "winograd", "winograd_products", "gemm", "compare")
+                for name in (
+                    "parallel",
+                    "cpu",
+                    "direct",
+                    "im2col",
+                    "winograd",
+                    "winograd_products",
+                    "winograd_weight",
+                    "gemm",
+                    "compare",
+                )
             ],
             # -Wno-psabi: GCC notes that the baseline clone passes 8-float vectors differently; they
             # never cross a call (the helpers that take them are always inlined)

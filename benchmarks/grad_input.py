@@ -2,10 +2,14 @@
 grad_output (the reason for ``autograd.by_convolution.grad_input_by_convolution``'s rule).
 
     python benchmarks/grad_input.py                  # ResNet-50's 3x3 stride-1 layers, batch 8
+    python benchmarks/grad_input.py --batch 1 --precision high --changing-weight   # as in a train step
 
 Times the input gradient alone, in one process, interleaved: the product and col2im path, the
-convolution by Winograd, the convolution by im2col, and what the backward does by default;
-prints milliseconds and the tiles Winograd has per output channel of that convolution.
+convolution by Winograd, the convolution by im2col, what the backward does by default, and
+PyTorch's own input gradient; prints milliseconds and the tiles Winograd has per output channel of
+that convolution. ``--changing-weight``: the weight takes other values before every call (two
+sets in turn, the same copy for every candidate), as after an optimizer step, so that Winograd's
+transform of the turned weight is made on every call, as in training.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 import convlens
 from convlens.algos.winograd.plan import tile_count
 from convlens.autograd import by_convolution, function
+from convlens.benchmark.report import cpu_name
 from convlens.benchmark.timing import interleaved_medians
 from convlens.spec import ConvSpec
 
@@ -25,27 +30,44 @@ LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, size) of ResNe
 WORKSPACE = 256 * 1024**2
 
 
-def grad_input_times(channels: int, size: int, batch: int) -> tuple[dict[str, float], float]:
+def grad_input_times(channels: int, size: int, batch: int, changing: bool) -> tuple[dict[str, float], float]:
     """Milliseconds of each way, and the tiles per output channel of the gradient's convolution."""
     torch.manual_seed(0)
     x = torch.randn(batch, channels, size, size)
-    weight = torch.randn(channels, channels, 3, 3) / (9 * channels) ** 0.5
+    values = [torch.randn(channels, channels, 3, 3) / (9 * channels) ** 0.5 for _ in range(2)]
+    weight = values[0].clone()
+    calls = [0]
+
+    def step() -> None:  # as after an optimizer step: the weight's values change, the tensor stays
+        if changing:
+            calls[0] += 1
+            weight.copy_(values[calls[0] % 2])
+
     grad_output = torch.randn(batch, channels, size, size)
     spec = ConvSpec.from_args(x, weight, None, 1, 1, 1, 1, "zeros")
     needs = (True, False, False)
+    bound = convlens.algos.resolve("auto", spec, WORKSPACE).error_bound(spec)  # the forward's, as its backward gets
 
     def col2im_path() -> object:
-        with mock.patch.object(function, "grad_input_by_convolution", lambda *args: None):
-            return function.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs)
+        step()
+        with mock.patch.object(function, "grad_input_by_convolution", lambda *args, **kwargs: None):
+            return function.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs, bound)
 
     def convolution_by(name: str) -> object:
+        step()
         return by_convolution.grad_input_by_convolution(grad_output, weight, spec, WORKSPACE, algorithm=name)
 
     candidates = {
         "col2im": col2im_path,
         "winograd": lambda: convolution_by("winograd"),
         "im2col": lambda: convolution_by("im2col"),
-        "default": lambda: function.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs),
+        "default": lambda: (step(), function.conv2d_backward(grad_output, x, weight, spec, WORKSPACE, needs, bound)),
+        "pytorch": lambda: (
+            step(),
+            torch.ops.aten.convolution_backward(
+                grad_output, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
+            ),
+        ),
     }
     with torch.no_grad():
         ms = {name: seconds * 1e3 for name, seconds in interleaved_medians(candidates, 3, 0.2).items()}
@@ -56,13 +78,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--precision", default="highest", choices=["highest", "high"])
+    parser.add_argument("--changing-weight", action="store_true", help="new weight values before every call")
     args = parser.parse_args()
     convlens.set_precision(args.precision)
-    names = ("col2im", "winograd", "im2col", "default")
-    print(f"input gradient, ms per call, batch {args.batch}, precision {args.precision}")
+    names = ("col2im", "winograd", "im2col", "default", "pytorch")
+    weight = "changing before every call" if args.changing_weight else "the same in every call"
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads; input gradient, ms per call, batch {args.batch}, "
+          f"precision {args.precision}, weight {weight}")  # fmt: skip
     print(f"{'layer':>16} {'tiles/channel':>14} " + " ".join(f"{name:>9}" for name in names))
     for channels, size in LAYERS:
-        ms, tiles_per_channel = grad_input_times(channels, size, args.batch)
+        ms, tiles_per_channel = grad_input_times(channels, size, args.batch, args.changing_weight)
         cells = " ".join(f"{ms[name]:9.2f}" for name in names)
         print(f"{f'{channels}->{channels} @{size}x{size}':>16} {tiles_per_channel:14.2f} {cells}", flush=True)
 

@@ -223,6 +223,50 @@ def test_which_way_the_input_gradient_goes(monkeypatch, channels, size, stride, 
     assert bool(calls) == uses_col2im
 
 
+def test_the_input_gradients_winograd_takes_u_of_the_turned_weight_from_the_weight(monkeypatch) -> None:
+    """Where winograd.c's fused pass runs the input gradient's convolution, U of the turned weight is
+    made from the weight itself and kept under it in the weight cache: a second backward with the
+    same weight reuses it, one after the weight changed in place (an optimizer step) makes it again,
+    and each gradient is within Winograd's bound of float64 (PyTorch's error times the bound)."""
+    from convlens import native
+    from convlens.algos.winograd import WEIGHT_CACHE
+    from convlens.algos.winograd import forward as winograd_forward
+    from convlens.verify import allowed_error
+
+    if not native.available():
+        pytest.skip(native.reason())
+    turned_calls = []
+    real_fused = winograd_forward.forward_fused
+
+    def spy(*args, **kwargs):
+        turned_calls.append(kwargs.get("turned", False))
+        return real_fused(*args, **kwargs)
+
+    monkeypatch.setattr(winograd_forward, "forward_fused", spy)
+    generator = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 64, 20, 20, generator=generator)  # 200 F(2x2) tiles for 64 filters: auto's Winograd
+    w = torch.randn(64, 64, 3, 3, generator=generator) / 24
+    grad_output = torch.randn(2, 64, 20, 20, generator=generator)
+    x_ours = x.clone().requires_grad_()
+    misses = []
+    for step in range(3):
+        if step == 2:
+            w.mul_(-0.5)  # new values in the same tensor: its U must be made again
+        before = WEIGHT_CACHE.misses
+        (grad_x,) = torch.autograd.grad(convlens.conv2d(x_ours, w, padding=1), x_ours, grad_output)
+        misses.append(WEIGHT_CACHE.misses - before)
+        x64 = x.double().requires_grad_()
+        (truth,) = torch.autograd.grad(F.conv2d(x64, w.double(), padding=1), x64, grad_output.double())
+        x32 = x.clone().requires_grad_()
+        (theirs,) = torch.autograd.grad(F.conv2d(x32, w, padding=1), x32, grad_output)
+        spec = ConvSpec.from_args(x, w, None, padding=1)
+        bound = algos.get("winograd").error_bound(spec)
+        allowed = allowed_error((theirs.double() - truth).abs().max().item(), truth.abs().max().item(), bound)
+        assert (grad_x.double() - truth).abs().max().item() <= allowed
+    assert turned_calls == [False, True] * 3  # the forward, then the input gradient, each step
+    assert misses == [2, 0, 2]  # U and the turned U made, then both reused, then both made again
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("piece_bytes", [1, 1 << 30], ids=["one channel per piece", "one piece"])
 def test_depthwise_gradients_tap_by_tap(layout: str, piece_bytes: int) -> None:

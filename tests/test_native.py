@@ -523,6 +523,56 @@ def test_fused_winograd_matches_pytorch_float64_and_python(c: dict) -> None:
     assert float((others[3].double() - exact).abs().max()) <= allowed
 
 
+@pytest.mark.parametrize(
+    ("k", "c", "m", "stride"),
+    [(64, 64, 4, 1), (80, 36, 2, 1), (20, 7, 2, 2), (130, 9, 4, 1), (16, 200, 2, 1), (3, 1, 4, 1)],
+)
+def test_the_weight_transform_writes_u_in_the_products_panels(k: int, c: int, m: int, stride: int) -> None:
+    """winograd_weight.c: U = G g G^T straight into ``native.panels``'s layout, for a weight and for it
+    turned (transposed, kernels flipped: the input gradient's convolution), against the same sums in
+    float64 (with G as the kernel reads it, in float32): 64-wide panels and their rest, filters past
+    whole vectors, channels past whole chunks. The same bits on one thread and two, and into a buffer
+    given."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(k + c)
+    w = torch.randn(k, c, 3, 3, generator=generator)
+    g = MATRICES[m][1] if stride == 1 else STRIDED[1]
+    g64 = g.float().double()
+    t = g.shape[0]
+    threads = torch.get_num_threads()
+    for turned in (False, True):
+        source = w.double().transpose(0, 1).flip(-2, -1) if turned else w.double()  # (filters, channels, 3, 3)
+        u = torch.einsum("ai,fcij,bj->abcf", g64, source, g64)  # U[a, b, c, f] = (G g G^T)[a, b] of filter f, channel c
+        truth = native.panels(u.reshape(t * t, source.shape[1], source.shape[0]))
+        results = []
+        try:
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                results.append(native.winograd_weight(w, g, turned))
+        finally:
+            torch.set_num_threads(threads)
+        buffer = torch.full_like(results[0], float("nan"))
+        assert native.winograd_weight(w, g, turned, out=buffer).data_ptr() == buffer.data_ptr()
+        assert torch.equal(results[0], results[1]) and torch.equal(results[0], buffer)
+        assert results[0].shape == truth.shape
+        torch.testing.assert_close(results[0].double(), truth, rtol=1e-6, atol=4e-6 * w.abs().max().item())
+
+
+def test_the_weight_transform_makes_the_nans_and_infinities_of_the_reference() -> None:
+    """An infinite tap: every entry of U whose coefficient of that tap is 0 is NaN (0 * Inf), the others
+    infinite, as the reference's product makes them (auto's NaN/Inf guard then sees a non-finite output)."""
+    if not native.available():
+        pytest.skip(native.reason())
+    w = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(3))
+    w[5, 2, 0, 1] = float("inf")
+    for m in (2, 4):
+        truth = native.panels(convlens.algos.winograd.transforms.transform_weight(w.double(), m, 1, torch.float64)[0])
+        ours = native.winograd_weight(w, MATRICES[m][1])
+        assert torch.equal(ours.isnan(), truth.isnan()) and torch.equal(ours.isinf(), truth.isinf())
+        assert ours.isnan().any() and ours.isinf().any()
+
+
 @pytest.mark.parametrize(("c", "k", "p"), [(1, 16, 1), (20, 32, 13), (130, 80, 7), (64, 128, 12)])
 def test_the_products_register_block_is_a_matrix_product(c: int, k: int, p: int) -> None:
     """winograd_products.c alone (what benchmarks/products.py times): bmm's values, 64-wide panels and
@@ -685,6 +735,29 @@ def test_gemm_kernel_matches_pytorch_float64_and_python(c: dict) -> None:
     allowed = allowed_error(float((theirs.double() - exact).abs().max()), float(magnitude.max()), 2.0)
     assert float((ours.double() - exact).abs().max()) <= allowed
     assert float((python.double() - exact).abs().max()) <= allowed
+
+
+@pytest.mark.parametrize(("k", "c", "kernel"), [(512, 40, (3, 3)), (64, 3, (7, 7)), (80, 33, (3, 3)), (7, 5, (1, 2))])
+def test_gemm_weight_rows_are_the_permuted_weight_in_panels(k: int, c: int, kernel: tuple[int, int]) -> None:
+    """gemm.c's weight rows (taps then channels as rows, output channels in 64-wide panels) are the
+    reference's bits (a permuting copy, then ``panels``): whole panels and a narrower last one,
+    filters past whole blocks of 16, channels past whole chunks; on one thread and two, and into a
+    buffer given."""
+    if not native.available():
+        pytest.skip(native.reason())
+    w = torch.randn(k, c, *kernel, generator=torch.Generator().manual_seed(k))
+    reference = native.panels(w.permute(2, 3, 1, 0).reshape(1, -1, k))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append(native.gemm_weight_rows(w))
+    finally:
+        torch.set_num_threads(threads)
+    buffer = torch.full_like(reference, float("nan"))
+    assert native.gemm_weight_rows(w, out=buffer).data_ptr() == buffer.data_ptr()
+    assert all(torch.equal(rows, reference) for rows in (*results, buffer))
 
 
 def test_gemm_kernel_takes_plain_nchw_float32_with_whole_vectors_only() -> None:

@@ -132,9 +132,16 @@ def band_bytes(spec: ConvSpec) -> tuple[int, int]:
 
 def weight_rows(weight: torch.Tensor) -> torch.Tensor:
     """(C_out, C_in, k_h, k_w) -> (k_h*k_w*C_in, C_out), taps then channels as rows, in panels
-    (``native.panels``), kept per weight (recomputed when its values change)."""
+    (``native.panels``), kept per weight (recomputed when its values change, into the stale entry's
+    buffer). Laid out by gemm.c (``native.gemm_weight_rows``) where the weight is a float32 CPU
+    tensor, else by a permuting copy and ``panels``, the reference. Why: a training step lays it out
+    again on every step, and the torch ops took 6.2 ms for ResNet-50's 512x512 3x3 weight against
+    0.57 ms (``python benchmarks/gemm_pieces.py --weight-rows``, benchmarks/RESULTS.md, twentieth
+    session)."""
 
-    def laid_out(_: object = None) -> torch.Tensor:
+    def laid_out(buffer: torch.Tensor | None = None) -> torch.Tensor:
+        if native_kernels.plain_cpu_float32(weight):
+            return native_kernels.gemm_weight_rows(weight.detach().contiguous(), out=buffer)
         rows = weight.detach().permute(2, 3, 1, 0).reshape(1, -1, weight.shape[0])  # (1, k_h*k_w*C_in, C_out)
         return native_kernels.panels(rows)
 

@@ -15,14 +15,21 @@ transposed)::
     grad_x   = conv2d(grad_output, w_turned, padding=(d_h*(k_h-1) - top, ...), dilation=d, groups=G)   (N, C_in, H, W)
 
 (PyTorch computes its own input gradient the same way.) Which of the two ways is faster depends
-on the layer. Winograd's transform of the turned weight is made afresh on every call (the
-turned weight is a new tensor), which costs more than it saves when its tiles are fewer than its
-output channels (512 at 7x7: 128 tiles); im2col's columns of the zero-padded grad_output are
+on the layer. Winograd's U of the turned weight is the price: where winograd.c's fused pass runs
+the convolution, winograd_weight.c makes it straight from the weight (no turned copy), kept in the
+weight cache under the weight beside the forward's U and made again only when the weight changes
+(every step of training); elsewhere the turned weight is a new tensor on every call and its U is
+made by torch ops each time. Winograd takes the gradient where auto picks it for the gradient's
+convolution and it has at least MIN_TILES_PER_CHANNEL_FUSED = 1/8 tiles per output channel in the
+fused pass, MIN_TILES_PER_CHANNEL = 1 by torch ops (a U made afresh costs more than it saves with
+fewer: 512 at 7x7, batch 8, has 1/16). Else im2col's columns of the zero-padded grad_output,
 larger than col2im's by the padding, which at 14x14 and below (1.31x the area and more) costs
-more than the scatter-add it saves. So the convolution is used when auto picks Winograd and it
-has at least as many tiles as output channels, or, by auto's other choice (im2col for Winograd),
-when the padding grows grad_output by at most 1.2x (MAX_PADDED_GROWTH); evidence: ``python
-benchmarks/grad_input.py`` (benchmarks/RESULTS.md).
+more than the scatter-add it saves: the convolution by auto's other choice (im2col for Winograd)
+when the padding grows grad_output by at most 1.2x (MAX_PADDED_GROWTH). Evidence: ``python
+benchmarks/grad_input.py`` (benchmarks/RESULTS.md); with the fused pass, ``--changing-weight``
+(as in training), batch 1 and 8, precision "high" (twentieth session): ResNet-50's 128@28 at batch 1
+(0.38 tiles per channel) 0.82 ms against col2im's 1.42, 256@14 at batch 8 (0.5) 4.5 against 8.6,
+256@14 at batch 1 (0.19) 1.39 against 1.50, 512@7 at batch 8 (0.06) 11.4 against 9.6.
 Elsewhere (stride > 1, padding beyond d*(k-1), small images) the col2im path is used.
 """
 
@@ -35,11 +42,14 @@ import torch
 from convlens import algos
 from convlens.algos import EXACT_BOUND
 from convlens.algos.auto import rule as auto_rule
+from convlens.algos.winograd import forward as winograd_forward
 from convlens.algos.winograd import grad as winograd_grad
 from convlens.algos.winograd.plan import tile_count
 from convlens.spec import ConvSpec
 
 MAX_PADDED_GROWTH = 1.2  # see the module docstring
+MIN_TILES_PER_CHANNEL = 1.0  # Winograd's tiles per output channel, its U made by torch ops on every call
+MIN_TILES_PER_CHANNEL_FUSED = 1 / 8  # the same where winograd.c's fused pass runs it, its U kept under the weight
 
 
 def turned_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -96,11 +106,18 @@ def grad_input_by_convolution(
     chosen = algos.resolve(algorithm, grad_spec, workspace)
     if algorithm == "auto" and chosen.error_bound(grad_spec) > bound:
         chosen = algos.get("im2col")  # exact: no more error than the forward's algorithm allows
-    if algorithm == "auto" and not (chosen.name == "winograd" and tile_count(grad_spec) >= grad_spec.out_channels):
+    # winograd.c's fused pass, U of the turned weight made from the weight itself and kept under it
+    fused = chosen.name == "winograd" and not torch.is_grad_enabled()  # (recorded: double backward)
+    fused = fused and winograd_forward.runs_fused(grad_output, None, grad_spec)
+    min_tiles = MIN_TILES_PER_CHANNEL_FUSED if fused else MIN_TILES_PER_CHANNEL
+    winograd_pays = chosen.name == "winograd" and tile_count(grad_spec) >= min_tiles * grad_spec.out_channels
+    if algorithm == "auto" and not winograd_pays:
         (h, w), (h_pad, w_pad) = grad_spec.in_size, grad_spec.padded_size
         if h_pad * w_pad > MAX_PADDED_GROWTH * h * w:
             return None
         chosen = algos.get("im2col") if chosen.name == "winograd" else chosen
+    if fused and chosen.name == "winograd":
+        return winograd_forward.forward_fused(grad_output, weight, None, grad_spec, turned=True)[0]
     from convlens.autograd.function import Conv2dFunction  # the convolution that calls this backward
 
     return Conv2dFunction.apply(grad_output, turned_weight(weight, spec.groups), None, grad_spec, chosen, workspace)

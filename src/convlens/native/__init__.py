@@ -79,6 +79,10 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_winograd_fused.restype = ctypes.c_int
     library.convlens_gemm_forward.argtypes = [pointer, sizes, pointer, pointer, pointer, int64, int64, int64, int64]
     library.convlens_gemm_forward.restype = ctypes.c_int
+    library.convlens_gemm_weight_rows.argtypes = [pointer, int64, int64, int64, pointer, int64]
+    library.convlens_gemm_weight_rows.restype = ctypes.c_int
+    library.convlens_winograd_weight.argtypes = [pointer, int64, int64, int64, pointer, int64, pointer, int64]
+    library.convlens_winograd_weight.restype = ctypes.c_int
     library.convlens_winograd_products.argtypes = [pointer, int64, pointer, pointer, *[int64] * 5, ctypes.c_int]
     library.convlens_winograd_products.restype = None
     library.convlens_same_bytes.argtypes = [pointer, pointer, int64, int64]
@@ -363,6 +367,50 @@ def panels(u: torch.Tensor) -> torch.Tensor:
     other: (B, R * C_out). A panel's rows are contiguous, so that a block of them stays in L1."""
     b, _, c_out = u.shape
     return torch.cat([u[:, :, k0 : k0 + PANEL].reshape(b, -1) for k0 in range(0, c_out, PANEL)], dim=1)
+
+
+def gemm_weight_rows(weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """gemm.c's convlens_gemm_weight_rows: a one-group weight (C_out, C_in, k_h, k_w), float32,
+    contiguous, CPU, as gemm.c reads it: its taps then channels as rows, (k_h*k_w*C_in, C_out), in
+    ``panels``, (1, k_h*k_w*C_in*C_out). ``out``: a buffer of that shape to write into (the weight
+    cache's stale entry)."""
+    library = _load()
+    assert library is not None and weight.is_contiguous() and weight.dtype == torch.float32
+    filters, channels = weight.shape[:2]
+    taps = weight.shape[2] * weight.shape[3]
+    shape = (1, taps * channels * filters)
+    if out is None or out.shape != shape or not out.is_contiguous():
+        out = torch.empty(shape, dtype=torch.float32)
+    status = library.convlens_gemm_weight_rows(weight.data_ptr(), filters, channels, taps, out.data_ptr(),
+                                               torch.get_num_threads())  # fmt: skip
+    if status == 2:
+        raise MemoryError("convlens's gemm weight rows could not allocate a block")
+    return out
+
+
+def winograd_weight(
+    weight: torch.Tensor, g: torch.Tensor, turned: bool = False, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """winograd_weight.c: U = G g G^T for every filter of a one-group 3x3 ``weight`` (float32,
+    contiguous, CPU), straight in ``panels``: (t*t, C_in*C_out) from (C_out, C_in, 3, 3), G (t, 3).
+    ``turned``: U of the weight turned 180 degrees with its channels swapped (the convolution of
+    the input gradient, by_convolution.py's ``turned_weight``), (t*t, C_out*C_in). ``out``: a
+    buffer of that shape to write into (the weight cache's stale entry)."""
+    library = _load()
+    assert library is not None and weight.is_contiguous() and weight.dtype == torch.float32
+    filters, channels = (weight.shape[1], weight.shape[0]) if turned else (weight.shape[0], weight.shape[1])
+    g = g.to(torch.float32).contiguous()
+    t = g.shape[0]
+    shape = (t * t, channels * filters)
+    if out is None or out.shape != shape or not out.is_contiguous():
+        out = torch.empty(shape, dtype=torch.float32)
+    status = library.convlens_winograd_weight(weight.data_ptr(), filters, channels, int(turned), g.data_ptr(), t,
+                                              out.data_ptr(), torch.get_num_threads())  # fmt: skip
+    if status == 2:
+        raise MemoryError("convlens's Winograd weight transform could not allocate its taps' buffer")
+    if status == 3:
+        raise ValueError(f"winograd_weight.c takes G with 1 to 6 rows, got {t}")
+    return out
 
 
 def winograd_products(v: torch.Tensor, u_panels: torch.Tensor, m: torch.Tensor, wide: bool = True) -> None:

@@ -24,6 +24,12 @@
  * M (112, 128), w_rows (1152, 128).
  *
  * Threads (parallel.h): a share of the bands each, with its own band and M.
+ *
+ * w_rows is made by convlens_gemm_weight_rows below (gemm.py's ``weight_rows``; the torch ops,
+ * a permuting copy and ``native.panels``, stay the reference): again whenever the weight changes,
+ * every step of training, where the torch ops took 6.2 ms for ResNet-50's 512x512 3x3 weight
+ * against 0.57 ms (``python benchmarks/gemm_pieces.py --weight-rows``, benchmarks/RESULTS.md, twentieth
+ * session).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -205,5 +211,63 @@ int convlens_gemm_forward(const float *x, const Sizes *z, const float *w_rows, c
                          C * rows_in * band_w, wide != 0, &no_memory};
     const int failed = convlens_parallel(gemm_units, &job, groups * bands * (all_panels / panels), used);
     free(offsets);
+    return no_memory ? 2 : failed;
+}
+
+/* w_rows[panel * R + r * width + k % PANEL] = weight[k, c, tap] for r = tap * C + c (R = taps * C
+ * rows; panel = k / PANEL * PANEL, width = PANEL but for the last panel's K % PANEL): the weight
+ * (K, C, taps) read 16 filters at a time, for a chunk of ROW_CHUNK channels, through transpose.h
+ * into `block` (block[(c * taps + tap) * 16 + l]), then each (tap, channel) row's 16 floats copied
+ * into place. Units: (panel, chunk of channels). */
+enum { ROW_CHUNK = 32 };
+
+typedef struct {
+    const float *weight;
+    float *rows;
+    int64_t filters, channels, taps, chunks;
+    int *no_memory;
+} RowsJob;
+
+FOR_EVERY_CPU
+static void weight_rows_units(const void *context, int64_t first, int64_t end) {
+    const RowsJob *job = (const RowsJob *)context;
+    const int64_t K = job->filters, C = job->channels, taps = job->taps, R = taps * C;
+    float *block = malloc(sizeof(float) * (size_t)(ROW_CHUNK * taps * BLOCK_ROWS));
+    if (block == NULL) {
+        *job->no_memory = 1;
+        return;
+    }
+    for (int64_t unit = first; unit < end; unit++) {
+        const int64_t panel = unit / job->chunks * PANEL, c0 = unit % job->chunks * ROW_CHUNK;
+        const int64_t width = K - panel < PANEL ? K - panel : PANEL, channels = C - c0 < ROW_CHUNK ? C - c0 : ROW_CHUNK;
+        float *to = job->rows + panel * R; /* the panel: R rows of width floats */
+        for (int64_t k0 = 0; k0 < width; k0 += BLOCK_ROWS) {
+            const float *from = job->weight + ((panel + k0) * C + c0) * taps; /* filter panel + k0, channel c0 */
+            if (width - k0 >= BLOCK_ROWS) {
+                interleave_rows(from, C * taps, channels * taps, block, BLOCK_ROWS);
+                for (int64_t c = 0; c < channels; c++)
+                    for (int64_t tap = 0; tap < taps; tap++)
+                        memcpy(to + (tap * C + c0 + c) * width + k0, block + (c * taps + tap) * BLOCK_ROWS,
+                               sizeof(float) * BLOCK_ROWS);
+            } else { /* the panel's last filters, fewer than 16 */
+                for (int64_t k = 0; k < width - k0; k++)
+                    for (int64_t c = 0; c < channels; c++)
+                        for (int64_t tap = 0; tap < taps; tap++)
+                            to[(tap * C + c0 + c) * width + k0 + k] = from[k * C * taps + c * taps + tap];
+            }
+        }
+    }
+    free(block);
+}
+
+/* rows (taps*C*K floats) from weight (K, C, taps) contiguous: see above. Returns 0, 1 when a thread
+ * could not start (the result is complete all the same), 2 when a share could not allocate its block. */
+int convlens_gemm_weight_rows(const float *weight, int64_t filters, int64_t channels, int64_t taps, float *rows,
+                              int64_t threads) {
+    int no_memory = 0;
+    const int64_t chunks = (channels + ROW_CHUNK - 1) / ROW_CHUNK, panels = (filters + PANEL - 1) / PANEL;
+    const RowsJob job = {weight, rows, filters, channels, taps, chunks, &no_memory};
+    const int failed = convlens_parallel(weight_rows_units, &job, panels * chunks,
+                                         convlens_threads_for(filters * channels * taps, threads));
     return no_memory ? 2 : failed;
 }

@@ -145,15 +145,16 @@ def forward_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 def forward_fused(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec, turned: bool = False
 ) -> tuple[torch.Tensor, bool]:
     """The whole layer in one compiled call (winograd.c, convlens_winograd_fused): for each piece
     (a band of tile rows of one image, or several whole images: ``plan.fused_pieces``), V = B^T d B
     (t*t, P, C_in), M = V @ U (t*t, P, C_out) and out = A^T M A + bias, V and M in buffers of one
     piece per thread; out in x's layout. Also whether every output value is finite (the output
-    pass looks at each)."""
+    pass looks at each). ``turned``: convolve with ``weight`` (C_in, C_out, 3, 3) turned 180 degrees
+    and its channels swapped (the input gradient's convolution), its U kept under ``weight``."""
     m = tile_size(spec)
-    u = cached_panels(weight, m, tiling_stride(spec))  # U (t*t, C_in, C_out) in panels of 64 output channels
+    u = cached_panels(weight, m, tiling_stride(spec), turned)  # U (t*t, C_in, C_out) in panels of 64 output channels
     layout = torch.channels_last if prefers_channels_last(x) else torch.contiguous_format
     out = torch.empty((x.shape[0], spec.out_channels, *spec.out_size), dtype=x.dtype, memory_format=layout)
     rows, images = plan.fused_pieces(spec, m)

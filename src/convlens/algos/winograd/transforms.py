@@ -182,11 +182,24 @@ def cached_weight_transform(
     )
 
 
-def cached_panels(weight: torch.Tensor, m: int, stride: int = 1) -> torch.Tensor:
+def cached_panels(weight: torch.Tensor, m: int, stride: int = 1, turned: bool = False) -> torch.Tensor:
     """The float32 U of a one-group layer in the panels winograd_products.c reads (``native.panels``),
-    kept in WEIGHT_CACHE as U is."""
+    kept in WEIGHT_CACHE as U is. ``turned``: U of the weight turned 180 degrees with its input and
+    output channels swapped, the convolution that gives the input gradient
+    (autograd/by_convolution.py), kept under the same weight beside the forward's.
 
-    def laid_out(_: object) -> torch.Tensor:
-        return native.panels(transform_weight(weight, m, 1, torch.float32, stride=stride)[0])
+    Made by winograd_weight.c where the kernels are built (into the stale entry's buffer when the
+    weight has changed, as after an optimizer step), else by ``transform_weight`` and ``panels``,
+    the reference. Why: a training step makes it again on every call, and the torch ops took 5-6x
+    the compiled pass's time (128x128 F(4x4) 1.2 ms against 0.2 ms, 256x256 F(2x2) 2.5 ms against
+    0.45 ms; ``python benchmarks/winograd_transform.py``, benchmarks/RESULTS.md, twentieth session)."""
 
-    return WEIGHT_CACHE.get(weight, (m, stride, 1, torch.float32, "panels"), laid_out)
+    def laid_out(buffer: torch.Tensor | None) -> torch.Tensor:
+        if native.available() and native.plain_cpu_float32(weight):
+            g = matrices(m, stride)[1]
+            return native.winograd_weight(weight.detach().contiguous(), g, turned, out=buffer)
+        source = weight.detach().transpose(0, 1).flip(-2, -1) if turned else weight
+        return native.panels(transform_weight(source, m, 1, torch.float32, stride=stride)[0])
+
+    key = (m, stride, 1, torch.float32, "panels", "turned" if turned else "forward")
+    return WEIGHT_CACHE.get(weight, key, laid_out)
