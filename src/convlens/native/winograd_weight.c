@@ -19,17 +19,18 @@
  * A panel's filters and a chunk of CHUNK channels at a time: their taps gathered first, filters
  * innermost (taps[c][ky][kx][k], 16 filters at a time through transpose.h), then G g (t x 3) for
  * each, 8 filters per vector, then (G g) G^T one matrix xi = (a, b) at a time, so that each
- * matrix's rows of the chunk are written in order (they are contiguous in its panel: written xi
- * after xi for each filter, the t*t stores a matrix apart fell in the same cache sets and ran 4x
- * slower). Every value a sum of three products in kx (then ky) order; every term computed, zeros
+ * matrix's rows of the chunk are written in order (they are contiguous in its panel; written xi
+ * after xi for each filter, t*t stores a matrix apart, 128x128 F(4x4) took 0.30 ms against 0.21,
+ * ad hoc). Every value a sum of three products in kx (then ky) order; every term computed, zeros
  * of G included (an Inf tap makes the NaN torch's product makes). Built with -ffp-contract=off:
  * each product rounded, then added, the same bits on every CPU. Threads (parallel.h): a share of
  * the (panel, chunk) units each.
  *
  * Why: in a training step the weight changes every step, so U is made again on every call; by
  * torch ops (a product per chunk of filters, a transposing copy, then the panels' copy) it took
- * 1.2-1.4 ms for a 128x128 F(4x4) weight and 2.5 ms for a 256x256 F(2x2) one, on the Xeon of
- * benchmarks/RESULTS.md (twentieth session).
+ * 0.61 ms for a 128x128 F(4x4) weight and 1.21 ms for a 256x256 F(2x2) one, here 0.09 and 0.23
+ * ms (``python benchmarks/winograd_transform.py``; the Xeon of benchmarks/RESULTS.md, twentieth
+ * session).
  */
 #include <stdint.h>
 #include <stdlib.h>

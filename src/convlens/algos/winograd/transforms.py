@@ -190,9 +190,9 @@ def cached_panels(weight: torch.Tensor, m: int, stride: int = 1, turned: bool = 
 
     Made by winograd_weight.c where the kernels are built (into the stale entry's buffer when the
     weight has changed, as after an optimizer step), else by ``transform_weight`` and ``panels``,
-    the reference. Why: a training step makes it again on every call, and the torch ops took 5-6x
-    the compiled pass's time (128x128 F(4x4) 1.2 ms against 0.2 ms, 256x256 F(2x2) 2.5 ms against
-    0.45 ms; ``python benchmarks/winograd_transform.py``, benchmarks/RESULTS.md, twentieth session)."""
+    the reference. Why: a training step makes it again on every call, and the torch ops took 5-7x
+    the compiled pass's time (128x128 F(4x4) 0.61 ms against 0.09 ms, 256x256 F(2x2) 1.21 ms against
+    0.23 ms; ``python benchmarks/winograd_transform.py``, benchmarks/RESULTS.md, twentieth session)."""
 
     def laid_out(buffer: torch.Tensor | None) -> torch.Tensor:
         if native.available() and native.plain_cpu_float32(weight):
