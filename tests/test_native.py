@@ -559,6 +559,23 @@ def test_the_weight_transform_writes_u_in_the_products_panels(k: int, c: int, m:
         torch.testing.assert_close(results[0].double(), truth, rtol=1e-6, atol=4e-6 * w.abs().max().item())
 
 
+@pytest.mark.parametrize("turned", [False, True])
+def test_the_kept_panels_of_u_are_the_references_with_or_without_the_kernels(monkeypatch, turned: bool) -> None:
+    """``cached_panels`` makes U by winograd_weight.c where the kernels are built and by the torch ops
+    (transform_weight on the turned weight, then panels) where they are not: the same values either
+    way, for the weight and turned."""
+    if not native.available():
+        pytest.skip(native.reason())
+    from convlens.algos.winograd import transforms
+
+    w = torch.randn(32, 48, 3, 3, generator=torch.Generator().manual_seed(4))
+    compiled = transforms.cached_panels(w.clone(), 4, 1, turned)
+    monkeypatch.setattr(native, "available", lambda: False)
+    by_torch = transforms.cached_panels(w.clone(), 4, 1, turned)
+    assert compiled.shape == by_torch.shape == (36, 32 * 48)
+    torch.testing.assert_close(compiled, by_torch, rtol=1e-5, atol=1e-5 * w.abs().max().item())
+
+
 def test_the_weight_transform_makes_the_nans_and_infinities_of_the_reference() -> None:
     """An infinite tap: every entry of U whose coefficient of that tap is 0 is NaN (0 * Inf), the others
     infinite, as the reference's product makes them (auto's NaN/Inf guard then sees a non-finite output)."""
