@@ -83,6 +83,43 @@ def test_float32_error_within_the_forward_bounds(precision: str, case: Case) -> 
     assert our_error <= (2 if precision == "highest" else 50) * max(their_error, floor), (case, our_error, their_error)
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 1 << 30], ids=["one tile row per piece", "whole batch"])
+@pytest.mark.parametrize("precision", ["highest", "high"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_float32_takes_v_from_the_compiled_input_pass(
+    piece_bytes: int, precision: str, channels_last: bool, stride: int
+) -> None:
+    """A float32 CPU layer at stride 1 or 2 gets V from winograd.c's input pass (padding, gather and
+    transform in one), piece by piece; its weight gradient is the torch-op pipeline's within rounding,
+    and within the forward's bound of float64."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 24, 13, 11, generator=generator)  # tiles overhang the output on both sides
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    w = torch.randn(32, 24, 3, 3, generator=generator)
+    spec = ConvSpec.from_args(x, w, None, stride=stride, padding=1)
+    grad_output = torch.randn(3, 32, *spec.out_size, generator=generator)
+    sizes = dict.fromkeys(("PIECE_BYTES", "LARGE_IMAGE_BYTES", "BAND_BYTES"), piece_bytes)
+    with winograd_tiles_of(precision), mock.patch.multiple(winograd_plan, **sizes):
+        with mock.patch.object(native, "winograd_input", wraps=native.winograd_input) as compiled:
+            ours = winograd_grad.weight_grad(grad_output, x, spec)
+        assert compiled.called
+        with mock.patch.object(native, "runs_winograd", lambda *args: False):
+            pipeline = winograd_grad.weight_grad(grad_output, x, spec)
+    options = {"stride": stride, "padding": 1}
+    truth = pytorch_weight_grad(x.double(), w.double(), grad_output.double(), options)
+    scale = truth.abs().max().item()
+    torch.testing.assert_close(ours, pipeline, rtol=0, atol=1e-5 * scale)
+    theirs = pytorch_weight_grad(x, w, grad_output, options)
+    floor = 4 * torch.finfo(torch.float32).eps * scale
+    bound = 2 if precision == "highest" or stride == 2 else 50  # stride 2: F(2x2) at either precision
+    assert (ours.double() - truth).abs().max().item() <= bound * max(
+        (theirs.double() - truth).abs().max().item(), floor
+    )
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
 @pytest.mark.parametrize(
     ("channels", "groups", "create_graph", "by_winograd"),

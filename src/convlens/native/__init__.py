@@ -59,7 +59,7 @@ def _load() -> ctypes.CDLL | None:
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     library.convlens_direct_forward.argtypes = [pointer] * 4 + [ctypes.POINTER(ConvSizes), int64, int64]
     library.convlens_direct_forward.restype = ctypes.c_int
-    library.convlens_winograd_input.argtypes = [pointer] + [int64] * 15 + [pointer] + [int64] * 3
+    library.convlens_winograd_input.argtypes = [pointer] + [int64] * 16 + [pointer] + [int64] * 3
     library.convlens_winograd_output.argtypes = [pointer, int64, int64, pointer, pointer, *[int64] * 14]
     library.convlens_direct_pick.argtypes = [ctypes.POINTER(ConvSizes)]
     library.convlens_direct_pick.restype = ctypes.c_int
@@ -298,13 +298,15 @@ Piece = tuple[int, int, int, int, int]  # (first image, images, first tile row, 
 
 def winograd_input(x: torch.Tensor, spec: ConvSpec, m: int, piece: Piece, v: torch.Tensor) -> None:
     """winograd.c: V = B^T d B for the tiles of ``piece`` of x (N, C_in, H, W) in any layout, with
-    the zero padding of ``spec``, into v (t*t, P, C_in), each v[xi] contiguous (the stride between
-    them may be larger: see ``padded_rows``)."""
+    the zero padding of ``spec``, at its stride (1, or 2 for m = 2), into v (t*t, P, C_in), each
+    v[xi] contiguous (the stride between them may be larger: see ``padded_rows``). The tiles step by
+    the larger of the two strides (an axis with one output has its stride clamped to 1 in the spec:
+    ``winograd.plan.tiling_stride``)."""
     library = _load()
     assert library is not None and v.stride(2) == 1
     status = library.convlens_winograd_input(
-        x.data_ptr(), *x.stride(), spec.in_channels, *spec.in_size, spec.padding[0], spec.padding[2], m, *piece,
-        v.data_ptr(), *v.stride()[:2], torch.get_num_threads(),
+        x.data_ptr(), *x.stride(), spec.in_channels, *spec.in_size, spec.padding[0], spec.padding[2], m,
+        max(spec.stride), *piece, v.data_ptr(), *v.stride()[:2], torch.get_num_threads(),
     )  # fmt: skip
     check_winograd_status(status, m, piece)
 

@@ -4,7 +4,7 @@
  *
  *   Y = A^T [ (G g G^T) * (B^T d B) ] A        d: the t x t input tile, t = m + 2
  *
- * At stride 2 (F(2x2, 3x3) only, in the fused pass only: BT_2S2 and AT_2S2 below) t = 5 and the
+ * At stride 2 (F(2x2, 3x3) only, in the fused pass and winograd_input: BT_2S2 and AT_2S2 below) t = 5 and the
  * input tiles are step = 4 pixels apart: where the input rows and columns below say i*m and j*m,
  * read i*step and j*step (Tiling: m, t, step).
  *
@@ -316,6 +316,9 @@ static inline __attribute__((always_inline)) void output_units(const OutputJob *
 #define F2_STRIDE_2 ((Tiling){2, 5, 4})
 FOR_EVERY_CPU static void input_f2(const void *job, int64_t first, int64_t end) { input_units(job, F2, BT_2, first, end); }
 FOR_EVERY_CPU static void input_f4(const void *job, int64_t first, int64_t end) { input_units(job, F4, BT_4, first, end); }
+FOR_EVERY_CPU static void input_f2_stride_2(const void *job, int64_t first, int64_t end) {
+    input_units(job, F2_STRIDE_2, BT_2S2, first, end);
+}
 FOR_EVERY_CPU static void output_f2(const void *job, int64_t first, int64_t end) { output_units(job, F2, AT_2, first, end); }
 FOR_EVERY_CPU static void output_f4(const void *job, int64_t first, int64_t end) { output_units(job, F4, AT_4, first, end); }
 
@@ -324,18 +327,23 @@ static int64_t units_of(int64_t channels, const Piece *piece) {
     return (channels + LANES - 1) / LANES * piece->images * piece->rows;
 }
 
-/* V = B^T d B for every tile of a piece (see the top of the file). Returns 0, 1 when a thread could
- * not start (the result is complete all the same), 2 for a tile size other than 2 or 4. */
+/* V = B^T d B for every tile of a piece (see the top of the file), at the layer's stride (1, or 2
+ * for m = 2: t = 5, tiles 4 pixels apart). Returns 0, 1 when a thread could not start (the result
+ * is complete all the same), 2 for a tile size other than 2 or 4 (2 at stride 2) or a row wider
+ * than MAX_BAND_W. */
 int convlens_winograd_input(const float *x, int64_t stride_n, int64_t stride_c, int64_t stride_h, int64_t stride_w,
                             int64_t channels, int64_t height, int64_t width, int64_t pad_top, int64_t pad_left,
-                            int64_t m, int64_t first_image, int64_t images, int64_t first_row, int64_t rows,
-                            int64_t tiles_w, float *v, int64_t xi_stride, int64_t tile_stride, int64_t threads) {
-    if ((m != 2 && m != 4) || tiles_w * m > MAX_BAND_W) return 2;
+                            int64_t m, int64_t stride, int64_t first_image, int64_t images, int64_t first_row,
+                            int64_t rows, int64_t tiles_w, float *v, int64_t xi_stride, int64_t tile_stride,
+                            int64_t threads) {
+    if ((m != 2 && m != 4) || (stride != 1 && !(stride == 2 && m == 2)) || tiles_w * m * stride > MAX_BAND_W)
+        return 2;
     const InputJob job = {x, {stride_n, stride_c, stride_h, stride_w}, channels, height, width, pad_top, pad_left,
                           {first_image, images, first_row, rows, tiles_w, images * rows * tiles_w}, v, xi_stride, tile_stride};
-    const int64_t work = job.piece.tiles * channels * (m + 2) * (m + 2) * 4; /* about 4 per value of V */
-    return convlens_parallel(m == 2 ? input_f2 : input_f4, &job, units_of(channels, &job.piece),
-                             convlens_threads_for(work, threads));
+    const int64_t t = stride * (m - 1) + 3;
+    const int64_t work = job.piece.tiles * channels * t * t * 4; /* about 4 per value of V */
+    ShareWork input = stride == 2 ? input_f2_stride_2 : m == 2 ? input_f2 : input_f4;
+    return convlens_parallel(input, &job, units_of(channels, &job.piece), convlens_threads_for(work, threads));
 }
 
 /* out = A^T M A + bias for every tile of a piece, cropped to the output. Returns as above. */

@@ -21,6 +21,14 @@ tiles_w tiles::
     grad_U  = Z^T @ V, one product per xi, summed over pieces (t*t, C_out, C_in)
     grad_w  = grad_U^T @ kron(G, G), over xi                  (C_out*C_in, 9) = (C_out, C_in, 3, 3)
 
+On float32 CPU tensors (stride 1 or 2) V comes from winograd.c's input pass (``native.winograd_input``:
+the padding, the tile gather and the transform in one pass, as the forward's), not from x_pad, a
+gathered copy of the tiles and a product with the dense kron(B^T, B^T). Why: on ResNet-50's 64@56
+at batch 8, F(4x4), the copies and that product were 7 of the weight gradient's 11 ms (a profile,
+ad hoc), and its whole backward went from 1.05x to 0.80x of PyTorch's time (its input gradient
+already by Winograd; ``python benchmarks/backward.py --batch 8 --precision high``,
+benchmarks/RESULTS.md, twentieth session).
+
 For ResNet-50's 128->128 layer at 28x28, batch 8, F(4x4): P = 392; V (36, 392, 128), dY
 (16, 392, 128), Z (36, 392, 128), grad_U (36, 128, 128), grad_w (128, 128, 3, 3).
 grad_U is laid out (C_out, C_in) per xi so that the last product writes the weight's own layout.
@@ -46,8 +54,9 @@ from __future__ import annotations
 
 import torch
 
+from convlens import native as native_kernels
 from convlens.algos import accumulation_dtype
-from convlens.algos.winograd.forward import SCRATCH, channels_last_tiled, transformed_tiles
+from convlens.algos.winograd.forward import SCRATCH, channels_last_tiled, padded_scratch, transformed_tiles
 from convlens.algos.winograd.plan import pieces, span, step, tile_grid, tile_size, tiled_input_size, tiling_stride
 from convlens.algos.winograd.transforms import R, kron, kron_g
 from convlens.spec import ConvSpec
@@ -64,7 +73,9 @@ def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> t
     kron_b, kron_a = (matrix.to(dtype=compute, device=x.device) for matrix in kron(m, tiling_stride(spec)))
     kron_g_m = kron_g(m, tiling_stride(spec)).to(dtype=compute, device=x.device)  # (t*t, 9)
 
-    x_pad = channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)  # (N, H, W, C_in)
+    # V by winograd.c's input pass where it runs (float32 CPU): padding, gather and transform in one
+    native_input = native_kernels.runs_winograd(x, None, spec)
+    x_pad = None if native_input else channels_last_tiled(x, spec.padding, tiled_input_size(spec, m), compute)
     # grad_output channels last, zero-extended to whole tiles: the overhang's gradient is zero
     grad_pad = channels_last_tiled(grad_output, (0, 0, 0, 0), (tiles_h * m, tiles_w * m), compute, name="dy_pad")
     grad_u = SCRATCH.take("grad_u", (t * t, c_out, c_in), compute, x.device)
@@ -74,8 +85,12 @@ def weight_grad(grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec) -> t
         for i0 in range(0, tiles_h, band):
             k, rows = min(images, n - n0), min(band, tiles_h - i0)  # this piece: k images, tile rows i0 .. i0 + rows
             p = k * rows * tiles_w
-            rows_in = x_pad[n0 : n0 + k, i0 * tile_step : (i0 + rows) * tile_step + t - tile_step]
-            v = transformed_tiles(rows_in, t, tile_step, kron_b)  # as the forward's
+            if x_pad is None:  # V = B^T d B                                                  (t*t, P, C_in)
+                v = padded_scratch("v", t * t, (p, c_in))
+                native_kernels.winograd_input(x, spec, m, (n0, k, i0, rows, tiles_w), v)
+            else:
+                rows_in = x_pad[n0 : n0 + k, i0 * tile_step : (i0 + rows) * tile_step + t - tile_step]
+                v = transformed_tiles(rows_in, t, tile_step, kron_b)  # as the forward's
             # m x m output tiles of the gradient, which do not overlap: (m, m, k, rows, tiles_w, C_out)
             grad_windows = grad_pad[n0 : n0 + k, i0 * m : (i0 + rows) * m].unfold(1, m, m).unfold(2, m, m)
             grad_tiles = SCRATCH.take("dy", (m, m, k, rows, tiles_w, c_out), compute, x.device)
