@@ -175,6 +175,31 @@ def test_a_stride_2_layer_auto_runs_by_winograd_gets_its_weight_gradient_by_wino
     assert (ours.double() - truth).abs().max().item() <= 2 * max(their_error, floor)
 
 
+@pytest.mark.parametrize(("channels", "by_winograd"), [(32, True), (256, False)], ids=["a tile per channel", "1/8"])
+def test_a_stride_2_layer_run_otherwise_gets_winograds_weight_gradient_where_its_tiles_pay(
+    channels: int, by_winograd: bool
+) -> None:
+    """A 3x3 stride-2 layer that auto runs by another algorithm still gets its weight gradient by
+    Winograd where it has at least one tile per output channel (it reads no transformed weight),
+    within 2x PyTorch's own float32 error against float64; by the products where it has fewer."""
+    if not native.available():
+        pytest.skip(native.reason())
+    generator = torch.Generator().manual_seed(8)
+    x = torch.randn(2, channels, 16, 16, generator=generator, requires_grad=True)  # 2 x 16 F(2x2) tiles at stride 2
+    w = torch.randn(channels, channels, 3, 3, generator=generator, requires_grad=True)
+    assert choose(ConvSpec.from_args(x, w, stride=2, padding=1)).algorithm.name != "winograd"
+    with mock.patch.object(winograd_grad, "weight_grad", wraps=winograd_grad.weight_grad) as spy:
+        out = convlens.conv2d(x, w, stride=2, padding=1)
+        grad_output = torch.randn(out.shape, generator=generator)
+        ours = torch.autograd.grad(out, w, grad_output)[0]
+    assert spy.called == by_winograd
+    truth = pytorch_weight_grad(x.double(), w.double(), grad_output.double(), {"stride": 2, "padding": 1})
+    theirs = pytorch_weight_grad(x, w, grad_output, {"stride": 2, "padding": 1})
+    floor = 4 * torch.finfo(torch.float32).eps * truth.abs().max().item()
+    their_error = (theirs.double() - truth).abs().max().item()
+    assert (ours.double() - truth).abs().max().item() <= 2 * max(their_error, floor)
+
+
 def test_an_empty_batch_has_a_zero_weight_gradient() -> None:
     """No tiles to sum over: zeros, not whatever the kept grad_U buffer held."""
     x, grad_output = torch.randn(0, 4, 6, 6), torch.randn(0, 5, 6, 6)

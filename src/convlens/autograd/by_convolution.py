@@ -40,6 +40,7 @@ from dataclasses import replace
 import torch
 
 from convlens import algos
+from convlens import native as native_kernels
 from convlens.algos import EXACT_BOUND
 from convlens.algos.auto import rule as auto_rule
 from convlens.algos.winograd import forward as winograd_forward
@@ -50,6 +51,7 @@ from convlens.spec import ConvSpec
 MAX_PADDED_GROWTH = 1.2  # see the module docstring
 MIN_TILES_PER_CHANNEL = 1.0  # Winograd's tiles per output channel, its U made by torch ops on every call
 MIN_TILES_PER_CHANNEL_FUSED = 1 / 8  # the same where winograd.c's fused pass runs it, its U kept under the weight
+STRIDED_WEIGHT_GRAD_MIN_TILES_PER_CHANNEL = 1.0  # see strided_weight_grad_pays
 
 
 def turned_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -127,12 +129,35 @@ def grad_weight_by_winograd(
     grad_output: torch.Tensor, x: torch.Tensor, spec: ConvSpec, bound: float = EXACT_BOUND
 ) -> torch.Tensor | None:
     """dLoss/d weight by Winograd's transforms (``algos/winograd/grad.py``) where auto's rule picks
-    Winograd for the layer, there is one group and Winograd's error bound at this tile size is
-    within ``bound`` (the forward algorithm's), or None: then the im2col product gives it. Not while
-    the backward is itself recorded (double backward), since that path keeps its intermediates in
-    scratch buffers."""
-    if torch.is_grad_enabled() or spec.groups != 1 or auto_rule(spec).algorithm.name != "winograd":
+    Winograd for the layer, or (``strided_weight_grad_pays``) a 3x3 stride-2 layer whose V comes from
+    winograd.c's input pass has at least one of its tiles per output channel; there is one group
+    and Winograd's error bound at this tile size is within ``bound`` (the forward algorithm's), or
+    None: then the im2col product gives it. Not while the backward is itself recorded (double
+    backward), since that path keeps its intermediates in scratch buffers."""
+    if torch.is_grad_enabled() or spec.groups != 1:
+        return None
+    if auto_rule(spec).algorithm.name != "winograd" and not strided_weight_grad_pays(x, spec):
         return None
     if algos.get("winograd").error_bound(spec) > bound:
         return None
     return winograd_grad.weight_grad(grad_output, x, spec)
+
+
+def strided_weight_grad_pays(x: torch.Tensor, spec: ConvSpec) -> bool:
+    """Whether a 3x3 stride-2 layer that auto does not run by Winograd (gemm.c's, at 2 MiB of U and
+    more) still gets its weight gradient faster by Winograd than by the products: V from winograd.c's
+    input pass and at least STRIDED_WEIGHT_GRAD_MIN_TILES_PER_CHANNEL tiles per output channel (the
+    weight gradient reads no U: the forward's reason does not apply). Why: the weight gradient alone
+    (ad hoc, interleaved) of ResNet-50's 256@28 at batch 8 (1.5 tiles per channel) took 8.3 ms
+    against the products' 12.8 and of 128@56 at batch 1 (1.5) 1.6-1.7 against 2.0-2.2, while 256@28
+    at batch 1 (0.19) and 512@14 at batch 8 (0.25) ran faster by the products (1.4 against 1.8, 9.6
+    against 12.8); their whole backward went from 1.30x-1.38x to 1.20x of PyTorch's time and from
+    1.45x-1.54x to 1.22x (``python benchmarks/backward.py --batch 8|1 --precision high``,
+    benchmarks/RESULTS.md, twentieth session)."""
+    winograd = algos.get("winograd")
+    return (
+        max(spec.stride) == 2
+        and winograd.supports(spec) is None
+        and native_kernels.runs_winograd(x, None, spec)
+        and tile_count(spec) >= STRIDED_WEIGHT_GRAD_MIN_TILES_PER_CHANNEL * spec.out_channels
+    )
