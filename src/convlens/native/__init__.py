@@ -371,6 +371,14 @@ def panels(u: torch.Tensor) -> torch.Tensor:
     return torch.cat([u[:, :, k0 : k0 + PANEL].reshape(b, -1) for k0 in range(0, c_out, PANEL)], dim=1)
 
 
+def kept_or_new(out: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+    """``out`` where it is a contiguous buffer of ``shape`` (a weight cache's stale entry, written
+    over in place), else a new float32 one."""
+    if out is None or out.shape != shape or not out.is_contiguous():
+        return torch.empty(shape, dtype=torch.float32)
+    return out
+
+
 def gemm_weight_rows(weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """gemm.c's convlens_gemm_weight_rows: a one-group weight (C_out, C_in, k_h, k_w), float32,
     contiguous, CPU, as gemm.c reads it: its taps then channels as rows, (k_h*k_w*C_in, C_out), in
@@ -380,9 +388,7 @@ def gemm_weight_rows(weight: torch.Tensor, out: torch.Tensor | None = None) -> t
     assert library is not None and weight.is_contiguous() and weight.dtype == torch.float32
     filters, channels = weight.shape[:2]
     taps = weight.shape[2] * weight.shape[3]
-    shape = (1, taps * channels * filters)
-    if out is None or out.shape != shape or not out.is_contiguous():
-        out = torch.empty(shape, dtype=torch.float32)
+    out = kept_or_new(out, (1, taps * channels * filters))
     status = library.convlens_gemm_weight_rows(weight.data_ptr(), filters, channels, taps, out.data_ptr(),
                                                torch.get_num_threads())  # fmt: skip
     if status == 2:
@@ -403,9 +409,7 @@ def winograd_weight(
     filters, channels = (weight.shape[1], weight.shape[0]) if turned else (weight.shape[0], weight.shape[1])
     g = g.to(torch.float32).contiguous()
     t = g.shape[0]
-    shape = (t * t, channels * filters)
-    if out is None or out.shape != shape or not out.is_contiguous():
-        out = torch.empty(shape, dtype=torch.float32)
+    out = kept_or_new(out, (t * t, channels * filters))
     status = library.convlens_winograd_weight(weight.data_ptr(), filters, channels, int(turned), g.data_ptr(), t,
                                               out.data_ptr(), torch.get_num_threads())  # fmt: skip
     if status == 2:
