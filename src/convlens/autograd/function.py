@@ -5,6 +5,7 @@
                depthwise, one filter per channel          tap by tap                     (depthwise.py)
                grad_weight, auto picks Winograd, G = 1    Winograd's transforms          (by_convolution.py)
                grad_x, stride 1, where it pays            a convolution of grad_output   (by_convolution.py)
+               grad_x, stride > 1, where it pays          a convolution per stride phase (by_phases.py)
                otherwise                                  the im2col products, col2im    (products.py)
                (batched under vmap, as gradcheck's batched gradients run it: depthwise or products
                only, with every sum made from the batched gradient, so the backward is vmap-clean)
@@ -23,6 +24,7 @@ import torch
 
 from convlens.algos import EXACT_BOUND, Algorithm
 from convlens.algos.scratch import vmapped
+from convlens.autograd import by_phases
 from convlens.autograd.by_convolution import grad_input_by_convolution, grad_weight_by_winograd
 from convlens.autograd.depthwise import depthwise_grads
 from convlens.autograd.products import grads_by_products, grads_channels_last
@@ -94,6 +96,8 @@ def gradients(
     if not vmapped(grad_output, x, weight):  # these keep scratch buffers and write into them in place
         grad_weight = grad_weight_by_winograd(grad_output, x, spec, bound) if needs_weight else None
         grad_x = grad_input_by_convolution(grad_output, weight, spec, workspace, bound=bound) if needs_input else None
+        if needs_input and grad_x is None and by_phases.pays(grad_output, weight, spec):
+            grad_x = by_phases.grad_input_by_phases(grad_output, weight, spec, workspace)
     # what is left for the products and col2im
     needs_left = (needs_input and grad_x is None, needs_weight and grad_weight is None)
     if any(needs_left):

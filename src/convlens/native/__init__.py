@@ -81,6 +81,8 @@ def _load() -> ctypes.CDLL | None:
     library.convlens_gemm_forward.restype = ctypes.c_int
     library.convlens_gemm_weight_rows.argtypes = [pointer, int64, int64, int64, pointer, int64]
     library.convlens_gemm_weight_rows.restype = ctypes.c_int
+    library.convlens_gemm_phase_rows.argtypes = [pointer, int64, int64, int64, *[pointer] * 4, int64]
+    library.convlens_gemm_phase_rows.restype = ctypes.c_int
     library.convlens_winograd_weight.argtypes = [pointer, int64, int64, int64, pointer, int64, pointer, int64]
     library.convlens_winograd_weight.restype = ctypes.c_int
     library.convlens_winograd_products.argtypes = [pointer, int64, pointer, pointer, *[int64] * 5, ctypes.c_int]
@@ -396,6 +398,27 @@ def gemm_weight_rows(weight: torch.Tensor, out: torch.Tensor | None = None) -> t
     return out
 
 
+def gemm_phase_rows(
+    weight: torch.Tensor, places: torch.Tensor, size: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """gemm.c's convlens_gemm_phase_rows: the weight rows of every stride phase's convolution in the
+    input gradient (``autograd/by_phases.py``), one after the other, (1, size), from a one-group
+    weight (C_out, C_in, k_h, k_w), float32, contiguous, CPU. ``places`` (3, k_h*k_w) int64: for each
+    tap, where its phase's rows start (-1: no phase reads it), its place among the phase's taps and
+    the phase's tap count. ``out``: a buffer of that shape to write into (the weight cache's stale
+    entry)."""
+    library = _load()
+    assert library is not None and weight.is_contiguous() and weight.dtype == torch.float32
+    taps = weight.shape[2] * weight.shape[3]
+    assert places.dtype == torch.int64 and places.is_contiguous() and places.shape == (3, taps)
+    filters, channels = weight.shape[:2]
+    out = kept_or_new(out, (1, size))
+    first, slot, count = (row.data_ptr() for row in places)
+    library.convlens_gemm_phase_rows(weight.data_ptr(), filters, channels, taps, first, slot, count,
+                                     out.data_ptr(), torch.get_num_threads())  # fmt: skip
+    return out
+
+
 def winograd_weight(
     weight: torch.Tensor, g: torch.Tensor, turned: bool = False, out: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -473,15 +496,19 @@ def gemm_forward(
     spec: ConvSpec,
     pieces: tuple[int, int],
     wide: bool = True,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """gemm.c: the layer in pieces of (``band_rows`` output rows, ``images`` images: more than one
     only where a band is a whole image); x (N, C_in, H, W) contiguous, w_rows (k_h*k_w*C_in, C_out)
     in ``panels``. ``wide=False``: the 8-lane products even where AVX-512 is there (the same bits;
-    the tests compare them). Returns out (N, C_out, H_out, W_out)."""
+    the tests compare them). Returns out (N, C_out, H_out, W_out): ``out`` where given (contiguous,
+    of that shape), else a new tensor."""
     library = _load()
     assert library is not None and x.is_contiguous() and w_rows.is_contiguous()
     bias = None if bias is None else bias.contiguous()
-    out = torch.empty(spec.output_shape, dtype=torch.float32)
+    if out is None:
+        out = torch.empty(spec.output_shape, dtype=torch.float32)
+    assert out.shape == spec.output_shape and out.is_contiguous() and out.dtype == torch.float32
     status = library.convlens_gemm_forward(
         x.data_ptr(), conv_sizes(spec), w_rows.data_ptr(), None if bias is None else bias.data_ptr(), out.data_ptr(),
         *pieces, int(wide), torch.get_num_threads(),

@@ -271,3 +271,50 @@ int convlens_gemm_weight_rows(const float *weight, int64_t filters, int64_t chan
                                          convlens_threads_for(filters * channels * taps, threads));
     return no_memory ? 2 : failed;
 }
+
+/* The weight rows of the input gradient's phase convolutions (src/convlens/autograd/by_phases.py):
+ * for a stride-s layer, each stride phase of the input takes a stride-1 convolution of grad_output
+ * with a sub-kernel of the weight, turned (its taps in reverse) and with its channels swapped. Every
+ * tap of the weight (K, C, taps) belongs to one phase, so one pass over the weight lays out all of
+ * them, each phase's rows as gemm.c reads a weight of C output channels and K input channels:
+ *
+ *   rows[first[tap] + c0 * R + (slot[tap] * K + k) * width + c - c0] = weight[k, c, tap]
+ *
+ * R = count[tap] * K (the phase's rows: its taps, then grad_output's channels), c0 = c / PANEL *
+ * PANEL, width = PANEL but for the last panel's C % PANEL; first[tap] < 0: a tap no phase reads.
+ * Units: (panel of channels, 16 filters); each filter's taps of the panel's channels are one
+ * contiguous run of the weight (width * taps floats), read once and written out tap by tap. */
+typedef struct {
+    const float *weight;
+    const int64_t *first, *slot, *count;
+    float *rows;
+    int64_t filters, channels, taps, chunks;
+} PhaseRowsJob;
+
+FOR_EVERY_CPU
+static void phase_rows_units(const void *context, int64_t first_unit, int64_t end) {
+    const PhaseRowsJob *job = (const PhaseRowsJob *)context;
+    const int64_t K = job->filters, C = job->channels, taps = job->taps;
+    for (int64_t unit = first_unit; unit < end; unit++) {
+        const int64_t c0 = unit / job->chunks * PANEL, k0 = unit % job->chunks * BLOCK_ROWS;
+        const int64_t width = C - c0 < PANEL ? C - c0 : PANEL, k_end = K - k0 < BLOCK_ROWS ? K : k0 + BLOCK_ROWS;
+        for (int64_t k = k0; k < k_end; k++) {
+            const float *run = job->weight + (k * C + c0) * taps; /* weight[k, c0 .. c0 + width, :] */
+            for (int64_t tap = 0; tap < taps; tap++) {
+                if (job->first[tap] < 0) continue;
+                float *to = job->rows + job->first[tap] + c0 * job->count[tap] * K + (job->slot[tap] * K + k) * width;
+                for (int64_t c = 0; c < width; c++) to[c] = run[c * taps + tap];
+            }
+        }
+    }
+}
+
+/* rows from weight (K, C, taps) contiguous, placed as above. Returns 0, or 1 when a thread could
+ * not start (the result is complete all the same). */
+int convlens_gemm_phase_rows(const float *weight, int64_t filters, int64_t channels, int64_t taps, const int64_t *first,
+                             const int64_t *slot, const int64_t *count, float *rows, int64_t threads) {
+    const int64_t chunks = (filters + BLOCK_ROWS - 1) / BLOCK_ROWS, panels = (channels + PANEL - 1) / PANEL;
+    const PhaseRowsJob job = {weight, first, slot, count, rows, filters, channels, taps, chunks};
+    return convlens_parallel(phase_rows_units, &job, panels * chunks,
+                             convlens_threads_for(filters * channels * taps, threads));
+}
