@@ -61,15 +61,18 @@ def explain_choice(
     *,
     padding_mode: str = "zeros",
     workspace_limit: int | None = None,
+    weight_changes: bool = False,
 ) -> ExplainedChoice:
     """What ``convlens.conv2d(input, weight, bias, ..., algorithm="auto")`` would run, and why.
 
     Takes conv2d's arguments (meta tensors do: nothing is computed). With autotuning on, the first
-    call for a shape times the candidates, as conv2d's would, and the choice is kept for both."""
+    call for a shape times the candidates, as conv2d's would, and the choice is kept for both.
+    ``weight_changes``: as in training, where the weight takes new values between two calls (auto's
+    rule 9, ``algos/weight_changes.py``); conv2d sees that from the weight's version counter."""
     spec = conv_spec(input, weight, bias, stride, padding, dilation, groups, padding_mode, 2)
     run_spec = spec if spec.padding_mode == "zeros" else spec.prepadded()
     workspace = resolve_workspace(workspace_limit)
-    choice = auto.choose(run_spec, workspace)
+    choice = auto.choose(run_spec, workspace, weight_changes)
     name = choice.algorithm.name
     alternatives: dict[str, int | str] = {}
     for algorithm in algos.concrete():
@@ -78,6 +81,7 @@ def explain_choice(
             alternatives[algorithm.name] = reason if reason is not None else algorithm.extra_bytes(run_spec, workspace)
     settings = (
         f"precision {get_precision()!r}, autotune {'on' if get_autotune() else 'off'}, "
+        f"weight {'changing between calls' if weight_changes else 'fixed'}, "
         f"workspace limit {workspace:,} bytes, compiled kernels {'built' if native.reason() == '' else 'absent'}"
     )
     return ExplainedChoice(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from convlens import algos
+from convlens.algos.weight_changes import changed_since_last_call
 from convlens.autograd import Conv2dFunction
 from convlens.config import resolve_workspace
 from convlens.func import FuncConv2dFunction, transforms_active
@@ -56,7 +57,8 @@ def convolution(
     if spec.device.type == "meta":  # a shapes-only call, as PyTorch's, whatever the weight's and bias's devices
         weight, bias = weight.to("meta"), None if bias is None else bias.to("meta")
     workspace = resolve_workspace(workspace_limit)
-    chosen = algos.resolve(algorithm, spec, workspace)
+    weight_changes = algorithm == "auto" and not transforms_active() and changed_since_last_call(weight)
+    chosen = algos.resolve(algorithm, spec, workspace, weight_changes)
 
     x = input if spec.batched else input.unsqueeze(0)
     if spec.in_channels == 0:

@@ -144,12 +144,13 @@ def concrete() -> tuple[Algorithm, ...]:
     return tuple(_REGISTRY[name] for name in sorted(_REGISTRY))
 
 
-def resolve(name: object, spec: ConvSpec, workspace: int | None = None) -> Algorithm:
+def resolve(name: object, spec: ConvSpec, workspace: int | None = None, weight_changes: bool = False) -> Algorithm:
     """The algorithm that will run ``spec``: the named one (if it supports it) or auto's choice
-    (within ``workspace`` bytes, default the process-wide workspace limit)."""
+    (within ``workspace`` bytes, default the process-wide workspace limit; ``weight_changes``: the
+    weight changed since its previous call, ``weight_changes.py``)."""
     checked = check_name(name)
     if checked == "auto":
-        return choose(spec, workspace).algorithm  # imported at the end of this module
+        return choose(spec, workspace, weight_changes).algorithm  # imported at the end of this module
     algorithm = get(checked)
     check_rank(checked, spec.rank, spec)
     reason = algorithm.supports(spec)

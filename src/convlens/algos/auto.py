@@ -117,6 +117,20 @@ first match wins:
    faster in direct.c than in im2col (3x3 stems do not); evidence: ``python
    benchmarks/tiny_rule.py``;
 8. otherwise ``im2col`` — one large matrix multiply (per group).
+9. Rules 1 to 8 take the transforms of the weight as made once and kept (Winograd's U, gemm.c's
+   rows, FFT's spectra: ``algos/cache.py``). Where the weight changed since its previous call (its
+   version counter moved: ``weight_changes.py``, an optimizer step between two forwards, as in
+   training) they are made again on every call, so where rules 1 to 8 pick one of those
+   algorithms and the output has fewer than CHANGING_MIN_POSITIONS = 512 positions N*H_out*W_out:
+   ``im2col``, which reads the weight as it is. Why: with the weight changing before every call
+   and gradients recorded, ResNet-50's 3x3 layers ran (auto's pick -> im2col, ms) at batch 1
+   256@14 (196 positions) 1.46 -> 1.27, 512@7 (49) 2.46 -> 1.85, 256@28 stride 2 (196) 1.74 ->
+   1.31, 512@14 stride 2 (49) 2.57 -> 1.83; at batch 8 512@7 (392) 8.97 -> 8.45, 512@14 stride 2
+   (392) 10.98 -> 8.51; while from 784 positions auto's pick led (128@28 at batch 1: 0.88 against
+   1.19, 256@14 at batch 8: 4.77 against 8.70). Measured wrong: 256@14 at batch 2 (392), 1.88
+   against 2.33. The ResNet-50 train step at batch 1 went from 0.94x to 0.98x of PyTorch (ad hoc,
+   these nine layers set to im2col); evidence: ``python benchmarks/changing_weight.py`` and ``python
+   benchmarks/models.py --train`` (benchmarks/RESULTS.md, twenty-first session).
 
 Rules 5 and 7 (direct.c) hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
 the compiled kernel's reach moved with the kernel (im2col led from about 2^19 multiply-adds in the
@@ -165,6 +179,8 @@ FUSED_MIN_CHANNELS = 64  # per group, either tile size, where the fused pass run
 GEMM_BEFORE_FFT_MAX_TAPS = 49  # kernel taps up to which gemm.c takes FFT's dense layers (AVX-512 loops); rule 3
 TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel takes a layer; see rule 5 above
 TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
+TRANSFORMS_WEIGHT = ("winograd", "gemm", "fft")  # algorithms that keep a transform of the weight; see rule 9
+CHANGING_MIN_POSITIONS = 512  # output positions from which a transform made on every call pays; rule 9
 STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 7
 GEMM_MAX_ROWS = 4608  # k_h*k_w*C_in up to which gemm.c takes a dense 3x3 layer; rule 6
 GEMM_MAX_ROWS_AVX2 = 1152  # the same where its loops are AVX2 (8 lanes) or narrower
@@ -177,9 +193,25 @@ class Choice:
     reason: str
 
 
-def rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
+def rule(spec: ConvSpec, workspace: int | None = None, weight_changes: bool = False) -> Choice:
     """The cost rule (no timing). ``workspace``: the call's workspace limit in bytes, which FFT's
-    buffers must fit (default: the process-wide limit)."""
+    buffers must fit (default: the process-wide limit); ``weight_changes``: the weight changed since
+    its previous call (the last paragraph of the rules)."""
+    chosen = fixed_weight_rule(spec, workspace)
+    positions = spec.batch * spec.out_size[0] * spec.out_size[1] if spec.rank == 2 else None
+    transformed = weight_changes and chosen.algorithm.name in TRANSFORMS_WEIGHT
+    if transformed and positions is not None and positions < CHANGING_MIN_POSITIONS:
+        reason = (
+            f"the weight changed since its previous call (an optimizer step) and the output has {positions} "
+            f"positions, fewer than {CHANGING_MIN_POSITIONS}: {chosen.algorithm.name}'s transform of the weight, "
+            "made again on every call, costs more than it saves; im2col reads the weight as it is"
+        )
+        return Choice(get("im2col"), reason)
+    return chosen
+
+
+def fixed_weight_rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
+    """Rules 1 to 8, which take the weight's transforms as made once and kept."""
     if spec.rank == 3:  # the 3-D algorithms: direct and im2col
         if spec.is_depthwise:
             return Choice(get("direct"), "3-D depthwise: one scaled add per tap, without im2col's copy of the input")
@@ -333,15 +365,17 @@ def time_candidates(spec: ConvSpec, workspace: int) -> Choice:
     return Choice(get(best), f"timed once: {summary}")
 
 
-def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
+def choose(spec: ConvSpec, workspace: int | None = None, weight_changes: bool = False) -> Choice:
     """auto's choice for ``spec`` within ``workspace`` bytes (default: the process-wide limit), by the
-    cost rule or, with autotuning on, by one timing per configuration. An algorithm that mixes values
-    comes guarded (``finite_guarded``), so auto never changes where a NaN or an Inf lands."""
+    cost rule (``weight_changes``: the weight changed since its previous call, the last paragraph of
+    the rules) or, with autotuning on, by one timing per configuration (with a fixed weight). An
+    algorithm that mixes values comes guarded (``finite_guarded``), so auto never changes where a NaN
+    or an Inf lands."""
     workspace = get_workspace_limit() if workspace is None else workspace
     if torch.compiler.is_compiling():
         return guarded(rule(spec, workspace))
     if not get_autotune():
-        return ruled(spec, workspace)
+        return ruled(spec, workspace, weight_changes)
     key = (*cache_key(spec), workspace)
     with _lock:
         timed = _timed.get(key)
@@ -352,18 +386,19 @@ def choose(spec: ConvSpec, workspace: int | None = None) -> Choice:
     return timed
 
 
-def ruled(spec: ConvSpec, workspace: int) -> Choice:
-    """The rule's choice, guarded, worked out once per spec object, workspace, precision, thread count
-    and ``winograd.plan.fused`` (what the rule reads besides the build) and kept in the spec's memo:
+def ruled(spec: ConvSpec, workspace: int, weight_changes: bool = False) -> Choice:
+    """The rule's choice, guarded, worked out once per spec object, workspace, whether the weight
+    changes, precision, thread count and ``winograd.plan.fused`` (what the rule reads besides the
+    build) and kept in the spec's memo:
     the rule costs 5 us per call (``python benchmarks/overhead.py``). Worked out again when the
     registry no longer holds the algorithm chosen (a test or a user swapped it), or the machine's
     calibration changed (``convlens tune``, another thread count)."""
-    key = ("auto", workspace, get_precision(), winograd_plan.fused, winograd_plan.threads())
+    key = ("auto", workspace, weight_changes, get_precision(), winograd_plan.fused, winograd_plan.threads())
     remembered = spec.memo.get(key)
     measured = tune.stored()
     if isinstance(remembered, tuple) and get(remembered[0].name) is remembered[0] and remembered[2] is measured:
         return remembered[1]
-    chosen = rule(spec, workspace)
+    chosen = rule(spec, workspace, weight_changes)
     choice = guarded(chosen)
     spec.memo[key] = (chosen.algorithm, choice, measured)
     return choice
