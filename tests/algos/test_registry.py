@@ -76,9 +76,32 @@ def test_gemm_takes_shallower_layers_where_the_kernels_run_avx2_loops(monkeypatc
     for loops, deepest in (("AVX-512", 4608), ("AVX2", 1152)):
         monkeypatch.setattr(native, "instruction_set", lambda loops=loops: loops)
         for depth, (channels, size) in layers.items():
-            x, w = torch.empty(8, channels, size, size), torch.empty(channels, channels, 3, 3)
+            # batch 16: 784 positions at 512@14 stride 2, so the depth alone decides (not rule 6's exception)
+            x, w = torch.empty(16, channels, size, size), torch.empty(channels, channels, 3, 3)
             picked = choose(ConvSpec.from_args(x, w, stride=2, padding=1)).algorithm.name
             assert picked == ("gemm" if depth <= deepest else "im2col"), (loops, depth, picked)
+
+
+@pytest.mark.parametrize(
+    ("batch", "channels", "size", "stride", "expected"),
+    [
+        (1, 512, 7, 1, "im2col"),  # 9.4 MB of weight, 49 positions
+        (1, 512, 14, 2, "im2col"),  # the same weight, 49 positions
+        (16, 512, 14, 2, "gemm"),  # 784 positions
+        (1, 256, 28, 2, "gemm"),  # 196 positions, 2.4 MB of weight
+    ],
+)
+def test_gemm_leaves_a_large_weight_with_few_positions_to_im2col(batch, channels, size, stride, expected, monkeypatch):
+    """Rule 6's exception: inside a model a weight over 4 MiB comes from memory, which im2col's product
+    reads once and gemm.c's kept rows three times; at fewer than 512 output positions that is the time."""
+    if not native.available():
+        pytest.skip(native.reason())
+    monkeypatch.setattr(tune, "stored", lambda: None)
+    monkeypatch.setattr(native, "instruction_set", lambda: "AVX-512")  # rule 6's depth of 4608
+    x, w = torch.empty(batch, channels, size, size), torch.empty(channels, channels, 3, 3)
+    choice = auto.rule(ConvSpec.from_args(x, w, stride=stride, padding=1))
+    assert choice.algorithm.name == expected
+    assert ("passes 4 MiB" in choice.reason) == (expected == "im2col")
 
 
 def test_auto_rule_picks_winograd_for_wide_3x3_and_im2col_otherwise() -> None:
@@ -216,11 +239,12 @@ def test_auto_remembers_its_choice_per_spec_workspace_and_precision(monkeypatch)
 @pytest.mark.parametrize(("batch", "expected"), [(1, "not winograd"), (8, "winograd")])
 def test_auto_rule_wants_enough_winograd_tiles(batch, expected, monkeypatch) -> None:
     """ResNet-50's 512->512 layer at 7x7: 4 F(4x4) tiles per image, too few rows for Winograd at
-    batch 1, where the layer (4608 deep) goes to gemm.c with AVX-512 loops (rule 6), else im2col."""
+    batch 1, where the layer goes to im2col (its 9.4 MB weight with 49 output positions: rule 6's
+    exception; without the compiled core, rule 8)."""
     monkeypatch.setattr(tune, "stored", lambda: None)
     spec = ConvSpec.from_args(torch.empty(batch, 512, 7, 7), torch.empty(512, 512, 3, 3), padding=1)
     if expected == "not winograd":
-        expected = "gemm" if native.instruction_set() == "AVX-512" else "im2col"
+        expected = "im2col"
     with convlens.settings(precision="high"):
         assert choose(spec).algorithm.name == expected
 

@@ -47,7 +47,7 @@ def test_a_freed_weight_is_forgotten_and_inference_tensors_never_change() -> Non
     [
         (1, 256, 14, 1, "winograd", "im2col"),  # 196 positions
         (8, 256, 14, 1, "winograd", "winograd"),  # 1,568
-        (1, 512, 14, 2, "gemm", "im2col"),  # 49
+        (1, 256, 28, 2, "gemm", "im2col"),  # 196
         (1, 128, 56, 2, "gemm", "gemm"),  # 784
         (1, 32, 8, 1, "direct", "direct"),  # no transform of the weight to make again
     ],

@@ -105,7 +105,18 @@ first match wins:
    ``python benchmarks/gemm_depth.py`` (nineteenth session). With AVX2 loops on both sides
    (``benchmarks/as_avx2.sh`` on the Xeon; sixteenth session) the 256-channel stride-2 layer (2304
    deep) ran faster through im2col (0.85x-0.90x against 0.72x-0.80x) and ``convlens tune`` fitted
-   1152; so did every 4608-deep layer of ``gemm_depth.py``. Kernels larger than 3x3 have no depth
+   1152; so did every 4608-deep layer of ``gemm_depth.py``. Except where the weight passes
+   gemm.LARGE_WEIGHT_BYTES = 4 MiB (ResNet-50's 512-channel 3x3 layers) and the output has fewer than
+   STREAMED_WEIGHT_MIN_POSITIONS = 512 positions N*H_out*W_out (batch 1; 392 at batch 8): ``im2col``.
+   Alone, a layer's weight rows stay in the caches from one call to the next; inside a model they
+   come from memory on every call, and so do the weight and the cache's saved copy, which the cache
+   compares on every call, where im2col's product reads the weight once. Why: inside ResNet-50 at
+   batch 1 (eval), its two 512@7 layers took 4.83 ms by gemm.c against 3.71 by im2col (PyTorch
+   3.72), its 512@14 stride-2 layer 2.52 against 1.90 (PyTorch 2.31), while alone gemm.c led (0.93x
+   against 0.85x of PyTorch); at batch 8 (392 positions) the stride-2 layer took 9.88 against 9.74
+   inside the model, 0.86x against 0.84x alone; evidence: ``python benchmarks/model_layers.py`` and
+   ``convlens bench --suite resnet50 --batch 1,8 --kernel 3 --algorithms auto,gemm,im2col``
+   (benchmarks/RESULTS.md, twenty-first session). Kernels larger than 3x3 have no depth
    limit: in ``fft_rule.py``'s sweep (rule 3), gemm.c led im2col on every dense layer it takes,
    6,272 and 15,488 deep included (128->128 7x7 and 11x11 at batch 1: 1.32x-1.45x faster with
    AVX-512 loops, 1.09x-1.16x held to AVX2), since im2col's columns grow with the kernel's taps;
@@ -181,6 +192,7 @@ TINY_MACS = 1 << 22  # multiply-adds up to which the compiled direct kernel take
 TINY_POINTWISE_MACS = 1 << 19  # the same for a 1x1 stride-1 unpadded layer (one product already)
 TRANSFORMS_WEIGHT = ("winograd", "gemm", "fft")  # algorithms that keep a transform of the weight; see rule 9
 CHANGING_MIN_POSITIONS = 512  # output positions from which a transform made on every call pays; rule 9
+STREAMED_WEIGHT_MIN_POSITIONS = 512  # output positions under which gemm.c leaves a weight over 4 MiB; rule 6
 STEM_MAX_CHANNELS = 4  # input channels per group up to which a large-kernel layer is a stem; rule 7
 GEMM_MAX_ROWS = 4608  # k_h*k_w*C_in up to which gemm.c takes a dense 3x3 layer; rule 6
 GEMM_MAX_ROWS_AVX2 = 1152  # the same where its loops are AVX2 (8 lanes) or narrower
@@ -257,6 +269,14 @@ def fixed_weight_rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
     deep = limits.gemm_max_rows
     within = spec.taps > 9 or spec.in_per_group * spec.taps <= deep  # a kernel larger than 3x3: any depth
     if spec.taps > 1 and within and not small_stem and gemm.uses_native(spec):
+        if weight_streams(spec):
+            reason = (
+                f"a dense layer whose weight passes {gemm.LARGE_WEIGHT_BYTES // 1024**2} MiB, with fewer than "
+                f"{STREAMED_WEIGHT_MIN_POSITIONS} output positions: in a model its weight comes from memory, "
+                "which im2col's product reads once and gemm.c's kept rows three times (the rows, and the weight "
+                "and its saved copy for the cache's check)"
+            )
+            return Choice(get("im2col"), reason + said)
         depth = "larger than 3x3" if spec.taps > 9 else f"at most {deep} deep (k_h*k_w*C_in)"
         reason = f"a dense layer {depth}: gemm.c reads each tap's input in place, no columns"
         return Choice(get("gemm"), reason + said)
@@ -264,6 +284,14 @@ def fixed_weight_rule(spec: ConvSpec, workspace: int | None = None) -> Choice:
         reason = "a stem (few input channels, large kernel): im2col copies the image k*k times"
         return Choice(get("direct"), reason + said)
     return Choice(get("im2col"), general + said)
+
+
+def weight_streams(spec: ConvSpec) -> bool:
+    """Rule 6's exception: a weight of more than gemm.LARGE_WEIGHT_BYTES with fewer than
+    STREAMED_WEIGHT_MIN_POSITIONS output positions N*H_out*W_out, whose time is reading it."""
+    weight_bytes = spec.taps * spec.in_per_group * spec.out_channels * spec.dtype.itemsize
+    positions = spec.batch * spec.out_size[0] * spec.out_size[1]
+    return weight_bytes > gemm.LARGE_WEIGHT_BYTES and positions < STREAMED_WEIGHT_MIN_POSITIONS
 
 
 def strided_winograd_pays(spec: ConvSpec) -> bool:
