@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import convlens
+from convlens import tune
 from convlens.algos import auto, weight_changes
 from convlens.algos.weight_changes import changed_since_last_call
 from convlens.spec import ConvSpec
@@ -53,10 +54,12 @@ def test_a_freed_weight_is_forgotten_and_inference_tensors_never_change() -> Non
     ],
 )
 def test_rule_9_reads_the_weight_as_it_is_where_a_transform_made_every_call_does_not_pay(
-    batch, channels, size, stride, fixed_pick, changing_pick
+    batch, channels, size, stride, fixed_pick, changing_pick, monkeypatch
 ) -> None:
     if not convlens.native.available():
         pytest.skip(convlens.native.reason())
+    monkeypatch.setattr(tune, "stored", lambda: None)  # the built-in thresholds, not this machine's calibration
+    monkeypatch.setattr(convlens.native, "instruction_set", lambda: "AVX-512")  # rule 6's depth of 4608
     x, w = torch.empty(batch, channels, size, size), torch.empty(channels, channels, 3, 3)
     spec = ConvSpec.from_args(x, w, None, stride, 1)
     fixed, changing = auto.rule(spec), auto.rule(spec, weight_changes=True)
@@ -73,6 +76,7 @@ def test_conv2d_follows_the_weight_through_a_training_step(monkeypatch) -> None:
     gradients are PyTorch's throughout."""
     if not convlens.native.available():
         pytest.skip(convlens.native.reason())
+    monkeypatch.setattr(tune, "stored", lambda: None)
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(1, 256, 14, 14, generator=generator, requires_grad=True)
     w = torch.nn.Parameter(torch.randn(256, 256, 3, 3, generator=generator) / 48)
