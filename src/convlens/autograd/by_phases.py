@@ -27,7 +27,8 @@ ResNet-50's 128->128 3x3 layer, stride 2, padding 1, at 56x56, batch 8 (grad_out
 
 Each phase convolution runs by gemm.c, its weight rows laid out by gemm.c straight from the
 weight (``native.gemm_phase_rows``, all phases in one pass) and kept in gemm.py's weight cache
-(made again only when the weight changes); the phase is then copied into its places of grad_x.
+(made again only when the weight changes); the phase, in a kept buffer, is then copied into its
+places of grad_x.
 Taken where gemm.c runs every phase (float32, CPU, one group, C_in a multiple of 16, zero
 padding) and the layer's kernel has more than one tap per phase on some axis (a 1x1 stride-2
 layer's one phase is the same product as col2im's, which then only adds zeros). The torch-op
@@ -45,7 +46,10 @@ import torch
 from convlens import native as native_kernels
 from convlens.algos import gemm
 from convlens.algos import get as get_algorithm
+from convlens.algos.scratch import Scratch
 from convlens.spec import ConvSpec
+
+SCRATCH = Scratch()  # one phase's result, kept between calls (a fresh one faults its pages in every call)
 
 
 @dataclass(frozen=True)
@@ -184,11 +188,18 @@ def runs_compiled(grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpe
     and no double backward recording this one."""
     return (
         gemm.native
-        and max(spec.stride) > 1
         and not torch.is_grad_enabled()
-        and native_kernels.runs_gemm_spec(replace(spec, out_channels=spec.in_channels))
+        and spec.remembered("input-gradient phases by gemm.c", lambda: gemm_takes_phases(spec))
         and native_kernels.plain_cpu_float32(grad_output, weight)
         and grad_output.is_contiguous()
+    )
+
+
+def gemm_takes_phases(spec: ConvSpec) -> bool:
+    """``runs_compiled``'s part that reads the spec alone."""
+    return (
+        max(spec.stride) > 1
+        and native_kernels.runs_gemm_spec(replace(spec, out_channels=spec.in_channels))
         and any(len(p.rows.taps) > 1 or len(p.columns.taps) > 1 for p in phases(spec))
     )
 
@@ -205,7 +216,7 @@ def grad_input_by_phases(
     if compiled:
         rows, starts = phase_rows(weight, spec)
         largest = max(math.prod(phase.spec.output_shape) for phase in found if phase.spec is not None)
-        buffer = torch.empty(largest, dtype=torch.float32)  # one phase's result at a time
+        buffer = SCRATCH.take("phase", (largest,), torch.float32, grad_output.device)  # one phase at a time
     for index, phase in enumerate(found):
         target = grad_x[:, :, phase.rows.start :: s_h, phase.columns.start :: s_w]
         if phase.spec is None:
