@@ -134,14 +134,16 @@ first match wins:
    training) they are made again on every call, so where rules 1 to 8 pick one of those
    algorithms and the output has fewer than CHANGING_MIN_POSITIONS = 512 positions N*H_out*W_out:
    ``im2col``, which reads the weight as it is. Why: with the weight changing before every call
-   and gradients recorded, ResNet-50's 3x3 layers ran (auto's pick -> im2col, ms) at batch 1
-   256@14 (196 positions) 1.46 -> 1.27, 512@7 (49) 2.46 -> 1.85, 256@28 stride 2 (196) 1.74 ->
-   1.31, 512@14 stride 2 (49) 2.57 -> 1.83; at batch 8 512@7 (392) 8.97 -> 8.45, 512@14 stride 2
-   (392) 10.98 -> 8.51; while from 784 positions auto's pick led (128@28 at batch 1: 0.88 against
-   1.19, 256@14 at batch 8: 4.77 against 8.70). Measured wrong: 256@14 at batch 2 (392), 1.88
-   against 2.33. The ResNet-50 train step at batch 1 went from 0.94x to 0.98x of PyTorch (ad hoc,
-   these nine layers set to im2col); evidence: ``python benchmarks/changing_weight.py`` and ``python
-   benchmarks/models.py --train`` (benchmarks/RESULTS.md, twenty-first session).
+   and gradients recorded, ResNet-50's 3x3 layers ran (Winograd's or gemm.c's time -> im2col's, ms) at
+   batch 1 256@14 (196 positions) 1.49 -> 1.24, 512@7 (49) 2.41 -> 1.84, 256@28 stride 2 (196)
+   1.67 -> 1.30, 512@14 stride 2 (49) 2.53 -> 1.79; at batch 8 512@7 (392) 8.79 -> 8.32, 512@14
+   stride 2 (392) 11.37 -> 8.43; while from 784 positions Winograd led (128@28 at batch 1: 0.86
+   against 1.17, 256@14 at batch 8: 4.69 against 8.42). Measured wrong (an ad hoc run of the same
+   measurement): 256@14 at batch 2 (392), 1.85 against 2.33. The ResNet-50 train step with its SGD
+   step went from 0.96x-0.97x to 1.00x-1.01x of PyTorch at batch 1, 1.12x to 1.11x at batch 8;
+   evidence: ``python benchmarks/changing_weight.py --batch 1|8`` and ``python benchmarks/models.py
+   --models resnet50 --batch 1|8 --train``
+   (benchmarks/RESULTS.md, twenty-first session).
 
 Rules 5 and 7 (direct.c) hold where they were measured (an AMD EPYC, AVX2); on an Intel Xeon with AVX-512
 the compiled kernel's reach moved with the kernel (im2col led from about 2^19 multiply-adds in the
