@@ -223,6 +223,27 @@ def test_which_way_the_input_gradient_goes(monkeypatch, channels, size, stride, 
     assert bool(calls) == uses_col2im
 
 
+@pytest.mark.parametrize("few_positions", [0, 1 << 30], ids=["P columns", "P rows"])
+def test_the_products_input_gradient_either_way_round(monkeypatch, few_positions) -> None:
+    """dLoss/d cols = w_rows^T @ grad_rows taken as it reads or, with few positions, as the transposed
+    product (``input_grad_columns``): PyTorch's input gradient either way, in float64, grouped and
+    strided; with few positions a transposed view (the P axis is the product's rows)."""
+    from convlens.autograd import products
+
+    monkeypatch.setattr(products, "FEW_POSITIONS", few_positions)
+    w_rows, grad_rows = torch.randn(2, 3, 12), torch.randn(2, 3, 5)
+    transposed = products.input_grad_columns(w_rows, grad_rows).stride(-1) != 1
+    assert transposed == (few_positions > 0)
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    out = convlens.conv2d(x, w, stride=2, padding=1, groups=2, algorithm="im2col")
+    grad_output = torch.randn_like(out)
+    (grad_x,) = torch.autograd.grad(out, x, grad_output)
+    x_theirs = x.detach().requires_grad_()
+    (expected,) = torch.autograd.grad(F.conv2d(x_theirs, w, stride=2, padding=1, groups=2), x_theirs, grad_output)
+    torch.testing.assert_close(grad_x, expected)
+
+
 def test_the_input_gradients_winograd_takes_u_of_the_turned_weight_from_the_weight(monkeypatch) -> None:
     """Where winograd.c's fused pass runs the input gradient's convolution, U of the turned weight is
     made from the weight itself and kept under it in the weight cache: a second backward with the

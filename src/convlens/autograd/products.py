@@ -79,7 +79,7 @@ def grads_by_products(
             grad_weight_rows = piece if grad_weight_rows is None else grad_weight_rows + piece
         if needs_input:
             # out_rows = w_rows @ cols  =>  dLoss/d cols = w_rows^T @ grad_rows
-            grad_cols = w_rows.transpose(-1, -2) @ grad_rows  # (G, C_in/G*k_h*k_w, P)
+            grad_cols = input_grad_columns(w_rows, grad_rows)  # (G, C_in/G*k_h*k_w, P)
             grad_cols = grad_cols.reshape(spec.in_channels * spec.taps, positions)
             # cols = im2col(x_pad)  =>  dLoss/d x_pad = col2im(dLoss/d cols)
             grad_input_pieces.append(
@@ -100,6 +100,24 @@ def grads_by_products(
     if needs_input:
         grad_x = input_grad_from_pieces(grad_input_pieces, spec)
     return grad_x, grad_weight
+
+
+FEW_POSITIONS = 128  # window positions below which input_grad_columns takes the transposed product
+
+
+def input_grad_columns(w_rows: torch.Tensor, grad_rows: torch.Tensor) -> torch.Tensor:
+    """dLoss/d cols = w_rows^T @ grad_rows (G, C_in/G*k_h*k_w, P), from w_rows (G, C_out/G,
+    C_in/G*k_h*k_w) and grad_rows (G, C_out/G, P). With fewer than FEW_POSITIONS positions P it is
+    taken as (grad_rows^T @ w_rows)^T, a transposed view: the same sums, as a product with P rows
+    rather than P columns, which the BLAS runs faster when P is that narrow. Why 128: the product
+    and col2im took (ms, P columns -> P rows) 2.20 -> 1.78 for ResNet-50's 512@7 at batch 1 (49
+    positions), 1.86 -> 1.17 for its 1024->2048 1x1 stride-2 layer (49), 3.25 -> 2.37 for 512@7 at
+    batch 2 (98), while at 196 positions P rows lost on 256@14 (1.46 -> 1.67) and on 512@7 at batch
+    4 (5.32 -> 5.62); evidence: ``python benchmarks/grad_columns.py`` (benchmarks/RESULTS.md,
+    twenty-first session)."""
+    if grad_rows.shape[-1] < FEW_POSITIONS:
+        return (grad_rows.transpose(-1, -2) @ w_rows).transpose(-1, -2)
+    return w_rows.transpose(-1, -2) @ grad_rows
 
 
 POSITIONS_PER_SUM = 256  # the longest run of window positions one product sums (see sum_over_positions)
