@@ -129,12 +129,13 @@ def test_gemm_c_lays_out_each_phases_rows_as_the_torch_ops(c_out, c_in, kernel, 
     x = torch.randn(1, c_in, 11, 11, generator=generator)
     spec = ConvSpec.from_args(x, w, None, stride, 1)
     found = by_phases.phases(spec)
-    places, starts, size = by_phases.placements(w.shape, found)
+    places, spans, size = by_phases.placements(w.shape, found)
     expected = torch.cat([
         native.panels(by_phases.phase_weight(w, p).permute(2, 3, 1, 0).reshape(1, -1, c_in)).view(-1)
         for p in found if p.spec is not None
     ])  # fmt: skip
-    assert size == expected.numel() and [s for s in starts if s >= 0] == sorted(s for s in starts if s >= 0)
+    blocks = [span for span in spans if span is not None]  # one after the other, covering the rows
+    assert size == expected.numel() and [b.start for b in blocks] == [0] + [b.stop for b in blocks[:-1]]
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):

@@ -112,11 +112,13 @@ first match wins:
    come from memory on every call, and so do the weight and the cache's saved copy, which the cache
    compares on every call, where im2col's product reads the weight once. Why: inside ResNet-50 at
    batch 1 (eval), its two 512@7 layers took 4.83 ms by gemm.c against 3.71 by im2col (PyTorch
-   3.72), its 512@14 stride-2 layer 2.52 against 1.90 (PyTorch 2.31), while alone gemm.c led (0.93x
-   against 0.85x of PyTorch); at batch 8 (392 positions) the stride-2 layer took 9.88 against 9.74
-   inside the model, 0.86x against 0.84x alone; evidence: ``python benchmarks/model_layers.py`` and
-   ``convlens bench --suite resnet50 --batch 1,8 --kernel 3 --algorithms auto,gemm,im2col``
-   (benchmarks/RESULTS.md, twenty-first session). Kernels larger than 3x3 have no depth
+   3.72), its 512@14 stride-2 layer 2.52 against 1.90 (PyTorch 2.31; per-layer hooks, the three
+   ways in one process, ad hoc), while alone gemm.c led (0.93x against 0.85x of PyTorch); at batch 8
+   (392 positions) the stride-2 layer took 9.88 against 9.74 inside the model (ad hoc), 0.86x
+   against 0.84x alone. With the rule, ``python benchmarks/model_layers.py --batch 1`` against the
+   commit before it: each 512@7 layer 2.43 -> 1.98 ms in place (PyTorch 1.96 / 1.88), the model
+   0.99x -> 1.03x of PyTorch; alone: ``convlens bench --suite resnet50 --batch 1,8 --kernel 3
+   --algorithms auto,gemm,im2col`` (benchmarks/RESULTS.md, twenty-first session). Kernels larger than 3x3 have no depth
    limit: in ``fft_rule.py``'s sweep (rule 3), gemm.c led im2col on every dense layer it takes,
    6,272 and 15,488 deep included (128->128 7x7 and 11x11 at batch 1: 1.32x-1.45x faster with
    AVX-512 loops, 1.09x-1.16x held to AVX2), since im2col's columns grow with the kernel's taps;
@@ -212,11 +214,10 @@ def rule(spec: ConvSpec, workspace: int | None = None, weight_changes: bool = Fa
     buffers must fit (default: the process-wide limit); ``weight_changes``: the weight changed since
     its previous call (the last paragraph of the rules)."""
     chosen = fixed_weight_rule(spec, workspace)
-    positions = spec.batch * spec.out_size[0] * spec.out_size[1] if spec.rank == 2 else None
     transformed = weight_changes and chosen.algorithm.name in TRANSFORMS_WEIGHT
-    if transformed and positions is not None and positions < CHANGING_MIN_POSITIONS:
+    if transformed and spec.positions < CHANGING_MIN_POSITIONS:
         reason = (
-            f"the weight changed since its previous call (an optimizer step) and the output has {positions} "
+            f"the weight changed since its previous call (an optimizer step) and the output has {spec.positions} "
             f"positions, fewer than {CHANGING_MIN_POSITIONS}: {chosen.algorithm.name}'s transform of the weight, "
             "made again on every call, costs more than it saves; im2col reads the weight as it is"
         )
@@ -292,8 +293,7 @@ def weight_streams(spec: ConvSpec) -> bool:
     """Rule 6's exception: a weight of more than gemm.LARGE_WEIGHT_BYTES with fewer than
     STREAMED_WEIGHT_MIN_POSITIONS output positions N*H_out*W_out, whose time is reading it."""
     weight_bytes = spec.taps * spec.in_per_group * spec.out_channels * spec.dtype.itemsize
-    positions = spec.batch * spec.out_size[0] * spec.out_size[1]
-    return weight_bytes > gemm.LARGE_WEIGHT_BYTES and positions < STREAMED_WEIGHT_MIN_POSITIONS
+    return weight_bytes > gemm.LARGE_WEIGHT_BYTES and spec.positions < STREAMED_WEIGHT_MIN_POSITIONS
 
 
 def strided_winograd_pays(spec: ConvSpec) -> bool:

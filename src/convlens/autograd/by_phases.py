@@ -132,37 +132,38 @@ def phase_weight(weight: torch.Tensor, phase: Phase) -> torch.Tensor:
     return weight[:, :, rows][:, :, :, columns].transpose(0, 1)
 
 
-def placements(weight_shape: torch.Size, found: list[Phase]) -> tuple[torch.Tensor, list[int], int]:
-    """Where gemm.c's phase rows go: ``native.gemm_phase_rows``'s (3, taps) places, each phase's first
-    float (in ``found``'s order, -1 for a phase without taps) and the total size."""
+def placements(weight_shape: torch.Size, found: list[Phase]) -> tuple[torch.Tensor, list[slice | None], int]:
+    """Where gemm.c's phase rows go: ``native.gemm_phase_rows``'s (3, taps) places, each phase's
+    floats among them (in ``found``'s order, None for a phase without taps) and the total size."""
     c_out, c_in, _, k_w = weight_shape
     places = torch.full((3, weight_shape[2] * k_w), -1, dtype=torch.int64)
-    starts, size = [], 0
+    spans: list[slice | None] = []
+    size = 0
     for phase in found:
         if phase.spec is None:
-            starts.append(-1)
+            spans.append(None)
             continue
-        starts.append(size)
         count = len(phase.rows.taps) * len(phase.columns.taps)
         for a, i in enumerate(phase.rows.taps):
             for b, j in enumerate(phase.columns.taps):
                 places[:, i * k_w + j] = torch.tensor([size, a * len(phase.columns.taps) + b, count])
+        spans.append(slice(size, size + count * c_out * c_in))
         size += count * c_out * c_in
-    return places, starts, size
+    return places, spans, size
 
 
-def phase_rows(weight: torch.Tensor, spec: ConvSpec) -> tuple[torch.Tensor, list[int]]:
-    """Every phase's weight rows, as gemm.c reads them, one after the other (1, size), and where each
-    phase's start; kept per weight in gemm.py's cache (``WEIGHT_ROWS``) and made again when the
-    weight changes."""
+def phase_rows(weight: torch.Tensor, spec: ConvSpec) -> tuple[torch.Tensor, list[slice | None]]:
+    """Every phase's weight rows, as gemm.c reads them, one after the other (1, size), and each
+    phase's span of them; kept per weight in gemm.py's cache (``WEIGHT_ROWS``) and made again when
+    the weight changes."""
     found = phases(spec)
-    places, starts, size = spec.remembered("input-gradient phase places", lambda: placements(weight.shape, found))
+    places, spans, size = spec.remembered("input-gradient phase places", lambda: placements(weight.shape, found))
     key = ("input-gradient phases", *((phase.rows.taps, phase.columns.taps) for phase in found))
 
     def laid_out(buffer: torch.Tensor | None = None) -> torch.Tensor:
         return native_kernels.gemm_phase_rows(weight.detach().contiguous(), places, size, out=buffer)
 
-    return gemm.WEIGHT_ROWS.get(weight, key, laid_out), starts
+    return gemm.WEIGHT_ROWS.get(weight, key, laid_out), spans
 
 
 MIN_POSITIONS = 512  # grad_output's positions N*H_out*W_out from which the phases pay; see pays
@@ -178,8 +179,7 @@ def pays(grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> boo
     batch 2 256@28 (392) 3.0 -> 2.8, 512@14 (98) 4.2 -> 5.2; at batch 1 128@56 (784) 1.78 -> 1.46,
     256@28 (196) 1.65 -> 1.99, 512@14 (49) 2.92 -> 4.55 (``python benchmarks/grad_input.py --stride 2
     --changing-weight --batch 8|2|1``, benchmarks/RESULTS.md, twenty-first session)."""
-    positions = spec.batch * math.prod(spec.out_size)
-    return positions >= MIN_POSITIONS and runs_compiled(grad_output, weight, spec)
+    return spec.positions >= MIN_POSITIONS and runs_compiled(grad_output, weight, spec)
 
 
 def runs_compiled(grad_output: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> bool:
@@ -214,7 +214,7 @@ def grad_input_by_phases(
     grad_x = grad_output.new_empty((spec.batch, spec.in_channels, *spec.in_size))
     s_h, s_w = spec.stride
     if compiled:
-        rows, starts = phase_rows(weight, spec)
+        rows, spans = phase_rows(weight, spec)
         largest = max(math.prod(phase.spec.output_shape) for phase in found if phase.spec is not None)
         buffer = SCRATCH.take("phase", (largest,), torch.float32, grad_output.device)  # one phase at a time
     for index, phase in enumerate(found):
@@ -225,8 +225,7 @@ def grad_input_by_phases(
         part = grad_output[:, :, phase.rows.reads, phase.columns.reads]
         if compiled:
             sub_spec = phase.spec
-            size = math.prod(phase.spec.kernel_size) * spec.in_channels * spec.out_channels
-            w_rows = rows[:, starts[index] : starts[index] + size]
+            w_rows = rows[:, spans[index]]
             out = buffer[: math.prod(sub_spec.output_shape)].view(sub_spec.output_shape)
             pieces = gemm.pieces(sub_spec)
             result = native_kernels.gemm_forward(part.contiguous(), w_rows, None, sub_spec, pieces, out=out)

@@ -132,6 +132,11 @@ class ConvSpec:
         return volume(self.kernel_size)
 
     @property
+    def positions(self) -> int:
+        """Output positions over the batch, N * H_out * W_out in 2-D: the windows the kernel is applied to."""
+        return self.batch * volume(self.out_size)
+
+    @property
     def is_depthwise(self) -> bool:
         return self.groups == self.in_channels and self.groups > 1
 
